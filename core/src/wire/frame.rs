@@ -1,0 +1,394 @@
+//! The frame envelope (SPEC.md §2.1).
+//!
+//! ```text
+//! offset  size  field
+//!      0     1  magic    0xF1: not printable ASCII, so one TCP port can tell frames
+//!                        from line-protocol clients by the first byte
+//!      1     1  version  1
+//!      2     2  kind     message kind, big-endian; high byte = protocol family
+//!      4     1  flags    reserved, must be 0 in version 1
+//!      5     1  tag_len  length of the authentication tag (0 until auth lands)
+//!      6     4  length   payload length, big-endian
+//!     10  tag_len  tag
+//!      …  length   payload
+//! ```
+
+use core::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// First byte of every frame.
+pub const FRAME_MAGIC: u8 = 0xF1;
+/// The only version this build speaks.
+pub const FRAME_VERSION: u8 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 10;
+
+/// A message kind: the high byte names the protocol family, the low byte the message.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Kind(pub u16);
+
+impl Kind {
+    /// The protocol family (high byte).
+    pub const fn family(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#06x}", self.0)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#06x}", self.0)
+    }
+}
+
+/// Bounds applied while decoding, before anything is allocated.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload accepted, in bytes.
+    pub max_payload: u32,
+}
+
+impl Default for Limits {
+    /// 1 MiB: enough for a configuration snapshot, small enough that a hostile length
+    /// cannot make a stream reader buffer much.
+    fn default() -> Self {
+        Limits {
+            max_payload: 1 << 20,
+        }
+    }
+}
+
+/// A decoded frame. `payload` and `tag` are slices of the received buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// What the payload is.
+    pub kind: Kind,
+    /// Authentication tag; empty in version 1.
+    pub tag: Bytes,
+    /// The message body, decoded by the protocol that owns `kind`.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// A frame with no tag.
+    pub fn new(kind: Kind, payload: Bytes) -> Self {
+        Frame {
+            kind,
+            tag: Bytes::new(),
+            payload,
+        }
+    }
+
+    /// Size of the encoded frame.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.tag.len() + self.payload.len()
+    }
+
+    /// Appends the header and tag to `out`; the payload is left to the caller so that a
+    /// stream writer can send it from its own buffer without a copy.
+    ///
+    /// # Panics
+    /// If the tag is longer than 255 bytes or the payload longer than `u32::MAX`: both are
+    /// bugs in the sender, never network input.
+    pub fn encode_header(&self, out: &mut BytesMut) {
+        let tag_len = u8::try_from(self.tag.len()).expect("tag longer than 255 bytes");
+        let len = u32::try_from(self.payload.len()).expect("payload longer than u32::MAX");
+        out.reserve(HEADER_LEN + self.tag.len());
+        out.put_u8(FRAME_MAGIC);
+        out.put_u8(FRAME_VERSION);
+        out.put_u16(self.kind.0);
+        out.put_u8(0);
+        out.put_u8(tag_len);
+        out.put_u32(len);
+        out.put_slice(&self.tag);
+    }
+
+    /// Appends the whole encoded frame to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        self.encode_header(out);
+        out.put_slice(&self.payload);
+    }
+
+    /// The whole encoded frame as one buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The input ended inside the header or body.
+    #[error("frame truncated: {have} of {needed} bytes")]
+    Truncated {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The first byte was not [`FRAME_MAGIC`].
+    #[error("not a flotilla frame (first byte {0:#04x})")]
+    BadMagic(u8),
+    /// A version this build does not speak.
+    #[error("unsupported frame version {0}")]
+    UnsupportedVersion(u8),
+    /// Flags that version 1 does not define.
+    #[error("reserved flags set: {0:#04x}")]
+    ReservedFlags(u8),
+    /// The payload is larger than [`Limits::max_payload`].
+    #[error("frame payload of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Announced length.
+        len: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// Bytes followed the frame in a datagram.
+    #[error("{0} bytes after the frame")]
+    TrailingBytes(usize),
+}
+
+struct Header {
+    kind: Kind,
+    tag_len: usize,
+    len: usize,
+}
+
+fn parse_header(buf: &[u8], limits: &Limits) -> Result<Header, FrameError> {
+    if buf.is_empty() {
+        return Err(FrameError::Truncated {
+            needed: HEADER_LEN,
+            have: 0,
+        });
+    }
+    // Check the magic first so that a stream of text fails at once, not after 10 bytes.
+    if buf[0] != FRAME_MAGIC {
+        return Err(FrameError::BadMagic(buf[0]));
+    }
+    if buf.len() < HEADER_LEN {
+        return Err(FrameError::Truncated {
+            needed: HEADER_LEN,
+            have: buf.len(),
+        });
+    }
+    if buf[1] != FRAME_VERSION {
+        return Err(FrameError::UnsupportedVersion(buf[1]));
+    }
+    if buf[4] != 0 {
+        return Err(FrameError::ReservedFlags(buf[4]));
+    }
+    let len = u32::from_be_bytes([buf[6], buf[7], buf[8], buf[9]]);
+    if len > limits.max_payload {
+        return Err(FrameError::TooLarge {
+            len,
+            max: limits.max_payload,
+        });
+    }
+    Ok(Header {
+        kind: Kind(u16::from_be_bytes([buf[2], buf[3]])),
+        tag_len: usize::from(buf[5]),
+        len: len as usize,
+    })
+}
+
+fn slice_frame(buf: &Bytes, h: &Header) -> Frame {
+    let tag_end = HEADER_LEN + h.tag_len;
+    Frame {
+        kind: h.kind,
+        tag: buf.slice(HEADER_LEN..tag_end),
+        payload: buf.slice(tag_end..tag_end + h.len),
+    }
+}
+
+/// Decodes a buffer that holds exactly one frame (a datagram).
+pub fn decode_frame(buf: &Bytes, limits: &Limits) -> Result<Frame, FrameError> {
+    let h = parse_header(buf, limits)?;
+    let total = HEADER_LEN + h.tag_len + h.len;
+    match buf.len().cmp(&total) {
+        core::cmp::Ordering::Less => Err(FrameError::Truncated {
+            needed: total,
+            have: buf.len(),
+        }),
+        core::cmp::Ordering::Greater => Err(FrameError::TrailingBytes(buf.len() - total)),
+        core::cmp::Ordering::Equal => Ok(slice_frame(buf, &h)),
+    }
+}
+
+/// Takes one frame off the front of a stream buffer.
+///
+/// Returns `Ok(None)` while the frame is incomplete; the buffer is untouched then. The
+/// length is checked against `limits` as soon as the header is in, so a hostile peer
+/// cannot make the reader wait for (and buffer) more than `max_payload` bytes.
+pub fn split_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, FrameError> {
+    let h = match parse_header(buf, limits) {
+        Ok(h) => h,
+        Err(FrameError::Truncated { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let total = HEADER_LEN + h.tag_len + h.len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let bytes = buf.split_to(total).freeze();
+    Ok(Some(slice_frame(&bytes, &h)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limits() -> Limits {
+        Limits { max_payload: 4096 }
+    }
+
+    #[test]
+    fn header_layout_is_as_specified() {
+        let f = Frame::new(Kind(0x0102), Bytes::from_static(b"abc"));
+        let b = f.to_bytes();
+        assert_eq!(
+            &b[..],
+            &[0xF1, 1, 0x01, 0x02, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c']
+        );
+    }
+
+    #[test]
+    fn payload_is_not_copied() {
+        let f = Frame::new(Kind(1), Bytes::from(vec![7u8; 1000]));
+        let b = f.to_bytes();
+        let d = decode_frame(&b, &limits()).unwrap();
+        // The payload points into the received buffer.
+        assert_eq!(d.payload.as_ptr(), b[HEADER_LEN..].as_ptr());
+    }
+
+    #[test]
+    fn rejects_bad_inputs_with_typed_errors() {
+        let l = limits();
+        assert_eq!(
+            decode_frame(&Bytes::from_static(b"GET /"), &l),
+            Err(FrameError::BadMagic(b'G'))
+        );
+        assert_eq!(
+            decode_frame(&Bytes::from_static(&[0xF1, 2, 0, 0, 0, 0, 0, 0, 0, 0]), &l),
+            Err(FrameError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            decode_frame(
+                &Bytes::from_static(&[0xF1, 1, 0, 0, 0, 0, 0xFF, 0, 0, 0]),
+                &l
+            ),
+            Err(FrameError::TooLarge {
+                len: 0xFF00_0000,
+                max: 4096
+            })
+        );
+        assert_eq!(
+            decode_frame(
+                &Bytes::from_static(&[0xF1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 9]),
+                &l
+            ),
+            Err(FrameError::Truncated {
+                needed: 12,
+                have: 11
+            })
+        );
+        assert_eq!(
+            decode_frame(
+                &Bytes::from_static(&[0xF1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+                &l
+            ),
+            Err(FrameError::TrailingBytes(1))
+        );
+        assert_eq!(
+            decode_frame(&Bytes::from_static(&[0xF1, 1, 0, 0, 4, 0, 0, 0, 0, 0]), &l),
+            Err(FrameError::ReservedFlags(4))
+        );
+    }
+
+    #[test]
+    fn tag_is_carried_separately_from_payload() {
+        let f = Frame {
+            kind: Kind(9),
+            tag: Bytes::from_static(b"tag!"),
+            payload: Bytes::from_static(b"body"),
+        };
+        let d = decode_frame(&f.to_bytes(), &limits()).unwrap();
+        assert_eq!(d, f);
+    }
+
+    #[test]
+    fn oversized_length_fails_before_body_arrives() {
+        let mut buf = BytesMut::from(&[0xF1, 1, 0, 0, 0, 0, 0, 1, 0, 0][..]);
+        assert!(matches!(
+            split_frame(&mut buf, &limits()),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        (
+            any::<u16>(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(any::<u8>(), 0..600),
+        )
+            .prop_map(|(k, t, p)| Frame {
+                kind: Kind(k),
+                tag: Bytes::from(t),
+                payload: Bytes::from(p),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(f in arb_frame()) {
+            let b = f.to_bytes();
+            prop_assert_eq!(b.len(), f.encoded_len());
+            prop_assert_eq!(decode_frame(&b, &limits()), Ok(f));
+        }
+
+        #[test]
+        fn stream_splitting_recovers_every_frame(
+            frames in proptest::collection::vec(arb_frame(), 0..8),
+            chunk in 1usize..64,
+        ) {
+            let mut wire = BytesMut::new();
+            for f in &frames {
+                f.encode(&mut wire);
+            }
+            let wire = wire.freeze();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                while let Some(f) = split_frame(&mut buf, &limits()).unwrap() {
+                    got.push(f);
+                }
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(got, frames);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let b = Bytes::from(data.clone());
+            let _ = decode_frame(&b, &limits());
+            let mut buf = BytesMut::from(&data[..]);
+            let before = buf.len();
+            match split_frame(&mut buf, &limits()) {
+                Ok(Some(f)) => prop_assert_eq!(before - buf.len(), f.encoded_len()),
+                Ok(None) => prop_assert_eq!(buf.len(), before),
+                Err(_) => {}
+            }
+        }
+    }
+}
