@@ -25,9 +25,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod drive;
 pub mod heartbeat;
 pub mod machine;
 pub mod rng;
+pub mod sexpr;
 pub mod time;
 pub mod wire;
 

@@ -1,0 +1,1 @@
+//! Pure helpers shared by the runtime adapters (no I/O here).
