@@ -27,9 +27,11 @@
 
 pub mod drive;
 pub mod heartbeat;
+pub mod line;
 pub mod machine;
 pub mod rng;
 pub mod sexpr;
+pub mod ship;
 pub mod time;
 pub mod wire;
 

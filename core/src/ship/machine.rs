@@ -1,0 +1,2071 @@
+//! The ship machine: one type for the mothership (no parent) and every daughtership
+//! (SPEC.md §5.3–5.6).
+//!
+//! A ship serves clients on a line protocol, keeps a versioned copy of the configuration
+//! (the root decides every change; deltas flow down), and brokers connections: an accept
+//! waits at the ship its client spoke to, which tells its parent which keys its subtree
+//! holds; a connect that cannot match locally climbs until a ship whose subtree holds the
+//! key (the lowest common ancestor), then descends to the holder. The holder reserves
+//! the accept and sends an offer back along the recorded route; the connect's ship
+//! confirms (its client gets the acceptor's address) or declines (its client is gone),
+//! and the confirmation releases the acceptor's reply. Every request has a deadline and
+//! ends with exactly one final reply; long waits send `100` progress lines.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use super::command::{BadRequest, HELP, Request, parse_request};
+use super::msg::{ConfigOp, ConfigOutcome, FAMILY, MAX_DELTAS, MAX_SUBTREE, ShipMsg, Ticket};
+use super::tree::{Change, ConfigError, ConfigTree};
+use crate::line::{LineBuffer, reply};
+use crate::machine::{ClientId, Input, Machine, Outbox, Output, PeerAddr, Timers};
+use crate::rng::Rng;
+use crate::time::{Clock, Instant};
+use crate::wire::DecodeError;
+
+/// Timing knobs. Defaults suit a LAN; the simulator shrinks them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShipTimings {
+    /// Child → parent Hello period while the parent answers.
+    pub keepalive: Duration,
+    /// Silence after which the parent is considered lost.
+    pub parent_timeout: Duration,
+    /// Silence after which a child is forgotten.
+    pub child_timeout: Duration,
+    /// Resend period of an unanswered request step.
+    pub retry: Duration,
+    /// Period of `100` progress lines to a waiting client.
+    pub progress: Duration,
+    /// First reconnect delay after the parent is lost.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Deadline of accept and connect requests that name none.
+    pub default_timeout: Duration,
+    /// Deadline of `set` and `claim` requests.
+    pub config_timeout: Duration,
+    /// An accept with less than this left is not offered to remote connects, so the
+    /// confirmation has time to come back.
+    pub offer_margin: Duration,
+}
+
+impl Default for ShipTimings {
+    fn default() -> Self {
+        ShipTimings {
+            keepalive: Duration::from_millis(500),
+            parent_timeout: Duration::from_secs(2),
+            child_timeout: Duration::from_secs(3),
+            retry: Duration::from_millis(250),
+            progress: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            default_timeout: Duration::from_secs(30),
+            config_timeout: Duration::from_secs(10),
+            offer_margin: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Capacity bounds; past them requests are refused with `503`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShipLimits {
+    /// Client streams.
+    pub max_clients: usize,
+    /// Requests in progress at this ship, routed ones included.
+    pub max_requests: usize,
+    /// Changes kept to catch children up without a snapshot.
+    pub delta_log: usize,
+    /// Longest request line.
+    pub max_line: usize,
+}
+
+impl Default for ShipLimits {
+    fn default() -> Self {
+        ShipLimits {
+            max_clients: 10_000,
+            max_requests: 100_000,
+            delta_log: 4096,
+            max_line: 4096,
+        }
+    }
+}
+
+/// How a ship is set up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShipConfig {
+    /// This ship's address (what its children and the simulator call it).
+    pub listen: PeerAddr,
+    /// The parent, or `None` for the mothership (the root).
+    pub parent: Option<PeerAddr>,
+    /// The configuration (read by the root; daughterships copy their parent's).
+    pub tree: ConfigTree,
+    /// Route unmatched connects through the hierarchy. `false` reproduces the seed's
+    /// daughtership behaviour: pending connections are not shared.
+    pub escalate: bool,
+    /// Give every request a deadline. `false` reproduces the seed's unbounded waits.
+    pub deadlines: bool,
+    /// Timing knobs.
+    pub timings: ShipTimings,
+    /// Capacity bounds.
+    pub limits: ShipLimits,
+}
+
+impl ShipConfig {
+    /// A mothership serving `tree`.
+    pub fn mothership(listen: PeerAddr, tree: ConfigTree) -> Self {
+        ShipConfig {
+            listen,
+            parent: None,
+            tree,
+            escalate: true,
+            deadlines: true,
+            timings: ShipTimings::default(),
+            limits: ShipLimits::default(),
+        }
+    }
+
+    /// A daughtership of `parent`.
+    pub fn daughtership(listen: PeerAddr, parent: PeerAddr) -> Self {
+        ShipConfig {
+            parent: Some(parent),
+            ..ShipConfig::mothership(listen, ConfigTree::default())
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ShipConfigError {
+    /// The ship would be its own parent.
+    #[error("a ship cannot be its own parent ({0})")]
+    OwnParent(PeerAddr),
+    /// A timing knob is zero or inconsistent.
+    #[error("timing {0} is invalid")]
+    Timing(&'static str),
+}
+
+/// What a ship tells its embedding program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShipEvent {
+    /// A full copy of the configuration arrived from the parent.
+    Synced {
+        /// Root epoch.
+        epoch: u64,
+        /// Version.
+        version: u64,
+    },
+    /// A change was applied (at the root: decided).
+    Changed {
+        /// The change's version.
+        version: u64,
+    },
+    /// The parent stopped answering; the ship keeps serving what it has.
+    ParentLost,
+    /// The parent answers again.
+    ParentRestored,
+    /// The parent refused this ship (a second root, or a cycle). Fatal for a daemon.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// A child attached.
+    ChildJoined(PeerAddr),
+    /// A child went silent and was forgotten.
+    ChildLost(PeerAddr),
+    /// This ship matched a pair (it held the accept).
+    Matched {
+        /// Rendezvous key.
+        key: String,
+        /// Connection id.
+        conn: String,
+    },
+}
+
+/// Why an input was refused. State is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ShipError {
+    /// A frame did not decode.
+    #[error("bad ship message from {from}: {error}")]
+    Decode {
+        /// Sender.
+        from: PeerAddr,
+        /// Why.
+        error: DecodeError,
+    },
+    /// A frame of another protocol family.
+    #[error("frame of family {0:#04x} is not a ship message")]
+    WrongFamily(u8),
+    /// A message that only a parent or child may send, from neither.
+    #[error("{kind} from {from}, which is neither parent nor child")]
+    UnknownPeer {
+        /// Sender.
+        from: PeerAddr,
+        /// Message kind.
+        kind: &'static str,
+    },
+    /// Bytes for a client the ship does not know.
+    #[error("unknown client {0}")]
+    UnknownClient(ClientId),
+    /// A client opened twice.
+    #[error("client {0} is already open")]
+    DuplicateClient(ClientId),
+}
+
+/// Counters for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShipStats {
+    /// Frames sent to the parent.
+    pub to_parent: u64,
+    /// Frames sent to children.
+    pub to_children: u64,
+    /// Pairs matched with both halves at this ship.
+    pub local_matches: u64,
+    /// Pairs matched with the connect from elsewhere.
+    pub remote_matches: u64,
+    /// Requests that expired.
+    pub expired: u64,
+    /// Changes applied.
+    pub changes_applied: u64,
+    /// Snapshots installed.
+    pub snapshots: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Hop {
+    Here,
+    Parent,
+    Child(PeerAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Hello,
+    ParentDead,
+    Child(PeerAddr),
+    Req(Ticket),
+    Deadline(Ticket),
+    Route(Ticket),
+    Reserve(Ticket),
+    Forget(Ticket),
+}
+
+#[derive(Debug)]
+struct ParentLink {
+    addr: PeerAddr,
+    up: bool,
+    heard: bool,
+    backoff: Duration,
+    refused: Option<String>,
+    last_pull: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct ChildLink {
+    epoch: u64,
+    version: u64,
+    summary_seq: u64,
+    keys: BTreeSet<String>,
+    subtree: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct ClientConn {
+    lines: LineBuffer,
+    pending: Option<Ticket>,
+}
+
+#[derive(Debug)]
+struct Reservation {
+    connect: Ticket,
+    conn: String,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+enum ReqKind {
+    Accept {
+        key: String,
+        advertise: String,
+        reservation: Option<Reservation>,
+    },
+    Connect {
+        key: String,
+    },
+    Config {
+        op: ConfigOp,
+        applied: Option<(u64, String)>,
+    },
+}
+
+#[derive(Debug)]
+struct LocalReq {
+    client: ClientId,
+    deadline: Instant,
+    started: Instant,
+    next_progress: Instant,
+    kind: ReqKind,
+}
+
+#[derive(Debug)]
+struct Route {
+    from: Hop,
+    to: Option<Hop>,
+    key: String,
+    client: String,
+    deadline: Instant,
+    held: Option<Ticket>,
+    excluded: Option<PeerAddr>,
+}
+
+/// The ship machine. See the module docs.
+#[derive(Debug)]
+pub struct Ship {
+    cfg: ShipConfig,
+    id: u64,
+    clock: Clock,
+    rng: Rng,
+    outbox: Outbox<ShipEvent>,
+    timers: Timers<Timer>,
+    epoch: u64,
+    version: u64,
+    tree: ConfigTree,
+    log: VecDeque<Change>,
+    log_first: u64,
+    parent: Option<ParentLink>,
+    children: BTreeMap<PeerAddr, ChildLink>,
+    clients: BTreeMap<ClientId, ClientConn>,
+    next_seq: u64,
+    next_conn: u64,
+    reqs: BTreeMap<Ticket, LocalReq>,
+    accepts: BTreeMap<String, Vec<Ticket>>,
+    routes: BTreeMap<Ticket, Route>,
+    config_routes: BTreeMap<Ticket, PeerAddr>,
+    finished: BTreeMap<Ticket, Option<String>>,
+    decided: BTreeMap<Ticket, ConfigOutcome>,
+    summary_dirty: bool,
+    summary_sent: BTreeSet<String>,
+    summary_seq: u64,
+    stats: ShipStats,
+}
+
+fn ttl_ms(deadline: Instant, now: Instant) -> u64 {
+    if deadline == Instant::MAX {
+        return u64::MAX;
+    }
+    (deadline - now).as_millis().min(u128::from(u64::MAX - 1)) as u64
+}
+
+fn deadline_from_ttl(now: Instant, ttl: u64) -> Instant {
+    if ttl == u64::MAX {
+        Instant::MAX
+    } else {
+        now + Duration::from_millis(ttl)
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+impl Ship {
+    /// A ship starting at `now`. Its id (also the root epoch, and the prefix of the
+    /// connection ids it hands out) is drawn from `rng`, so a restart is a new identity.
+    pub fn new(cfg: ShipConfig, now: Instant, mut rng: Rng) -> Result<Self, ShipConfigError> {
+        if cfg.parent == Some(cfg.listen) {
+            return Err(ShipConfigError::OwnParent(cfg.listen));
+        }
+        let t = &cfg.timings;
+        for (name, d) in [
+            ("keepalive", t.keepalive),
+            ("retry", t.retry),
+            ("progress", t.progress),
+            ("backoff_min", t.backoff_min),
+            ("default_timeout", t.default_timeout),
+            ("config_timeout", t.config_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ShipConfigError::Timing(name));
+            }
+        }
+        if t.parent_timeout <= t.keepalive {
+            return Err(ShipConfigError::Timing("parent_timeout"));
+        }
+        if t.child_timeout <= t.keepalive {
+            return Err(ShipConfigError::Timing("child_timeout"));
+        }
+        if t.backoff_max < t.backoff_min {
+            return Err(ShipConfigError::Timing("backoff_max"));
+        }
+        let id = rng.next_u64() | 1;
+        let mut clock = Clock::default();
+        clock.advance(now);
+        let mut timers = Timers::default();
+        let (epoch, tree, parent) = match cfg.parent {
+            None => (id, cfg.tree.clone(), None),
+            Some(addr) => {
+                timers.set(Timer::Hello, now);
+                timers.set(Timer::ParentDead, now + cfg.timings.parent_timeout);
+                let link = ParentLink {
+                    addr,
+                    up: false,
+                    heard: false,
+                    backoff: cfg.timings.backoff_min,
+                    refused: None,
+                    last_pull: None,
+                };
+                (0, ConfigTree::default(), Some(link))
+            }
+        };
+        Ok(Ship {
+            id,
+            clock,
+            rng,
+            outbox: Outbox::default(),
+            timers,
+            epoch,
+            version: 0,
+            tree,
+            log: VecDeque::new(),
+            log_first: 1,
+            parent,
+            children: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            next_seq: 0,
+            next_conn: 0,
+            reqs: BTreeMap::new(),
+            accepts: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            config_routes: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            summary_dirty: false,
+            summary_sent: BTreeSet::new(),
+            summary_seq: 0,
+            stats: ShipStats::default(),
+            cfg,
+        })
+    }
+
+    // ----- getters -------------------------------------------------------------------
+
+    /// This ship's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// True for the mothership.
+    pub fn is_root(&self) -> bool {
+        self.cfg.parent.is_none()
+    }
+
+    /// Epoch of the configuration copy (the root's id; 0 before the first snapshot).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Version of the configuration copy.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The configuration copy.
+    pub fn tree(&self) -> &ConfigTree {
+        &self.tree
+    }
+
+    /// True when there is no parent or the parent answers.
+    pub fn parent_up(&self) -> bool {
+        self.parent.as_ref().is_none_or(|p| p.up)
+    }
+
+    /// Why the parent refused this ship, if it did.
+    pub fn refused(&self) -> Option<&str> {
+        self.parent.as_ref().and_then(|p| p.refused.as_deref())
+    }
+
+    /// Attached children.
+    pub fn children(&self) -> impl Iterator<Item = PeerAddr> + '_ {
+        self.children.keys().copied()
+    }
+
+    /// Client requests waiting for their final reply.
+    pub fn pending_requests(&self) -> usize {
+        self.reqs.len()
+    }
+
+    /// Connect requests routed through (or parked at) this ship.
+    pub fn routes(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ShipStats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ShipConfig {
+        &self.cfg
+    }
+
+    // ----- plumbing ------------------------------------------------------------------
+
+    fn send(&mut self, hop: Hop, msg: &ShipMsg) {
+        match hop {
+            Hop::Here => debug_assert!(false, "send to self"),
+            Hop::Parent => {
+                if let Some(p) = &self.parent {
+                    self.stats.to_parent += 1;
+                    self.outbox.transmit(p.addr, msg.to_frame());
+                }
+            }
+            Hop::Child(addr) => {
+                self.stats.to_children += 1;
+                self.outbox.transmit(addr, msg.to_frame());
+            }
+        }
+    }
+
+    fn reply(&mut self, client: ClientId, code: u16, text: &str) {
+        if self.clients.contains_key(&client) {
+            self.outbox.to_client(client, reply(code, text));
+        }
+    }
+
+    fn finish_client(&mut self, client: ClientId, code: u16, text: &str) {
+        self.reply(client, code, text);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.pending = None;
+        }
+    }
+
+    fn hop_of(&self, from: PeerAddr) -> Option<Hop> {
+        if self.parent.as_ref().is_some_and(|p| p.addr == from) {
+            Some(Hop::Parent)
+        } else if self.children.contains_key(&from) {
+            Some(Hop::Child(from))
+        } else {
+            None
+        }
+    }
+
+    fn new_ticket(&mut self) -> Ticket {
+        self.next_seq += 1;
+        Ticket {
+            origin: self.id,
+            seq: self.next_seq,
+        }
+    }
+
+    fn deadline_for(&self, now: Instant, asked: Option<Duration>, default: Duration) -> Instant {
+        if self.cfg.deadlines {
+            now + asked.unwrap_or(default)
+        } else {
+            Instant::MAX
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.reqs.len() + self.routes.len() >= self.cfg.limits.max_requests
+    }
+
+    // ----- client side ---------------------------------------------------------------
+
+    fn on_client_data(&mut self, now: Instant, client: ClientId, data: &[u8]) {
+        let Some(conn) = self.clients.get_mut(&client) else {
+            return;
+        };
+        conn.lines.push(data);
+        loop {
+            let Some(conn) = self.clients.get_mut(&client) else {
+                return;
+            };
+            let line = match conn.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => return,
+                Err(e) => {
+                    self.reply(client, 400, &e.to_string());
+                    self.outbox.close_client(client);
+                    self.drop_client(now, client);
+                    return;
+                }
+            };
+            let pending = conn.pending.is_some();
+            match parse_request(&line) {
+                Ok(Request::Quit) => {
+                    self.reply(client, 200, "bye");
+                    self.outbox.close_client(client);
+                    self.drop_client(now, client);
+                    return;
+                }
+                Ok(_) | Err(_) if pending => {
+                    self.reply(
+                        client,
+                        409,
+                        "busy: a request on this connection is waiting for its reply",
+                    );
+                }
+                Ok(req) => self.on_request(now, client, req),
+                Err(BadRequest { code, text }) => self.reply(client, code, &text),
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, client: ClientId, req: Request) {
+        match req {
+            Request::Quit => unreachable!("handled by the caller"),
+            Request::Help => self.reply(client, 200, HELP),
+            Request::Status => {
+                let text = format!(
+                    "role={} id={:016x} epoch={:016x} version={} parent={} children={} pending={} routes={}",
+                    if self.is_root() {
+                        "mothership"
+                    } else {
+                        "daughtership"
+                    },
+                    self.id,
+                    self.epoch,
+                    self.version,
+                    match &self.parent {
+                        None => "none",
+                        Some(p) if p.refused.is_some() => "refused",
+                        Some(p) if p.up => "up",
+                        Some(_) => "lost",
+                    },
+                    self.children.len(),
+                    self.reqs.len(),
+                    self.routes.len(),
+                );
+                self.reply(client, 200, &text);
+            }
+            Request::Get { path } => {
+                if self.epoch == 0 {
+                    self.reply(client, 503, "not yet synchronised with the mothership");
+                    return;
+                }
+                match self.tree.get(&path) {
+                    Ok(v) => self.reply(client, 200, &v),
+                    Err(e) => self.reply(client, 404, &e.to_string()),
+                }
+            }
+            Request::Set { path, value } => {
+                if self.epoch == 0 {
+                    self.reply(client, 503, "not yet synchronised with the mothership");
+                    return;
+                }
+                if let Err(e) = self.tree.prepare_set(&path, &value) {
+                    let code = config_error_code(&e);
+                    self.reply(client, code, &e.to_string());
+                    return;
+                }
+                self.start_config(now, client, ConfigOp::Set { path, value });
+            }
+            Request::Claim { pattern, host } => {
+                let host = host.unwrap_or_else(|| format!("client-{:x}-{}", self.id, client.0));
+                self.start_config(now, client, ConfigOp::Claim { pattern, host });
+            }
+            Request::Accept {
+                key,
+                advertise,
+                timeout,
+            } => {
+                if self.busy() {
+                    self.reply(client, 503, "too many requests in progress");
+                    return;
+                }
+                let ticket = self.new_ticket();
+                let deadline = self.deadline_for(now, timeout, self.cfg.timings.default_timeout);
+                self.add_req(
+                    now,
+                    client,
+                    ticket,
+                    deadline,
+                    ReqKind::Accept {
+                        key: key.clone(),
+                        advertise,
+                        reservation: None,
+                    },
+                );
+                self.accepts.entry(key.clone()).or_default().push(ticket);
+                self.summary_dirty = true;
+                self.reevaluate_key(now, &key);
+            }
+            Request::Connect { key, timeout, name } => {
+                if self.busy() {
+                    self.reply(client, 503, "too many requests in progress");
+                    return;
+                }
+                let ticket = self.new_ticket();
+                let deadline = self.deadline_for(now, timeout, self.cfg.timings.default_timeout);
+                self.add_req(
+                    now,
+                    client,
+                    ticket,
+                    deadline,
+                    ReqKind::Connect { key: key.clone() },
+                );
+                let client_name = name.unwrap_or_else(|| format!("{}/{}", self.cfg.listen, client));
+                self.routes.insert(
+                    ticket,
+                    Route {
+                        from: Hop::Here,
+                        to: None,
+                        key,
+                        client: client_name,
+                        deadline,
+                        held: None,
+                        excluded: None,
+                    },
+                );
+                self.route_connect(now, ticket);
+            }
+        }
+    }
+
+    fn add_req(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        ticket: Ticket,
+        deadline: Instant,
+        kind: ReqKind,
+    ) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.pending = Some(ticket);
+        }
+        let next_progress = now + self.cfg.timings.progress;
+        self.reqs.insert(
+            ticket,
+            LocalReq {
+                client,
+                deadline,
+                started: now,
+                next_progress,
+                kind,
+            },
+        );
+        if deadline != Instant::MAX {
+            self.timers.set(Timer::Deadline(ticket), deadline);
+        }
+        self.timers.set(
+            Timer::Req(ticket),
+            now + self.cfg.timings.retry.min(self.cfg.timings.progress),
+        );
+    }
+
+    fn remove_req(&mut self, ticket: Ticket) -> Option<LocalReq> {
+        let req = self.reqs.remove(&ticket)?;
+        self.timers.cancel(&Timer::Deadline(ticket));
+        self.timers.cancel(&Timer::Req(ticket));
+        if let ReqKind::Accept { key, .. } = &req.kind {
+            if let Some(list) = self.accepts.get_mut(key) {
+                list.retain(|t| *t != ticket);
+                if list.is_empty() {
+                    self.accepts.remove(key);
+                }
+            }
+            self.timers.cancel(&Timer::Reserve(ticket));
+            self.summary_dirty = true;
+        }
+        if let Some(c) = self.clients.get_mut(&req.client) {
+            if c.pending == Some(ticket) {
+                c.pending = None;
+            }
+        }
+        Some(req)
+    }
+
+    fn drop_client(&mut self, now: Instant, client: ClientId) {
+        let Some(conn) = self.clients.remove(&client) else {
+            return;
+        };
+        let Some(ticket) = conn.pending else { return };
+        // Withdraw: no match may be made with a client that is gone.
+        let Some(req) = self.remove_req(ticket) else {
+            return;
+        };
+        match req.kind {
+            ReqKind::Connect { .. } => self.end_connect(now, ticket, None),
+            ReqKind::Accept {
+                reservation: Some(r),
+                ..
+            } => {
+                // An offer for this accept is out; the connect's ship will confirm or
+                // decline it, and either way finds no accept here any more.
+                self.drop_route(r.connect);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- configuration -------------------------------------------------------------
+
+    fn start_config(&mut self, now: Instant, client: ClientId, op: ConfigOp) {
+        if self.is_root() {
+            let ticket = self.new_ticket();
+            let outcome = self.decide(now, ticket, &op);
+            match outcome {
+                ConfigOutcome::Applied { version, text } => {
+                    let text = match op {
+                        ConfigOp::Set { .. } => format!("version={version}"),
+                        ConfigOp::Claim { .. } => text,
+                    };
+                    self.reply(client, 200, &text);
+                }
+                ConfigOutcome::Refused { code, text } => self.reply(client, code, &text),
+            }
+            return;
+        }
+        if self.busy() {
+            self.reply(client, 503, "too many requests in progress");
+            return;
+        }
+        let ticket = self.new_ticket();
+        let deadline = self.deadline_for(now, None, self.cfg.timings.config_timeout);
+        self.add_req(
+            now,
+            client,
+            ticket,
+            deadline,
+            ReqKind::Config {
+                op: op.clone(),
+                applied: None,
+            },
+        );
+        self.send(
+            Hop::Parent,
+            &ShipMsg::ConfigReq {
+                ticket,
+                op,
+                ttl_ms: ttl_ms(deadline, now),
+            },
+        );
+    }
+
+    /// Root only: decides a configuration operation once per ticket.
+    fn decide(&mut self, now: Instant, ticket: Ticket, op: &ConfigOp) -> ConfigOutcome {
+        debug_assert!(self.is_root());
+        if let Some(o) = self.decided.get(&ticket) {
+            return o.clone();
+        }
+        let prepared = match op {
+            ConfigOp::Set { path, value } => self.tree.prepare_set(path, value),
+            ConfigOp::Claim { pattern, host } => self.tree.prepare_claim(pattern, host),
+        };
+        let outcome = match prepared {
+            Ok(change) => {
+                let text = match &change {
+                    Change::Claim { node, .. } => node.clone(),
+                    Change::Set { .. } => String::new(),
+                };
+                let version = self.apply_change(change);
+                self.push_deltas(version);
+                ConfigOutcome::Applied { version, text }
+            }
+            Err(e) => ConfigOutcome::Refused {
+                code: config_error_code(&e),
+                text: e.to_string(),
+            },
+        };
+        if ticket.origin != self.id {
+            // Remember remote decisions so a retried request is answered, not re-applied.
+            self.decided.insert(ticket, outcome.clone());
+            self.timers.set(
+                Timer::Forget(ticket),
+                now + self.cfg.timings.config_timeout * 2,
+            );
+        }
+        outcome
+    }
+
+    fn apply_change(&mut self, change: Change) -> u64 {
+        self.tree.apply(&change);
+        self.version += 1;
+        self.log.push_back(change);
+        if self.log.len() > self.cfg.limits.delta_log {
+            self.log.pop_front();
+            self.log_first += 1;
+        }
+        debug_assert_eq!(self.log_first + self.log.len() as u64, self.version + 1);
+        self.stats.changes_applied += 1;
+        self.outbox.event(ShipEvent::Changed {
+            version: self.version,
+        });
+        self.version
+    }
+
+    /// Pushes the changes from `from` on to every child; a child that missed earlier ones
+    /// ignores these and catches up through its next Hello.
+    fn push_deltas(&mut self, from: u64) {
+        if self.children.is_empty() || from < self.log_first {
+            return;
+        }
+        let changes: Vec<Change> = self
+            .log
+            .iter()
+            .skip((from - self.log_first) as usize)
+            .cloned()
+            .collect();
+        let msg = ShipMsg::Deltas {
+            epoch: self.epoch,
+            first: from,
+            changes,
+        };
+        let kids: Vec<PeerAddr> = self.children.keys().copied().collect();
+        for k in kids {
+            self.send(Hop::Child(k), &msg);
+        }
+    }
+
+    fn sync_child(&mut self, addr: PeerAddr) {
+        let Some(child) = self.children.get(&addr) else {
+            return;
+        };
+        if self.epoch == 0 {
+            return;
+        }
+        let msg = if child.epoch != self.epoch
+            || child.version + 1 < self.log_first
+            || child.version > self.version
+        {
+            ShipMsg::Snapshot {
+                epoch: self.epoch,
+                version: self.version,
+                tree: self.tree.clone(),
+            }
+        } else if child.version < self.version {
+            let skip = (child.version + 1 - self.log_first) as usize;
+            ShipMsg::Deltas {
+                epoch: self.epoch,
+                first: child.version + 1,
+                changes: self
+                    .log
+                    .iter()
+                    .skip(skip)
+                    .take(MAX_DELTAS)
+                    .cloned()
+                    .collect(),
+            }
+        } else {
+            return;
+        };
+        self.send(Hop::Child(addr), &msg);
+    }
+
+    /// After the local copy advanced: answer config requests waiting for it.
+    fn release_config_waiters(&mut self) {
+        let ready: Vec<(Ticket, ClientId, String)> = self
+            .reqs
+            .iter()
+            .filter_map(|(t, r)| match &r.kind {
+                ReqKind::Config {
+                    op,
+                    applied: Some((v, text)),
+                } if *v <= self.version => {
+                    let text = match op {
+                        ConfigOp::Set { .. } => format!("version={v}"),
+                        ConfigOp::Claim { .. } => text.clone(),
+                    };
+                    Some((*t, r.client, text))
+                }
+                _ => None,
+            })
+            .collect();
+        for (t, client, text) in ready {
+            self.remove_req(t);
+            self.finish_client(client, 200, &text);
+        }
+    }
+
+    // ----- parent link ---------------------------------------------------------------
+
+    fn subtree(&self) -> Vec<u64> {
+        let mut ids: BTreeSet<u64> = BTreeSet::new();
+        ids.insert(self.id);
+        for c in self.children.values() {
+            ids.extend(c.subtree.iter().copied());
+            if ids.len() >= MAX_SUBTREE {
+                break;
+            }
+        }
+        ids.into_iter().take(MAX_SUBTREE).collect()
+    }
+
+    fn send_hello(&mut self) {
+        let msg = ShipMsg::Hello {
+            ship: self.id,
+            is_root: false,
+            epoch: self.epoch,
+            version: self.version,
+            summary_seq: self.summary_seq,
+            subtree: self.subtree(),
+        };
+        self.send(Hop::Parent, &msg);
+    }
+
+    fn on_parent_msg(&mut self, now: Instant, msg: ShipMsg) {
+        let keepalive = self.cfg.timings.keepalive;
+        let timeout = self.cfg.timings.parent_timeout;
+        let retry = self.cfg.timings.retry;
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        if let ShipMsg::Refuse { reason } = msg {
+            if p.refused.is_none() {
+                p.refused = Some(reason.clone());
+                self.outbox.event(ShipEvent::Refused { reason });
+            }
+            return;
+        }
+        let restored = !p.up && p.heard;
+        p.up = true;
+        p.heard = true;
+        p.backoff = self.cfg.timings.backoff_min;
+        self.timers.set(Timer::ParentDead, now + timeout);
+        if self
+            .timers
+            .get(&Timer::Hello)
+            .is_none_or(|t| t > now + keepalive)
+        {
+            self.timers.set(Timer::Hello, now + keepalive);
+        }
+        if restored {
+            self.outbox.event(ShipEvent::ParentRestored);
+            // Requests that were waiting on the parent resume at once.
+            let waiting: Vec<Ticket> = self.reqs.keys().copied().collect();
+            for t in waiting {
+                self.timers.set(Timer::Req(t), now);
+            }
+        }
+        match msg {
+            ShipMsg::Beat {
+                epoch,
+                version,
+                summary_seq,
+            } => {
+                if summary_seq != self.summary_seq && self.cfg.escalate {
+                    self.send_summary();
+                }
+                let behind = epoch != 0 && (epoch != self.epoch || version > self.version);
+                let p = self.parent.as_mut().expect("checked above");
+                if behind && p.last_pull.is_none_or(|t| now >= t + retry) {
+                    p.last_pull = Some(now);
+                    self.send_hello();
+                }
+            }
+            ShipMsg::Snapshot {
+                epoch,
+                version,
+                tree,
+            } => {
+                if epoch == self.epoch && version <= self.version {
+                    return;
+                }
+                self.epoch = epoch;
+                self.version = version;
+                self.tree = tree;
+                self.log.clear();
+                self.log_first = version + 1;
+                self.stats.snapshots += 1;
+                self.outbox.event(ShipEvent::Synced { epoch, version });
+                let kids: Vec<PeerAddr> = self.children.keys().copied().collect();
+                for k in kids {
+                    self.sync_child(k);
+                }
+                self.release_config_waiters();
+            }
+            ShipMsg::Deltas {
+                epoch,
+                first,
+                changes,
+            } => {
+                if epoch != self.epoch {
+                    self.send_hello();
+                    return;
+                }
+                let before = self.version;
+                for (i, change) in changes.into_iter().enumerate() {
+                    let v = first + i as u64;
+                    if v <= self.version {
+                        continue;
+                    }
+                    if v != self.version + 1 {
+                        self.send_hello();
+                        break;
+                    }
+                    self.apply_change(change);
+                }
+                if self.version > before {
+                    self.push_deltas(before + 1);
+                    self.release_config_waiters();
+                }
+            }
+            ShipMsg::ConfigResp { ticket, outcome } => self.on_config_resp(ticket, outcome),
+            ShipMsg::Connect {
+                ticket,
+                key,
+                ttl_ms,
+                client,
+            } => self.on_connect(now, Hop::Parent, ticket, key, ttl_ms, client),
+            ShipMsg::Offer {
+                ticket,
+                conn,
+                acceptor,
+            } => self.on_offer(now, Hop::Parent, ticket, conn, acceptor),
+            ShipMsg::Confirm { ticket, conn } => self.on_confirm(now, ticket, conn),
+            ShipMsg::Decline { ticket, conn } => self.on_decline(now, ticket, conn),
+            ShipMsg::Cancel { ticket } => self.on_cancel(now, ticket),
+            _ => {}
+        }
+    }
+
+    fn on_config_resp(&mut self, ticket: Ticket, outcome: ConfigOutcome) {
+        if let Some(child) = self.config_routes.remove(&ticket) {
+            self.send(Hop::Child(child), &ShipMsg::ConfigResp { ticket, outcome });
+            return;
+        }
+        let Some(req) = self.reqs.get_mut(&ticket) else {
+            return;
+        };
+        let ReqKind::Config { applied, .. } = &mut req.kind else {
+            return;
+        };
+        match outcome {
+            ConfigOutcome::Applied { version, text } => {
+                *applied = Some((version, text));
+                self.release_config_waiters();
+            }
+            ConfigOutcome::Refused { code, text } => {
+                let client = req.client;
+                self.remove_req(ticket);
+                self.finish_client(client, code, &text);
+            }
+        }
+    }
+
+    // ----- children ------------------------------------------------------------------
+
+    fn on_child_msg(
+        &mut self,
+        now: Instant,
+        from: PeerAddr,
+        msg: ShipMsg,
+    ) -> Result<(), ShipError> {
+        if let ShipMsg::Hello {
+            ship,
+            is_root,
+            epoch,
+            version,
+            summary_seq,
+            subtree,
+        } = msg
+        {
+            return {
+                self.on_hello(
+                    now,
+                    from,
+                    ship,
+                    is_root,
+                    epoch,
+                    version,
+                    summary_seq,
+                    subtree,
+                );
+                Ok(())
+            };
+        }
+        if !self.children.contains_key(&from) {
+            return Err(ShipError::UnknownPeer {
+                from,
+                kind: msg_name(&msg),
+            });
+        }
+        let hop = Hop::Child(from);
+        match msg {
+            ShipMsg::Summary { seq, keys } => {
+                let child = self.children.get_mut(&from).expect("checked");
+                if seq > child.summary_seq || (seq == 0 && child.summary_seq == 0) {
+                    child.summary_seq = seq;
+                    child.keys = keys.into_iter().collect();
+                    self.summary_dirty = true;
+                    let keys: Vec<String> = child.keys.iter().cloned().collect();
+                    for k in keys {
+                        self.reevaluate_key(now, &k);
+                    }
+                }
+            }
+            ShipMsg::ConfigReq { ticket, op, ttl_ms } => {
+                if self.is_root() {
+                    let outcome = self.decide(now, ticket, &op);
+                    self.send(hop, &ShipMsg::ConfigResp { ticket, outcome });
+                } else {
+                    self.config_routes.insert(ticket, from);
+                    self.timers.set(
+                        Timer::Forget(ticket),
+                        deadline_from_ttl(now, ttl_ms)
+                            .min(now + self.cfg.timings.config_timeout * 2),
+                    );
+                    self.send(Hop::Parent, &ShipMsg::ConfigReq { ticket, op, ttl_ms });
+                }
+            }
+            ShipMsg::Connect {
+                ticket,
+                key,
+                ttl_ms,
+                client,
+            } => self.on_connect(now, hop, ticket, key, ttl_ms, client),
+            ShipMsg::Offer {
+                ticket,
+                conn,
+                acceptor,
+            } => self.on_offer(now, hop, ticket, conn, acceptor),
+            ShipMsg::Confirm { ticket, conn } => self.on_confirm(now, ticket, conn),
+            ShipMsg::Decline { ticket, conn } => self.on_decline(now, ticket, conn),
+            ShipMsg::Cancel { ticket } => self.on_cancel(now, ticket),
+            ShipMsg::NotHere { ticket } => {
+                if let Some(r) = self.routes.get_mut(&ticket) {
+                    if r.to == Some(hop) {
+                        r.to = None;
+                        r.excluded = Some(from);
+                        self.route_connect(now, ticket);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        from: PeerAddr,
+        ship: u64,
+        is_root: bool,
+        epoch: u64,
+        version: u64,
+        summary_seq: u64,
+        subtree: Vec<u64>,
+    ) {
+        let refuse = if is_root {
+            Some(format!(
+                "ship {from} is a mothership: a hierarchy has exactly one root"
+            ))
+        } else if ship == self.id
+            || subtree.contains(&self.id)
+            || self.parent.as_ref().is_some_and(|p| p.addr == from)
+        {
+            Some(format!(
+                "cycle: {from} is already above {} in the hierarchy",
+                self.cfg.listen
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            if self.children.remove(&from).is_some() {
+                self.timers.cancel(&Timer::Child(from));
+                self.summary_dirty = true;
+            }
+            self.send(Hop::Child(from), &ShipMsg::Refuse { reason });
+            return;
+        }
+        let known_seq = match self.children.get_mut(&from) {
+            Some(c) => {
+                if c.subtree.first() != subtree.first() && epoch == 0 {
+                    // A restarted child: forget its old summary.
+                    c.summary_seq = 0;
+                    c.keys.clear();
+                    self.summary_dirty = true;
+                }
+                c.epoch = epoch;
+                c.version = version;
+                c.subtree = subtree;
+                c.summary_seq
+            }
+            None => {
+                self.children.insert(
+                    from,
+                    ChildLink {
+                        epoch,
+                        version,
+                        summary_seq: 0,
+                        keys: BTreeSet::new(),
+                        subtree,
+                    },
+                );
+                self.outbox.event(ShipEvent::ChildJoined(from));
+                0
+            }
+        };
+        let _ = summary_seq;
+        self.timers
+            .set(Timer::Child(from), now + self.cfg.timings.child_timeout);
+        self.send(
+            Hop::Child(from),
+            &ShipMsg::Beat {
+                epoch: self.epoch,
+                version: self.version,
+                summary_seq: known_seq,
+            },
+        );
+        self.sync_child(from);
+    }
+
+    fn forget_child(&mut self, now: Instant, addr: PeerAddr) {
+        if self.children.remove(&addr).is_none() {
+            return;
+        }
+        self.summary_dirty = true;
+        self.outbox.event(ShipEvent::ChildLost(addr));
+        let rerouted: Vec<Ticket> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.to == Some(Hop::Child(addr)))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in rerouted {
+            if let Some(r) = self.routes.get_mut(&t) {
+                r.to = None;
+            }
+            self.route_connect(now, t);
+        }
+        let orphaned: Vec<Ticket> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.from == Hop::Child(addr))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in orphaned {
+            self.end_connect(now, t, None);
+        }
+    }
+
+    // ----- interest summaries --------------------------------------------------------
+
+    fn local_keys(&self) -> BTreeSet<String> {
+        let mut keys: BTreeSet<String> = self
+            .accepts
+            .iter()
+            .filter(|(_, tickets)| {
+                tickets.iter().any(|t| {
+                    matches!(
+                        self.reqs.get(t).map(|r| &r.kind),
+                        Some(ReqKind::Accept {
+                            reservation: None,
+                            ..
+                        })
+                    )
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for c in self.children.values() {
+            keys.extend(c.keys.iter().cloned());
+        }
+        keys
+    }
+
+    fn send_summary(&mut self) {
+        let keys: Vec<String> = self.summary_sent.iter().cloned().collect();
+        self.send(
+            Hop::Parent,
+            &ShipMsg::Summary {
+                seq: self.summary_seq,
+                keys,
+            },
+        );
+    }
+
+    fn flush_summary(&mut self) {
+        if !self.summary_dirty {
+            return;
+        }
+        self.summary_dirty = false;
+        if self.parent.is_none() || !self.cfg.escalate {
+            return;
+        }
+        let keys = self.local_keys();
+        if keys != self.summary_sent {
+            self.summary_sent = keys;
+            self.summary_seq += 1;
+            self.send_summary();
+        }
+    }
+
+    // ----- brokering -----------------------------------------------------------------
+
+    fn new_conn_id(&mut self) -> String {
+        self.next_conn += 1;
+        format!("{:016x}-{}", self.id, self.next_conn)
+    }
+
+    /// The oldest unreserved local accept for `key` with enough time left to be offered
+    /// to a connect from elsewhere (`remote`).
+    fn free_accept(&self, now: Instant, key: &str, remote: bool) -> Option<Ticket> {
+        let margin = self.cfg.timings.offer_margin;
+        self.accepts.get(key)?.iter().copied().find(|t| {
+            self.reqs.get(t).is_some_and(|r| {
+                matches!(
+                    r.kind,
+                    ReqKind::Accept {
+                        reservation: None,
+                        ..
+                    }
+                ) && (!remote || r.deadline == Instant::MAX || r.deadline > now + margin)
+            })
+        })
+    }
+
+    fn on_connect(
+        &mut self,
+        now: Instant,
+        from: Hop,
+        ticket: Ticket,
+        key: String,
+        ttl: u64,
+        client: String,
+    ) {
+        let deadline = deadline_from_ttl(now, ttl);
+        if let Some(r) = self.routes.get_mut(&ticket) {
+            r.deadline = r.deadline.max(deadline);
+            r.from = from;
+            if let Some(accept) = r.held {
+                // A retry while the offer is out: send the offer again.
+                self.resend_offer(now, accept);
+                return;
+            }
+            if matches!(r.to, Some(Hop::Parent) | Some(Hop::Child(_))) {
+                let to = r.to.expect("matched");
+                let msg = ShipMsg::Connect {
+                    ticket,
+                    key,
+                    ttl_ms: ttl_ms(r.deadline, now),
+                    client,
+                };
+                self.send(to, &msg);
+                return;
+            }
+        } else {
+            if self.busy() {
+                return;
+            }
+            self.routes.insert(
+                ticket,
+                Route {
+                    from,
+                    to: None,
+                    key,
+                    client,
+                    deadline,
+                    held: None,
+                    excluded: None,
+                },
+            );
+            let grace = self.cfg.timings.retry * 4;
+            self.timers
+                .set(Timer::Route(ticket), deadline.saturating_add(grace));
+        }
+        self.route_connect(now, ticket);
+    }
+
+    /// Decides where a connect goes next: a local accept, the child subtree that holds the
+    /// key, the parent, back down with NotHere, or parked here until something changes.
+    fn route_connect(&mut self, now: Instant, ticket: Ticket) {
+        let Some(r) = self.routes.get(&ticket) else {
+            return;
+        };
+        if r.held.is_some() {
+            return;
+        }
+        let (from, key, excluded, deadline) = (r.from, r.key.clone(), r.excluded, r.deadline);
+        if let Some(accept) = self.free_accept(now, &key, from != Hop::Here) {
+            if from == Hop::Here {
+                self.local_match(now, ticket, accept);
+            } else {
+                self.reserve(now, ticket, accept, deadline);
+            }
+            return;
+        }
+        let to = if !self.cfg.escalate {
+            None
+        } else if let Some(child) = self
+            .children
+            .iter()
+            .find(|(a, c)| {
+                Some(Hop::Child(**a)) != Some(from)
+                    && Some(**a) != excluded
+                    && c.keys.contains(&key)
+            })
+            .map(|(a, _)| *a)
+        {
+            Some(Hop::Child(child))
+        } else if self.parent.is_some() && from != Hop::Parent {
+            Some(Hop::Parent)
+        } else {
+            None
+        };
+        let r = self.routes.get_mut(&ticket).expect("checked above");
+        r.to = to;
+        match to {
+            Some(hop) => {
+                let msg = ShipMsg::Connect {
+                    ticket,
+                    key,
+                    ttl_ms: ttl_ms(r.deadline, now),
+                    client: r.client.clone(),
+                };
+                self.send(hop, &msg);
+            }
+            None if from == Hop::Parent => {
+                // Our summary misled the parent (it changed meanwhile): hand it back.
+                self.send(Hop::Parent, &ShipMsg::NotHere { ticket });
+                self.drop_route(ticket);
+            }
+            None => {} // parked here until a summary or accept arrives, or the deadline
+        }
+    }
+
+    fn reevaluate_key(&mut self, now: Instant, key: &str) {
+        let parked: Vec<Ticket> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.to.is_none() && r.held.is_none() && r.key == key)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in parked {
+            self.route_connect(now, t);
+        }
+    }
+
+    fn local_match(&mut self, now: Instant, connect: Ticket, accept: Ticket) {
+        let conn = self.new_conn_id();
+        let Some(route) = self.routes.remove(&connect) else {
+            return;
+        };
+        self.timers.cancel(&Timer::Route(connect));
+        let Some(acc) = self.remove_req(accept) else {
+            return;
+        };
+        let ReqKind::Accept { key, advertise, .. } = acc.kind else {
+            unreachable!("accept list holds accepts only");
+        };
+        if let Some(req) = self.remove_req(connect) {
+            self.finish_client(req.client, 200, &format!("{advertise} conn={conn}"));
+        }
+        self.finish_client(
+            acc.client,
+            200,
+            &format!("conn={conn} client={}", route.client),
+        );
+        self.remember_finished(now, connect, Some(conn.clone()));
+        self.stats.local_matches += 1;
+        self.outbox.event(ShipEvent::Matched { key, conn });
+    }
+
+    fn reserve(
+        &mut self,
+        now: Instant,
+        connect: Ticket,
+        accept: Ticket,
+        connect_deadline: Instant,
+    ) {
+        let conn = self.new_conn_id();
+        let retry = self.cfg.timings.retry;
+        let Some(req) = self.reqs.get_mut(&accept) else {
+            return;
+        };
+        let expires = connect_deadline.min(req.deadline);
+        if let ReqKind::Accept { reservation, .. } = &mut req.kind {
+            *reservation = Some(Reservation {
+                connect,
+                conn,
+                expires,
+            });
+        }
+        self.summary_dirty = true;
+        if let Some(r) = self.routes.get_mut(&connect) {
+            r.held = Some(accept);
+            r.to = Some(Hop::Here);
+        }
+        self.resend_offer(now, accept);
+        self.timers.set(Timer::Reserve(accept), now + retry);
+    }
+
+    fn resend_offer(&mut self, _now: Instant, accept: Ticket) {
+        let Some(req) = self.reqs.get(&accept) else {
+            return;
+        };
+        let ReqKind::Accept {
+            advertise,
+            reservation: Some(res),
+            ..
+        } = &req.kind
+        else {
+            return;
+        };
+        let Some(route) = self.routes.get(&res.connect) else {
+            return;
+        };
+        let msg = ShipMsg::Offer {
+            ticket: res.connect,
+            conn: res.conn.clone(),
+            acceptor: advertise.clone(),
+        };
+        let from = route.from;
+        if from != Hop::Here {
+            self.send(from, &msg);
+        }
+    }
+
+    fn unreserve(&mut self, now: Instant, accept: Ticket) {
+        let Some(req) = self.reqs.get_mut(&accept) else {
+            return;
+        };
+        let ReqKind::Accept {
+            key, reservation, ..
+        } = &mut req.kind
+        else {
+            return;
+        };
+        let key = key.clone();
+        if let Some(res) = reservation.take() {
+            self.timers.cancel(&Timer::Reserve(accept));
+            self.drop_route(res.connect);
+        }
+        self.summary_dirty = true;
+        self.reevaluate_key(now, &key);
+    }
+
+    fn on_offer(
+        &mut self,
+        now: Instant,
+        from: Hop,
+        ticket: Ticket,
+        conn: String,
+        acceptor: String,
+    ) {
+        let Some(route) = self.routes.get_mut(&ticket) else {
+            // Nobody here wants it any more (finished, or the route expired).
+            let answer = match self.finished.get(&ticket) {
+                Some(Some(c)) if *c == conn => ShipMsg::Confirm { ticket, conn },
+                _ => ShipMsg::Decline { ticket, conn },
+            };
+            self.send(from, &answer);
+            return;
+        };
+        route.to = Some(from);
+        if route.from != Hop::Here {
+            let back = route.from;
+            self.send(
+                back,
+                &ShipMsg::Offer {
+                    ticket,
+                    conn,
+                    acceptor,
+                },
+            );
+            return;
+        }
+        // The connect's own ship: take the offer if the client still waits.
+        let waiting = self
+            .reqs
+            .get(&ticket)
+            .is_some_and(|r| matches!(r.kind, ReqKind::Connect { .. }));
+        if !waiting {
+            self.send(from, &ShipMsg::Decline { ticket, conn });
+            return;
+        }
+        let req = self.remove_req(ticket).expect("checked above");
+        self.finish_client(req.client, 200, &format!("{acceptor} conn={conn}"));
+        self.routes.remove(&ticket);
+        self.timers.cancel(&Timer::Route(ticket));
+        self.remember_finished(now, ticket, Some(conn.clone()));
+        self.send(from, &ShipMsg::Confirm { ticket, conn });
+    }
+
+    fn holder_accept(&self, ticket: Ticket, conn: &str) -> Option<Ticket> {
+        let accept = self.routes.get(&ticket)?.held?;
+        match &self.reqs.get(&accept)?.kind {
+            ReqKind::Accept {
+                reservation: Some(r),
+                ..
+            } if r.conn == conn && r.connect == ticket => Some(accept),
+            _ => None,
+        }
+    }
+
+    fn on_confirm(&mut self, now: Instant, ticket: Ticket, conn: String) {
+        if let Some(accept) = self.holder_accept(ticket, &conn) {
+            let route = self.drop_route(ticket).expect("holder has the route");
+            let acc = self.remove_req(accept).expect("holder has the accept");
+            let ReqKind::Accept { key, .. } = acc.kind else {
+                unreachable!("held tickets are accepts");
+            };
+            self.finish_client(
+                acc.client,
+                200,
+                &format!("conn={conn} client={}", route.client),
+            );
+            self.stats.remote_matches += 1;
+            self.outbox.event(ShipEvent::Matched { key, conn });
+            let _ = now;
+            return;
+        }
+        if let Some(Some(to @ (Hop::Parent | Hop::Child(_)))) =
+            self.routes.get(&ticket).map(|r| r.to)
+        {
+            self.send(to, &ShipMsg::Confirm { ticket, conn });
+            // The route's job is done once the confirmation passed through.
+            self.drop_route(ticket);
+        }
+    }
+
+    fn on_decline(&mut self, now: Instant, ticket: Ticket, conn: String) {
+        if let Some(accept) = self.holder_accept(ticket, &conn) {
+            self.unreserve(now, accept);
+            return;
+        }
+        if let Some(Some(to @ (Hop::Parent | Hop::Child(_)))) =
+            self.routes.get(&ticket).map(|r| r.to)
+        {
+            self.send(to, &ShipMsg::Decline { ticket, conn });
+            self.drop_route(ticket);
+        }
+    }
+
+    fn on_cancel(&mut self, now: Instant, ticket: Ticket) {
+        self.end_connect(now, ticket, None);
+    }
+
+    /// Ends a connect's route here: releases a reservation it held, passes the cancel on
+    /// toward where the connect went, and (at its origin) remembers the outcome.
+    fn end_connect(&mut self, now: Instant, ticket: Ticket, conn: Option<String>) {
+        let Some(route) = self.routes.get(&ticket) else {
+            return;
+        };
+        let (to, held, from) = (route.to, route.held, route.from);
+        if let Some(accept) = held {
+            self.unreserve(now, accept);
+        } else if let Some(hop @ (Hop::Parent | Hop::Child(_))) = to {
+            self.send(hop, &ShipMsg::Cancel { ticket });
+        }
+        self.drop_route(ticket);
+        if from == Hop::Here {
+            self.remember_finished(now, ticket, conn);
+        }
+    }
+
+    fn drop_route(&mut self, ticket: Ticket) -> Option<Route> {
+        self.timers.cancel(&Timer::Route(ticket));
+        self.routes.remove(&ticket)
+    }
+
+    fn remember_finished(&mut self, now: Instant, ticket: Ticket, conn: Option<String>) {
+        self.finished.insert(ticket, conn);
+        self.timers
+            .set(Timer::Forget(ticket), now + self.cfg.timings.retry * 40);
+    }
+
+    // ----- timers --------------------------------------------------------------------
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Hello => {
+                let Some(p) = self.parent.as_mut() else {
+                    return;
+                };
+                let next = if p.up {
+                    self.cfg.timings.keepalive
+                } else {
+                    let d = p.backoff;
+                    p.backoff = (p.backoff * 2).min(self.cfg.timings.backoff_max);
+                    self.rng.jitter(d, 0.5).max(Duration::from_millis(1))
+                };
+                self.send_hello();
+                self.timers.set(Timer::Hello, now + next);
+            }
+            Timer::ParentDead => {
+                let Some(p) = self.parent.as_mut() else {
+                    return;
+                };
+                if p.up {
+                    p.up = false;
+                    p.backoff = self.cfg.timings.backoff_min;
+                    self.outbox.event(ShipEvent::ParentLost);
+                    self.timers
+                        .set(Timer::Hello, now + self.cfg.timings.backoff_min);
+                }
+            }
+            Timer::Child(addr) => self.forget_child(now, addr),
+            Timer::Req(ticket) => self.on_req_timer(now, ticket),
+            Timer::Deadline(ticket) => self.expire(now, ticket),
+            Timer::Route(ticket) => {
+                if let Some(r) = self.routes.get(&ticket) {
+                    if r.from != Hop::Here {
+                        self.end_connect(now, ticket, None);
+                    }
+                }
+            }
+            Timer::Reserve(accept) => {
+                let Some(LocalReq {
+                    kind:
+                        ReqKind::Accept {
+                            reservation: Some(res),
+                            ..
+                        },
+                    ..
+                }) = self.reqs.get(&accept)
+                else {
+                    return;
+                };
+                let expires = res.expires;
+                if now >= expires {
+                    self.unreserve(now, accept);
+                } else {
+                    self.resend_offer(now, accept);
+                    let next = (now + self.cfg.timings.retry).min(expires);
+                    self.timers.set(
+                        Timer::Reserve(accept),
+                        next.max(now + Duration::from_nanos(1)),
+                    );
+                }
+            }
+            Timer::Forget(ticket) => {
+                self.finished.remove(&ticket);
+                self.decided.remove(&ticket);
+                self.config_routes.remove(&ticket);
+            }
+        }
+    }
+
+    fn on_req_timer(&mut self, now: Instant, ticket: Ticket) {
+        let t = self.cfg.timings.clone();
+        let parent_up = self.parent_up();
+        let Some(req) = self.reqs.get_mut(&ticket) else {
+            return;
+        };
+        if now >= req.next_progress {
+            req.next_progress = now + t.progress;
+            let waited = secs(now - req.started);
+            let (client, text) = match &req.kind {
+                ReqKind::Accept { key, .. } => (
+                    req.client,
+                    format!("waiting for a connect on {key} ({waited})"),
+                ),
+                ReqKind::Connect { key } => (
+                    req.client,
+                    format!("waiting for an accept on {key} ({waited})"),
+                ),
+                ReqKind::Config { .. } => {
+                    (req.client, format!("waiting for the mothership ({waited})"))
+                }
+            };
+            let text = if parent_up {
+                text
+            } else {
+                format!("{text}; parent unreachable, retrying")
+            };
+            self.reply(client, 100, &text);
+        }
+        let req = self.reqs.get(&ticket).expect("still present");
+        let next = req.next_progress.min(now + t.retry);
+        match &req.kind {
+            ReqKind::Config { op, applied: None } => {
+                let msg = ShipMsg::ConfigReq {
+                    ticket,
+                    op: op.clone(),
+                    ttl_ms: ttl_ms(req.deadline, now),
+                };
+                self.send(Hop::Parent, &msg);
+            }
+            ReqKind::Config {
+                applied: Some(_), ..
+            } => {
+                // The decision is in; the change itself has not reached us yet: pull.
+                self.send_hello();
+            }
+            ReqKind::Connect { .. } => {
+                if let Some(r) = self.routes.get(&ticket) {
+                    match r.to {
+                        Some(hop @ (Hop::Parent | Hop::Child(_))) => {
+                            let msg = ShipMsg::Connect {
+                                ticket,
+                                key: r.key.clone(),
+                                ttl_ms: ttl_ms(r.deadline, now),
+                                client: r.client.clone(),
+                            };
+                            self.send(hop, &msg);
+                        }
+                        _ => self.route_connect(now, ticket),
+                    }
+                }
+            }
+            ReqKind::Accept { .. } => {}
+        }
+        if self.reqs.contains_key(&ticket) {
+            self.timers.set(Timer::Req(ticket), next);
+        }
+    }
+
+    fn expire(&mut self, now: Instant, ticket: Ticket) {
+        let Some(req) = self.remove_req(ticket) else {
+            return;
+        };
+        self.stats.expired += 1;
+        let waited = secs(now - req.started);
+        let (code, text) = match &req.kind {
+            ReqKind::Accept {
+                key, reservation, ..
+            } => {
+                if let Some(r) = reservation {
+                    self.drop_route(r.connect);
+                }
+                (
+                    408,
+                    format!("accept {key} expired after {waited}: no connect arrived"),
+                )
+            }
+            ReqKind::Connect { key } => {
+                let key = key.clone();
+                self.end_connect(now, ticket, None);
+                (
+                    408,
+                    format!("connect {key} expired after {waited}: no acceptor was found"),
+                )
+            }
+            ReqKind::Config { op, .. } => (
+                504,
+                format!(
+                    "{} got no answer from the mothership within {waited}",
+                    match op {
+                        ConfigOp::Set { path, .. } => format!("set {path}"),
+                        ConfigOp::Claim { pattern, .. } => format!("claim {pattern}"),
+                    }
+                ),
+            ),
+        };
+        self.finish_client(req.client, code, &text);
+    }
+}
+
+fn config_error_code(e: &ConfigError) -> u16 {
+    match e {
+        ConfigError::NoSuchPath(_) => 404,
+        ConfigError::HostNotSettable(_) => 403,
+        ConfigError::NoFreeNode(_) => 409,
+        ConfigError::Limit(_) => 507,
+        _ => 400,
+    }
+}
+
+fn msg_name(m: &ShipMsg) -> &'static str {
+    match m {
+        ShipMsg::Hello { .. } => "Hello",
+        ShipMsg::Beat { .. } => "Beat",
+        ShipMsg::Snapshot { .. } => "Snapshot",
+        ShipMsg::Deltas { .. } => "Deltas",
+        ShipMsg::Refuse { .. } => "Refuse",
+        ShipMsg::Summary { .. } => "Summary",
+        ShipMsg::ConfigReq { .. } => "ConfigReq",
+        ShipMsg::ConfigResp { .. } => "ConfigResp",
+        ShipMsg::Connect { .. } => "Connect",
+        ShipMsg::Offer { .. } => "Offer",
+        ShipMsg::Confirm { .. } => "Confirm",
+        ShipMsg::Decline { .. } => "Decline",
+        ShipMsg::Cancel { .. } => "Cancel",
+        ShipMsg::NotHere { .. } => "NotHere",
+    }
+}
+
+impl Machine for Ship {
+    type Command = core::convert::Infallible;
+    type Event = ShipEvent;
+    type Error = ShipError;
+
+    fn handle(&mut self, now: Instant, input: Input<Self::Command>) -> Result<(), ShipError> {
+        let now = self.clock.advance(now);
+        let result = match input {
+            Input::Frame { from, frame } => {
+                if frame.kind.family() != FAMILY {
+                    return Err(ShipError::WrongFamily(frame.kind.family()));
+                }
+                let msg =
+                    ShipMsg::decode(&frame).map_err(|error| ShipError::Decode { from, error })?;
+                match self.hop_of(from) {
+                    // A Hello always comes from a would-be child; from our own parent it
+                    // means a cycle, which on_hello refuses.
+                    Some(Hop::Parent) if !matches!(msg, ShipMsg::Hello { .. }) => {
+                        self.on_parent_msg(now, msg);
+                        Ok(())
+                    }
+                    _ => self.on_child_msg(now, from, msg),
+                }
+            }
+            Input::ClientOpened(c) => {
+                if self.clients.contains_key(&c) {
+                    return Err(ShipError::DuplicateClient(c));
+                }
+                if self.clients.len() >= self.cfg.limits.max_clients {
+                    self.outbox.to_client(c, reply(503, "too many clients"));
+                    self.outbox.close_client(c);
+                    return Ok(());
+                }
+                self.clients.insert(
+                    c,
+                    ClientConn {
+                        lines: LineBuffer::new(self.cfg.limits.max_line),
+                        pending: None,
+                    },
+                );
+                Ok(())
+            }
+            Input::ClientData(c, data) => {
+                if !self.clients.contains_key(&c) {
+                    return Err(ShipError::UnknownClient(c));
+                }
+                self.on_client_data(now, c, &data);
+                Ok(())
+            }
+            Input::ClientClosed(c) => {
+                self.drop_client(now, c);
+                Ok(())
+            }
+            Input::Command(never) => match never {},
+        };
+        self.flush_summary();
+        result
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.advance(now);
+        while let Some(t) = self.timers.pop_due(now) {
+            self.on_timer(now, t);
+        }
+        self.flush_summary();
+        debug_assert!(self.poll_timeout().is_none_or(|t| t > now));
+    }
+
+    fn poll_output(&mut self) -> Option<Output<ShipEvent>> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+}
+
+/// Encodes a line for a ship client port (used by tests and the simulator).
+pub fn request_line(line: &str) -> Bytes {
+    Bytes::from(format!("{line}\n"))
+}
+
+#[cfg(test)]
+mod tests;

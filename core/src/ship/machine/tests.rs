@@ -1,0 +1,385 @@
+//! Unit tests of the ship machine over a tiny in-test network: FIFO, instant delivery,
+//! time advanced by hand. Scenarios with loss, delay and crashes live in the simulator.
+
+use super::*;
+use crate::rng::Rng;
+
+struct Net {
+    ships: Vec<Ship>,
+    now: Instant,
+    replies: BTreeMap<(usize, u64), Vec<String>>,
+    closed: BTreeSet<(usize, u64)>,
+    events: Vec<(usize, ShipEvent)>,
+    down: BTreeSet<usize>,
+}
+
+fn addr(i: usize) -> PeerAddr {
+    PeerAddr::from(([10, 0, 0, i as u8 + 1], 10000))
+}
+
+impl Net {
+    /// `parents[i]` is ship i's parent index (None for the root).
+    fn new(parents: &[Option<usize>], escalate: bool) -> Net {
+        let text = "(:param mode fast) (:node render (:node r1 (:dynamic)) (:node r2 (:dynamic)))";
+        let ships = parents
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut cfg = match p {
+                    None => ShipConfig::mothership(addr(i), ConfigTree::parse(text).unwrap()),
+                    Some(p) => ShipConfig::daughtership(addr(i), addr(*p)),
+                };
+                cfg.escalate = escalate;
+                Ship::new(cfg, Instant::ZERO, Rng::from_seed(i as u64 + 1)).unwrap()
+            })
+            .collect();
+        let mut n = Net {
+            ships,
+            now: Instant::ZERO,
+            replies: BTreeMap::new(),
+            closed: BTreeSet::new(),
+            events: Vec::new(),
+            down: BTreeSet::new(),
+        };
+        n.settle();
+        n
+    }
+
+    /// Delivers everything and fires due timers until quiet (bounded).
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.ships.len() {
+                if self.down.contains(&i) {
+                    while self.ships[i].poll_output().is_some() {}
+                    continue;
+                }
+                self.ships[i].handle_timeout(self.now);
+                while let Some(o) = self.ships[i].poll_output() {
+                    moved = true;
+                    match o {
+                        Output::Transmit(t) => {
+                            let j = self
+                                .ships
+                                .iter()
+                                .position(|s| s.cfg.listen == t.to)
+                                .unwrap();
+                            if self.down.contains(&j) {
+                                continue;
+                            }
+                            let bytes = t.frame.to_bytes();
+                            let frame =
+                                crate::wire::decode_frame(&bytes, &Default::default()).unwrap();
+                            let _ = self.ships[j].handle(
+                                self.now,
+                                Input::Frame {
+                                    from: addr(i),
+                                    frame,
+                                },
+                            );
+                        }
+                        Output::ToClient(c, b) => {
+                            for l in String::from_utf8(b.to_vec()).unwrap().lines() {
+                                self.replies
+                                    .entry((i, c.0))
+                                    .or_default()
+                                    .push(l.to_string());
+                            }
+                        }
+                        Output::CloseClient(c) => {
+                            self.closed.insert((i, c.0));
+                        }
+                        Output::Event(e) => self.events.push((i, e)),
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+
+    fn advance(&mut self, d: Duration) {
+        // Step in small increments so timers fire in order.
+        let end = self.now + d;
+        while self.now < end {
+            self.now = (self.now + Duration::from_millis(10)).min(end);
+            self.settle();
+        }
+    }
+
+    fn open(&mut self, ship: usize, client: u64) {
+        self.ships[ship]
+            .handle(self.now, Input::ClientOpened(ClientId(client)))
+            .unwrap();
+        self.settle();
+    }
+
+    fn say(&mut self, ship: usize, client: u64, line: &str) {
+        self.ships[ship]
+            .handle(
+                self.now,
+                Input::ClientData(ClientId(client), request_line(line)),
+            )
+            .unwrap();
+        self.settle();
+    }
+
+    fn close(&mut self, ship: usize, client: u64) {
+        self.ships[ship]
+            .handle(self.now, Input::ClientClosed(ClientId(client)))
+            .unwrap();
+        self.settle();
+    }
+
+    /// Final replies (non-1xx) for a client.
+    fn finals(&self, ship: usize, client: u64) -> Vec<String> {
+        self.replies
+            .get(&(ship, client))
+            .map(|v| v.iter().filter(|l| !l.starts_with('1')).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Root 0 with daughters 1 and 2; 3 is a child of 1 (depth 3).
+fn tree(escalate: bool) -> Net {
+    let mut n = Net::new(&[None, Some(0), Some(0), Some(1)], escalate);
+    n.advance(Duration::from_secs(1));
+    n
+}
+
+#[test]
+fn daughterships_sync_and_serve_reads() {
+    let mut n = tree(true);
+    for i in 0..4 {
+        assert_eq!(n.ships[i].epoch(), n.ships[0].epoch(), "ship {i} synced");
+        n.open(i, 1);
+        n.say(i, 1, "get mode");
+        assert_eq!(n.finals(i, 1), vec!["200 fast"]);
+    }
+}
+
+#[test]
+fn set_at_a_grandchild_reaches_everyone_and_reads_its_write() {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "set render/port 7001");
+    assert_eq!(n.finals(3, 1), vec!["200 version=1"]);
+    for i in 0..4 {
+        assert_eq!(n.ships[i].tree().get("render/port").unwrap(), "7001");
+        assert_eq!(n.ships[i].version(), 1);
+    }
+}
+
+#[test]
+fn racing_claims_get_distinct_nodes_then_an_error() {
+    let mut n = tree(true);
+    for (ship, c) in [(1, 1), (2, 2), (3, 3)] {
+        n.open(ship, c);
+        n.ships[ship]
+            .handle(
+                n.now,
+                Input::ClientData(ClientId(c), request_line("claim render/*")),
+            )
+            .unwrap();
+    }
+    n.settle();
+    let mut got: Vec<String> = [(1, 1), (2, 2), (3, 3)]
+        .iter()
+        .flat_map(|(s, c)| n.finals(*s, *c))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "200 render/r1",
+            "200 render/r2",
+            "409 no free dynamic node matches render/*"
+        ]
+    );
+}
+
+#[test]
+fn local_match_never_leaves_the_daughtership() {
+    let mut n = tree(true);
+    let to_parent = n.ships[1].stats().to_parent;
+    n.open(1, 1);
+    n.open(1, 2);
+    n.say(1, 1, "accept svc 10.9.9.9:7000 5");
+    n.say(1, 2, "connect svc 5 alice");
+    assert_eq!(n.finals(1, 2).len(), 1);
+    assert!(n.finals(1, 2)[0].starts_with("200 10.9.9.9:7000 conn="));
+    assert!(n.finals(1, 1)[0].contains("client=alice"));
+    // Only the interest summary (key added, then removed) went up; no broker traffic.
+    assert!(n.ships[1].stats().to_parent - to_parent <= 2);
+    assert_eq!(n.ships[1].stats().local_matches, 1);
+}
+
+#[test]
+fn cross_daughtership_pair_matches_at_the_common_ancestor() {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    let c = n.finals(2, 2);
+    let a = n.finals(3, 1);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(a.len(), 1, "{a:?}");
+    let conn = c[0].split("conn=").nth(1).unwrap();
+    assert_eq!(a[0], format!("200 conn={conn} client=bob"));
+    assert_eq!(n.ships[3].stats().remote_matches, 1);
+    assert_eq!(
+        n.ships.iter().map(|s| s.routes()).sum::<usize>(),
+        0,
+        "no route left behind"
+    );
+}
+
+#[test]
+fn connect_before_accept_waits_then_matches() {
+    let mut n = tree(true);
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5");
+    n.advance(Duration::from_millis(1500));
+    assert!(n.finals(2, 2).is_empty());
+    assert!(
+        n.replies[&(2, 2)]
+            .iter()
+            .any(|l| l.starts_with("100 waiting"))
+    );
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.1.1.1:1 5");
+    n.advance(Duration::from_millis(100));
+    assert!(n.finals(2, 2)[0].starts_with("200 10.1.1.1:1 conn="));
+    assert!(n.finals(3, 1)[0].starts_with("200 conn="));
+}
+
+#[test]
+fn unmatched_connect_expires_with_an_error_naming_the_key() {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "connect lonely 1");
+    n.advance(Duration::from_millis(1100));
+    let f = n.finals(3, 1);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].starts_with("408 connect lonely expired"), "{f:?}");
+    n.advance(Duration::from_secs(2));
+    assert_eq!(n.ships.iter().map(|s| s.routes()).sum::<usize>(), 0);
+}
+
+#[test]
+fn the_seed_hang_without_escalation() {
+    let mut n = tree(false);
+    n.open(1, 1);
+    n.say(1, 1, "accept svc 10.9.9.9:7000 2");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 2");
+    n.advance(Duration::from_millis(1500));
+    assert!(n.finals(1, 1).is_empty() && n.finals(2, 2).is_empty());
+    n.advance(Duration::from_secs(1));
+    // With deadlines on, the hang becomes a clear error instead of silence.
+    assert!(n.finals(2, 2)[0].starts_with("408"));
+    assert!(n.finals(1, 1)[0].starts_with("408"));
+}
+
+#[test]
+fn a_disconnected_client_is_withdrawn() {
+    let mut n = tree(true);
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5");
+    n.close(2, 2);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.1.1.1:1 2");
+    n.advance(Duration::from_millis(500));
+    assert!(n.finals(3, 1).is_empty(), "matched a dead peer");
+    n.advance(Duration::from_secs(2));
+    assert!(n.finals(3, 1)[0].starts_with("408"));
+}
+
+#[test]
+fn losing_the_parent_keeps_reads_and_local_matches() {
+    let mut n = tree(true);
+    n.down.insert(0);
+    n.advance(Duration::from_secs(3));
+    assert!(!n.ships[1].parent_up());
+    assert!(
+        n.events
+            .iter()
+            .any(|(i, e)| *i == 1 && *e == ShipEvent::ParentLost)
+    );
+    n.open(1, 1);
+    n.say(1, 1, "get mode");
+    assert_eq!(n.finals(1, 1), vec!["200 fast"]);
+    n.open(1, 2);
+    n.open(3, 3);
+    n.say(1, 2, "accept k 1.2.3.4:5 5");
+    n.say(3, 3, "connect k 5");
+    assert!(n.finals(3, 3)[0].starts_with("200 1.2.3.4:5"));
+    n.down.remove(&0);
+    n.advance(Duration::from_secs(6));
+    assert!(n.ships[1].parent_up());
+}
+
+#[test]
+fn cycles_and_second_roots_are_refused() {
+    // 0 and 1 name each other as parent.
+    let mut n = Net::new(&[Some(1), Some(0)], true);
+    n.advance(Duration::from_secs(1));
+    assert!(
+        n.ships
+            .iter()
+            .any(|s| s.refused().is_some_and(|r| r.contains("cycle")))
+    );
+    // A root saying Hello to another root is refused.
+    let mut root = Ship::new(
+        ShipConfig::mothership(addr(0), ConfigTree::default()),
+        Instant::ZERO,
+        Rng::from_seed(1),
+    )
+    .unwrap();
+    let hello = ShipMsg::Hello {
+        ship: 99,
+        is_root: true,
+        epoch: 99,
+        version: 0,
+        summary_seq: 0,
+        subtree: vec![99],
+    };
+    root.handle(
+        Instant::ZERO,
+        Input::Frame {
+            from: addr(5),
+            frame: hello.to_frame(),
+        },
+    )
+    .unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| root.poll_output()).collect();
+    assert!(out.iter().any(|o| matches!(o, Output::Transmit(t)
+        if matches!(ShipMsg::decode(&t.frame), Ok(ShipMsg::Refuse { ref reason }) if reason.contains("exactly one root")))));
+    assert!(matches!(
+        Ship::new(
+            ShipConfig::daughtership(addr(0), addr(0)),
+            Instant::ZERO,
+            Rng::from_seed(1)
+        ),
+        Err(ShipConfigError::OwnParent(_))
+    ));
+}
+
+#[test]
+fn telnet_niceties() {
+    let mut n = tree(true);
+    n.open(0, 1);
+    n.say(0, 1, "HELP");
+    n.say(0, 1, "");
+    n.say(0, 1, "bogus");
+    n.say(0, 1, "get nope");
+    n.say(0, 1, "set render/r1/host x");
+    n.say(0, 1, "quit");
+    let f = n.finals(0, 1);
+    let codes: Vec<&str> = f.iter().map(|l| &l[..3]).collect();
+    assert_eq!(codes, vec!["200", "401", "402", "404", "403", "200"]);
+    assert!(n.closed.contains(&(0, 1)));
+}

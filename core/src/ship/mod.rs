@@ -1,0 +1,9 @@
+//! Configuration hierarchy and connection brokering: motherships and daughterships
+//! (seed 000; SPEC.md §5).
+
+pub mod command;
+pub mod machine;
+pub mod msg;
+pub mod tree;
+
+pub use machine::{Ship, ShipConfig, ShipError, ShipEvent, ShipLimits, ShipTimings};
