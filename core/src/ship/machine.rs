@@ -62,7 +62,7 @@ impl Default for ShipTimings {
             progress: Duration::from_secs(1),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
-            default_timeout: Duration::from_secs(30),
+            default_timeout: DEFAULT_CONNECT_TIMEOUT,
             config_timeout: Duration::from_secs(10),
             offer_margin: Duration::from_millis(200),
         }
@@ -267,6 +267,7 @@ struct ParentLink {
 
 #[derive(Debug)]
 struct ChildLink {
+    ship: u64,
     epoch: u64,
     version: u64,
     summary_seq: u64,
@@ -353,6 +354,9 @@ pub struct Ship {
     summary_seq: u64,
     stats: ShipStats,
 }
+
+/// Deadline of accept and connect requests that name none (the ship's default).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn ttl_ms(deadline: Instant, now: Instant) -> u64 {
     if deadline == Instant::MAX {
@@ -1279,8 +1283,9 @@ impl Ship {
         }
         let known_seq = match self.children.get_mut(&from) {
             Some(c) => {
-                if c.subtree.first() != subtree.first() && epoch == 0 {
-                    // A restarted child: forget its old summary.
+                if c.ship != ship {
+                    // The child restarted: what it told us before is void.
+                    c.ship = ship;
                     c.summary_seq = 0;
                     c.keys.clear();
                     self.summary_dirty = true;
@@ -1294,6 +1299,7 @@ impl Ship {
                 self.children.insert(
                     from,
                     ChildLink {
+                        ship,
                         epoch,
                         version,
                         summary_seq: 0,
@@ -1305,6 +1311,8 @@ impl Ship {
                 0
             }
         };
+        // The child's summary_seq is compared in the other direction: the Beat echoes
+        // the parent's, and the child resends on a mismatch.
         let _ = summary_seq;
         self.timers
             .set(Timer::Child(from), now + self.cfg.timings.child_timeout);

@@ -1,6 +1,7 @@
 //! Configuration hierarchy and connection brokering: motherships and daughterships
 //! (seed 000; SPEC.md §5).
 
+pub mod client;
 pub mod command;
 pub mod machine;
 pub mod msg;
