@@ -777,10 +777,10 @@ impl Ship {
             self.timers.cancel(&Timer::Reserve(ticket));
             self.summary_dirty = true;
         }
-        if let Some(c) = self.clients.get_mut(&req.client) {
-            if c.pending == Some(ticket) {
-                c.pending = None;
-            }
+        if let Some(c) = self.clients.get_mut(&req.client)
+            && c.pending == Some(ticket)
+        {
+            c.pending = None;
         }
         Some(req)
     }
@@ -1233,12 +1233,12 @@ impl Ship {
             ShipMsg::Decline { ticket, conn } => self.on_decline(now, ticket, conn),
             ShipMsg::Cancel { ticket } => self.on_cancel(now, ticket),
             ShipMsg::NotHere { ticket } => {
-                if let Some(r) = self.routes.get_mut(&ticket) {
-                    if r.to == Some(hop) {
-                        r.to = None;
-                        r.excluded = Some(from);
-                        self.route_connect(now, ticket);
-                    }
+                if let Some(r) = self.routes.get_mut(&ticket)
+                    && r.to == Some(hop)
+                {
+                    r.to = None;
+                    r.excluded = Some(from);
+                    self.route_connect(now, ticket);
                 }
             }
             _ => {}
@@ -1816,10 +1816,8 @@ impl Ship {
             Timer::Req(ticket) => self.on_req_timer(now, ticket),
             Timer::Deadline(ticket) => self.expire(now, ticket),
             Timer::Route(ticket) => {
-                if let Some(r) = self.routes.get(&ticket) {
-                    if r.from != Hop::Here {
-                        self.end_connect(now, ticket, None);
-                    }
+                if self.routes.get(&ticket).is_some_and(|r| r.from != Hop::Here) {
+                    self.end_connect(now, ticket, None);
                 }
             }
             Timer::Reserve(accept) => {

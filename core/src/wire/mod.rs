@@ -8,6 +8,7 @@
 
 mod codec;
 mod frame;
+pub mod transport;
 
 pub use codec::{Reader, Writer};
 pub use frame::{
