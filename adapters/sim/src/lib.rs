@@ -1,1 +1,42 @@
-//! placeholder
+//! # flotilla-sim
+//!
+//! A deterministic simulator that runs N copies of any [`flotilla_core::Machine`] on one
+//! virtual clock, through a modelled network (latency, jitter, loss, duplication,
+//! reordering, corruption, partitions) and node faults (crash, restart, pause, clock
+//! skew), checking the protocol's invariants after every step and its liveness
+//! expectations within their windows. One master seed fixes the whole run; every failure
+//! names its seed and the command that replays it.
+//!
+//! ```text
+//! scenario file ──parse──▶ Scenario<P> ──Sim::from_scenario(seed)──▶ Sim<P> ──run──▶ Report
+//!                                        └──────────── sweep(seeds) ───────────────▶ SweepReport
+//! ```
+//!
+//! A protocol joins through the [`Protocol`] trait; [`protocols::heartbeat`] is the
+//! first. The format of scenario files is documented in `SCENARIOS.md`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod canary;
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod network;
+pub mod protocol;
+pub mod protocols;
+pub mod queue;
+pub mod scenario;
+pub mod scenarios;
+pub mod sim;
+pub mod sweep;
+pub mod trace;
+pub mod world;
+
+pub use check::{Expectation, Failure, Outcome, Report, Source, Verdict, Window};
+pub use network::{LinkParams, Network};
+pub use protocol::{NodeSpec, Observation, ParseCtx, Protocol};
+pub use scenario::Scenario;
+pub use sim::{Action, LinkPatch, Sim, SimConfig, Target};
+pub use sweep::{SweepReport, sweep};
+pub use world::{Status, World};

@@ -1,0 +1,179 @@
+//! The plug-in trait through which a protocol joins the simulator.
+//!
+//! The simulator knows nothing about any protocol: it moves frames, fires timers,
+//! injects faults and opens client streams for any [`Machine`]. A [`Protocol`] adds the
+//! rest: how to build the machine for a node, what to remember of what happened, which
+//! safety invariants must hold after every step, which named predicates liveness
+//! expectations may ask for, and which extra scenario forms it understands.
+//!
+//! A protocol value is configured once from the scenario file and then cloned for every
+//! run (every seed), so it can carry its per-run records in plain fields.
+
+use core::fmt;
+
+use bytes::Bytes;
+use flotilla_core::sexpr::{Node, SexprError, Value};
+use flotilla_core::wire::Frame;
+use flotilla_core::{ClientId, Instant, Machine, PeerAddr, Rng};
+
+use crate::world::World;
+
+/// Commands of the protocol's machine.
+pub type CommandOf<P> = <<P as Protocol>::Machine as Machine>::Command;
+/// Events of the protocol's machine.
+pub type EventOf<P> = <<P as Protocol>::Machine as Machine>::Event;
+
+/// Who a machine is being built for.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeSpec<'a> {
+    /// Node index, from 0 (`n1` is 0).
+    pub index: usize,
+    /// The node's own address.
+    pub addr: PeerAddr,
+    /// Every node's address, by index (including this one).
+    pub addrs: &'a [PeerAddr],
+    /// 0 for the first start, then one more for each restart.
+    pub incarnation: u64,
+}
+
+/// Something a protocol may want to record; see [`Protocol::observe`].
+#[derive(Debug)]
+pub enum Observation<'a, C, E> {
+    /// A frame decoded and was fed to `node`'s machine, which accepted it (`Ok`) or
+    /// refused it (`Err`, state unchanged).
+    Delivered {
+        /// The receiver.
+        node: usize,
+        /// The sender.
+        from: usize,
+        /// The frame as decoded (after any corruption).
+        frame: &'a Frame,
+        /// Whether `handle` returned `Ok`.
+        accepted: bool,
+    },
+    /// A scheduled command was fed to `node`'s machine.
+    Command {
+        /// The node.
+        node: usize,
+        /// The command.
+        command: &'a C,
+        /// Whether `handle` returned `Ok`.
+        accepted: bool,
+    },
+    /// The machine emitted an event.
+    Event {
+        /// The node.
+        node: usize,
+        /// The event.
+        event: &'a E,
+    },
+    /// The machine wrote to a client stream.
+    ToClient {
+        /// The node.
+        node: usize,
+        /// The stream.
+        client: ClientId,
+        /// The bytes.
+        data: &'a Bytes,
+    },
+    /// The machine closed a client stream.
+    CloseClient {
+        /// The node.
+        node: usize,
+        /// The stream.
+        client: ClientId,
+    },
+}
+
+/// Context for parsing protocol-specific scenario forms.
+#[derive(Clone, Copy, Debug)]
+pub struct ParseCtx {
+    /// Number of nodes in the scenario.
+    pub nodes: usize,
+}
+
+impl ParseCtx {
+    /// Reads a node name, `n1` to `nN`, as a 0-based index.
+    pub fn node(&self, n: &Node) -> Result<usize, SexprError> {
+        let bad = || {
+            SexprError::new(
+                n.pos,
+                format!("expected a node name n1..n{}, found {n}", self.nodes),
+            )
+        };
+        let Value::Symbol(s) = &n.value else {
+            return Err(bad());
+        };
+        let k: usize = s
+            .strip_prefix('n')
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(bad)?;
+        if k == 0 || k > self.nodes {
+            return Err(bad());
+        }
+        Ok(k - 1)
+    }
+}
+
+/// A protocol's contribution to the simulator. Only [`name`](Protocol::name),
+/// [`build`](Protocol::build) and [`predicate`](Protocol::predicate) are required.
+pub trait Protocol: Clone {
+    /// The machine every node runs.
+    type Machine: Machine<Command: Clone + fmt::Debug, Event: fmt::Debug>;
+
+    /// The name in `(:protocol NAME)`.
+    fn name(&self) -> &'static str;
+
+    /// Reads one top-level scenario form the simulator does not know, such as
+    /// `(:heartbeat (:interval 200ms))`. Returns `Ok(false)` if the form is not this
+    /// protocol's, so the simulator can report it as unknown.
+    fn configure(&mut self, form: &Node) -> Result<bool, SexprError> {
+        let _ = form;
+        Ok(false)
+    }
+
+    /// Reads one action inside `(:at TIME ...)` that the simulator does not know, as a
+    /// command for one node's machine. `Ok(None)`: not this protocol's.
+    fn parse_action(
+        &self,
+        form: &Node,
+        ctx: &ParseCtx,
+    ) -> Result<Option<(usize, CommandOf<Self>)>, SexprError> {
+        let _ = (form, ctx);
+        Ok(None)
+    }
+
+    /// The predicate names `(:expect NAME ...)` may use.
+    fn predicates(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Builds the machine for a node that starts or restarts, at local time `now`, with
+    /// a seeded generator derived from (master seed, node, incarnation). Records kept per
+    /// node should be reset here: the previous life's state is gone.
+    fn build(&mut self, node: &NodeSpec<'_>, rng: Rng, now: Instant) -> Self::Machine;
+
+    /// Sees a delivery or an output, right after it happened.
+    fn observe(
+        &mut self,
+        world: &World<Self::Machine>,
+        obs: Observation<'_, CommandOf<Self>, EventOf<Self>>,
+    ) {
+        let _ = (world, obs);
+    }
+
+    /// Safety invariants, run after every step. `touched` is the node whose machine just
+    /// ran, or `None` after a step that may have changed anything (a fault); a protocol
+    /// whose invariants are per node may check only that one. The error says what broke.
+    fn check(
+        &mut self,
+        world: &World<Self::Machine>,
+        touched: Option<usize>,
+    ) -> Result<(), String> {
+        let _ = (world, touched);
+        Ok(())
+    }
+
+    /// Evaluates the named predicate (one of [`predicates`](Protocol::predicates)) now.
+    fn predicate(&self, name: &str, world: &World<Self::Machine>) -> bool;
+}

@@ -1,0 +1,3 @@
+//! The protocol plug-ins shipped with the simulator, one module each.
+
+pub mod heartbeat;
