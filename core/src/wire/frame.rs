@@ -6,12 +6,17 @@
 //!                        from line-protocol clients by the first byte
 //!      1     1  version  1
 //!      2     2  kind     message kind, big-endian; high byte = protocol family
-//!      4     1  flags    reserved, must be 0 in version 1
+//!      4     1  flags    0x01 in version 1 (a checksum follows the tag); other bits reserved
 //!      5     1  tag_len  length of the authentication tag (0 until auth lands)
 //!      6     4  length   payload length, big-endian
 //!     10  tag_len  tag
+//!      …     4  crc      CRC-32C of kind (2 bytes) and payload, big-endian
 //!      …  length   payload
 //! ```
+//!
+//! The checksum makes a corrupted frame a decode error at the envelope, so no protocol
+//! ever acts on a flipped byte (a corrupted sequence number would otherwise poison a
+//! peer's state until it restarts).
 
 use core::fmt;
 
@@ -24,6 +29,43 @@ pub const FRAME_MAGIC: u8 = 0xF1;
 pub const FRAME_VERSION: u8 = 1;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 10;
+/// Size of the checksum that follows the tag.
+pub const CRC_LEN: usize = 4;
+/// The flag every version-1 frame carries: a CRC-32C follows the tag.
+pub const FLAG_CRC: u8 = 0x01;
+
+/// CRC-32C (Castagnoli) lookup table, built at compile time.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = CRC_TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// CRC-32C of a frame's kind and payload.
+pub fn frame_crc(kind: Kind, payload: &[u8]) -> u32 {
+    !crc32c_update(crc32c_update(!0, &kind.0.to_be_bytes()), payload)
+}
 
 /// A message kind: the high byte names the protocol family, the low byte the message.
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,11 +130,11 @@ impl Frame {
 
     /// Size of the encoded frame.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + self.tag.len() + self.payload.len()
+        HEADER_LEN + self.tag.len() + CRC_LEN + self.payload.len()
     }
 
-    /// Appends the header and tag to `out`; the payload is left to the caller so that a
-    /// stream writer can send it from its own buffer without a copy.
+    /// Appends the header, tag and checksum to `out`; the payload is left to the caller
+    /// so that a stream writer can send it from its own buffer without a copy.
     ///
     /// # Panics
     /// If the tag is longer than 255 bytes or the payload longer than `u32::MAX`: both are
@@ -100,14 +142,15 @@ impl Frame {
     pub fn encode_header(&self, out: &mut BytesMut) {
         let tag_len = u8::try_from(self.tag.len()).expect("tag longer than 255 bytes");
         let len = u32::try_from(self.payload.len()).expect("payload longer than u32::MAX");
-        out.reserve(HEADER_LEN + self.tag.len());
+        out.reserve(HEADER_LEN + self.tag.len() + CRC_LEN);
         out.put_u8(FRAME_MAGIC);
         out.put_u8(FRAME_VERSION);
         out.put_u16(self.kind.0);
-        out.put_u8(0);
+        out.put_u8(FLAG_CRC);
         out.put_u8(tag_len);
         out.put_u32(len);
         out.put_slice(&self.tag);
+        out.put_u32(frame_crc(self.kind, &self.payload));
     }
 
     /// Appends the whole encoded frame to `out`.
@@ -142,9 +185,15 @@ pub enum FrameError {
     /// A version this build does not speak.
     #[error("unsupported frame version {0}")]
     UnsupportedVersion(u8),
-    /// Flags that version 1 does not define.
-    #[error("reserved flags set: {0:#04x}")]
+    /// Flags other than version 1's.
+    #[error("unexpected flags {0:#04x} (version 1 frames carry exactly 0x01)")]
     ReservedFlags(u8),
+    /// The checksum does not match: the frame was damaged in transit.
+    #[error("frame checksum mismatch (kind {kind}): damaged in transit")]
+    Checksum {
+        /// The kind as received.
+        kind: Kind,
+    },
     /// The payload is larger than [`Limits::max_payload`].
     #[error("frame payload of {len} bytes exceeds the limit of {max}")]
     TooLarge {
@@ -184,7 +233,7 @@ fn parse_header(buf: &[u8], limits: &Limits) -> Result<Header, FrameError> {
     if buf[1] != FRAME_VERSION {
         return Err(FrameError::UnsupportedVersion(buf[1]));
     }
-    if buf[4] != 0 {
+    if buf[4] != FLAG_CRC {
         return Err(FrameError::ReservedFlags(buf[4]));
     }
     let len = u32::from_be_bytes([buf[6], buf[7], buf[8], buf[9]]);
@@ -201,26 +250,37 @@ fn parse_header(buf: &[u8], limits: &Limits) -> Result<Header, FrameError> {
     })
 }
 
-fn slice_frame(buf: &Bytes, h: &Header) -> Frame {
+fn slice_frame(buf: &Bytes, h: &Header) -> Result<Frame, FrameError> {
     let tag_end = HEADER_LEN + h.tag_len;
-    Frame {
+    let body = tag_end + CRC_LEN;
+    let crc = u32::from_be_bytes([
+        buf[tag_end],
+        buf[tag_end + 1],
+        buf[tag_end + 2],
+        buf[tag_end + 3],
+    ]);
+    let payload = buf.slice(body..body + h.len);
+    if frame_crc(h.kind, &payload) != crc {
+        return Err(FrameError::Checksum { kind: h.kind });
+    }
+    Ok(Frame {
         kind: h.kind,
         tag: buf.slice(HEADER_LEN..tag_end),
-        payload: buf.slice(tag_end..tag_end + h.len),
-    }
+        payload,
+    })
 }
 
 /// Decodes a buffer that holds exactly one frame (a datagram).
 pub fn decode_frame(buf: &Bytes, limits: &Limits) -> Result<Frame, FrameError> {
     let h = parse_header(buf, limits)?;
-    let total = HEADER_LEN + h.tag_len + h.len;
+    let total = HEADER_LEN + h.tag_len + CRC_LEN + h.len;
     match buf.len().cmp(&total) {
         core::cmp::Ordering::Less => Err(FrameError::Truncated {
             needed: total,
             have: buf.len(),
         }),
         core::cmp::Ordering::Greater => Err(FrameError::TrailingBytes(buf.len() - total)),
-        core::cmp::Ordering::Equal => Ok(slice_frame(buf, &h)),
+        core::cmp::Ordering::Equal => slice_frame(buf, &h),
     }
 }
 
@@ -235,12 +295,12 @@ pub fn split_frame(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>,
         Err(FrameError::Truncated { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let total = HEADER_LEN + h.tag_len + h.len;
+    let total = HEADER_LEN + h.tag_len + CRC_LEN + h.len;
     if buf.len() < total {
         return Ok(None);
     }
     let bytes = buf.split_to(total).freeze();
-    Ok(Some(slice_frame(&bytes, &h)))
+    slice_frame(&bytes, &h).map(Some)
 }
 
 #[cfg(test)]
@@ -253,13 +313,20 @@ mod tests {
     }
 
     #[test]
+    fn crc32c_known_answer() {
+        // The standard check value of CRC-32C.
+        assert_eq!(!crc32c_update(!0, b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
     fn header_layout_is_as_specified() {
         let f = Frame::new(Kind(0x0102), Bytes::from_static(b"abc"));
         let b = f.to_bytes();
-        assert_eq!(
-            &b[..],
-            &[0xF1, 1, 0x01, 0x02, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c']
-        );
+        let crc = frame_crc(Kind(0x0102), b"abc").to_be_bytes();
+        let mut want = vec![0xF1, 1, 0x01, 0x02, FLAG_CRC, 0, 0, 0, 0, 3];
+        want.extend_from_slice(&crc);
+        want.extend_from_slice(b"abc");
+        assert_eq!(&b[..], &want[..]);
     }
 
     #[test]
@@ -268,51 +335,59 @@ mod tests {
         let b = f.to_bytes();
         let d = decode_frame(&b, &limits()).unwrap();
         // The payload points into the received buffer.
-        assert_eq!(d.payload.as_ptr(), b[HEADER_LEN..].as_ptr());
+        assert_eq!(d.payload.as_ptr(), b[HEADER_LEN + CRC_LEN..].as_ptr());
     }
 
     #[test]
     fn rejects_bad_inputs_with_typed_errors() {
         let l = limits();
+        let d = |b: &'static [u8]| decode_frame(&Bytes::from_static(b), &l);
+        assert_eq!(d(b"GET /"), Err(FrameError::BadMagic(b'G')));
         assert_eq!(
-            decode_frame(&Bytes::from_static(b"GET /"), &l),
-            Err(FrameError::BadMagic(b'G'))
-        );
-        assert_eq!(
-            decode_frame(&Bytes::from_static(&[0xF1, 2, 0, 0, 0, 0, 0, 0, 0, 0]), &l),
+            d(&[0xF1, 2, 0, 0, 1, 0, 0, 0, 0, 0]),
             Err(FrameError::UnsupportedVersion(2))
         );
         assert_eq!(
-            decode_frame(
-                &Bytes::from_static(&[0xF1, 1, 0, 0, 0, 0, 0xFF, 0, 0, 0]),
-                &l
-            ),
+            d(&[0xF1, 1, 0, 0, 1, 0, 0xFF, 0, 0, 0]),
             Err(FrameError::TooLarge {
                 len: 0xFF00_0000,
                 max: 4096
             })
         );
         assert_eq!(
-            decode_frame(
-                &Bytes::from_static(&[0xF1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 9]),
-                &l
-            ),
+            d(&[0xF1, 1, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 9]),
             Err(FrameError::Truncated {
-                needed: 12,
-                have: 11
+                needed: 16,
+                have: 15
             })
         );
         assert_eq!(
-            decode_frame(
-                &Bytes::from_static(&[0xF1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
-                &l
-            ),
+            d(&[0xF1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
             Err(FrameError::TrailingBytes(1))
         );
         assert_eq!(
-            decode_frame(&Bytes::from_static(&[0xF1, 1, 0, 0, 4, 0, 0, 0, 0, 0]), &l),
+            d(&[0xF1, 1, 0, 0, 4, 0, 0, 0, 0, 0]),
             Err(FrameError::ReservedFlags(4))
         );
+        assert_eq!(
+            d(&[0xF1, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(FrameError::ReservedFlags(0))
+        );
+    }
+
+    #[test]
+    fn any_flipped_byte_is_caught() {
+        let good = Frame::new(Kind(0x0101), Bytes::from_static(b"sequence-number!")).to_bytes();
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.to_vec();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    decode_frame(&Bytes::from(bad), &limits()).is_err(),
+                    "flip of bit {bit} in byte {i} went unnoticed"
+                );
+            }
+        }
     }
 
     #[test]
@@ -328,7 +403,7 @@ mod tests {
 
     #[test]
     fn oversized_length_fails_before_body_arrives() {
-        let mut buf = BytesMut::from(&[0xF1, 1, 0, 0, 0, 0, 0, 1, 0, 0][..]);
+        let mut buf = BytesMut::from(&[0xF1, 1, 0, 0, 1, 0, 0, 1, 0, 0][..]);
         assert!(matches!(
             split_frame(&mut buf, &limits()),
             Err(FrameError::TooLarge { .. })

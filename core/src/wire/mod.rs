@@ -12,8 +12,8 @@ pub mod transport;
 
 pub use codec::{Reader, Writer};
 pub use frame::{
-    FRAME_MAGIC, FRAME_VERSION, Frame, FrameError, HEADER_LEN, Kind, Limits, decode_frame,
-    split_frame,
+    CRC_LEN, FLAG_CRC, FRAME_MAGIC, FRAME_VERSION, Frame, FrameError, HEADER_LEN, Kind, Limits,
+    decode_frame, frame_crc, split_frame,
 };
 
 use thiserror::Error;
