@@ -437,7 +437,10 @@ fn corrupted_frames_are_dropped_at_the_envelope() {
     assert!(r.passed(), "{r}");
     let mut s = scn.sim(6, false);
     s.run();
-    assert!(s.stats().decode_failures > 0, "the corruption model did corrupt");
+    assert!(
+        s.stats().decode_failures > 0,
+        "the corruption model did corrupt"
+    );
 }
 
 #[test]

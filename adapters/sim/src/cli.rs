@@ -20,11 +20,12 @@ use crate::canary::CanaryProtocol;
 use crate::check::{Failure, Source};
 use crate::protocol::Protocol;
 use crate::protocols::heartbeat::HeartbeatProtocol;
+use crate::protocols::ship::ShipProtocol;
 use crate::scenario::{self, Scenario};
 use crate::scenarios::{BUILTIN, builtin};
 
 /// Protocols a scenario may name in `(:protocol NAME)`.
-pub const PROTOCOLS: &[&str] = &["heartbeat", "heartbeat-canary"];
+pub const PROTOCOLS: &[&str] = &["heartbeat", "heartbeat-canary", "ship"];
 
 /// Arguments of `flotilla sim`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,6 +115,7 @@ pub fn run(args: &SimArgs, out: &mut dyn Write) -> io::Result<i32> {
             out,
         ),
         "heartbeat-canary" => go(&text, CanaryProtocol::default(), source, &label, args, out),
+        "ship" => go(&text, ShipProtocol::default(), source, &label, args, out),
         other => {
             let e = SexprError::new(
                 protocol.1,

@@ -35,7 +35,7 @@ pub mod world;
 
 pub use check::{Expectation, Failure, Outcome, Report, Source, Verdict, Window};
 pub use network::{LinkParams, Network};
-pub use protocol::{NodeSpec, Observation, ParseCtx, Protocol};
+pub use protocol::{NodeSpec, Observation, ParseCtx, Protocol, Workload};
 pub use scenario::Scenario;
 pub use sim::{Action, LinkPatch, Sim, SimConfig, Target};
 pub use sweep::{SweepReport, sweep};

@@ -76,12 +76,45 @@ pub enum Observation<'a, C, E> {
         /// The bytes.
         data: &'a Bytes,
     },
+    /// A client sent bytes to `node`, observed just before the machine sees them.
+    FromClient {
+        /// The node.
+        node: usize,
+        /// The stream.
+        client: ClientId,
+        /// The bytes.
+        data: &'a Bytes,
+    },
     /// The machine closed a client stream.
     CloseClient {
         /// The node.
         node: usize,
         /// The stream.
         client: ClientId,
+    },
+}
+
+/// One step of a protocol-generated client workload (see [`Protocol::workload`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Open stream number `client` (the protocol's own numbering) on `node`.
+    Open {
+        /// The node.
+        node: usize,
+        /// The protocol's number for the stream.
+        client: u32,
+    },
+    /// Send bytes on a stream opened earlier.
+    Send {
+        /// The protocol's number for the stream.
+        client: u32,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close a stream from the client side.
+    Close {
+        /// The protocol's number for the stream.
+        client: u32,
     },
 }
 
@@ -127,8 +160,8 @@ pub trait Protocol: Clone {
     /// Reads one top-level scenario form the simulator does not know, such as
     /// `(:heartbeat (:interval 200ms))`. Returns `Ok(false)` if the form is not this
     /// protocol's, so the simulator can report it as unknown.
-    fn configure(&mut self, form: &Node) -> Result<bool, SexprError> {
-        let _ = form;
+    fn configure(&mut self, form: &Node, ctx: &ParseCtx) -> Result<bool, SexprError> {
+        let _ = (form, ctx);
         Ok(false)
     }
 
@@ -141,6 +174,14 @@ pub trait Protocol: Clone {
     ) -> Result<Option<(usize, CommandOf<Self>)>, SexprError> {
         let _ = (form, ctx);
         Ok(None)
+    }
+
+    /// Client traffic for one run, drawn from `rng` (derived from the run's seed), for
+    /// workloads too large to write out as `(:client-…)` actions: a list of
+    /// `(time, step)`; opens must come before sends on the same stream. Default: none.
+    fn workload(&self, nodes: usize, end: Instant, rng: &mut Rng) -> Vec<(Instant, Workload)> {
+        let _ = (nodes, end, rng);
+        Vec::new()
     }
 
     /// The predicate names `(:expect NAME ...)` may use.

@@ -5,12 +5,13 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use flotilla_core::rng::derive_seed;
 use flotilla_core::sexpr::{self, Node, SexprError, Value};
-use flotilla_core::{ClientId, Instant};
+use flotilla_core::{ClientId, Instant, Rng};
 
 use crate::check::{Expectation, Source, Window};
 use crate::network::LinkParams;
-use crate::protocol::{CommandOf, ParseCtx, Protocol};
+use crate::protocol::{CommandOf, ParseCtx, Protocol, Workload};
 use crate::sim::{Action, LinkPatch, Sim, SimConfig, Target};
 
 /// Most nodes a scenario may ask for.
@@ -353,6 +354,9 @@ impl<P: Protocol> Parser<'_, P> {
     }
 }
 
+/// Label of the random stream protocol workloads are drawn from.
+const WORKLOAD_STREAM: u64 = 0x776f_726b_6c6f_6164;
+
 impl<P: Protocol> Scenario<P> {
     /// Parses `text` for `protocol` (whose name must match the file's `(:protocol NAME)`).
     /// `source` decides the replay command; `None` means "by the scenario's name".
@@ -427,8 +431,9 @@ impl<P: Protocol> Scenario<P> {
                 _ => protocol_forms.push(f),
             }
         }
+        let ctx = parser.ctx;
         for f in protocol_forms {
-            if !protocol.configure(f)? {
+            if !protocol.configure(f, &ctx)? {
                 return Err(err(f, format!("unknown form {f}")));
             }
         }
@@ -458,6 +463,28 @@ impl<P: Protocol> Scenario<P> {
         }
         for e in &self.expectations {
             sim.expect(e.clone());
+        }
+        let mut rng = Rng::from_seed(derive_seed(seed, WORKLOAD_STREAM));
+        let mut streams = BTreeMap::new();
+        for (t, w) in self
+            .protocol
+            .workload(self.nodes, Instant::ZERO + self.duration, &mut rng)
+        {
+            match w {
+                Workload::Open { node, client } => {
+                    streams.insert(client, sim.open_client(t, node));
+                }
+                Workload::Send { client, data } => {
+                    if let Some(&c) = streams.get(&client) {
+                        sim.send_client(t, c, data);
+                    }
+                }
+                Workload::Close { client } => {
+                    if let Some(&c) = streams.get(&client) {
+                        sim.close_client(t, c);
+                    }
+                }
+            }
         }
         sim
     }

@@ -13,6 +13,31 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         "a heartbeat with a planted bug (a repeated beat keeps a peer up); some seeds must fail",
         include_str!("../scenarios/heartbeat-canary.scn"),
     ),
+    (
+        "daughtership-hang",
+        "seed 000's hang: accept on one daughtership, connect on another, escalation off; the liveness check fails",
+        include_str!("../scenarios/daughtership-hang.scn"),
+    ),
+    (
+        "daughtership-hang-fixed",
+        "the same pair with escalation and deadlines on: they meet at the mothership",
+        include_str!("../scenarios/daughtership-hang-fixed.scn"),
+    ),
+    (
+        "broker-random",
+        "depth-3 tree, 50 pairs in random places and order, lonely connects, sets, claims; lossy network",
+        include_str!("../scenarios/broker-random.scn"),
+    ),
+    (
+        "broker-chaos",
+        "the same tree with loss, a partition between levels, ship crashes and restarts",
+        include_str!("../scenarios/broker-chaos.scn"),
+    ),
+    (
+        "broker-1000",
+        "1,000 clients across a depth-3 tree",
+        include_str!("../scenarios/broker-1000.scn"),
+    ),
 ];
 
 /// The text of the built-in scenario `name`.

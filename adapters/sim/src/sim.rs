@@ -1204,6 +1204,14 @@ impl<P: Protocol> Sim<P> {
                     );
                 }
                 if open {
+                    self.protocol.observe(
+                        &self.world,
+                        Observation::FromClient {
+                            node: i,
+                            client: c,
+                            data: &data,
+                        },
+                    );
                     self.feed(i, Input::ClientData(c, data));
                 } else {
                     self.stats.client_dropped += 1;

@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ship_client;
+
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;

@@ -34,6 +34,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ship_client;
+
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;

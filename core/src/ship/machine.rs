@@ -48,7 +48,8 @@ pub struct ShipTimings {
     /// Deadline of `set` and `claim` requests.
     pub config_timeout: Duration,
     /// An accept with less than this left is not offered to remote connects, so the
-    /// confirmation has time to come back.
+    /// confirmation has time to come back (and to be asked for again if it is lost).
+    /// Should be several `retry` periods.
     pub offer_margin: Duration,
 }
 
@@ -64,7 +65,7 @@ impl Default for ShipTimings {
             backoff_max: Duration::from_secs(5),
             default_timeout: DEFAULT_CONNECT_TIMEOUT,
             config_timeout: Duration::from_secs(10),
-            offer_margin: Duration::from_millis(200),
+            offer_margin: Duration::from_secs(1),
         }
     }
 }
@@ -285,6 +286,10 @@ struct ClientConn {
 struct Reservation {
     connect: Ticket,
     conn: String,
+    /// The connect may take the offer until then (offers carry the time left)...
+    window_end: Instant,
+    /// ...and a confirmation sent by then is waited for until here (never past the
+    /// accept's own deadline).
     expires: Instant,
 }
 
@@ -322,6 +327,9 @@ struct Route {
     deadline: Instant,
     held: Option<Ticket>,
     excluded: Option<PeerAddr>,
+    /// An offer came back through here: the route is fixed until it expires, so the
+    /// confirmation (or a repeated offer) follows the same path.
+    offered: bool,
 }
 
 /// The ship machine. See the module docs.
@@ -725,6 +733,7 @@ impl Ship {
                         deadline,
                         held: None,
                         excluded: None,
+                        offered: false,
                     },
                 );
                 self.route_connect(now, ticket);
@@ -1121,9 +1130,10 @@ impl Ship {
                 ticket,
                 conn,
                 acceptor,
-            } => self.on_offer(now, Hop::Parent, ticket, conn, acceptor),
-            ShipMsg::Confirm { ticket, conn } => self.on_confirm(now, ticket, conn),
-            ShipMsg::Decline { ticket, conn } => self.on_decline(now, ticket, conn),
+                ttl_ms,
+            } => self.on_offer(now, Hop::Parent, ticket, conn, acceptor, ttl_ms),
+            ShipMsg::Confirm { ticket, conn } => self.on_confirm(Hop::Parent, ticket, conn),
+            ShipMsg::Decline { ticket, conn } => self.on_decline(now, Hop::Parent, ticket, conn),
             ShipMsg::Cancel { ticket } => self.on_cancel(now, ticket),
             _ => {}
         }
@@ -1228,9 +1238,10 @@ impl Ship {
                 ticket,
                 conn,
                 acceptor,
-            } => self.on_offer(now, hop, ticket, conn, acceptor),
-            ShipMsg::Confirm { ticket, conn } => self.on_confirm(now, ticket, conn),
-            ShipMsg::Decline { ticket, conn } => self.on_decline(now, ticket, conn),
+                ttl_ms,
+            } => self.on_offer(now, hop, ticket, conn, acceptor, ttl_ms),
+            ShipMsg::Confirm { ticket, conn } => self.on_confirm(hop, ticket, conn),
+            ShipMsg::Decline { ticket, conn } => self.on_decline(now, hop, ticket, conn),
             ShipMsg::Cancel { ticket } => self.on_cancel(now, ticket),
             ShipMsg::NotHere { ticket } => {
                 if let Some(r) = self.routes.get_mut(&ticket)
@@ -1345,10 +1356,14 @@ impl Ship {
             }
             self.route_connect(now, t);
         }
+        // Connects that came from the lost child are abandoned — unless an offer already
+        // went back through here (or was made here): the origin may have taken it, so the
+        // route and reservation stay, for the confirmation to come through once the child
+        // returns, or for the reservation to end in doubt.
         let orphaned: Vec<Ticket> = self
             .routes
             .iter()
-            .filter(|(_, r)| r.from == Hop::Child(addr))
+            .filter(|(_, r)| r.from == Hop::Child(addr) && !r.offered && r.held.is_none())
             .map(|(t, _)| *t)
             .collect();
         for t in orphaned {
@@ -1443,6 +1458,11 @@ impl Ship {
     ) {
         let deadline = deadline_from_ttl(now, ttl);
         if let Some(r) = self.routes.get_mut(&ticket) {
+            if r.from == Hop::Here {
+                // Our own connect came back to us: ignore the loop rather than lose
+                // track of the client.
+                return;
+            }
             r.deadline = r.deadline.max(deadline);
             r.from = from;
             if let Some(accept) = r.held {
@@ -1450,15 +1470,8 @@ impl Ship {
                 self.resend_offer(now, accept);
                 return;
             }
-            if matches!(r.to, Some(Hop::Parent) | Some(Hop::Child(_))) {
-                let to = r.to.expect("matched");
-                let msg = ShipMsg::Connect {
-                    ticket,
-                    key,
-                    ttl_ms: ttl_ms(r.deadline, now),
-                    client,
-                };
-                self.send(to, &msg);
+            if r.offered {
+                // The holder is already talking to the origin along this route.
                 return;
             }
         } else {
@@ -1475,9 +1488,10 @@ impl Ship {
                     deadline,
                     held: None,
                     excluded: None,
+                    offered: false,
                 },
             );
-            let grace = self.cfg.timings.retry * 4;
+            let grace = (self.cfg.timings.retry * 4).max(self.cfg.timings.offer_margin * 2);
             self.timers
                 .set(Timer::Route(ticket), deadline.saturating_add(grace));
         }
@@ -1490,7 +1504,22 @@ impl Ship {
         let Some(r) = self.routes.get(&ticket) else {
             return;
         };
-        if r.held.is_some() {
+        if r.held.is_some() || r.offered {
+            return;
+        }
+        if let Some(Hop::Child(c)) = r.to
+            && self.children.contains_key(&c)
+        {
+            // Already sent down: the child knows better than our copy of its summary
+            // (which drops the key as soon as the accept is reserved for this very
+            // connect). It answers NotHere if the accept is gone.
+            let msg = ShipMsg::Connect {
+                ticket,
+                key: r.key.clone(),
+                ttl_ms: ttl_ms(r.deadline, now),
+                client: r.client.clone(),
+            };
+            self.send(Hop::Child(c), &msg);
             return;
         }
         let (from, key, excluded, deadline) = (r.from, r.key.clone(), r.excluded, r.deadline);
@@ -1545,7 +1574,14 @@ impl Ship {
         let parked: Vec<Ticket> = self
             .routes
             .iter()
-            .filter(|(_, r)| r.to.is_none() && r.held.is_none() && r.key == key)
+            // Parked connects, and connects sent up before this subtree held the key: the
+            // lowest common ancestor may now be here.
+            .filter(|(_, r)| {
+                matches!(r.to, None | Some(Hop::Parent))
+                    && r.held.is_none()
+                    && !r.offered
+                    && r.key == key
+            })
             .map(|(t, _)| *t)
             .collect();
         for t in parked {
@@ -1573,7 +1609,7 @@ impl Ship {
             200,
             &format!("conn={conn} client={}", route.client),
         );
-        self.remember_finished(now, connect, Some(conn.clone()));
+        self.remember_finished(now, connect, Some(conn.clone()), route.deadline);
         self.stats.local_matches += 1;
         self.outbox.event(ShipEvent::Matched { key, conn });
     }
@@ -1590,11 +1626,14 @@ impl Ship {
         let Some(req) = self.reqs.get_mut(&accept) else {
             return;
         };
-        let expires = connect_deadline.min(req.deadline);
+        let margin = self.cfg.timings.offer_margin;
+        let window_end = connect_deadline.min(req.deadline.saturating_sub(margin));
+        let expires = window_end.saturating_add(margin).min(req.deadline);
         if let ReqKind::Accept { reservation, .. } = &mut req.kind {
             *reservation = Some(Reservation {
                 connect,
                 conn,
+                window_end,
                 expires,
             });
         }
@@ -1607,7 +1646,7 @@ impl Ship {
         self.timers.set(Timer::Reserve(accept), now + retry);
     }
 
-    fn resend_offer(&mut self, _now: Instant, accept: Ticket) {
+    fn resend_offer(&mut self, now: Instant, accept: Ticket) {
         let Some(req) = self.reqs.get(&accept) else {
             return;
         };
@@ -1622,10 +1661,17 @@ impl Ship {
         let Some(route) = self.routes.get(&res.connect) else {
             return;
         };
+        if now >= res.expires {
+            return;
+        }
+        // Past the window the offer is resent with no time left: the connect can no
+        // longer take it, but the origin answers again whether it already did, so a lost
+        // confirmation is recovered before the reservation runs out.
         let msg = ShipMsg::Offer {
             ticket: res.connect,
             conn: res.conn.clone(),
             acceptor: advertise.clone(),
+            ttl_ms: ttl_ms(res.window_end, now),
         };
         let from = route.from;
         if from != Hop::Here {
@@ -1652,6 +1698,7 @@ impl Ship {
         self.reevaluate_key(now, &key);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_offer(
         &mut self,
         now: Instant,
@@ -1659,17 +1706,34 @@ impl Ship {
         ticket: Ticket,
         conn: String,
         acceptor: String,
+        ttl: u64,
     ) {
         let Some(route) = self.routes.get_mut(&ticket) else {
-            // Nobody here wants it any more (finished, or the route expired).
-            let answer = match self.finished.get(&ticket) {
-                Some(Some(c)) if *c == conn => ShipMsg::Confirm { ticket, conn },
-                _ => ShipMsg::Decline { ticket, conn },
-            };
-            self.send(from, &answer);
+            if ticket.origin == self.id {
+                // Our connect already finished: answer a repeated offer the same way.
+                let answer = match self.finished.get(&ticket) {
+                    Some(Some(c)) if *c == conn => ShipMsg::Confirm { ticket, conn },
+                    _ => ShipMsg::Decline { ticket, conn },
+                };
+                self.send(from, &answer);
+            } else if let Some(hop) = self.toward_ship(ticket.origin, from) {
+                // A ship on the way that lost the route (it restarted) passes the offer
+                // on toward the origin by the subtrees its children report, so the origin
+                // can still answer it.
+                self.send(
+                    hop,
+                    &ShipMsg::Offer {
+                        ticket,
+                        conn,
+                        acceptor,
+                        ttl_ms: ttl,
+                    },
+                );
+            }
             return;
         };
         route.to = Some(from);
+        route.offered = true;
         if route.from != Hop::Here {
             let back = route.from;
             self.send(
@@ -1678,24 +1742,25 @@ impl Ship {
                     ticket,
                     conn,
                     acceptor,
+                    ttl_ms: ttl,
                 },
             );
             return;
         }
-        // The connect's own ship: take the offer if the client still waits.
+        // The connect's own ship: take the offer if the client still waits and the
+        // accept's commit window is still open.
         let waiting = self
             .reqs
             .get(&ticket)
             .is_some_and(|r| matches!(r.kind, ReqKind::Connect { .. }));
-        if !waiting {
+        if !waiting || ttl == 0 {
             self.send(from, &ShipMsg::Decline { ticket, conn });
             return;
         }
         let req = self.remove_req(ticket).expect("checked above");
         self.finish_client(req.client, 200, &format!("{acceptor} conn={conn}"));
-        self.routes.remove(&ticket);
-        self.timers.cancel(&Timer::Route(ticket));
-        self.remember_finished(now, ticket, Some(conn.clone()));
+        self.drop_route(ticket);
+        self.remember_finished(now, ticket, Some(conn.clone()), req.deadline);
         self.send(from, &ShipMsg::Confirm { ticket, conn });
     }
 
@@ -1710,7 +1775,7 @@ impl Ship {
         }
     }
 
-    fn on_confirm(&mut self, now: Instant, ticket: Ticket, conn: String) {
+    fn on_confirm(&mut self, from: Hop, ticket: Ticket, conn: String) {
         if let Some(accept) = self.holder_accept(ticket, &conn) {
             let route = self.drop_route(ticket).expect("holder has the route");
             let acc = self.remove_req(accept).expect("holder has the accept");
@@ -1724,29 +1789,54 @@ impl Ship {
             );
             self.stats.remote_matches += 1;
             self.outbox.event(ShipEvent::Matched { key, conn });
-            let _ = now;
             return;
         }
-        if let Some(Some(to @ (Hop::Parent | Hop::Child(_)))) =
-            self.routes.get(&ticket).map(|r| r.to)
-        {
+        // The route stays until it expires: if this confirmation is lost, the holder
+        // offers again and the repeat must still find its way to the origin.
+        if let Some(to) = self.toward_holder(from, ticket, &conn) {
             self.send(to, &ShipMsg::Confirm { ticket, conn });
-            // The route's job is done once the confirmation passed through.
-            self.drop_route(ticket);
         }
     }
 
-    fn on_decline(&mut self, now: Instant, ticket: Ticket, conn: String) {
+    fn on_decline(&mut self, now: Instant, from: Hop, ticket: Ticket, conn: String) {
         if let Some(accept) = self.holder_accept(ticket, &conn) {
             self.unreserve(now, accept);
             return;
         }
-        if let Some(Some(to @ (Hop::Parent | Hop::Child(_)))) =
-            self.routes.get(&ticket).map(|r| r.to)
-        {
+        if let Some(to) = self.toward_holder(from, ticket, &conn) {
             self.send(to, &ShipMsg::Decline { ticket, conn });
-            self.drop_route(ticket);
         }
+    }
+
+    /// Where a confirmation or decline goes next: along the recorded route, or — if this
+    /// ship lost it (it restarted mid-match) — toward the holder, whose id prefixes the
+    /// connection id.
+    fn toward_holder(&self, from: Hop, ticket: Ticket, conn: &str) -> Option<Hop> {
+        match self.routes.get(&ticket).map(|r| r.to) {
+            Some(Some(to @ (Hop::Parent | Hop::Child(_)))) => Some(to),
+            Some(_) => None,
+            None => {
+                let holder = u64::from_str_radix(conn.split('-').next()?, 16).ok()?;
+                self.toward_ship(holder, from)
+            }
+        }
+    }
+
+    /// The next hop toward the ship with id `ship`, by the subtrees children report,
+    /// never back the way a message came; `None` if it is nowhere reachable from here.
+    fn toward_ship(&self, ship: u64, from: Hop) -> Option<Hop> {
+        if ship == self.id {
+            return None;
+        }
+        if let Some(child) = self
+            .children
+            .iter()
+            .find(|(a, c)| Hop::Child(**a) != from && c.subtree.contains(&ship))
+            .map(|(a, _)| *a)
+        {
+            return Some(Hop::Child(child));
+        }
+        (self.parent.is_some() && from != Hop::Parent).then_some(Hop::Parent)
     }
 
     fn on_cancel(&mut self, now: Instant, ticket: Ticket) {
@@ -1759,7 +1849,7 @@ impl Ship {
         let Some(route) = self.routes.get(&ticket) else {
             return;
         };
-        let (to, held, from) = (route.to, route.held, route.from);
+        let (to, held, from, deadline) = (route.to, route.held, route.from, route.deadline);
         if let Some(accept) = held {
             self.unreserve(now, accept);
         } else if let Some(hop @ (Hop::Parent | Hop::Child(_))) = to {
@@ -1767,7 +1857,7 @@ impl Ship {
         }
         self.drop_route(ticket);
         if from == Hop::Here {
-            self.remember_finished(now, ticket, conn);
+            self.remember_finished(now, ticket, conn, deadline);
         }
     }
 
@@ -1776,10 +1866,23 @@ impl Ship {
         self.routes.remove(&ticket)
     }
 
-    fn remember_finished(&mut self, now: Instant, ticket: Ticket, conn: Option<String>) {
+    /// Remembers how a connect ended, so repeated offers get the same answer. A holder
+    /// may offer (and wait for the answer) until the connect's deadline plus the offer
+    /// margin, so the memory lasts past that.
+    fn remember_finished(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        conn: Option<String>,
+        deadline: Instant,
+    ) {
+        let t = &self.cfg.timings;
+        let until = deadline
+            .min(now + Duration::from_secs(3600))
+            .saturating_add(t.offer_margin + t.retry * 4)
+            .max(now + t.retry * 40);
         self.finished.insert(ticket, conn);
-        self.timers
-            .set(Timer::Forget(ticket), now + self.cfg.timings.retry * 40);
+        self.timers.set(Timer::Forget(ticket), until);
     }
 
     // ----- timers --------------------------------------------------------------------
@@ -1816,8 +1919,16 @@ impl Ship {
             Timer::Req(ticket) => self.on_req_timer(now, ticket),
             Timer::Deadline(ticket) => self.expire(now, ticket),
             Timer::Route(ticket) => {
-                if self.routes.get(&ticket).is_some_and(|r| r.from != Hop::Here) {
-                    self.end_connect(now, ticket, None);
+                // A route through here outlived its connect: forget it quietly. The origin
+                // cancels what it abandons; a holder's reservation has its own expiry.
+                // A reservation held here ends by its own timer (confirmed, declined or in
+                // doubt), never by the route's.
+                if self
+                    .routes
+                    .get(&ticket)
+                    .is_some_and(|r| r.from != Hop::Here && r.held.is_none())
+                {
+                    self.drop_route(ticket);
                 }
             }
             Timer::Reserve(accept) => {
@@ -1834,7 +1945,10 @@ impl Ship {
                 };
                 let expires = res.expires;
                 if now >= expires {
-                    self.unreserve(now, accept);
+                    // Neither a confirmation nor a decline came back (a partition, or a
+                    // ship on the path died): the connect may have taken the offer. The
+                    // accept must not be offered to anyone else, so it ends now, saying so.
+                    self.expire(now, accept);
                 } else {
                     self.resend_offer(now, accept);
                     let next = (now + self.cfg.timings.retry).min(expires);
@@ -1898,22 +2012,8 @@ impl Ship {
                 // The decision is in; the change itself has not reached us yet: pull.
                 self.send_hello();
             }
-            ReqKind::Connect { .. } => {
-                if let Some(r) = self.routes.get(&ticket) {
-                    match r.to {
-                        Some(hop @ (Hop::Parent | Hop::Child(_))) => {
-                            let msg = ShipMsg::Connect {
-                                ticket,
-                                key: r.key.clone(),
-                                ttl_ms: ttl_ms(r.deadline, now),
-                                client: r.client.clone(),
-                            };
-                            self.send(hop, &msg);
-                        }
-                        _ => self.route_connect(now, ticket),
-                    }
-                }
-            }
+            // Decide afresh: what the ship knows may have changed since the last try.
+            ReqKind::Connect { .. } => self.route_connect(now, ticket),
             ReqKind::Accept { .. } => {}
         }
         if self.reqs.contains_key(&ticket) {
@@ -1930,15 +2030,25 @@ impl Ship {
         let (code, text) = match &req.kind {
             ReqKind::Accept {
                 key, reservation, ..
-            } => {
-                if let Some(r) = reservation {
-                    self.drop_route(r.connect);
+            } => match reservation {
+                Some(r) => {
+                    let client = self
+                        .drop_route(r.connect)
+                        .map(|route| route.client)
+                        .unwrap_or_else(|| "?".to_string());
+                    (
+                        408,
+                        format!(
+                            "accept {key} expired after {waited}: in doubt: offered to {client} as conn={}, no answer came back",
+                            r.conn
+                        ),
+                    )
                 }
-                (
+                None => (
                     408,
                     format!("accept {key} expired after {waited}: no connect arrived"),
-                )
-            }
+                ),
+            },
             ReqKind::Connect { key } => {
                 let key = key.clone();
                 self.end_connect(now, ticket, None);

@@ -158,6 +158,8 @@ pub enum ShipMsg {
         conn: String,
         /// The acceptor's advertised address.
         acceptor: String,
+        /// Milliseconds left in which the connect may still take the offer.
+        ttl_ms: u64,
     },
     /// Origin → holder: the connect took the offer; the acceptor may be told.
     Confirm {
@@ -305,9 +307,10 @@ impl ShipMsg {
                 ticket,
                 conn,
                 acceptor,
+                ttl_ms,
             } => {
                 put_ticket(&mut w, *ticket);
-                w.str(conn).str(acceptor);
+                w.str(conn).str(acceptor).u64(*ttl_ms);
                 OFFER
             }
             ShipMsg::Confirm { ticket, conn } => {
@@ -452,6 +455,7 @@ impl ShipMsg {
                 ticket: get_ticket(r)?,
                 conn: r.str("conn", MAX_TEXT)?,
                 acceptor: r.str("acceptor", MAX_TEXT)?,
+                ttl_ms: r.u64()?,
             },
             CONFIRM => ShipMsg::Confirm {
                 ticket: get_ticket(r)?,
@@ -579,10 +583,13 @@ mod tests {
                     client,
                 }
             }),
-            (arb_ticket(), s(), s()).prop_map(|(ticket, conn, acceptor)| ShipMsg::Offer {
-                ticket,
-                conn,
-                acceptor
+            (arb_ticket(), s(), s(), any::<u64>()).prop_map(|(ticket, conn, acceptor, ttl_ms)| {
+                ShipMsg::Offer {
+                    ticket,
+                    conn,
+                    acceptor,
+                    ttl_ms,
+                }
             }),
             (arb_ticket(), s()).prop_map(|(ticket, conn)| ShipMsg::Confirm { ticket, conn }),
             (arb_ticket(), s()).prop_map(|(ticket, conn)| ShipMsg::Decline { ticket, conn }),

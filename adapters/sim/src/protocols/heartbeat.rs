@@ -226,7 +226,7 @@ impl<M: HeartbeatMachine> Protocol for HeartbeatProtocol<M> {
     }
 
     /// `(:heartbeat (:interval D) (:timeout D) (:jitter F))`, each optional.
-    fn configure(&mut self, form: &Node) -> Result<bool, SexprError> {
+    fn configure(&mut self, form: &Node, _ctx: &ParseCtx) -> Result<bool, SexprError> {
         if form.head() != Some("heartbeat") {
             return Ok(false);
         }

@@ -1,3 +1,4 @@
 //! The protocol plug-ins shipped with the simulator, one module each.
 
 pub mod heartbeat;
+pub mod ship;

@@ -230,6 +230,8 @@ fn cross_daughtership_pair_matches_at_the_common_ancestor() {
     let conn = c[0].split("conn=").nth(1).unwrap();
     assert_eq!(a[0], format!("200 conn={conn} client=bob"));
     assert_eq!(n.ships[3].stats().remote_matches, 1);
+    // Routes linger (so repeated offers still find the origin), then expire.
+    n.advance(Duration::from_secs(7));
     assert_eq!(
         n.ships.iter().map(|s| s.routes()).sum::<usize>(),
         0,

@@ -2,17 +2,33 @@
 //! `Args` struct and an async `run`; adding one means a new file and one line in
 //! [`Command`].
 //!
-//! Results go to stdout; logs go to stderr, filtered by `RUST_LOG` (default `warn`).
+//! Results go to stdout; logs go to stderr, filtered by `RUST_LOG` (default `info` for the
+//! ship daemons, `warn` for everything else).
+//!
+//! Ship commands (SPEC.md §5): `mothership` and `daughtership` run the daemons; `broker`,
+//! `config` and `status` are clients of the ship named by `--ship` or `CRMOTHERSHIP`
+//! (default `127.0.0.1:10000`). Client commands exit 1 with `error: …` on stderr when the
+//! request fails; the daemons exit 2 on a configuration error and 1 when refused by
+//! their parent.
 
 use std::error::Error;
 use std::hash::BuildHasher;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod broker;
+mod config;
+mod daughtership;
 mod demo;
 mod heartbeat;
+mod mothership;
+mod ship_cli;
+mod ship_daemon;
+mod sim;
+mod status;
 
 /// What a subcommand returns: an exit code, or an error to print.
 type Outcome = Result<ExitCode, Box<dyn Error>>;
@@ -30,15 +46,35 @@ enum Command {
     Demo(demo::Args),
     /// Run one heartbeat node until Ctrl-C, printing peers going up and down.
     Heartbeat(heartbeat::Args),
+    /// Run the root ship: serve a configuration file and broker connections.
+    Mothership(mothership::Args),
+    /// Run a ship that copies its parent's configuration and serves as the parent would.
+    Daughtership(daughtership::Args),
+    /// Rendezvous through the ships: `accept` a key as a server, `connect` to it as a client.
+    #[command(subcommand_required = true)]
+    Broker(broker::Args),
+    /// Read or change the configuration through a ship: `get`, `set`, `claim`.
+    #[command(subcommand_required = true)]
+    Config(config::Args),
+    /// Print a ship's status line.
+    Status(status::Args),
+    /// Run simulator scenarios: built-in (`--list`) or your own (`--file`), by seed.
+    Sim(sim::Args),
 }
 
 fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Mothership(_) | Command::Daughtership(_) => "info",
+        _ => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,6 +89,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Heartbeat(args) => heartbeat::run(args).await,
+            Command::Mothership(args) => mothership::run(args).await,
+            Command::Daughtership(args) => daughtership::run(args).await,
+            Command::Broker(args) => broker::run(args).await,
+            Command::Config(args) => config::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
         }
     });
     match outcome {
@@ -68,4 +110,14 @@ fn main() -> ExitCode {
 /// standard library's hasher keys are random per process; no clock is read.
 fn random_seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(0x666c_6f74_696c_6c61_u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,0 +1,53 @@
+//! `flotilla mothership`: the root ship. Reads the configuration file (SPEC.md §5.2),
+//! serves it to daughterships and line-protocol clients on one TCP port, and brokers
+//! connections, until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use flotilla_core::ship::ShipConfig;
+use flotilla_core::ship::tree::ConfigTree;
+
+use crate::Outcome;
+use crate::ship_daemon::{self, EXIT_CONFIG, fail};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The configuration file ((:param …), (:node …), (:host …), (:dynamic)); an empty
+    /// file is valid. Errors are reported as FILE:LINE:COL and exit with status 2.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Address for daughterships and clients (one port serves both).
+    #[arg(
+        long,
+        env = "CRMOTHERSHIP",
+        default_value = "127.0.0.1:10000",
+        value_name = "HOST:PORT"
+    )]
+    listen: String,
+}
+
+pub(crate) async fn run(args: Args) -> Outcome {
+    let file = args.config.display();
+    let text = match std::fs::read_to_string(&args.config) {
+        Ok(t) => t,
+        Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("{file}: {e}"))),
+    };
+    let tree = match ConfigTree::parse(&text) {
+        Ok(t) => t,
+        // SexprError displays as LINE:COL: message.
+        Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("{file}:{e}"))),
+    };
+    let listen = match ship_daemon::resolve(&args.listen).await {
+        Ok(a) => a,
+        Err(e) => return Ok(fail(EXIT_CONFIG, e)),
+    };
+    tracing::info!(config = %file, "configuration read");
+    let code: ExitCode = ship_daemon::run(
+        listen,
+        |me| ShipConfig::mothership(me, tree),
+        |me| format!("mothership listening on {me}"),
+    )
+    .await;
+    Ok(code)
+}

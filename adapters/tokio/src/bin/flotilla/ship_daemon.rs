@@ -1,0 +1,129 @@
+//! What `flotilla mothership` and `flotilla daughtership` share: resolving `HOST:PORT`,
+//! binding, and running a ship until Ctrl-C or SIGTERM while logging its events.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use flotilla_core::Rng;
+use flotilla_core::ship::{Ship, ShipConfig, ShipEvent};
+use flotilla_tokio::{Driver, DriverConfig};
+use tracing::{debug, info, warn};
+
+/// Exit code for a configuration the ship cannot start with.
+pub(crate) const EXIT_CONFIG: u8 = 2;
+
+/// Resolves `HOST:PORT`, preferring an IPv4 address when the name has both (so
+/// `localhost` meets a ship listening on 127.0.0.1).
+pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let all: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
+}
+
+/// Prints `error: …` and returns `code`.
+pub(crate) fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(code)
+}
+
+/// Binds `listen`, builds the ship with `make` (given the address actually bound), prints
+/// the ready line that `ready` makes from it, and serves until a signal or a refusal.
+pub(crate) async fn run(
+    listen: SocketAddr,
+    make: impl FnOnce(SocketAddr) -> ShipConfig,
+    ready: impl FnOnce(SocketAddr) -> String,
+) -> ExitCode {
+    let driver = match Driver::bind(DriverConfig::tcp(listen)).await {
+        Ok(d) => d,
+        Err(e) => return fail(1, format_args!("cannot listen on {listen}: {e}")),
+    };
+    let me = driver.local_addrs().peer;
+    if me.ip().is_unspecified() {
+        warn!(
+            %me,
+            "listening on an unspecified address: this ship introduces itself to its parent \
+             by it; prefer an address others can reach"
+        );
+    }
+    let cfg = make(me);
+    let parent = cfg.parent;
+    let ship = match Ship::new(cfg, driver.now(), Rng::from_seed(crate::random_seed())) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    info!(id = format_args!("{:016x}", ship.id()), %me, "ship started");
+    let mut node = driver.start(ship);
+    println!("{}", ready(me));
+    // Whoever waits for the ready line may be reading a pipe.
+    let _ = std::io::stdout().flush();
+
+    // Pinned once, so a signal between two turns of the loop is not missed.
+    let ctrl_c = tokio::signal::ctrl_c();
+    let term = terminated();
+    tokio::pin!(ctrl_c, term);
+    let code = loop {
+        tokio::select! {
+            ev = node.next_event() => match ev {
+                Some(ShipEvent::Refused { reason }) => {
+                    break fail(1, format_args!("refused by parent: {reason}"));
+                }
+                Some(ev) => log_event(ev, parent),
+                None => break fail(1, "the ship stopped unexpectedly"),
+            },
+            r = &mut ctrl_c => {
+                if let Err(e) = r {
+                    break fail(1, format_args!("cannot wait for Ctrl-C: {e}"));
+                }
+                info!("interrupted");
+                break ExitCode::SUCCESS;
+            }
+            () = &mut term => {
+                info!("terminated");
+                break ExitCode::SUCCESS;
+            }
+        }
+    };
+    let stats = node.stats();
+    let ship = node.shutdown().await;
+    info!(?stats, ship = ?ship.stats(), "ship stopped");
+    code
+}
+
+fn log_event(ev: ShipEvent, parent: Option<SocketAddr>) {
+    let parent = parent.map(|p| p.to_string()).unwrap_or_default();
+    match ev {
+        ShipEvent::Synced { epoch, version } => {
+            info!(%parent, epoch = format_args!("{epoch:016x}"), version, "synced with parent");
+        }
+        ShipEvent::Changed { version } => info!(version, "configuration changed"),
+        ShipEvent::ParentLost => warn!(
+            %parent,
+            "parent lost: serving from the local copy and retrying"
+        ),
+        ShipEvent::ParentRestored => info!(%parent, "parent answers again"),
+        ShipEvent::ChildJoined(child) => info!(%child, "daughtership joined"),
+        ShipEvent::ChildLost(child) => warn!(%child, "daughtership lost"),
+        ShipEvent::Matched { key, conn } => info!(%key, %conn, "connection brokered"),
+        other => debug!(event = ?other, "ship event"),
+    }
+}
+
+/// Resolves on SIGTERM; never where there is no such signal.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut s) = signal(SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
