@@ -229,6 +229,7 @@ mod tests {
                 "heartbeat-canary" => {
                     Scenario::parse(text, CanaryProtocol::default(), None).is_ok()
                 }
+                "ship" => Scenario::parse(text, ShipProtocol::default(), None).is_ok(),
                 _ => false,
             };
             assert!(ok, "{name} does not parse");
