@@ -354,6 +354,10 @@ pub struct Ship {
     reqs: BTreeMap<Ticket, LocalReq>,
     accepts: BTreeMap<String, Vec<Ticket>>,
     routes: BTreeMap<Ticket, Route>,
+    /// Tickets of routes still looking for an accept (not yet offered or held here), by
+    /// key, so an arriving accept or summary looks only at the connects it could serve;
+    /// matched routes that linger for repeated offers are not in it.
+    open_by_key: BTreeMap<String, BTreeSet<Ticket>>,
     config_routes: BTreeMap<Ticket, PeerAddr>,
     finished: BTreeMap<Ticket, Option<String>>,
     decided: BTreeMap<Ticket, ConfigOutcome>,
@@ -453,6 +457,7 @@ impl Ship {
             reqs: BTreeMap::new(),
             accepts: BTreeMap::new(),
             routes: BTreeMap::new(),
+            open_by_key: BTreeMap::new(),
             config_routes: BTreeMap::new(),
             finished: BTreeMap::new(),
             decided: BTreeMap::new(),
@@ -723,7 +728,7 @@ impl Ship {
                     ReqKind::Connect { key: key.clone() },
                 );
                 let client_name = name.unwrap_or_else(|| format!("{}/{}", self.cfg.listen, client));
-                self.routes.insert(
+                self.insert_route(
                     ticket,
                     Route {
                         from: Hop::Here,
@@ -1478,7 +1483,7 @@ impl Ship {
             if self.busy() {
                 return;
             }
-            self.routes.insert(
+            self.insert_route(
                 ticket,
                 Route {
                     from,
@@ -1571,18 +1576,19 @@ impl Ship {
     }
 
     fn reevaluate_key(&mut self, now: Instant, key: &str) {
-        let parked: Vec<Ticket> = self
-            .routes
+        let Some(tickets) = self.open_by_key.get(key) else {
+            return;
+        };
+        let parked: Vec<Ticket> = tickets
             .iter()
-            // Parked connects, and connects sent up before this subtree held the key: the
-            // lowest common ancestor may now be here.
-            .filter(|(_, r)| {
-                matches!(r.to, None | Some(Hop::Parent))
-                    && r.held.is_none()
-                    && !r.offered
-                    && r.key == key
+            .filter(|t| {
+                // Parked connects, and connects sent up before this subtree held the key:
+                // the lowest common ancestor may now be here.
+                self.routes.get(t).is_some_and(|r| {
+                    matches!(r.to, None | Some(Hop::Parent)) && r.held.is_none() && !r.offered
+                })
             })
-            .map(|(t, _)| *t)
+            .copied()
             .collect();
         for t in parked {
             self.route_connect(now, t);
@@ -1591,7 +1597,7 @@ impl Ship {
 
     fn local_match(&mut self, now: Instant, connect: Ticket, accept: Ticket) {
         let conn = self.new_conn_id();
-        let Some(route) = self.routes.remove(&connect) else {
+        let Some(route) = self.drop_route(connect) else {
             return;
         };
         self.timers.cancel(&Timer::Route(connect));
@@ -1641,6 +1647,8 @@ impl Ship {
         if let Some(r) = self.routes.get_mut(&connect) {
             r.held = Some(accept);
             r.to = Some(Hop::Here);
+            let key = r.key.clone();
+            self.close_route(connect, &key);
         }
         self.resend_offer(now, accept);
         self.timers.set(Timer::Reserve(accept), now + retry);
@@ -1734,6 +1742,9 @@ impl Ship {
         };
         route.to = Some(from);
         route.offered = true;
+        let key = route.key.clone();
+        self.close_route(ticket, &key);
+        let route = self.routes.get(&ticket).expect("present above");
         if route.from != Hop::Here {
             let back = route.from;
             self.send(
@@ -1861,9 +1872,36 @@ impl Ship {
         }
     }
 
+    fn insert_route(&mut self, ticket: Ticket, route: Route) {
+        self.open_by_key
+            .entry(route.key.clone())
+            .or_default()
+            .insert(ticket);
+        if let Some(old) = self.routes.insert(ticket, route) {
+            debug_assert!(
+                false,
+                "route for {ticket:?} inserted twice (key {})",
+                old.key
+            );
+        }
+    }
+
+    /// The route found its accept (an offer passed, or one is held here): no summary or
+    /// new accept needs to look at it again.
+    fn close_route(&mut self, ticket: Ticket, key: &str) {
+        if let Some(set) = self.open_by_key.get_mut(key) {
+            set.remove(&ticket);
+            if set.is_empty() {
+                self.open_by_key.remove(key);
+            }
+        }
+    }
+
     fn drop_route(&mut self, ticket: Ticket) -> Option<Route> {
         self.timers.cancel(&Timer::Route(ticket));
-        self.routes.remove(&ticket)
+        let route = self.routes.remove(&ticket)?;
+        self.close_route(ticket, &route.key);
+        Some(route)
     }
 
     /// Remembers how a connect ended, so repeated offers get the same answer. A holder
