@@ -13,7 +13,7 @@
 //! ```
 //!
 //! A protocol joins through the [`Protocol`] trait; [`protocols::heartbeat`] is the
-//! first. The format of scenario files is documented in `SCENARIOS.md`.
+//! first. The format of scenario files is documented in SPEC.md §6.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

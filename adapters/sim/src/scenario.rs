@@ -1,5 +1,5 @@
 //! Scenario files: S-expressions read with the core's reader, so every error carries a
-//! line and column. The format is documented in `SCENARIOS.md`.
+//! line and column. The format is documented in SPEC.md §6.
 
 use core::time::Duration;
 use std::collections::BTreeMap;
