@@ -24,10 +24,7 @@ use std::io;
 use std::time::Duration;
 
 pub use flotilla_core::ship::client::{Accepted, Connected};
-use flotilla_core::ship::client::{
-    ClientError, ReplyReader, Step, accept_line, claim_line, connect_line, get_line,
-    parse_accepted, parse_connected, set_line,
-};
+use flotilla_core::ship::client::{Call, ClientError, ReplyReader, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
@@ -81,31 +78,26 @@ impl ShipClient {
     }
 
     /// Sends one raw request line (without its newline) and returns the text of the
-    /// final `2xx` reply. The typed methods below are built on it.
+    /// final `2xx` reply. The typed methods below are built the same way.
     pub async fn request(&mut self, line: &str) -> Result<String, Error> {
-        if line.contains(['\n', '\r']) {
-            return Err(ClientError::Invalid("request line").into());
-        }
-        self.send(&format!("{line}\n")).await
+        self.call(Call::raw(line)?).await
     }
 
     /// `get PATH`: a parameter's value, a node's host, or a node's one-line summary.
     pub async fn get(&mut self, path: &str) -> Result<String, Error> {
-        self.send(&get_line(path)?).await
+        self.call(Call::get(path)?).await
     }
 
     /// `set PATH VALUE`: returns the version of the change, once this ship has applied
     /// it.
     pub async fn set(&mut self, path: &str, value: &str) -> Result<u64, Error> {
-        let text = self.send(&set_line(path, value)?).await?;
-        parse_version(&text)
-            .ok_or_else(|| ClientError::Protocol(format!("unexpected set reply: {text}")).into())
+        self.call(Call::set(path, value)?).await
     }
 
     /// `claim PATTERN [HOST]`: returns the path of the dynamic node now claimed for
     /// `host` (the ship names the connection if `host` is `None`).
     pub async fn claim(&mut self, pattern: &str, host: Option<&str>) -> Result<String, Error> {
-        self.send(&claim_line(pattern, host)?).await
+        self.call(Call::claim(pattern, host)?).await
     }
 
     /// `accept KEY ADDRESS [TIMEOUT]`: waits until a connect for `key` is matched with
@@ -117,8 +109,7 @@ impl ShipClient {
         advertise: &str,
         timeout: Option<Duration>,
     ) -> Result<Accepted, Error> {
-        let text = self.send(&accept_line(key, advertise, timeout)?).await?;
-        Ok(parse_accepted(&text)?)
+        self.call(Call::accept(key, advertise, timeout)?).await
     }
 
     /// `connect KEY [TIMEOUT [NAME]]`: waits until an accept for `key` is found and
@@ -130,13 +121,18 @@ impl ShipClient {
         timeout: Option<Duration>,
         name: Option<&str>,
     ) -> Result<Connected, Error> {
-        let text = self.send(&connect_line(key, timeout, name)?).await?;
-        Ok(parse_connected(&text)?)
+        self.call(Call::connect(key, timeout, name)?).await
     }
 
     /// `status`: the ship's one-line status (`role=… id=… parent=… …`).
     pub async fn status(&mut self) -> Result<String, Error> {
-        self.send("status\n").await
+        self.call(Call::status()).await
+    }
+
+    /// Sends a typed request and reads replies until its final one.
+    pub async fn call<T>(&mut self, call: Call<T>) -> Result<T, Error> {
+        let text = self.send(call.line()).await?;
+        Ok(call.finish(&text)?)
     }
 
     async fn send(&mut self, line: &str) -> Result<String, Error> {
@@ -174,25 +170,5 @@ impl ShipClient {
             }
             self.reader.push(&buf[..n]);
         }
-    }
-}
-
-/// Reads `version=N` from a `set` reply.
-fn parse_version(text: &str) -> Option<u64> {
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix("version="))
-        .and_then(|v| v.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_version;
-
-    #[test]
-    fn version_is_read_from_the_set_reply() {
-        assert_eq!(parse_version("version=12"), Some(12));
-        assert_eq!(parse_version("ok version=3 extra"), Some(3));
-        assert_eq!(parse_version("version=x"), None);
-        assert_eq!(parse_version(""), None);
     }
 }

@@ -205,6 +205,119 @@ pub fn parse_accepted(text: &str) -> Result<Accepted, ClientError> {
     }
 }
 
+/// One typed request: the line to send and how to read its final `2xx` text. The client
+/// libraries send [`Call::line`], feed replies to a [`ReplyReader`], and hand the final
+/// text to [`Call::finish`]; everything but the I/O is here, shared by every runtime.
+pub struct Call<T> {
+    line: String,
+    finish: fn(&str) -> Result<T, ClientError>,
+}
+
+impl<T> core::fmt::Debug for Call<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Call").field("line", &self.line).finish()
+    }
+}
+
+fn text(t: &str) -> Result<String, ClientError> {
+    Ok(t.to_string())
+}
+
+/// Reads `version=N` from a `set` reply.
+pub fn parse_version(text: &str) -> Result<u64, ClientError> {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("version="))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ClientError::Protocol(format!("unexpected set reply: {text}")))
+}
+
+impl<T> Call<T> {
+    /// The request line, newline included.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// Reads the final reply's text into the typed result.
+    pub fn finish(&self, text: &str) -> Result<T, ClientError> {
+        (self.finish)(text)
+    }
+}
+
+impl Call<String> {
+    /// A raw request line (without its newline); the result is the final reply's text.
+    pub fn raw(line: &str) -> Result<Self, ClientError> {
+        if line.contains(['\n', '\r']) {
+            return Err(ClientError::Invalid("request line"));
+        }
+        Ok(Call {
+            line: format!("{line}\n"),
+            finish: text,
+        })
+    }
+
+    /// `get PATH`: a parameter's value, a node's host, or a node's one-line summary.
+    pub fn get(path: &str) -> Result<Self, ClientError> {
+        Ok(Call {
+            line: get_line(path)?,
+            finish: text,
+        })
+    }
+
+    /// `claim PATTERN [HOST]`: the path of the dynamic node claimed.
+    pub fn claim(pattern: &str, host: Option<&str>) -> Result<Self, ClientError> {
+        Ok(Call {
+            line: claim_line(pattern, host)?,
+            finish: text,
+        })
+    }
+
+    /// `status`: the ship's one-line status.
+    pub fn status() -> Self {
+        Call {
+            line: "status\n".to_string(),
+            finish: text,
+        }
+    }
+}
+
+impl Call<u64> {
+    /// `set PATH VALUE`: the version of the change, once the ship asked has applied it.
+    pub fn set(path: &str, value: &str) -> Result<Self, ClientError> {
+        Ok(Call {
+            line: set_line(path, value)?,
+            finish: parse_version,
+        })
+    }
+}
+
+impl Call<Accepted> {
+    /// `accept KEY ADDRESS [TIMEOUT]`: the match, once a connect takes this accept.
+    pub fn accept(
+        key: &str,
+        advertise: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Self, ClientError> {
+        Ok(Call {
+            line: accept_line(key, advertise, timeout)?,
+            finish: parse_accepted,
+        })
+    }
+}
+
+impl Call<Connected> {
+    /// `connect KEY [TIMEOUT [NAME]]`: the acceptor's address and the connection id.
+    pub fn connect(
+        key: &str,
+        timeout: Option<Duration>,
+        name: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        Ok(Call {
+            line: connect_line(key, timeout, name)?,
+            finish: parse_connected,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +341,24 @@ mod tests {
         ));
         assert_eq!(get_line("a b"), Err(ClientError::Invalid("path")));
         assert_eq!(set_line("p", "v w").unwrap(), "set p v w\n");
+    }
+
+    #[test]
+    fn calls_build_lines_and_read_results() {
+        let set = Call::set("a/b", "7").unwrap();
+        assert_eq!(set.line(), "set a/b 7\n");
+        assert_eq!(set.finish("version=12"), Ok(12));
+        assert!(set.finish("version=x").is_err());
+        assert_eq!(
+            Call::raw("get a\nset b 1").unwrap_err(),
+            ClientError::Invalid("request line")
+        );
+        let c = Call::connect("k", None, None).unwrap();
+        assert_eq!(
+            c.finish("1.2.3.4:5 conn=a-1").unwrap().acceptor,
+            "1.2.3.4:5"
+        );
+        assert_eq!(Call::status().line(), "status\n");
     }
 
     #[test]
