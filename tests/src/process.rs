@@ -318,6 +318,11 @@ impl Running {
         Running { child, out, err }
     }
 
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Waits for the exit (at most `limit`, then kills it and panics) and returns the
     /// output.
     pub fn finish(mut self, limit: Duration) -> Finished {

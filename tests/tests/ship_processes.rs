@@ -299,3 +299,37 @@ fn startup_and_reachability_errors_are_clear() {
     let want = format!("error: cannot reach ship at {addr}");
     assert!(gone.stderr.starts_with(&want), "{gone:#?}");
 }
+
+#[test]
+fn a_second_root_and_a_cycle_are_refused() {
+    // A second mothership on the hierarchy's address is refused with a clear error.
+    let m = Daemon::mothership(&example_config());
+    let second = run(
+        &[
+            "mothership",
+            "--listen",
+            &m.ship(),
+            "--config",
+            example_config().to_str().unwrap(),
+        ],
+        Duration::ZERO,
+    );
+    assert_eq!(second.status.code(), Some(1), "{second:#?}");
+    assert!(
+        second.stderr.contains("exactly one mothership"),
+        "{second:#?}"
+    );
+
+    // Two daughterships that name each other as parent: one of them is refused and
+    // exits with the reason.
+    let (a, b) = (free_addr().to_string(), free_addr().to_string());
+    let mut first = Running::spawn(&["daughtership", "--listen", &a, "--parent", &b]);
+    let mut other = Running::spawn(&["daughtership", "--listen", &b, "--parent", &a]);
+    wait_until("a daughtership in the cycle to exit", LIMIT, || {
+        (first.has_exited() || other.has_exited()).then_some(())
+    });
+    let refused = if first.has_exited() { first } else { other };
+    let out = refused.finish(LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{out:#?}");
+    assert!(out.stderr.contains("refused by parent: cycle"), "{out:#?}");
+}

@@ -42,6 +42,14 @@ pub(crate) async fn run(
 ) -> ExitCode {
     let driver = match Driver::bind(DriverConfig::tcp(listen)).await {
         Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return fail(
+                1,
+                format_args!(
+                    "cannot listen on {listen}: {e}: another ship already serves there (a hierarchy has exactly one mothership; start a daughtership to join it)"
+                ),
+            );
+        }
         Err(e) => return fail(1, format_args!("cannot listen on {listen}: {e}")),
     };
     let me = driver.local_addrs().peer;
