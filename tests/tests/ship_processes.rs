@@ -333,3 +333,76 @@ fn a_second_root_and_a_cycle_are_refused() {
     assert_eq!(out.status.code(), Some(1), "{out:#?}");
     assert!(out.stderr.contains("refused by parent: cycle"), "{out:#?}");
 }
+
+#[test]
+fn a_mothership_with_a_state_file_keeps_acknowledged_changes_across_a_crash() {
+    let state = std::env::temp_dir().join(format!("flotilla-{}-state", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let addr = free_addr();
+    let start = || {
+        let mut cmd = command(&["mothership", "--listen", &addr.to_string()]);
+        cmd.arg("--config")
+            .arg(example_config())
+            .arg("--state")
+            .arg(&state);
+        Daemon::start(cmd, addr)
+    };
+    let mut m = start();
+    let d = Daemon::daughtership(addr);
+    d.wait_synced();
+    let set = run(
+        &["config", "set", "render/port", "7444", "--ship", &m.ship()],
+        Duration::ZERO,
+    )
+    .expect_success("set");
+    assert_eq!(set.stdout.trim(), "version=1");
+    let claim = run(
+        &[
+            "config",
+            "claim",
+            "render/*",
+            "--host",
+            "gpu1",
+            "--ship",
+            &d.ship(),
+        ],
+        Duration::ZERO,
+    )
+    .expect_success("claim");
+    assert_eq!(claim.stdout.trim(), "render/r1");
+    let epoch = |status: String| {
+        status
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("epoch=").map(str::to_string))
+            .unwrap()
+    };
+    let before = epoch(m.status());
+
+    // A crash (SIGKILL), then a restart from the state file: same epoch, same values,
+    // and the next claim takes the next node.
+    m.kill();
+    let m = start();
+    assert_eq!(epoch(m.status()), before);
+    assert_eq!(get(&m, "render/port").as_deref(), Some("7444"));
+    assert_eq!(get(&m, "render/r1/host").as_deref(), Some("gpu1"));
+    let next = run(
+        &[
+            "config",
+            "claim",
+            "render/*",
+            "--host",
+            "gpu2",
+            "--ship",
+            &m.ship(),
+        ],
+        Duration::ZERO,
+    )
+    .expect_success("claim after restart");
+    assert_eq!(next.stdout.trim(), "render/r2");
+    // The daughtership resumes by version, without losing anything either.
+    wait_until("the daughtership to catch up", LIMIT, || {
+        (get(&d, "render/r2/host").as_deref() == Some("gpu2")).then_some(())
+    });
+    assert_eq!(epoch(d.status()), before);
+    let _ = std::fs::remove_file(&state);
+}

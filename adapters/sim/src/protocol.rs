@@ -203,6 +203,15 @@ pub trait Protocol: Clone {
         let _ = (world, obs);
     }
 
+    /// The embedding program's immediate answer to an event of node `node`, fed back to
+    /// that node's machine as a command right after its outputs are drained — for
+    /// example, storing what a durable machine asked to persist (keep the stored copy in
+    /// the plug-in: it survives the node's crash, as a disk would). Default: none.
+    fn react(&mut self, node: usize, event: &EventOf<Self>) -> Option<CommandOf<Self>> {
+        let _ = (node, event);
+        None
+    }
+
     /// Safety invariants, run after every step. `touched` is the node whose machine just
     /// ran, or `None` after a step that may have changed anything (a fault); a protocol
     /// whose invariants are per node may check only that one. The error says what broke.

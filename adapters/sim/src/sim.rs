@@ -822,6 +822,7 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn drain(&mut self, i: usize) {
+        let mut reactions = Vec::new();
         loop {
             let Some(out) = self.world.nodes[i]
                 .machine
@@ -844,8 +845,23 @@ impl<P: Protocol> Sim<P> {
                     }
                     self.protocol
                         .observe(&self.world, Observation::Event { node: i, event: &e });
+                    if let Some(cmd) = self.protocol.react(i, &e) {
+                        reactions.push(cmd);
+                    }
                 }
             }
+        }
+        // What the protocol's embedding program does at once in answer to an event (for
+        // example, report that a write is stored), after the drain, as a real driver would.
+        for cmd in reactions {
+            if self.trace.enabled() {
+                self.trace.line(
+                    self.world.now,
+                    format_args!("{} command {cmd:?}", NodeName(i)),
+                );
+            }
+            self.trace.hasher().debug(&cmd);
+            self.feed(i, Input::Command(cmd));
         }
     }
 

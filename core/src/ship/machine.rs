@@ -24,7 +24,7 @@ use crate::line::{LineBuffer, reply};
 use crate::machine::{ClientId, Input, Machine, Outbox, Output, PeerAddr, Timers};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
-use crate::wire::DecodeError;
+use crate::wire::{DecodeError, Reader, Writer};
 
 /// Timing knobs. Defaults suit a LAN; the simulator shrinks them.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,10 +108,117 @@ pub struct ShipConfig {
     pub escalate: bool,
     /// Give every request a deadline. `false` reproduces the seed's unbounded waits.
     pub deadlines: bool,
+    /// Root only: a change is acknowledged, and passed to children, only after the
+    /// embedding program has stored it — the ship emits [`ShipEvent::Persist`] and waits
+    /// for [`ShipCommand::Persisted`] — so a restarted mothership loses nothing it
+    /// acknowledged (restart it with `restore`).
+    pub durable: bool,
+    /// Root only: start from a stored copy instead of `tree` (same epoch, same version),
+    /// so daughterships resume by version.
+    pub restore: Option<Stored>,
     /// Timing knobs.
     pub timings: ShipTimings,
     /// Capacity bounds.
     pub limits: ShipLimits,
+}
+
+/// A stored configuration copy: what [`ShipEvent::Persist`] asks to keep and
+/// [`ShipConfig::restore`] starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Root epoch.
+    pub epoch: u64,
+    /// Version.
+    pub version: u64,
+    /// The whole tree at that version.
+    pub tree: ConfigTree,
+    /// Recent decisions on requests from daughterships, so that a request retried across
+    /// a restart of the mothership is answered, not applied twice.
+    pub decided: Vec<(Ticket, ConfigOutcome)>,
+}
+
+/// First bytes of a stored copy ("flotilla ship state", format 1).
+const STORED_MAGIC: &[u8; 8] = b"FLSHIP\x00\x01";
+
+impl Stored {
+    /// The stored copy as bytes for a state file.
+    pub fn encode(&self) -> Bytes {
+        let mut w = Writer::new();
+        for b in STORED_MAGIC {
+            w.u8(*b);
+        }
+        w.u64(self.epoch).u64(self.version);
+        self.tree.encode(&mut w);
+        w.count(self.decided.len());
+        for (t, o) in &self.decided {
+            w.u64(t.origin).u64(t.seq);
+            match o {
+                ConfigOutcome::Applied { version, text } => w.u8(1).u64(*version).str(text),
+                ConfigOutcome::Refused { code, text } => w.u8(2).u16(*code).str(text),
+            };
+        }
+        w.finish()
+    }
+
+    /// Reads bytes written by [`Stored::encode`].
+    pub fn decode(bytes: &Bytes) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        for (i, want) in STORED_MAGIC.iter().enumerate() {
+            let got = r.u8()?;
+            if got != *want {
+                return Err(DecodeError::InvalidValue {
+                    field: "state file header",
+                    value: i as u64,
+                });
+            }
+        }
+        let epoch = r.u64()?;
+        let version = r.u64()?;
+        let tree = ConfigTree::decode(&mut r)?;
+        let n = r.count("decisions", 1 << 20, 19)?;
+        let mut decided = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ticket = Ticket {
+                origin: r.u64()?,
+                seq: r.u64()?,
+            };
+            let outcome = match r.u8()? {
+                1 => ConfigOutcome::Applied {
+                    version: r.u64()?,
+                    text: r.str("text", super::tree::MAX_TEXT)?,
+                },
+                2 => ConfigOutcome::Refused {
+                    code: r.u16()?,
+                    text: r.str("text", super::tree::MAX_TEXT)?,
+                },
+                v => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "decision",
+                        value: u64::from(v),
+                    });
+                }
+            };
+            decided.push((ticket, outcome));
+        }
+        r.finish()?;
+        Ok(Stored {
+            epoch,
+            version,
+            tree,
+            decided,
+        })
+    }
+}
+
+/// Commands from the embedding program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShipCommand {
+    /// Everything up to `version` asked for by [`ShipEvent::Persist`] is stored.
+    Persisted {
+        /// The highest version stored.
+        version: u64,
+    },
 }
 
 impl ShipConfig {
@@ -123,6 +230,8 @@ impl ShipConfig {
             tree,
             escalate: true,
             deadlines: true,
+            durable: false,
+            restore: None,
             timings: ShipTimings::default(),
             limits: ShipLimits::default(),
         }
@@ -160,7 +269,11 @@ pub enum ShipEvent {
         /// Version.
         version: u64,
     },
-    /// A change was applied (at the root: decided).
+    /// Root with `durable`: store this copy (it includes every change up to `version`),
+    /// then send [`ShipCommand::Persisted`]. Until then the changes are neither
+    /// acknowledged nor passed on.
+    Persist(Stored),
+    /// A change was applied (at the root: decided, and stored if `durable`).
     Changed {
         /// The change's version.
         version: u64,
@@ -256,6 +369,24 @@ enum Timer {
     Forget(Ticket),
 }
 
+/// Who waits for a decision at the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    /// A client of the root itself; `set` replies `version=N`, `claim` the node.
+    Local { client: ClientId, is_set: bool },
+    /// A child that forwarded the request.
+    Child(PeerAddr),
+}
+
+#[derive(Debug)]
+struct Staged {
+    version: u64,
+    change: Change,
+    ticket: Ticket,
+    waiter: Waiter,
+    text: String,
+}
+
 #[derive(Debug)]
 struct ParentLink {
     addr: PeerAddr,
@@ -346,6 +477,10 @@ pub struct Ship {
     tree: ConfigTree,
     log: VecDeque<Change>,
     log_first: u64,
+    /// Root with `durable`: decided changes waiting to be stored, oldest first, and the
+    /// tree with them applied (what later decisions are validated against).
+    staged: VecDeque<Staged>,
+    staged_tree: Option<ConfigTree>,
     parent: Option<ParentLink>,
     children: BTreeMap<PeerAddr, ChildLink>,
     clients: BTreeMap<ClientId, ClientConn>,
@@ -422,8 +557,11 @@ impl Ship {
         let mut clock = Clock::default();
         clock.advance(now);
         let mut timers = Timers::default();
-        let (epoch, tree, parent) = match cfg.parent {
-            None => (id, cfg.tree.clone(), None),
+        let (epoch, version, tree, parent) = match cfg.parent {
+            None => match &cfg.restore {
+                Some(st) => (st.epoch, st.version, st.tree.clone(), None),
+                None => (id, 0, cfg.tree.clone(), None),
+            },
             Some(addr) => {
                 timers.set(Timer::Hello, now);
                 timers.set(Timer::ParentDead, now + cfg.timings.parent_timeout);
@@ -435,20 +573,22 @@ impl Ship {
                     refused: None,
                     last_pull: None,
                 };
-                (0, ConfigTree::default(), Some(link))
+                (0, 0, ConfigTree::default(), Some(link))
             }
         };
-        Ok(Ship {
+        let mut ship = Ship {
             id,
             clock,
             rng,
             outbox: Outbox::default(),
             timers,
             epoch,
-            version: 0,
+            version,
             tree,
             log: VecDeque::new(),
-            log_first: 1,
+            log_first: version + 1,
+            staged: VecDeque::new(),
+            staged_tree: None,
             parent,
             children: BTreeMap::new(),
             clients: BTreeMap::new(),
@@ -466,7 +606,20 @@ impl Ship {
             summary_seq: 0,
             stats: ShipStats::default(),
             cfg,
-        })
+        };
+        if let Some(st) = ship
+            .cfg
+            .restore
+            .clone()
+            .filter(|_| ship.cfg.parent.is_none())
+        {
+            for (ticket, outcome) in st.decided {
+                ship.decided.insert(ticket, outcome);
+                let forget = now + ship.cfg.timings.config_timeout * 2;
+                ship.timers.set(Timer::Forget(ticket), forget);
+            }
+        }
+        Ok(ship)
     }
 
     // ----- getters -------------------------------------------------------------------
@@ -827,17 +980,11 @@ impl Ship {
     fn start_config(&mut self, now: Instant, client: ClientId, op: ConfigOp) {
         if self.is_root() {
             let ticket = self.new_ticket();
-            let outcome = self.decide(now, ticket, &op);
-            match outcome {
-                ConfigOutcome::Applied { version, text } => {
-                    let text = match op {
-                        ConfigOp::Set { .. } => format!("version={version}"),
-                        ConfigOp::Claim { .. } => text,
-                    };
-                    self.reply(client, 200, &text);
-                }
-                ConfigOutcome::Refused { code, text } => self.reply(client, code, &text),
+            let is_set = matches!(op, ConfigOp::Set { .. });
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.pending = Some(ticket);
             }
+            self.decide(now, ticket, &op, Waiter::Local { client, is_set });
             return;
         }
         if self.busy() {
@@ -866,31 +1013,99 @@ impl Ship {
         );
     }
 
-    /// Root only: decides a configuration operation once per ticket.
-    fn decide(&mut self, now: Instant, ticket: Ticket, op: &ConfigOp) -> ConfigOutcome {
+    /// Root only: decides a configuration operation once per ticket, and answers the
+    /// waiter — at once, or (with `durable`) once the change is stored.
+    fn decide(&mut self, now: Instant, ticket: Ticket, op: &ConfigOp, waiter: Waiter) {
         debug_assert!(self.is_root());
         if let Some(o) = self.decided.get(&ticket) {
-            return o.clone();
+            let o = o.clone();
+            self.answer(ticket, waiter, o);
+            return;
         }
+        if self.staged.iter().any(|st| st.ticket == ticket) {
+            return; // a retry while the change is being stored: answered when it is
+        }
+        let base = self.staged_tree.as_ref().unwrap_or(&self.tree);
         let prepared = match op {
-            ConfigOp::Set { path, value } => self.tree.prepare_set(path, value),
-            ConfigOp::Claim { pattern, host } => self.tree.prepare_claim(pattern, host),
+            ConfigOp::Set { path, value } => base.prepare_set(path, value),
+            ConfigOp::Claim { pattern, host } => base.prepare_claim(pattern, host),
         };
-        let outcome = match prepared {
-            Ok(change) => {
-                let text = match &change {
-                    Change::Claim { node, .. } => node.clone(),
-                    Change::Set { .. } => String::new(),
+        let change = match prepared {
+            Ok(change) => change,
+            Err(e) => {
+                let outcome = ConfigOutcome::Refused {
+                    code: config_error_code(&e),
+                    text: e.to_string(),
                 };
-                let version = self.apply_change(change);
-                self.push_deltas(version);
-                ConfigOutcome::Applied { version, text }
+                self.remember_decision(now, ticket, &outcome);
+                self.answer(ticket, waiter, outcome);
+                return;
             }
-            Err(e) => ConfigOutcome::Refused {
-                code: config_error_code(&e),
-                text: e.to_string(),
-            },
         };
+        let text = match &change {
+            Change::Claim { node, .. } => node.clone(),
+            Change::Set { .. } => String::new(),
+        };
+        if !self.cfg.durable {
+            let version = self.apply_change(change);
+            self.push_deltas(version);
+            let outcome = ConfigOutcome::Applied { version, text };
+            self.remember_decision(now, ticket, &outcome);
+            self.answer(ticket, waiter, outcome);
+            return;
+        }
+        let version = self.version + self.staged.len() as u64 + 1;
+        let mut tree = self.staged_tree.take().unwrap_or_else(|| self.tree.clone());
+        tree.apply(&change);
+        let staged_decisions = self
+            .staged
+            .iter()
+            .map(|st| (st.ticket, st.version, st.text.clone()))
+            .chain([(ticket, version, text.clone())])
+            .filter(|(t, _, _)| t.origin != self.id)
+            .map(|(t, version, text)| (t, ConfigOutcome::Applied { version, text }));
+        let decided = self
+            .decided
+            .iter()
+            .map(|(t, o)| (*t, o.clone()))
+            .chain(staged_decisions)
+            .collect();
+        self.outbox.event(ShipEvent::Persist(Stored {
+            epoch: self.epoch,
+            version,
+            tree: tree.clone(),
+            decided,
+        }));
+        self.staged_tree = Some(tree);
+        self.staged.push_back(Staged {
+            version,
+            change,
+            ticket,
+            waiter,
+            text,
+        });
+    }
+
+    /// The embedding program stored everything up to `version`: apply, pass on, answer.
+    fn on_persisted(&mut self, now: Instant, version: u64) {
+        while self.staged.front().is_some_and(|st| st.version <= version) {
+            let st = self.staged.pop_front().expect("checked");
+            let v = self.apply_change(st.change);
+            debug_assert_eq!(v, st.version, "staged changes apply in order");
+            self.push_deltas(v);
+            let outcome = ConfigOutcome::Applied {
+                version: v,
+                text: st.text,
+            };
+            self.remember_decision(now, st.ticket, &outcome);
+            self.answer(st.ticket, st.waiter, outcome);
+        }
+        if self.staged.is_empty() {
+            self.staged_tree = None;
+        }
+    }
+
+    fn remember_decision(&mut self, now: Instant, ticket: Ticket, outcome: &ConfigOutcome) {
         if ticket.origin != self.id {
             // Remember remote decisions so a retried request is answered, not re-applied.
             self.decided.insert(ticket, outcome.clone());
@@ -899,7 +1114,25 @@ impl Ship {
                 now + self.cfg.timings.config_timeout * 2,
             );
         }
-        outcome
+    }
+
+    fn answer(&mut self, ticket: Ticket, waiter: Waiter, outcome: ConfigOutcome) {
+        match waiter {
+            Waiter::Child(addr) => {
+                self.send(Hop::Child(addr), &ShipMsg::ConfigResp { ticket, outcome });
+            }
+            Waiter::Local { client, is_set } => match outcome {
+                ConfigOutcome::Applied { version, text } => {
+                    let text = if is_set {
+                        format!("version={version}")
+                    } else {
+                        text
+                    };
+                    self.finish_client(client, 200, &text);
+                }
+                ConfigOutcome::Refused { code, text } => self.finish_client(client, code, &text),
+            },
+        }
     }
 
     fn apply_change(&mut self, change: Change) -> u64 {
@@ -1221,8 +1454,7 @@ impl Ship {
             }
             ShipMsg::ConfigReq { ticket, op, ttl_ms } => {
                 if self.is_root() {
-                    let outcome = self.decide(now, ticket, &op);
-                    self.send(hop, &ShipMsg::ConfigResp { ticket, outcome });
+                    self.decide(now, ticket, &op, Waiter::Child(from));
                 } else {
                     self.config_routes.insert(ticket, from);
                     self.timers.set(
@@ -2140,7 +2372,7 @@ fn msg_name(m: &ShipMsg) -> &'static str {
 }
 
 impl Machine for Ship {
-    type Command = core::convert::Infallible;
+    type Command = ShipCommand;
     type Event = ShipEvent;
     type Error = ShipError;
 
@@ -2192,7 +2424,10 @@ impl Machine for Ship {
                 self.drop_client(now, c);
                 Ok(())
             }
-            Input::Command(never) => match never {},
+            Input::Command(ShipCommand::Persisted { version }) => {
+                self.on_persisted(now, version);
+                Ok(())
+            }
         };
         self.flush_summary();
         result

@@ -7,4 +7,6 @@ pub mod machine;
 pub mod msg;
 pub mod tree;
 
-pub use machine::{Ship, ShipConfig, ShipError, ShipEvent, ShipLimits, ShipTimings};
+pub use machine::{
+    Ship, ShipCommand, ShipConfig, ShipError, ShipEvent, ShipLimits, ShipTimings, Stored,
+};

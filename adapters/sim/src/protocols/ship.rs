@@ -21,7 +21,7 @@ use flotilla_core::line::parse_reply;
 use flotilla_core::sexpr::{Node, SexprError};
 use flotilla_core::ship::command::{Request, parse_request};
 use flotilla_core::ship::tree::ConfigTree;
-use flotilla_core::ship::{Ship, ShipConfig, ShipEvent, ShipTimings};
+use flotilla_core::ship::{Ship, ShipCommand, ShipConfig, ShipEvent, ShipTimings, Stored};
 use flotilla_core::wire::Writer;
 use flotilla_core::{ClientId, Instant, Rng};
 
@@ -78,6 +78,7 @@ pub struct ShipProtocol {
     parents: BTreeMap<usize, Option<usize>>,
     escalate: bool,
     deadlines: bool,
+    durable: bool,
     timings: ShipTimings,
     config: ConfigTree,
     workload: Option<WorkloadSpec>,
@@ -91,6 +92,8 @@ pub struct ShipProtocol {
     seen: Vec<Option<(u64, u64, u64)>>,
     acked_versions: BTreeSet<u64>,
     accept_clients: BTreeMap<String, Vec<ClientId>>,
+    /// What each durable root stored: its "disk", which survives crashes.
+    stored: BTreeMap<usize, Stored>,
     violation: Option<String>,
     root_frames: u64,
     matches: u64,
@@ -103,6 +106,7 @@ impl Default for ShipProtocol {
             parents: BTreeMap::new(),
             escalate: true,
             deadlines: true,
+            durable: false,
             timings: ShipTimings {
                 keepalive: Duration::from_millis(100),
                 parent_timeout: Duration::from_millis(500),
@@ -126,6 +130,7 @@ impl Default for ShipProtocol {
             seen: Vec::new(),
             acked_versions: BTreeSet::new(),
             accept_clients: BTreeMap::new(),
+            stored: BTreeMap::new(),
             violation: None,
             root_frames: 0,
             matches: 0,
@@ -233,6 +238,7 @@ impl ShipProtocol {
                 }
                 Some("escalate") => self.escalate = bool_of(one(item)?)?,
                 Some("deadlines") => self.deadlines = bool_of(one(item)?)?,
+                Some("durable") => self.durable = bool_of(one(item)?)?,
                 Some("config") => {
                     let text = one(item)?.text()?;
                     self.config = ConfigTree::parse(&text)
@@ -517,7 +523,7 @@ impl Protocol for ShipProtocol {
         &self,
         _form: &Node,
         _ctx: &ParseCtx,
-    ) -> Result<Option<(usize, core::convert::Infallible)>, SexprError> {
+    ) -> Result<Option<(usize, ShipCommand)>, SexprError> {
         Ok(None)
     }
 
@@ -601,15 +607,15 @@ impl Protocol for ShipProtocol {
         };
         cfg.escalate = self.escalate;
         cfg.deadlines = self.deadlines;
+        cfg.durable = self.durable;
+        if cfg.parent.is_none() {
+            cfg.restore = self.stored.get(&node.index).cloned();
+        }
         cfg.timings = self.timings.clone();
         Ship::new(cfg, now, rng).expect("ship settings were validated when the scenario was read")
     }
 
-    fn observe(
-        &mut self,
-        world: &World<Ship>,
-        obs: Observation<'_, core::convert::Infallible, ShipEvent>,
-    ) {
+    fn observe(&mut self, world: &World<Ship>, obs: Observation<'_, ShipCommand, ShipEvent>) {
         match obs {
             Observation::FromClient { node, client, data } => {
                 let text = String::from_utf8_lossy(data).into_owned();
@@ -635,6 +641,16 @@ impl Protocol for ShipProtocol {
             }
             _ => {}
         }
+    }
+
+    fn react(&mut self, node: usize, event: &ShipEvent) -> Option<ShipCommand> {
+        let ShipEvent::Persist(st) = event else {
+            return None;
+        };
+        // The disk write is instantaneous and always succeeds in this model.
+        let version = st.version;
+        self.stored.insert(node, st.clone());
+        Some(ShipCommand::Persisted { version })
     }
 
     fn check(&mut self, world: &World<Ship>, touched: Option<usize>) -> Result<(), String> {

@@ -385,3 +385,79 @@ fn telnet_niceties() {
     assert_eq!(codes, vec!["200", "401", "402", "404", "403", "200"]);
     assert!(n.closed.contains(&(0, 1)));
 }
+
+#[test]
+fn a_durable_root_acknowledges_only_stored_changes_and_restarts_from_them() {
+    let cfg = || {
+        let mut c =
+            ShipConfig::mothership(addr(0), ConfigTree::parse("(:param mode fast)").unwrap());
+        c.durable = true;
+        c
+    };
+    let mut root = Ship::new(cfg(), Instant::ZERO, Rng::from_seed(1)).unwrap();
+    let epoch = root.epoch();
+    let c = ClientId(1);
+    root.handle(Instant::ZERO, Input::ClientOpened(c)).unwrap();
+    root.handle(
+        Instant::ZERO,
+        Input::ClientData(c, request_line("set mode slow")),
+    )
+    .unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| root.poll_output()).collect();
+    // Not acknowledged, not applied: only a request to store.
+    let [Output::Event(ShipEvent::Persist(stored))] = &out[..] else {
+        panic!("expected only a Persist event, got {out:?}");
+    };
+    assert_eq!((stored.epoch, stored.version), (epoch, 1));
+    assert_eq!(stored.tree.get("mode").unwrap(), "slow");
+    assert_eq!(root.version(), 0);
+    assert_eq!(root.tree().get("mode").unwrap(), "fast");
+    root.handle(
+        Instant::ZERO,
+        Input::Command(ShipCommand::Persisted { version: 1 }),
+    )
+    .unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| root.poll_output()).collect();
+    assert!(
+        out.contains(&Output::ToClient(c, reply(200, "version=1"))),
+        "{out:?}"
+    );
+    assert_eq!(root.version(), 1);
+
+    // A restart from the stored copy keeps the epoch and version: nothing acknowledged
+    // is lost, and daughterships resume by version.
+    let mut again = cfg();
+    again.restore = Some(stored.clone());
+    let root2 = Ship::new(again, Instant::ZERO, Rng::from_seed(2)).unwrap();
+    assert_eq!((root2.epoch(), root2.version()), (epoch, 1));
+    assert_eq!(root2.tree().get("mode").unwrap(), "slow");
+}
+
+#[test]
+fn stored_copies_round_trip_and_bad_files_are_refused() {
+    let st = Stored {
+        epoch: 7,
+        version: 3,
+        tree: ConfigTree::parse("(:param a 1) (:node n (:dynamic))").unwrap(),
+        decided: vec![
+            (
+                Ticket { origin: 1, seq: 2 },
+                ConfigOutcome::Applied {
+                    version: 3,
+                    text: "n".into(),
+                },
+            ),
+            (
+                Ticket { origin: 1, seq: 3 },
+                ConfigOutcome::Refused {
+                    code: 409,
+                    text: "no".into(),
+                },
+            ),
+        ],
+    };
+    let bytes = st.encode();
+    assert_eq!(Stored::decode(&bytes), Ok(st));
+    assert!(Stored::decode(&bytes.slice(..bytes.len() - 1)).is_err());
+    assert!(Stored::decode(&Bytes::from_static(b"(:param a 1)")).is_err());
+}

@@ -53,6 +53,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         listen,
         |me| ShipConfig::daughtership(me, parent),
         |me| format!("daughtership listening on {me} (parent {parent})"),
+        None,
     )
     .await;
     Ok(code)

@@ -25,6 +25,12 @@ pub(crate) struct Args {
         value_name = "HOST:PORT"
     )]
     listen: String,
+    /// Store every configuration change in FILE before acknowledging it, and start from
+    /// FILE when it exists (it then takes precedence over --config; delete it to start
+    /// afresh from the configuration file). Without it, changes made with `set` and
+    /// `claim` live only in memory.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -43,10 +49,27 @@ pub(crate) async fn run(args: Args) -> Outcome {
         Err(e) => return Ok(fail(EXIT_CONFIG, e)),
     };
     tracing::info!(config = %file, "configuration read");
+    let restore = match &args.state {
+        Some(path) => match ship_daemon::read_state(path) {
+            Ok(st) => st,
+            Err(e) => return Ok(fail(EXIT_CONFIG, e)),
+        },
+        None => None,
+    };
+    if let Some(st) = &restore {
+        tracing::info!(version = st.version, "starting from the state file");
+    }
+    let durable = args.state.is_some();
     let code: ExitCode = ship_daemon::run(
         listen,
-        |me| ShipConfig::mothership(me, tree),
+        |me| {
+            let mut cfg = ShipConfig::mothership(me, tree);
+            cfg.durable = durable;
+            cfg.restore = restore;
+            cfg
+        },
         |me| format!("mothership listening on {me}"),
+        args.state,
     )
     .await;
     Ok(code)
