@@ -1,0 +1,269 @@
+//! Configuration changes: decided at the root (stored first when durable), applied everywhere in version order (SPEC.md §5.3).
+
+use super::*;
+
+impl Ship {
+    // ----- configuration -------------------------------------------------------------
+
+    pub(super) fn start_config(&mut self, now: Instant, client: ClientId, op: ConfigOp) {
+        if self.is_root() {
+            let ticket = self.new_ticket();
+            let is_set = matches!(op, ConfigOp::Set { .. });
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.pending = Some(ticket);
+            }
+            self.decide(now, ticket, &op, Waiter::Local { client, is_set });
+            return;
+        }
+        if self.busy() {
+            self.reply(client, 503, "too many requests in progress");
+            return;
+        }
+        let ticket = self.new_ticket();
+        let deadline = self.deadline_for(now, None, self.cfg.timings.config_timeout);
+        self.add_req(
+            now,
+            client,
+            ticket,
+            deadline,
+            ReqKind::Config {
+                op: op.clone(),
+                applied: None,
+            },
+        );
+        self.send(
+            Hop::Parent,
+            &ShipMsg::ConfigReq {
+                ticket,
+                op,
+                ttl_ms: ttl_ms(deadline, now),
+            },
+        );
+    }
+
+    /// Root only: decides a configuration operation once per ticket, and answers the
+    /// waiter — at once, or (with `durable`) once the change is stored.
+    pub(super) fn decide(&mut self, now: Instant, ticket: Ticket, op: &ConfigOp, waiter: Waiter) {
+        debug_assert!(self.is_root());
+        if let Some(o) = self.decided.get(&ticket) {
+            let o = o.clone();
+            self.answer(ticket, waiter, o);
+            return;
+        }
+        if self.staged.iter().any(|st| st.ticket == ticket) {
+            return; // a retry while the change is being stored: answered when it is
+        }
+        let base = self.staged_tree.as_ref().unwrap_or(&self.tree);
+        let prepared = match op {
+            ConfigOp::Set { path, value } => base.prepare_set(path, value),
+            ConfigOp::Claim { pattern, host } => base.prepare_claim(pattern, host),
+        };
+        let change = match prepared {
+            Ok(change) => change,
+            Err(e) => {
+                let outcome = ConfigOutcome::Refused {
+                    code: config_error_code(&e),
+                    text: e.to_string(),
+                };
+                self.remember_decision(now, ticket, &outcome);
+                self.answer(ticket, waiter, outcome);
+                return;
+            }
+        };
+        let text = match &change {
+            Change::Claim { node, .. } => node.clone(),
+            Change::Set { .. } => String::new(),
+        };
+        if !self.cfg.durable {
+            let version = self.apply_change(change);
+            self.push_deltas(version);
+            let outcome = ConfigOutcome::Applied { version, text };
+            self.remember_decision(now, ticket, &outcome);
+            self.answer(ticket, waiter, outcome);
+            return;
+        }
+        let version = self.version + self.staged.len() as u64 + 1;
+        let mut tree = self.staged_tree.take().unwrap_or_else(|| self.tree.clone());
+        tree.apply(&change);
+        let staged_decisions = self
+            .staged
+            .iter()
+            .map(|st| (st.ticket, st.version, st.text.clone()))
+            .chain([(ticket, version, text.clone())])
+            .filter(|(t, _, _)| t.origin != self.id)
+            .map(|(t, version, text)| (t, ConfigOutcome::Applied { version, text }));
+        let decided = self
+            .decided
+            .iter()
+            .map(|(t, o)| (*t, o.clone()))
+            .chain(staged_decisions)
+            .collect();
+        self.outbox.event(ShipEvent::Persist(Stored {
+            epoch: self.epoch,
+            version,
+            tree: tree.clone(),
+            decided,
+        }));
+        self.staged_tree = Some(tree);
+        self.staged.push_back(Staged {
+            version,
+            change,
+            ticket,
+            waiter,
+            text,
+        });
+    }
+
+    /// The embedding program stored everything up to `version`: apply, pass on, answer.
+    pub(super) fn on_persisted(&mut self, now: Instant, version: u64) {
+        while self.staged.front().is_some_and(|st| st.version <= version) {
+            let st = self.staged.pop_front().expect("checked");
+            let v = self.apply_change(st.change);
+            debug_assert_eq!(v, st.version, "staged changes apply in order");
+            self.push_deltas(v);
+            let outcome = ConfigOutcome::Applied {
+                version: v,
+                text: st.text,
+            };
+            self.remember_decision(now, st.ticket, &outcome);
+            self.answer(st.ticket, st.waiter, outcome);
+        }
+        if self.staged.is_empty() {
+            self.staged_tree = None;
+        }
+    }
+
+    pub(super) fn remember_decision(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        outcome: &ConfigOutcome,
+    ) {
+        if ticket.origin != self.id {
+            // Remember remote decisions so a retried request is answered, not re-applied.
+            self.decided.insert(ticket, outcome.clone());
+            self.timers.set(
+                Timer::Forget(ticket),
+                now + self.cfg.timings.config_timeout * 2,
+            );
+        }
+    }
+
+    pub(super) fn answer(&mut self, ticket: Ticket, waiter: Waiter, outcome: ConfigOutcome) {
+        match waiter {
+            Waiter::Child(addr) => {
+                self.send(Hop::Child(addr), &ShipMsg::ConfigResp { ticket, outcome });
+            }
+            Waiter::Local { client, is_set } => match outcome {
+                ConfigOutcome::Applied { version, text } => {
+                    let text = if is_set {
+                        format!("version={version}")
+                    } else {
+                        text
+                    };
+                    self.finish_client(client, 200, &text);
+                }
+                ConfigOutcome::Refused { code, text } => self.finish_client(client, code, &text),
+            },
+        }
+    }
+
+    pub(super) fn apply_change(&mut self, change: Change) -> u64 {
+        self.tree.apply(&change);
+        self.version += 1;
+        self.log.push_back(change);
+        if self.log.len() > self.cfg.limits.delta_log {
+            self.log.pop_front();
+            self.log_first += 1;
+        }
+        debug_assert_eq!(self.log_first + self.log.len() as u64, self.version + 1);
+        self.stats.changes_applied += 1;
+        self.outbox.event(ShipEvent::Changed {
+            version: self.version,
+        });
+        self.version
+    }
+
+    /// Pushes the changes from `from` on to every child; a child that missed earlier ones
+    /// ignores these and catches up through its next Hello.
+    pub(super) fn push_deltas(&mut self, from: u64) {
+        if self.children.is_empty() || from < self.log_first {
+            return;
+        }
+        let changes: Vec<Change> = self
+            .log
+            .iter()
+            .skip((from - self.log_first) as usize)
+            .cloned()
+            .collect();
+        let msg = ShipMsg::Deltas {
+            epoch: self.epoch,
+            first: from,
+            changes,
+        };
+        let kids: Vec<PeerAddr> = self.children.keys().copied().collect();
+        for k in kids {
+            self.send(Hop::Child(k), &msg);
+        }
+    }
+
+    pub(super) fn sync_child(&mut self, addr: PeerAddr) {
+        let Some(child) = self.children.get(&addr) else {
+            return;
+        };
+        if self.epoch == 0 {
+            return;
+        }
+        let msg = if child.epoch != self.epoch
+            || child.version + 1 < self.log_first
+            || child.version > self.version
+        {
+            ShipMsg::Snapshot {
+                epoch: self.epoch,
+                version: self.version,
+                tree: self.tree.clone(),
+            }
+        } else if child.version < self.version {
+            let skip = (child.version + 1 - self.log_first) as usize;
+            ShipMsg::Deltas {
+                epoch: self.epoch,
+                first: child.version + 1,
+                changes: self
+                    .log
+                    .iter()
+                    .skip(skip)
+                    .take(MAX_DELTAS)
+                    .cloned()
+                    .collect(),
+            }
+        } else {
+            return;
+        };
+        self.send(Hop::Child(addr), &msg);
+    }
+
+    /// After the local copy advanced: answer config requests waiting for it.
+    pub(super) fn release_config_waiters(&mut self) {
+        let ready: Vec<(Ticket, ClientId, String)> = self
+            .reqs
+            .iter()
+            .filter_map(|(t, r)| match &r.kind {
+                ReqKind::Config {
+                    op,
+                    applied: Some((v, text)),
+                } if *v <= self.version => {
+                    let text = match op {
+                        ConfigOp::Set { .. } => format!("version={v}"),
+                        ConfigOp::Claim { .. } => text.clone(),
+                    };
+                    Some((*t, r.client, text))
+                }
+                _ => None,
+            })
+            .collect();
+        for (t, client, text) in ready {
+            self.remove_req(t);
+            self.finish_client(client, 200, &text);
+        }
+    }
+}
