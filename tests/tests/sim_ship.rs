@@ -27,6 +27,12 @@ fn the_seed_hang_is_caught_by_the_liveness_check_with_its_seed() {
             format!("flotilla sim daughtership-hang --seed {} --trace", f.seed)
         );
     }
+    // In the same runs, flotilla's half of the scenario matches its pair.
+    let mut sim = scenario("daughtership-hang").sim(3, false);
+    sim.run();
+    let report = sim.report().to_string();
+    assert!(report.contains("PASS pairs-matched"), "{report}");
+    assert!(report.contains("FAIL all-answered"), "{report}");
 }
 
 #[test]

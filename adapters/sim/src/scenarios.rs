@@ -15,12 +15,12 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
     ),
     (
         "daughtership-hang",
-        "seed 000's hang: accept on one daughtership, connect on another, escalation off; the liveness check fails",
+        "seed 000's hang and its fix side by side: the seed's ships hang (a check fails, by design), flotilla's match",
         include_str!("../scenarios/daughtership-hang.scn"),
     ),
     (
         "daughtership-hang-fixed",
-        "the same pair with escalation and deadlines on: they meet at the mothership",
+        "the fix alone: accept and connect on sibling daughterships meet at the mothership",
         include_str!("../scenarios/daughtership-hang-fixed.scn"),
     ),
     (

@@ -79,6 +79,8 @@ pub struct ShipProtocol {
     escalate: bool,
     deadlines: bool,
     durable: bool,
+    /// Nodes that run as the seed's ships did: no escalation, no deadlines.
+    legacy: BTreeSet<usize>,
     timings: ShipTimings,
     config: ConfigTree,
     workload: Option<WorkloadSpec>,
@@ -107,6 +109,7 @@ impl Default for ShipProtocol {
             escalate: true,
             deadlines: true,
             durable: false,
+            legacy: BTreeSet::new(),
             timings: ShipTimings {
                 keepalive: Duration::from_millis(100),
                 parent_timeout: Duration::from_millis(500),
@@ -239,6 +242,11 @@ impl ShipProtocol {
                 Some("escalate") => self.escalate = bool_of(one(item)?)?,
                 Some("deadlines") => self.deadlines = bool_of(one(item)?)?,
                 Some("durable") => self.durable = bool_of(one(item)?)?,
+                Some("legacy") => {
+                    for n in item.args() {
+                        self.legacy.insert(ctx.node(n)?);
+                    }
+                }
                 Some("config") => {
                     let text = one(item)?.text()?;
                     self.config = ConfigTree::parse(&text)
@@ -340,7 +348,7 @@ impl ShipProtocol {
                 .or_default()
                 .push(client);
         }
-        let deadline = if self.deadlines {
+        let deadline = if self.deadlines && !self.legacy.contains(&node) {
             timeout.map(|d| now + d)
         } else {
             None
@@ -605,8 +613,9 @@ impl Protocol for ShipProtocol {
             None => ShipConfig::mothership(node.addr, self.config.clone()),
             Some(p) => ShipConfig::daughtership(node.addr, node.addrs[p]),
         };
-        cfg.escalate = self.escalate;
-        cfg.deadlines = self.deadlines;
+        let legacy = self.legacy.contains(&node.index);
+        cfg.escalate = self.escalate && !legacy;
+        cfg.deadlines = self.deadlines && !legacy;
         cfg.durable = self.durable;
         if cfg.parent.is_none() {
             cfg.restore = self.stored.get(&node.index).cloned();
@@ -698,8 +707,8 @@ impl Protocol for ShipProtocol {
             "all-answered" => self.all_answered(world),
             "consistent" => self.consistent(world),
             "pairs-matched" => {
-                self.all_answered(world)
-                    && self.consistent(world)
+                let ours = |k: &str| k.starts_with("pair-") || k.starts_with("lonely-");
+                self.consistent(world)
                     && self
                         .finals
                         .values()
@@ -711,7 +720,10 @@ impl Protocol for ShipProtocol {
                             Kind::Connect(k) if k.starts_with("lonely-") => *code == 408,
                             _ => true,
                         })
-                    && self.waiting.values().all(VecDeque::is_empty)
+                    && self.waiting.values().flatten().all(|r| match &r.kind {
+                        Kind::Accept(k) | Kind::Connect(k) => !ours(k),
+                        _ => true,
+                    })
             }
             "config-converged" => {
                 let live: Vec<&Ship> = world
