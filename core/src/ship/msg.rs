@@ -79,8 +79,6 @@ pub enum ShipMsg {
         epoch: u64,
         /// Version of the sender's copy.
         version: u64,
-        /// Sequence number of the sender's latest interest summary.
-        summary_seq: u64,
         /// Ship ids in the sender's subtree, itself included (cycle detection).
         subtree: Vec<u64>,
     },
@@ -223,14 +221,9 @@ impl ShipMsg {
                 is_root,
                 epoch,
                 version,
-                summary_seq,
                 subtree,
             } => {
-                w.u64(*ship)
-                    .bool(*is_root)
-                    .u64(*epoch)
-                    .u64(*version)
-                    .u64(*summary_seq);
+                w.u64(*ship).bool(*is_root).u64(*epoch).u64(*version);
                 w.count(subtree.len());
                 for s in subtree {
                     w.u64(*s);
@@ -350,7 +343,6 @@ impl ShipMsg {
                 let is_root = r.bool("is_root")?;
                 let epoch = r.u64()?;
                 let version = r.u64()?;
-                let summary_seq = r.u64()?;
                 let n = r.count("subtree", MAX_SUBTREE, 8)?;
                 let mut subtree = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -361,7 +353,6 @@ impl ShipMsg {
                     is_root,
                     epoch,
                     version,
-                    summary_seq,
                     subtree,
                 }
             }
@@ -502,16 +493,14 @@ mod tests {
                 any::<bool>(),
                 any::<u64>(),
                 any::<u64>(),
-                any::<u64>(),
                 proptest::collection::vec(any::<u64>(), 0..5)
             )
-                .prop_map(|(ship, is_root, epoch, version, summary_seq, subtree)| {
+                .prop_map(|(ship, is_root, epoch, version, subtree)| {
                     ShipMsg::Hello {
                         ship,
                         is_root,
                         epoch,
                         version,
-                        summary_seq,
                         subtree,
                     }
                 }),

@@ -291,47 +291,41 @@ impl Ship {
         acceptor: String,
         ttl: u64,
     ) {
-        let Some(route) = self.routes.get_mut(&ticket) else {
-            if ticket.origin == self.id {
+        let next = match self.routes.get_mut(&ticket) {
+            Some(route) => {
+                route.to = Some(from);
+                route.offered = true;
+                let (key, back) = (route.key.clone(), route.from);
+                self.close_route(ticket, &key);
+                Some(back)
+            }
+            None if ticket.origin == self.id => {
                 // Our connect already finished: answer a repeated offer the same way.
                 let answer = match self.finished.get(&ticket) {
                     Some(Some(c)) if *c == conn => ShipMsg::Confirm { ticket, conn },
                     _ => ShipMsg::Decline { ticket, conn },
                 };
                 self.send(from, &answer);
-            } else if let Some(hop) = self.toward_ship(ticket.origin, from) {
-                // A ship on the way that lost the route (it restarted) passes the offer
-                // on toward the origin by the subtrees its children report, so the origin
-                // can still answer it.
-                self.send(
-                    hop,
-                    &ShipMsg::Offer {
-                        ticket,
-                        conn,
-                        acceptor,
-                        ttl_ms: ttl,
-                    },
-                );
+                return;
             }
-            return;
+            // A ship on the way that lost the route (it restarted) passes the offer on
+            // toward the origin by the subtrees its children report, so the origin can
+            // still answer it.
+            None => self.toward_ship(ticket.origin, from),
         };
-        route.to = Some(from);
-        route.offered = true;
-        let key = route.key.clone();
-        self.close_route(ticket, &key);
-        let route = self.routes.get(&ticket).expect("present above");
-        if route.from != Hop::Here {
-            let back = route.from;
-            self.send(
-                back,
-                &ShipMsg::Offer {
+        match next {
+            Some(Hop::Here) => {}
+            Some(hop) => {
+                let offer = ShipMsg::Offer {
                     ticket,
                     conn,
                     acceptor,
                     ttl_ms: ttl,
-                },
-            );
-            return;
+                };
+                self.send(hop, &offer);
+                return;
+            }
+            None => return,
         }
         // The connect's own ship: take the offer if the client still waits and the
         // accept's commit window is still open.

@@ -23,7 +23,6 @@ impl Ship {
             is_root: false,
             epoch: self.epoch,
             version: self.version,
-            summary_seq: self.summary_seq,
             subtree: self.subtree(),
         };
         self.send(Hop::Parent, &msg);
@@ -183,23 +182,11 @@ impl Ship {
             is_root,
             epoch,
             version,
-            summary_seq,
             subtree,
         } = msg
         {
-            return {
-                self.on_hello(
-                    now,
-                    from,
-                    ship,
-                    is_root,
-                    epoch,
-                    version,
-                    summary_seq,
-                    subtree,
-                );
-                Ok(())
-            };
+            self.on_hello(now, from, ship, is_root, epoch, version, subtree);
+            return Ok(());
         }
         if !self.children.contains_key(&from) {
             return Err(ShipError::UnknownPeer {
@@ -272,7 +259,6 @@ impl Ship {
         is_root: bool,
         epoch: u64,
         version: u64,
-        summary_seq: u64,
         subtree: Vec<u64>,
     ) {
         let refuse = if is_root {
@@ -328,9 +314,8 @@ impl Ship {
                 0
             }
         };
-        // The child's summary_seq is compared in the other direction: the Beat echoes
-        // the parent's, and the child resends on a mismatch.
-        let _ = summary_seq;
+        // The Beat echoes the summary sequence we hold; the child resends its summary on
+        // a mismatch, so a lost summary is repaired within one keepalive.
         self.timers
             .set(Timer::Child(from), now + self.cfg.timings.child_timeout);
         self.send(

@@ -346,7 +346,6 @@ fn cycles_and_second_roots_are_refused() {
         is_root: true,
         epoch: 99,
         version: 0,
-        summary_seq: 0,
         subtree: vec![99],
     };
     root.handle(
