@@ -3,15 +3,13 @@
 //! mothership and return once the asked ship has applied the change.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Subcommand;
 
+use flotilla_core::ship::ShipTimings;
+
 use crate::Outcome;
 use crate::ship_cli::{self, GRACE, ShipOpt};
-
-/// The ship's own bound on `set` and `claim` (SPEC.md §5.1).
-const CONFIG_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -54,7 +52,8 @@ pub(crate) async fn run(args: Args) -> Outcome {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let limit = CONFIG_TIMEOUT + GRACE;
+    // The ship's own bound on `set` and `claim` (SPEC.md §5.1), plus a margin.
+    let limit = ShipTimings::default().config_timeout + GRACE;
     let result = match args.command {
         Command::Get { path } => {
             let what = format!("get {path}");
