@@ -201,27 +201,6 @@ impl ShipProtocol {
             .unwrap_or_default()
     }
 
-    /// The timings ships are built with.
-    pub fn timings_mut(&mut self) -> &mut ShipTimings {
-        &mut self.timings
-    }
-
-    /// Sets the parent of node `child`.
-    pub fn set_parent(&mut self, child: usize, parent: Option<usize>) {
-        self.parents.insert(child, parent);
-    }
-
-    /// Turns escalation (routing through the hierarchy) on or off.
-    pub fn set_escalate(&mut self, on: bool) {
-        self.escalate = on;
-    }
-
-    /// Uses `text` as the root's configuration file.
-    pub fn set_config(&mut self, text: &str) -> Result<(), SexprError> {
-        self.config = ConfigTree::parse(text)?;
-        Ok(())
-    }
-
     fn configure_ship(&mut self, form: &Node, ctx: &ParseCtx) -> Result<(), SexprError> {
         for item in form.args() {
             match item.head() {
