@@ -10,7 +10,7 @@ use flotilla_core::ship::machine::request_line;
 use flotilla_core::ship::tree::ConfigTree;
 use flotilla_core::ship::{Ship, ShipConfig};
 use flotilla_core::wire::decode_frame;
-use flotilla_core::{Instant, Rng};
+use flotilla_core::{ClientOrigin, Instant, ListenerId, Rng};
 use std::time::Duration;
 
 fn addr(i: u8) -> PeerAddr {
@@ -59,8 +59,22 @@ fn local(c: &mut Criterion) {
     )
     .unwrap();
     let (a, b) = (ClientId(1), ClientId(2));
-    ship.handle(Instant::ZERO, Input::ClientOpened(a)).unwrap();
-    ship.handle(Instant::ZERO, Input::ClientOpened(b)).unwrap();
+    ship.handle(
+        Instant::ZERO,
+        Input::ClientOpened {
+            client: a,
+            origin: ClientOrigin::unix(ListenerId(0)),
+        },
+    )
+    .unwrap();
+    ship.handle(
+        Instant::ZERO,
+        Input::ClientOpened {
+            client: b,
+            origin: ClientOrigin::unix(ListenerId(0)),
+        },
+    )
+    .unwrap();
     let accept = request_line("accept svc 10.0.0.9:7000 30");
     let connect = request_line("connect svc 30 bench");
     let mut g = c.benchmark_group("broker");
@@ -113,8 +127,24 @@ fn cross(c: &mut Criterion) {
     }
     pump(&mut ships, now);
     let (a, b) = (ClientId(1), ClientId(2));
-    ships[1].handle(now, Input::ClientOpened(a)).unwrap();
-    ships[2].handle(now, Input::ClientOpened(b)).unwrap();
+    ships[1]
+        .handle(
+            now,
+            Input::ClientOpened {
+                client: a,
+                origin: ClientOrigin::unix(ListenerId(0)),
+            },
+        )
+        .unwrap();
+    ships[2]
+        .handle(
+            now,
+            Input::ClientOpened {
+                client: b,
+                origin: ClientOrigin::unix(ListenerId(0)),
+            },
+        )
+        .unwrap();
     let accept = request_line("accept svc 10.0.0.9:7000 30");
     let connect = request_line("connect svc 30 bench");
     let mut g = c.benchmark_group("broker");

@@ -19,7 +19,7 @@ async fn start(
     let d = Driver::bind(DriverConfig::tcp("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
-    let me = d.local_addrs().peer;
+    let me = d.local_addrs().peer();
     let ship = Ship::new(cfg(me), d.now(), Rng::from_seed(seed)).unwrap();
     d.start(ship)
 }
@@ -47,10 +47,10 @@ fn propagation(c: &mut Criterion) {
     let (root, _mid, mut leaf, mut client) = rt.block_on(async {
         let mut root = start(|a| ShipConfig::mothership(a, ConfigTree::default()), 1).await;
         drain(&mut root);
-        let ra = root.local_addrs().peer;
+        let ra = root.local_addrs().peer();
         let mut mid = start(|a| ShipConfig::daughtership(a, ra), 2).await;
         drain(&mut mid);
-        let ma = mid.local_addrs().peer;
+        let ma = mid.local_addrs().peer();
         let mut leaf = start(|a| ShipConfig::daughtership(a, ma), 3).await;
         // Wait until the grandchild holds a copy.
         loop {
@@ -60,7 +60,7 @@ fn propagation(c: &mut Criterion) {
                 None => panic!("leaf stopped"),
             }
         }
-        let client = ShipClient::connect(ra).await.unwrap();
+        let client = ShipClient::connect(&ra.to_string()).await.unwrap();
         (root, mid, leaf, client)
     });
     let mut g = c.benchmark_group("propagation");

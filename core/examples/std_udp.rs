@@ -94,6 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 // Heartbeat has no client port; a daemon with one would write here.
                 Output::ToClient(..) | Output::CloseClient(_) => {}
+                Output::Effect(req) => match req.effect {},
             }
         }
 

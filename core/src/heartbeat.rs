@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::machine::{ClientId, Input, Machine, Outbox, Output, PeerAddr, Timers};
+use crate::compose::Part;
+use crate::machine::{
+    ClientId, EffectId, Input, InputOf, Machine, NoEffect, Outbox, Output, PeerAddr, Timers,
+    debug_check,
+};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
 use crate::wire::{DecodeError, Frame, Kind, Reader, Writer};
@@ -118,6 +122,9 @@ pub enum HeartbeatError {
     /// Adding a peer that is already watched, or removing one that is not.
     #[error("peer {0} is already in that state")]
     PeerState(PeerAddr),
+    /// The heartbeat asks for no effects, so no outcome can be its.
+    #[error("heartbeat runs no effects (outcome for {0})")]
+    NoEffects(EffectId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -310,31 +317,13 @@ impl Machine for Heartbeat {
     type Command = HeartbeatCommand;
     type Event = HeartbeatEvent;
     type Error = HeartbeatError;
+    type Effect = NoEffect;
+    type EffectValue = NoEffect;
 
-    fn handle(
-        &mut self,
-        now: Instant,
-        input: Input<HeartbeatCommand>,
-    ) -> Result<(), HeartbeatError> {
-        let now = self.clock.advance(now);
-        match input {
-            Input::Frame { from, frame } => self.on_beat(now, from, &frame),
-            Input::ClientOpened(c) | Input::ClientData(c, _) | Input::ClientClosed(c) => {
-                Err(HeartbeatError::NoClientPort(c))
-            }
-            Input::Command(HeartbeatCommand::AddPeer(p)) => {
-                if p == self.config.me || self.peers.contains_key(&p) {
-                    return Err(HeartbeatError::PeerState(p));
-                }
-                self.peers.insert(p, PeerState::default());
-                Ok(())
-            }
-            Input::Command(HeartbeatCommand::RemovePeer(p)) => {
-                self.peers.remove(&p).ok_or(HeartbeatError::PeerState(p))?;
-                self.timers.cancel(&Timer::Expire(p));
-                Ok(())
-            }
-        }
+    fn handle(&mut self, now: Instant, input: InputOf<Self>) -> Result<(), HeartbeatError> {
+        let result = self.on_input(now, input);
+        debug_check(self);
+        result
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -352,6 +341,7 @@ impl Machine for Heartbeat {
             }
         }
         debug_assert!(self.poll_timeout().is_none_or(|t| t > now));
+        debug_check(self);
     }
 
     fn poll_output(&mut self) -> Option<Output<HeartbeatEvent>> {
@@ -360,6 +350,66 @@ impl Machine for Heartbeat {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// A peer is up exactly when its expiry timer is armed; the send timer is always
+    /// armed; no timer names a peer that is not watched.
+    fn check_invariants(&self) -> Result<(), String> {
+        self.timers.check()?;
+        if !self.timers.contains(&Timer::Send) {
+            return Err("the send timer is not armed".to_string());
+        }
+        for (peer, s) in &self.peers {
+            if s.up != self.timers.contains(&Timer::Expire(*peer)) {
+                return Err(format!(
+                    "peer {peer} is {} but its expiry timer is {}armed",
+                    if s.up { "up" } else { "down" },
+                    if s.up { "not " } else { "" }
+                ));
+            }
+            if s.up && s.incarnation.is_none() {
+                return Err(format!("peer {peer} is up without an incarnation"));
+            }
+        }
+        for key in self.timers.keys() {
+            if let Timer::Expire(p) = key
+                && !self.peers.contains_key(p)
+            {
+                return Err(format!("expiry timer for {p}, which is not watched"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Part for Heartbeat {
+    fn owns_family(&self, family: u8) -> bool {
+        family == FAMILY
+    }
+}
+
+impl Heartbeat {
+    fn on_input(&mut self, now: Instant, input: InputOf<Self>) -> Result<(), HeartbeatError> {
+        let now = self.clock.advance(now);
+        match input {
+            Input::Frame { from, frame } => self.on_beat(now, from, &frame),
+            Input::ClientOpened { client: c, .. }
+            | Input::ClientData(c, _)
+            | Input::ClientClosed(c) => Err(HeartbeatError::NoClientPort(c)),
+            Input::EffectDone { id, .. } => Err(HeartbeatError::NoEffects(id)),
+            Input::Command(HeartbeatCommand::AddPeer(p)) => {
+                if p == self.config.me || self.peers.contains_key(&p) {
+                    return Err(HeartbeatError::PeerState(p));
+                }
+                self.peers.insert(p, PeerState::default());
+                Ok(())
+            }
+            Input::Command(HeartbeatCommand::RemovePeer(p)) => {
+                self.peers.remove(&p).ok_or(HeartbeatError::PeerState(p))?;
+                self.timers.cancel(&Timer::Expire(p));
+                Ok(())
+            }
+        }
     }
 }
 

@@ -7,17 +7,20 @@
 //!
 //! ```text
 //! loop {
-//!     machine.handle(now, input)?;        // a peer frame, client bytes, or a command
+//!     machine.handle(now, input)?;  // a peer frame, client bytes, a command, an effect's outcome
 //!     // or, when the deadline came:  machine.handle_timeout(now);
 //!     while let Some(out) = machine.poll_output() {
-//!         // Transmit → send the frame; ToClient / CloseClient → client stream; Event → app
+//!         // Transmit → send the frame; ToClient / CloseClient → client stream;
+//!         // Event → app; Effect → run it off the loop, feed back EffectDone
 //!     }
 //!     let deadline = machine.poll_timeout();  // sleep until then, or until input
 //! }
 //! ```
 //!
-//! The adapters `flotilla-tokio`, `flotilla-smol` and the simulator `flotilla-sim` are
-//! such loops; `examples/std_udp.rs` is one with nothing but the standard library.
+//! The drivers `flotilla-tokio` and `flotilla-smol` (one driver written once in
+//! `flotilla-driver`) and the simulator `flotilla-sim` are such loops;
+//! `examples/std_udp.rs` is one with nothing but the standard library. Several machines
+//! run in one node as a [`compose::Pair`].
 //!
 //! Bad input from a peer, a client or a file is answered with a typed error and leaves
 //! the machine unchanged. A panic is always a bug in this crate.
@@ -25,7 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod drive;
+pub mod compose;
 pub mod heartbeat;
 pub mod line;
 pub mod machine;
@@ -35,6 +38,10 @@ pub mod ship;
 pub mod time;
 pub mod wire;
 
-pub use machine::{ClientId, Input, Machine, Outbox, Output, PeerAddr, Timers, Transmit};
+pub use machine::{
+    ClientId, ClientOrigin, ClientRemote, EffectError, EffectId, EffectRequest, Input, InputOf,
+    ListenerId, Machine, NoEffect, Outbox, Output, OutputOf, PeerAddr, Timers, Transmit,
+    debug_check,
+};
 pub use rng::Rng;
 pub use time::{Clock, Instant};

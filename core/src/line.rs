@@ -1,9 +1,16 @@
-//! Line framing for client ports a person can use with telnet (SPEC.md §5.1).
+//! Line framing for client ports a person can use with telnet (SPEC.md §1.5).
 //!
 //! Requests are lines ending in `\n` (a `\r` before it is dropped); replies are lines that
 //! start with a three-digit code: `1xx` progress (more follows), `2xx` success, `4xx` the
-//! request was wrong, `5xx` the server could not do it. A line longer than the limit is
-//! an error, reported once; the buffer never grows past the limit.
+//! request was wrong, `5xx` the server could not do it. A reply of several lines writes
+//! `CODE-text` on every line but the last, which is `CODE text` (as SMTP does). `6xx` lines
+//! are notices the server sends unasked (a group message, a membership change), between
+//! or among replies. A line longer than the limit is an error, reported once; the buffer
+//! never grows past the limit.
+//!
+//! [`ReplyReader`] is the client side of the convention, shared by every client library.
+
+use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
@@ -86,26 +93,224 @@ impl LineBuffer {
 
 /// A reply line: `code text\n`.
 pub fn reply(code: u16, text: &str) -> Bytes {
-    debug_assert!((100..600).contains(&code), "reply code {code} out of range");
+    debug_assert!((100..700).contains(&code), "reply code {code} out of range");
     debug_assert!(!text.contains('\n'), "reply text must be one line");
     Bytes::from(format!("{code} {text}\n"))
 }
 
-/// Splits a reply line into its code and text; `None` if it does not start with a
+/// The lines of a multi-line reply: `CODE-text` for all but the last, `CODE text` last.
+pub fn reply_lines<'a>(code: u16, lines: impl IntoIterator<Item = &'a str>) -> Bytes {
+    let lines: Vec<&str> = lines.into_iter().collect();
+    let mut out = String::new();
+    for (k, l) in lines.iter().enumerate() {
+        debug_assert!(!l.contains('\n'), "reply text must be one line");
+        let sep = if k + 1 == lines.len() { ' ' } else { '-' };
+        out.push_str(&format!("{code}{sep}{l}\n"));
+    }
+    if lines.is_empty() {
+        out.push_str(&format!("{code} \n"));
+    }
+    Bytes::from(out)
+}
+
+/// Splits a final reply line into its code and text; `None` if it does not start with a
 /// three-digit code followed by a space or the end of the line.
 pub fn parse_reply(line: &str) -> Option<(u16, &str)> {
+    match parse_reply_line(line)? {
+        (code, false, text) => Some((code, text)),
+        (_, true, _) => None,
+    }
+}
+
+/// Splits any reply line into `(code, more, text)`: `more` is true for a `CODE-text`
+/// line that another line of the same reply follows.
+pub fn parse_reply_line(line: &str) -> Option<(u16, bool, &str)> {
     let line = line.trim_end_matches(['\r', '\n']);
     let code = line.get(..3)?;
     if !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let rest = &line[3..];
-    let text = match rest.strip_prefix(' ') {
-        Some(t) => t,
-        None if rest.is_empty() => "",
-        None => return None,
+    let (more, text) = match rest.as_bytes().first() {
+        Some(b' ') => (false, &rest[1..]),
+        Some(b'-') => (true, &rest[1..]),
+        None => (false, ""),
+        Some(_) => return None,
     };
-    Some((code.parse().ok()?, text))
+    Some((code.parse().ok()?, more, text))
+}
+
+/// Why a request did not succeed, as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server answered with an error code.
+    #[error("{text} ({code})")]
+    Refused {
+        /// Reply code.
+        code: u16,
+        /// The server's reason.
+        text: String,
+    },
+    /// The server sent something that is not a reply line.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// An argument would not fit on a request line.
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+}
+
+/// One typed request: the line to send and how to read its final `2xx` text. Client
+/// libraries send [`Call::line`], feed replies to a [`ReplyReader`], and hand the final
+/// text to [`Call::finish`]; everything but the I/O is here, shared by every runtime.
+pub struct Call<T> {
+    line: String,
+    finish: fn(&str) -> Result<T, ClientError>,
+}
+
+impl<T> core::fmt::Debug for Call<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Call").field("line", &self.line).finish()
+    }
+}
+
+/// The final reply's text, as it came.
+pub fn text(t: &str) -> Result<String, ClientError> {
+    Ok(t.to_string())
+}
+
+impl<T> Call<T> {
+    /// A request of `line` (newline included) whose final text `finish` reads.
+    pub fn new(line: String, finish: fn(&str) -> Result<T, ClientError>) -> Self {
+        debug_assert!(line.ends_with('\n'), "a request line ends with its newline");
+        Call { line, finish }
+    }
+
+    /// The request line, newline included.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// Reads the final reply's text into the typed result.
+    pub fn finish(&self, text: &str) -> Result<T, ClientError> {
+        (self.finish)(text)
+    }
+}
+
+impl Call<String> {
+    /// A raw request line (without its newline); the result is the final reply's text.
+    pub fn raw(line: &str) -> Result<Self, ClientError> {
+        if line.contains(['\n', '\r']) {
+            return Err(ClientError::Invalid("request line"));
+        }
+        Ok(Call::new(format!("{line}\n"), text))
+    }
+}
+
+/// A line the server sent unasked (`6xx`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Its code, 600 to 699.
+    pub code: u16,
+    /// Its text.
+    pub text: String,
+}
+
+/// One step of a reply, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A `1xx` progress line.
+    Progress(String),
+    /// A `6xx` notice, which belongs to no request.
+    Notice(Notice),
+    /// The final reply: `Ok(text)` for `2xx` (the lines of a multi-line reply joined
+    /// with `\n`), the refusal otherwise.
+    Done(Result<String, ClientError>),
+}
+
+/// Collects a server's lines into reply steps.
+#[derive(Debug)]
+pub struct ReplyReader {
+    lines: LineBuffer,
+    /// Lines of a multi-line reply read so far, with their code.
+    partial: Option<(u16, Vec<String>)>,
+    /// Most lines one multi-line reply may have.
+    max_reply_lines: usize,
+    queued: VecDeque<Step>,
+}
+
+impl Default for ReplyReader {
+    fn default() -> Self {
+        ReplyReader {
+            lines: LineBuffer::new(64 * 1024),
+            partial: None,
+            max_reply_lines: 100_000,
+            queued: VecDeque::new(),
+        }
+    }
+}
+
+impl ReplyReader {
+    /// Appends bytes from the server.
+    pub fn push(&mut self, data: &[u8]) {
+        self.lines.push(data);
+    }
+
+    /// The next step, if a whole one is in.
+    pub fn next_step(&mut self) -> Option<Step> {
+        if let Some(s) = self.queued.pop_front() {
+            return Some(s);
+        }
+        loop {
+            let line = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => return None,
+                Err(e) => return Some(Step::Done(Err(ClientError::Protocol(e.to_string())))),
+            };
+            let Some((code, more, text)) = parse_reply_line(&line) else {
+                self.partial = None;
+                return Some(Step::Done(Err(ClientError::Protocol(format!(
+                    "not a reply line: {}",
+                    line.chars().take(80).collect::<String>()
+                )))));
+            };
+            if (600..700).contains(&code) {
+                return Some(Step::Notice(Notice {
+                    code,
+                    text: text.to_string(),
+                }));
+            }
+            if (100..200).contains(&code) {
+                return Some(Step::Progress(text.to_string()));
+            }
+            let mut lines = match self.partial.take() {
+                Some((c, lines)) if c == code => lines,
+                Some((c, _)) => {
+                    return Some(Step::Done(Err(ClientError::Protocol(format!(
+                        "a reply begun with code {c} went on with code {code}"
+                    )))));
+                }
+                None => Vec::new(),
+            };
+            lines.push(text.to_string());
+            if more {
+                if lines.len() >= self.max_reply_lines {
+                    return Some(Step::Done(Err(ClientError::Protocol(format!(
+                        "a reply of more than {} lines",
+                        self.max_reply_lines
+                    )))));
+                }
+                self.partial = Some((code, lines));
+                continue;
+            }
+            let text = lines.join("\n");
+            return Some(Step::Done(if (200..300).contains(&code) {
+                Ok(text)
+            } else {
+                Err(ClientError::Refused { code, text })
+            }));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +338,33 @@ mod tests {
         assert_eq!(b.pending(), 0);
         b.push(b"\xff\n");
         assert_eq!(b.next_line(), Err(LineError::NotUtf8));
+    }
+
+    #[test]
+    fn multi_line_replies_and_notices() {
+        assert_eq!(
+            &reply_lines(250, ["a", "b", "c"])[..],
+            b"250-a\n250-b\n250 c\n"
+        );
+        let mut r = ReplyReader::default();
+        r.push(b"100 wait\n250-a\n601 hello\n250-b\n250 c\n500-x\n");
+        assert_eq!(r.next_step(), Some(Step::Progress("wait".into())));
+        assert_eq!(
+            r.next_step(),
+            Some(Step::Notice(Notice {
+                code: 601,
+                text: "hello".into()
+            }))
+        );
+        assert_eq!(r.next_step(), Some(Step::Done(Ok("a\nb\nc".into()))));
+        assert_eq!(r.next_step(), None);
+        r.push(b"501 y\n");
+        assert!(matches!(
+            r.next_step(),
+            Some(Step::Done(Err(ClientError::Protocol(_))))
+        ));
+        assert_eq!(parse_reply("250-a"), None);
+        assert_eq!(parse_reply_line("250-a"), Some((250, true, "a")));
     }
 
     #[test]

@@ -2,17 +2,14 @@
 //! line and column, for every protocol plug-in, never a panic.
 #![no_main]
 
-use flotilla_sim::Scenario;
-use flotilla_sim::protocols::heartbeat::HeartbeatProtocol;
-use flotilla_sim::protocols::ship::ShipProtocol;
+use flotilla_sim::cli::PROTOCOLS;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Err(e) = Scenario::parse(text, <HeartbeatProtocol>::default(), None) {
-        assert!(e.pos.line >= 1);
-    }
-    if let Err(e) = Scenario::parse(text, ShipProtocol::default(), None) {
-        assert!(e.pos.line >= 1);
+    for p in PROTOCOLS {
+        if let Err(e) = (p.check)(text) {
+            assert!(e.pos.line >= 1);
+        }
     }
 });

@@ -1,2 +1,4 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: real processes, and the test machine that
+//! the driver conformance tests run under every runtime.
+pub mod echo;
 pub mod process;

@@ -38,14 +38,7 @@ pub fn flotilla() -> &'static Path {
         let bin = dir.join(format!("flotilla{}", std::env::consts::EXE_SUFFIX));
         if let Some(cargo) = std::env::var_os("CARGO") {
             let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "--quiet",
-                "-p",
-                "flotilla-tokio",
-                "--bin",
-                "flotilla",
-            ]);
+            cmd.args(["build", "--quiet", "-p", "flotilla", "--bin", "flotilla"]);
             if dir.file_name().is_some_and(|p| p == "release") {
                 cmd.arg("--release");
             }
@@ -57,11 +50,37 @@ pub fn flotilla() -> &'static Path {
         }
         assert!(
             bin.exists(),
-            "{} is missing: run `cargo build -p flotilla-tokio --bin flotilla`",
+            "{} is missing: run `cargo build -p flotilla`",
             bin.display()
         );
         bin
     })
+}
+
+/// An example program of this build (`target/<profile>/examples/NAME`), built from
+/// `package` first when run under cargo.
+///
+/// # Panics
+/// If it is missing and cannot be built.
+pub fn example(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", package, "--example", name]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("run cargo build").success());
+    }
+    let bin = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
 }
 
 /// A `flotilla` command with the ship environment variables cleared, so the caller's

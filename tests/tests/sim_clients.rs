@@ -5,7 +5,7 @@ use core::fmt;
 
 use bytes::Bytes;
 use flotilla_core::wire::{Frame, Kind};
-use flotilla_core::{ClientId, Input, Instant, Machine, Outbox, Output, PeerAddr, Rng};
+use flotilla_core::{Input, InputOf, Instant, Machine, NoEffect, Outbox, Output, PeerAddr, Rng};
 use flotilla_sim::world::{ClientEnd, World};
 use flotilla_sim::{Action, NodeSpec, Outcome, Protocol, Sim, SimConfig, Target};
 
@@ -33,10 +33,14 @@ impl Machine for Echo {
     type Command = ();
     type Event = String;
     type Error = Never;
+    type Effect = NoEffect;
+    type EffectValue = NoEffect;
 
-    fn handle(&mut self, _now: Instant, input: Input<()>) -> Result<(), Never> {
+    fn handle(&mut self, _now: Instant, input: InputOf<Self>) -> Result<(), Never> {
         match input {
-            Input::ClientOpened(c) => self.out.to_client(c, Bytes::from_static(b"hello\n")),
+            Input::ClientOpened { client: c, .. } => {
+                self.out.to_client(c, Bytes::from_static(b"hello\n"))
+            }
             Input::ClientData(c, data) => match &data[..] {
                 b"bye\n" => self.out.close_client(c),
                 b"ping\n" => {
@@ -54,7 +58,7 @@ impl Machine for Echo {
             },
             Input::ClientClosed(c) => self.out.event(format!("{c} closed")),
             Input::Frame { from, frame } => self.out.event(format!("{} from {from}", frame.kind)),
-            Input::Command(()) => {}
+            Input::Command(()) | Input::EffectDone { .. } => {}
         }
         Ok(())
     }
@@ -67,6 +71,10 @@ impl Machine for Echo {
 
     fn poll_timeout(&self) -> Option<Instant> {
         None
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -94,7 +102,11 @@ impl Protocol for EchoProtocol {
         }
     }
 
-    fn observe(&mut self, _world: &World<Echo>, obs: flotilla_sim::Observation<'_, (), String>) {
+    fn observe(
+        &mut self,
+        _world: &World<Echo>,
+        obs: flotilla_sim::Observation<'_, (), String, NoEffect>,
+    ) {
         if let flotilla_sim::Observation::Event { node, event } = obs {
             self.pings.push((node, event.clone()));
         }
@@ -191,8 +203,10 @@ impl Machine for Spin {
     type Command = ();
     type Event = ();
     type Error = Never;
+    type Effect = NoEffect;
+    type EffectValue = NoEffect;
 
-    fn handle(&mut self, _now: Instant, _input: Input<()>) -> Result<(), Never> {
+    fn handle(&mut self, _now: Instant, _input: InputOf<Self>) -> Result<(), Never> {
         Ok(())
     }
 
@@ -204,6 +218,10 @@ impl Machine for Spin {
 
     fn poll_timeout(&self) -> Option<Instant> {
         Some(Instant::from_millis(500))
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -249,10 +267,4 @@ fn timer_progress_violations_name_the_node_and_time() {
     assert!(f.to_string().contains("seed 42"));
     assert_eq!(f.replay, "flotilla sim custom --seed 42 --trace");
     assert!(matches!(r.verdicts[1].outcome, Outcome::Pass(_)));
-}
-
-#[test]
-fn unused_client_id_type_is_the_cores() {
-    let id: ClientId = echo_sim(1).open_client(ms(1), 0);
-    assert_eq!(id.to_string(), "c1");
 }

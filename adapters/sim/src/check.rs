@@ -143,6 +143,12 @@ pub struct SimStats {
     pub client_dropped: u64,
     /// Timer events skipped because a newer deadline replaced them.
     pub stale_timers: u64,
+    /// Effects machines asked for.
+    pub effects: u64,
+    /// Effects whose node crashed before they finished (no outcome was fed).
+    pub effects_lost: u64,
+    /// Effects whose outcome was a failure or a timeout.
+    pub effects_failed: u64,
 }
 
 /// Everything a run concluded.
@@ -165,6 +171,8 @@ pub struct Report {
     pub stats: SimStats,
     /// Network counters.
     pub net: NetStats,
+    /// The fault parameters drawn for this seed by `(:swarm …)`, if any.
+    pub swarm: Option<String>,
 }
 
 impl Report {
@@ -211,6 +219,9 @@ impl fmt::Display for Report {
             self.stats.events,
             self.trace_hash
         )?;
+        if let Some(s) = &self.swarm {
+            writeln!(f, "  swarm: {s}")?;
+        }
         for v in &self.verdicts {
             writeln!(f, "  {v}")?;
         }

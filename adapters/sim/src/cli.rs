@@ -1,18 +1,19 @@
-//! The library side of `flotilla sim`: argument types, the seed-range parser, and
-//! [`run`], which the `flotilla` binary calls.
+//! The library side of `flotilla sim`: argument types, the seed-range parser, the table
+//! of protocols, and [`run`], which the `flotilla` binary calls.
 //!
 //! ```text
 //! flotilla sim --list
 //! flotilla sim heartbeat-partition --seed 7 --trace
-//! flotilla sim --file my.scn --seeds 0..1000
+//! flotilla sim broker-chaos --seed 3 --svg run.svg      # or --html run.html
+//! flotilla sim --file my.scn --seeds 0..1000            # --verbose prints every seed
 //! ```
 //!
 //! Exit codes: 0 when every check passes on every seed, 1 when any fails, 2 when the
 //! scenario cannot be loaded (unknown name, unreadable file, or an error in the file,
-//! reported as `PATH:LINE:COL: message`).
+//! reported as `PATH:LINE:COL: message`) or the arguments do not fit together.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flotilla_core::sexpr::SexprError;
 
@@ -20,12 +21,57 @@ use crate::canary::CanaryProtocol;
 use crate::check::{Failure, Source};
 use crate::protocol::Protocol;
 use crate::protocols::heartbeat::HeartbeatProtocol;
+use crate::protocols::pair::PairProtocol;
 use crate::protocols::ship::ShipProtocol;
 use crate::scenario::{self, Scenario};
 use crate::scenarios::{BUILTIN, builtin};
 
-/// Protocols a scenario may name in `(:protocol NAME)`.
-pub const PROTOCOLS: &[&str] = &["heartbeat", "heartbeat-canary", "ship"];
+/// One protocol `(:protocol NAME)` may name: how to parse and run scenarios for it.
+pub struct Registered {
+    /// The name in `(:protocol NAME)`.
+    pub name: &'static str,
+    /// Parses a scenario for it (to check a file without running it).
+    pub check: fn(&str) -> Result<(), SexprError>,
+    run: fn(&str, Source, &str, &SimArgs, &mut Io<'_>) -> io::Result<i32>,
+}
+
+/// Every protocol the simulator runs: the one place a new protocol registers.
+pub static PROTOCOLS: &[Registered] = &[
+    Registered {
+        name: "heartbeat",
+        check: |t| parse_only(t, <HeartbeatProtocol>::default()),
+        run: |t, s, l, a, io| go(t, <HeartbeatProtocol>::default(), s, l, a, io),
+    },
+    Registered {
+        name: "heartbeat-canary",
+        check: |t| parse_only(t, CanaryProtocol::default()),
+        run: |t, s, l, a, io| go(t, CanaryProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "ship",
+        check: |t| parse_only(t, ShipProtocol::default()),
+        run: |t, s, l, a, io| go(t, ShipProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "heartbeat+ship",
+        check: |t| parse_only(t, PairProtocol),
+        run: |t, s, l, a, io| go(t, PairProtocol, s, l, a, io),
+    },
+    Registered {
+        name: "ship-canary",
+        check: |t| parse_only(t, ShipProtocol::canary()),
+        run: |t, s, l, a, io| go(t, ShipProtocol::canary(), s, l, a, io),
+    },
+];
+
+fn parse_only<P: Protocol>(text: &str, protocol: P) -> Result<(), SexprError> {
+    Scenario::parse(text, protocol, None).map(|_| ())
+}
+
+/// The registered protocol called `name`.
+pub fn protocol(name: &str) -> Option<&'static Registered> {
+    PROTOCOLS.iter().find(|p| p.name == name)
+}
 
 /// Arguments of `flotilla sim`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,8 +86,23 @@ pub struct SimArgs {
     pub seeds: Option<(u64, u64)>,
     /// Print each run's event trace.
     pub trace: bool,
+    /// In a sweep, print every seed's verdicts, not only the failing ones.
+    pub verbose: bool,
+    /// Draw the run as an SVG timeline into this file (one seed only).
+    pub svg: Option<PathBuf>,
+    /// Draw the run as an HTML page into this file (one seed only).
+    pub html: Option<PathBuf>,
     /// List the built-in scenarios and exit.
     pub list: bool,
+}
+
+/// Where `run` writes: results, and (when it is a terminal) a sweep's progress line.
+pub struct Io<'a> {
+    /// Results: verdicts, failures, the summary.
+    pub out: &'a mut dyn Write,
+    /// The progress line of a sweep, rewritten in place; `None` to print none (not a
+    /// terminal).
+    pub progress: Option<&'a mut dyn Write>,
 }
 
 /// Parses `A..B` (half-open, like a Rust range) or `A..=B` (inclusive) into `(A, B)`
@@ -66,21 +127,40 @@ pub fn parse_seed_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, end))
 }
 
-/// Runs `flotilla sim` with `args`, writing everything to `out`; returns the exit code.
+/// Runs `flotilla sim` with `args`, writing results to `out` (no progress line); returns
+/// the exit code.
 pub fn run(args: &SimArgs, out: &mut dyn Write) -> io::Result<i32> {
+    run_with(
+        args,
+        &mut Io {
+            out,
+            progress: None,
+        },
+    )
+}
+
+/// Runs `flotilla sim` with `args`; returns the exit code.
+pub fn run_with(args: &SimArgs, io: &mut Io<'_>) -> io::Result<i32> {
     if args.list {
-        writeln!(out, "built-in scenarios:")?;
+        writeln!(io.out, "built-in scenarios:")?;
         for (name, about, _) in BUILTIN {
-            writeln!(out, "  {name:<22} {about}")?;
+            writeln!(io.out, "  {name:<26} {about}")?;
         }
         return Ok(0);
+    }
+    if (args.svg.is_some() || args.html.is_some()) && args.seeds.is_some() {
+        writeln!(
+            io.out,
+            "--svg and --html draw one run: give --seed N, not --seeds"
+        )?;
+        return Ok(2);
     }
     let (text, source, label) = match (&args.scenario, &args.file) {
         (Some(name), None) => match builtin(name) {
             Some(text) => (text.to_string(), Source::Named(name.clone()), name.clone()),
             None => {
                 writeln!(
-                    out,
+                    io.out,
                     "unknown scenario '{name}' (flotilla sim --list shows the built-in ones)"
                 )?;
                 return Ok(2);
@@ -89,42 +169,31 @@ pub fn run(args: &SimArgs, out: &mut dyn Write) -> io::Result<i32> {
         (None, Some(path)) => match std::fs::read_to_string(path) {
             Ok(text) => (text, Source::File(path.clone()), path.display().to_string()),
             Err(e) => {
-                writeln!(out, "{}: {e}", path.display())?;
+                writeln!(io.out, "{}: {e}", path.display())?;
                 return Ok(2);
             }
         },
         _ => {
             writeln!(
-                out,
+                io.out,
                 "name one built-in scenario or one --file (flotilla sim --list shows the built-in ones)"
             )?;
             return Ok(2);
         }
     };
-    let protocol = match scenario::protocol_name(&text) {
+    let (name, pos) = match scenario::protocol_name(&text) {
         Ok(p) => p,
-        Err(e) => return bad_file(out, &label, &e),
+        Err(e) => return bad_file(io.out, &label, &e),
     };
-    match protocol.0.as_str() {
-        "heartbeat" => go(
-            &text,
-            <HeartbeatProtocol>::default(),
-            source,
-            &label,
-            args,
-            out,
-        ),
-        "heartbeat-canary" => go(&text, CanaryProtocol::default(), source, &label, args, out),
-        "ship" => go(&text, ShipProtocol::default(), source, &label, args, out),
-        other => {
+    match protocol(&name) {
+        Some(p) => (p.run)(&text, source, &label, args, io),
+        None => {
+            let known: Vec<&str> = PROTOCOLS.iter().map(|p| p.name).collect();
             let e = SexprError::new(
-                protocol.1,
-                format!(
-                    "unknown protocol '{other}' (known: {})",
-                    PROTOCOLS.join(", ")
-                ),
+                pos,
+                format!("unknown protocol '{name}' (known: {})", known.join(", ")),
             );
-            bad_file(out, &label, &e)
+            bad_file(io.out, &label, &e)
         }
     }
 }
@@ -134,17 +203,23 @@ fn bad_file(out: &mut dyn Write, label: &str, e: &SexprError) -> io::Result<i32>
     Ok(2)
 }
 
+fn draw(path: &Path, what: &str, text: &str, out: &mut dyn Write) -> io::Result<()> {
+    std::fs::write(path, text)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    writeln!(out, "{what} written to {}", path.display())
+}
+
 fn go<P: Protocol>(
     text: &str,
     protocol: P,
     source: Source,
     label: &str,
     args: &SimArgs,
-    out: &mut dyn Write,
+    io: &mut Io<'_>,
 ) -> io::Result<i32> {
     let scn = match Scenario::parse(text, protocol, Some(source)) {
         Ok(s) => s,
-        Err(e) => return bad_file(out, label, &e),
+        Err(e) => return bad_file(io.out, label, &e),
     };
     let seeds = match (args.seeds, args.seed) {
         (Some((a, b)), _) => a..b,
@@ -152,20 +227,48 @@ fn go<P: Protocol>(
         (None, None) => scn.seed..scn.seed + 1,
     };
     let runs = seeds.end - seeds.start;
+    let sweep = runs > 1;
+    let drawing = args.svg.is_some() || args.html.is_some();
     let mut failures: Vec<Failure> = Vec::new();
-    for seed in seeds.clone() {
-        let mut sim = scn.sim(seed, args.trace);
+    for (k, seed) in seeds.clone().enumerate() {
+        let mut sim = scn.sim_with(seed, args.trace, drawing);
         sim.run();
         if args.trace {
-            out.write_all(sim.trace_text().as_bytes())?;
+            io.out.write_all(sim.trace_text().as_bytes())?;
         }
         let report = sim.report();
-        write!(out, "{report}")?;
-        failures.extend(report.first_failure());
+        let failed = report.first_failure();
+        if !sweep || args.verbose || failed.is_some() {
+            write!(io.out, "{report}")?;
+        }
+        if let Some(t) = sim.timeline() {
+            if let Some(path) = &args.svg {
+                draw(path, "timeline", &crate::svg::render_svg(&t), io.out)?;
+            }
+            if let Some(path) = &args.html {
+                draw(path, "timeline page", &crate::svg::render_html(&t), io.out)?;
+            }
+        }
+        failures.extend(failed);
+        if sweep && let Some(p) = io.progress.as_mut() {
+            write!(
+                p,
+                "\r{}: seed {seed} ({}/{runs}), {} failed ",
+                scn.name,
+                k + 1,
+                failures.len()
+            )?;
+            p.flush()?;
+        }
     }
-    if runs > 1 {
+    if sweep {
+        if let Some(p) = io.progress.as_mut() {
+            // Clear the progress line before the summary.
+            write!(p, "\r{:width$}\r", "", width = 60 + scn.name.len())?;
+            p.flush()?;
+        }
         writeln!(
-            out,
+            io.out,
             "{}: seeds {}..{}: {} passed, {} failed",
             scn.name,
             seeds.start,
@@ -175,11 +278,11 @@ fn go<P: Protocol>(
         )?;
         for f in &failures {
             writeln!(
-                out,
+                io.out,
                 "  seed {}: {} at {}: {}",
                 f.seed, f.check, f.at, f.message
             )?;
-            writeln!(out, "    replay: {}", f.replay)?;
+            writeln!(io.out, "    replay: {}", f.replay)?;
         }
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
@@ -224,15 +327,8 @@ mod tests {
     fn every_builtin_parses() {
         for (name, _, text) in BUILTIN {
             let p = scenario::protocol_name(text).unwrap().0;
-            let ok = match p.as_str() {
-                "heartbeat" => Scenario::parse(text, <HeartbeatProtocol>::default(), None).is_ok(),
-                "heartbeat-canary" => {
-                    Scenario::parse(text, CanaryProtocol::default(), None).is_ok()
-                }
-                "ship" => Scenario::parse(text, ShipProtocol::default(), None).is_ok(),
-                _ => false,
-            };
-            assert!(ok, "{name} does not parse");
+            let reg = protocol(&p).unwrap_or_else(|| panic!("{name}: protocol {p} not registered"));
+            assert!((reg.check)(text).is_ok(), "{name} does not parse");
         }
     }
 

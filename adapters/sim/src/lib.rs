@@ -1,11 +1,13 @@
 //! # flotilla-sim
 //!
 //! A deterministic simulator that runs N copies of any [`flotilla_core::Machine`] on one
-//! virtual clock, through a modelled network (latency, jitter, loss, duplication,
-//! reordering, corruption, partitions) and node faults (crash, restart, pause, clock
-//! skew), checking the protocol's invariants after every step and its liveness
-//! expectations within their windows. One master seed fixes the whole run; every failure
-//! names its seed and the command that replays it.
+//! virtual clock, through a modelled network (latency, jitter, uniform and bursty loss,
+//! duplication, reordering, corruption, partitions), modelled effects (latency, failures,
+//! hangs, loss on crash) and node faults (crash, restart, pause, clock skew), checking
+//! every machine's own invariants and the protocol's after every step and its liveness
+//! expectations within their windows. One master seed fixes the whole run — including,
+//! for swarm scenarios, the faults themselves; every failure names its seed and the
+//! command that replays it, and a run can be drawn as a timeline.
 //!
 //! ```text
 //! scenario file ──parse──▶ Scenario<P> ──Sim::from_scenario(seed)──▶ Sim<P> ──run──▶ Report
@@ -22,6 +24,7 @@ pub mod canary;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod effects;
 pub mod network;
 pub mod protocol;
 pub mod protocols;
@@ -29,14 +32,19 @@ pub mod queue;
 pub mod scenario;
 pub mod scenarios;
 pub mod sim;
+pub mod svg;
+pub mod swarm;
 pub mod sweep;
+pub mod timeline;
 pub mod trace;
 pub mod world;
 
 pub use check::{Expectation, Failure, Outcome, Report, Source, Verdict, Window};
+pub use effects::{EffectParams, EffectPatch};
 pub use network::{LinkParams, Network};
 pub use protocol::{NodeSpec, Observation, ParseCtx, Protocol, Workload};
 pub use scenario::Scenario;
 pub use sim::{Action, LinkPatch, Sim, SimConfig, Target};
 pub use sweep::{SweepReport, sweep};
+pub use timeline::Timeline;
 pub use world::{Status, World};

@@ -2,9 +2,10 @@
 //!
 //! Every directed link has [`LinkParams`] (the defaults, or a per-link override). A frame
 //! is first judged by the *rules* (partition groups and one-way blocks: pass or drop), then
-//! by the random parameters drawn from the network's own RNG stream: loss, a delay of
-//! `latency` plus an exponential tail of mean `jitter`, an occasional extra reordering
-//! delay, byte corruption, and duplication (the copy gets its own delay and corruption).
+//! by the random parameters drawn from the network's own RNG stream: loss (uniform, or
+//! bursty: a two-state Gilbert–Elliott model per link), a delay of `latency` plus an
+//! exponential tail of mean `jitter`, an occasional extra reordering delay, byte
+//! corruption, and duplication (the copy gets its own delay and corruption).
 
 use core::fmt;
 use core::time::Duration;
@@ -29,6 +30,14 @@ pub struct LinkParams {
     pub reorder_delay: Duration,
     /// Probability one random byte of a frame is flipped.
     pub corrupt: f64,
+    /// Bursty loss (Gilbert–Elliott): per frame, the probability that a link in its good
+    /// state turns bad. 0 turns bursts off.
+    pub burst_enter: f64,
+    /// Per frame, the probability that a bad link turns good again (the mean burst is
+    /// `1 / burst_exit` frames).
+    pub burst_exit: f64,
+    /// Loss probability while a link is bad (`loss` applies while it is good).
+    pub burst_loss: f64,
 }
 
 impl Default for LinkParams {
@@ -42,6 +51,9 @@ impl Default for LinkParams {
             reorder: 0.0,
             reorder_delay: Duration::from_millis(20),
             corrupt: 0.0,
+            burst_enter: 0.0,
+            burst_exit: 0.5,
+            burst_loss: 1.0,
         }
     }
 }
@@ -55,6 +67,8 @@ pub enum DropReason {
     Blocked,
     /// Random loss.
     Lost,
+    /// Loss while the link was in a burst.
+    Burst,
 }
 
 impl fmt::Display for DropReason {
@@ -63,6 +77,7 @@ impl fmt::Display for DropReason {
             DropReason::Partition => "partition",
             DropReason::Blocked => "blocked",
             DropReason::Lost => "lost",
+            DropReason::Burst => "lost in a burst",
         })
     }
 }
@@ -94,8 +109,10 @@ pub struct NetStats {
     pub partitioned: u64,
     /// Dropped by a one-way block.
     pub blocked: u64,
-    /// Lost at random.
+    /// Lost at random (uniform loss and bursts).
     pub lost: u64,
+    /// Of those, lost while their link was in a burst.
+    pub burst_lost: u64,
     /// Extra copies made.
     pub duplicated: u64,
     /// Copies given an extra reordering delay.
@@ -112,6 +129,8 @@ pub struct Network {
     /// Partition group of each node; `None` when not partitioned.
     groups: Option<Vec<u32>>,
     blocked: BTreeSet<(usize, usize)>,
+    /// Links in the bad state of the bursty-loss model.
+    bursting: BTreeSet<(usize, usize)>,
     rng: Rng,
     stats: NetStats,
 }
@@ -124,6 +143,7 @@ impl Network {
             overrides: BTreeMap::new(),
             groups: None,
             blocked: BTreeSet::new(),
+            bursting: BTreeSet::new(),
             rng,
             stats: NetStats::default(),
         }
@@ -207,12 +227,18 @@ impl Network {
             match why {
                 DropReason::Partition => self.stats.partitioned += 1,
                 DropReason::Blocked => self.stats.blocked += 1,
-                DropReason::Lost => {}
+                DropReason::Lost | DropReason::Burst => {}
             }
             return Verdict::Drop(why);
         }
         let p = *self.params(from, to);
-        if self.rng.chance(p.loss) {
+        if self.in_burst(from, to, &p) {
+            if self.rng.chance(p.burst_loss) {
+                self.stats.lost += 1;
+                self.stats.burst_lost += 1;
+                return Verdict::Drop(DropReason::Burst);
+            }
+        } else if self.rng.chance(p.loss) {
             self.stats.lost += 1;
             return Verdict::Drop(DropReason::Lost);
         }
@@ -224,6 +250,27 @@ impl Network {
             None
         };
         Verdict::Deliver(first, second)
+    }
+
+    /// Steps the link's two-state loss model and says whether it is bad for this frame.
+    /// Draws nothing when bursts are off, so other runs keep their random sequence.
+    fn in_burst(&mut self, from: usize, to: usize, p: &LinkParams) -> bool {
+        let key = (from, to);
+        let bad = self.bursting.contains(&key);
+        if !bad && p.burst_enter <= 0.0 {
+            return false;
+        }
+        let now_bad = if bad {
+            !self.rng.chance(p.burst_exit)
+        } else {
+            self.rng.chance(p.burst_enter)
+        };
+        if now_bad {
+            self.bursting.insert(key);
+        } else {
+            self.bursting.remove(&key);
+        }
+        now_bad
     }
 
     fn copy(&mut self, p: &LinkParams) -> Delivery {
@@ -249,8 +296,22 @@ impl Network {
         &self.stats
     }
 
+    /// What the rules cut, e.g. `{n1} {n2 n3}; n2 -> n3 blocked`, or `None` when every
+    /// link passes.
+    pub fn describe_rules(&self, names: &[String]) -> Option<String> {
+        let name = |i: usize| names.get(i).map_or("?", String::as_str);
+        let mut parts = Vec::new();
+        if self.groups.is_some() {
+            parts.push(self.describe_partition(names));
+        }
+        for (a, b) in &self.blocked {
+            parts.push(format!("{} -> {} blocked", name(*a), name(*b)));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     /// A description of the partition for traces, e.g. `{n1} {n2 n3}`.
-    pub fn describe_partition(&self) -> String {
+    pub fn describe_partition(&self, names: &[String]) -> String {
         let Some(g) = &self.groups else {
             return "none".to_string();
         };
@@ -261,7 +322,10 @@ impl Network {
         let parts: Vec<String> = by_group
             .values()
             .map(|members| {
-                let names: Vec<String> = members.iter().map(|i| format!("n{}", i + 1)).collect();
+                let names: Vec<&str> = members
+                    .iter()
+                    .map(|i| names.get(*i).map_or("?", String::as_str))
+                    .collect();
                 format!("{{{}}}", names.join(" "))
             })
             .collect();
@@ -286,7 +350,8 @@ mod tests {
             assert_eq!(n.route(2, 0), Verdict::Drop(DropReason::Partition));
             assert!(matches!(n.route(1, 2), Verdict::Deliver(..)));
         }
-        assert_eq!(n.describe_partition(), "{n1} {n2 n3}");
+        let names: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        assert_eq!(n.describe_partition(&names), "{n1} {n2 n3}");
         n.heal();
         assert!(matches!(n.route(0, 1), Verdict::Deliver(..)));
     }
@@ -319,6 +384,29 @@ mod tests {
             assert_eq!(n.route(0, 1), Verdict::Drop(DropReason::Lost));
         }
         assert_eq!(n.stats().lost, 1000);
+    }
+
+    /// Bursty loss clusters: with a 1 % chance of entering a burst and a 20 % chance of
+    /// leaving it (mean burst five frames), losses come in runs, while the long-run loss
+    /// rate stays near enter / (enter + exit) ≈ 4.8 %.
+    #[test]
+    fn bursty_loss_comes_in_runs() {
+        let mut n = net(LinkParams {
+            burst_enter: 0.01,
+            burst_exit: 0.2,
+            burst_loss: 1.0,
+            ..LinkParams::default()
+        });
+        let lost: Vec<bool> = (0..100_000)
+            .map(|_| matches!(n.route(0, 1), Verdict::Drop(DropReason::Burst)))
+            .collect();
+        let total = lost.iter().filter(|l| **l).count();
+        assert!((3_800..5_800).contains(&total), "{total}");
+        // Given a loss, the next frame is lost far more often than the average rate.
+        let pairs = lost.windows(2).filter(|w| w[0]).count();
+        let runs = lost.windows(2).filter(|w| w[0] && w[1]).count();
+        assert!(runs as f64 / pairs as f64 > 0.7, "{runs}/{pairs}");
+        assert_eq!(n.stats().burst_lost, total as u64);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The plug-in trait through which a protocol joins the simulator.
 //!
 //! The simulator knows nothing about any protocol: it moves frames, fires timers,
-//! injects faults and opens client streams for any [`Machine`]. A [`Protocol`] adds the
-//! rest: how to build the machine for a node, what to remember of what happened, which
-//! safety invariants must hold after every step, which named predicates liveness
-//! expectations may ask for, and which extra scenario forms it understands.
+//! injects faults, runs effects and opens client streams for any [`Machine`]. A
+//! [`Protocol`] adds the rest: how to build the machine for a node, what its effects do,
+//! what to remember of what happened, which safety invariants must hold after every step
+//! (beyond each machine's own `check_invariants`, which the simulator always runs), which
+//! named predicates liveness expectations may ask for, and which extra scenario forms it
+//! understands.
 //!
 //! A protocol value is configured once from the scenario file and then cloned for every
 //! run (every seed), so it can carry its per-run records in plain fields.
@@ -14,20 +16,28 @@ use core::fmt;
 use bytes::Bytes;
 use flotilla_core::sexpr::{Node, SexprError, Value};
 use flotilla_core::wire::Frame;
-use flotilla_core::{ClientId, Instant, Machine, PeerAddr, Rng};
+use flotilla_core::{ClientId, EffectError, EffectId, Instant, Machine, PeerAddr, Rng};
 
-use crate::world::World;
+use crate::world::{PORT, World};
 
 /// Commands of the protocol's machine.
 pub type CommandOf<P> = <<P as Protocol>::Machine as Machine>::Command;
 /// Events of the protocol's machine.
 pub type EventOf<P> = <<P as Protocol>::Machine as Machine>::Event;
+/// Effects of the protocol's machine.
+pub type EffectOf<P> = <<P as Protocol>::Machine as Machine>::Effect;
+/// What the protocol's machine's effects produce.
+pub type EffectValueOf<P> = <<P as Protocol>::Machine as Machine>::EffectValue;
+/// An observation of the protocol's machine.
+pub type ObservationOf<'a, P> = Observation<'a, CommandOf<P>, EventOf<P>, EffectValueOf<P>>;
 
 /// Who a machine is being built for.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeSpec<'a> {
     /// Node index, from 0 (`n1` is 0).
     pub index: usize,
+    /// The node's name (`n1`, or the scenario's name for it).
+    pub name: &'a str,
     /// The node's own address.
     pub addr: PeerAddr,
     /// Every node's address, by index (including this one).
@@ -38,7 +48,7 @@ pub struct NodeSpec<'a> {
 
 /// Something a protocol may want to record; see [`Protocol::observe`].
 #[derive(Debug)]
-pub enum Observation<'a, C, E> {
+pub enum Observation<'a, C, E, V> {
     /// A frame decoded and was fed to `node`'s machine, which accepted it (`Ok`) or
     /// refused it (`Err`, state unchanged).
     Delivered {
@@ -92,6 +102,15 @@ pub enum Observation<'a, C, E> {
         /// The stream.
         client: ClientId,
     },
+    /// An effect's outcome was fed to `node`'s machine.
+    EffectDone {
+        /// The node.
+        node: usize,
+        /// The effect's id.
+        id: EffectId,
+        /// Its outcome.
+        outcome: &'a Result<V, EffectError>,
+    },
 }
 
 /// One step of a protocol-generated client workload (see [`Protocol::workload`]).
@@ -119,24 +138,34 @@ pub enum Workload {
 }
 
 /// Context for parsing protocol-specific scenario forms.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ParseCtx {
     /// Number of nodes in the scenario.
     pub nodes: usize,
+    /// Their names, when the scenario gave them (`(:nodes master inferno …)`).
+    pub names: Vec<String>,
 }
 
 impl ParseCtx {
-    /// Reads a node name, `n1` to `nN`, as a 0-based index.
+    /// Reads a node, by its name or as `n1` to `nN`, as a 0-based index.
     pub fn node(&self, n: &Node) -> Result<usize, SexprError> {
         let bad = || {
+            let named = if self.names.is_empty() {
+                String::new()
+            } else {
+                format!(" or one of {}", self.names.join(" "))
+            };
             SexprError::new(
                 n.pos,
-                format!("expected a node name n1..n{}, found {n}", self.nodes),
+                format!("expected a node name n1..n{}{named}, found {n}", self.nodes),
             )
         };
         let Value::Symbol(s) = &n.value else {
             return Err(bad());
         };
+        if let Some(i) = self.names.iter().position(|x| x == s) {
+            return Ok(i);
+        }
         let k: usize = s
             .strip_prefix('n')
             .and_then(|d| d.parse().ok())
@@ -152,7 +181,12 @@ impl ParseCtx {
 /// [`build`](Protocol::build) and [`predicate`](Protocol::predicate) are required.
 pub trait Protocol: Clone {
     /// The machine every node runs.
-    type Machine: Machine<Command: Clone + fmt::Debug, Event: fmt::Debug>;
+    type Machine: Machine<
+            Command: Clone + fmt::Debug,
+            Event: fmt::Debug,
+            Effect: fmt::Debug,
+            EffectValue: fmt::Debug,
+        >;
 
     /// The name in `(:protocol NAME)`.
     fn name(&self) -> &'static str;
@@ -184,6 +218,13 @@ pub trait Protocol: Clone {
         Vec::new()
     }
 
+    /// The port node `node` is known by (the source of its frames, what others send
+    /// to). Any port of a node's address reaches it. Default: 7000.
+    fn port(&self, node: usize) -> u16 {
+        let _ = node;
+        PORT
+    }
+
     /// The predicate names `(:expect NAME ...)` may use.
     fn predicates(&self) -> &'static [&'static str] {
         &[]
@@ -195,21 +236,22 @@ pub trait Protocol: Clone {
     fn build(&mut self, node: &NodeSpec<'_>, rng: Rng, now: Instant) -> Self::Machine;
 
     /// Sees a delivery or an output, right after it happened.
-    fn observe(
-        &mut self,
-        world: &World<Self::Machine>,
-        obs: Observation<'_, CommandOf<Self>, EventOf<Self>>,
-    ) {
+    fn observe(&mut self, world: &World<Self::Machine>, obs: ObservationOf<'_, Self>) {
         let _ = (world, obs);
     }
 
-    /// The embedding program's immediate answer to an event of node `node`, fed back to
-    /// that node's machine as a command right after its outputs are drained — for
-    /// example, storing what a durable machine asked to persist (keep the stored copy in
-    /// the plug-in: it survives the node's crash, as a disk would). Default: none.
-    fn react(&mut self, node: usize, event: &EventOf<Self>) -> Option<CommandOf<Self>> {
-        let _ = (node, event);
-        None
+    /// Carries out an effect of node `node` that the simulator let succeed (it drew its
+    /// latency, failures and hangs already): the protocol's model of the outside world —
+    /// a disk that survives the node's crash, a command's output — lives here. The
+    /// result is what the machine hears. Default: nothing can be done (`Unsupported`).
+    fn effect(
+        &mut self,
+        world: &World<Self::Machine>,
+        node: usize,
+        effect: &EffectOf<Self>,
+    ) -> Result<EffectValueOf<Self>, EffectError> {
+        let _ = (world, node, effect);
+        Err(EffectError::Unsupported)
     }
 
     /// Safety invariants, run after every step. `touched` is the node whose machine just

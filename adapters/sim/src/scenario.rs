@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use flotilla_core::rng::derive_seed;
 use flotilla_core::sexpr::{self, Node, SexprError, Value};
-use flotilla_core::{ClientId, Instant, Rng};
+use flotilla_core::{ClientId, Instant, ListenerId, Rng};
 
 use crate::check::{Expectation, Source, Window};
+use crate::effects::{EffectParams, EffectPatch};
 use crate::network::LinkParams;
 use crate::protocol::{CommandOf, ParseCtx, Protocol, Workload};
 use crate::sim::{Action, LinkPatch, Sim, SimConfig, Target};
+use crate::swarm::SwarmSpec;
 
 /// Most nodes a scenario may ask for.
 pub const MAX_NODES: usize = 4096;
@@ -26,12 +28,18 @@ pub struct Scenario<P: Protocol> {
     pub protocol: P,
     /// Number of nodes.
     pub nodes: usize,
+    /// Their names, if the scenario named them.
+    pub names: Vec<String>,
     /// Length of the run.
     pub duration: Duration,
     /// The seed used when none is given on the command line.
     pub seed: u64,
     /// Default link parameters.
     pub network: LinkParams,
+    /// How effects behave.
+    pub effects: EffectParams,
+    /// Faults drawn per seed, if the scenario asks for them.
+    pub swarm: Option<SwarmSpec>,
     /// Initial per-link overrides `(from, to, patch)`.
     pub links: Vec<(usize, usize, LinkPatch)>,
     /// Timed actions, in file order.
@@ -152,18 +160,81 @@ fn link_patch(forms: &[Node]) -> Result<LinkPatch, SexprError> {
             Some("duplicate") => p.duplicate = Some(probability(v)?),
             Some("reorder") => p.reorder = Some(probability(v)?),
             Some("corrupt") => p.corrupt = Some(probability(v)?),
+            Some("burst-enter") => p.burst_enter = Some(probability(v)?),
+            Some("burst-exit") => p.burst_exit = Some(probability(v)?),
+            Some("burst-loss") => p.burst_loss = Some(probability(v)?),
             _ => {
                 return Err(err(
                     f,
                     format!(
                         "unknown network setting {f} (use :latency :jitter :loss :duplicate \
-                         :reorder :reorder-delay :corrupt)"
+                         :reorder :reorder-delay :corrupt :burst-enter :burst-exit :burst-loss)"
                     ),
                 ));
             }
         }
     }
     Ok(p)
+}
+
+fn effect_patch(forms: &[Node]) -> Result<EffectPatch, SexprError> {
+    let mut p = EffectPatch::default();
+    for f in forms {
+        let v = one_arg(f)?;
+        match f.head() {
+            Some("latency") => p.latency = Some(v.duration()?),
+            Some("jitter") => p.jitter = Some(v.duration()?),
+            Some("timeout") => p.timeout = Some(v.duration()?),
+            Some("fail") => p.fail = Some(probability(v)?),
+            Some("hang") => p.hang = Some(probability(v)?),
+            _ => {
+                return Err(err(
+                    f,
+                    format!(
+                        "unknown effects setting {f} (use :latency :jitter :fail :hang :timeout)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Reads `(:nodes N)` or `(:nodes NAME NAME …)`: a count, or names (which may not look
+/// like `nK`, so a node never has two meanings).
+fn nodes_form(f: &Node) -> Result<(usize, Vec<String>), SexprError> {
+    match f.args() {
+        [n] if matches!(n.value, Value::Int(_)) => {
+            Ok((n.int_in(1, MAX_NODES as i64)? as usize, Vec::new()))
+        }
+        [] => Err(err(
+            f,
+            "(:nodes N) or (:nodes NAME…) needs a count or names",
+        )),
+        names => {
+            if names.len() > MAX_NODES {
+                return Err(err(f, format!("at most {MAX_NODES} nodes")));
+            }
+            let mut out: Vec<String> = Vec::new();
+            for n in names {
+                let name = n.text()?;
+                let numbered = name
+                    .strip_prefix('n')
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+                if numbered || name == "random" {
+                    return Err(err(
+                        n,
+                        format!("node name {name} is reserved (n1…nN, random)"),
+                    ));
+                }
+                if out.contains(&name) {
+                    return Err(err(n, format!("node {name} is named twice")));
+                }
+                out.push(name);
+            }
+            Ok((out.len(), out))
+        }
+    }
 }
 
 struct Parser<'a, P: Protocol> {
@@ -244,6 +315,7 @@ impl<P: Protocol> Parser<'_, P> {
                 Action::Unblock(a, b)
             }
             Some("network") => Action::Network(link_patch(f.args())?),
+            Some("effects") => Action::Effects(effect_patch(f.args())?),
             Some("link") => {
                 let (a, b) = self.pair(f)?;
                 Action::Link(a, b, link_patch(&f.args()[2..])?)
@@ -281,14 +353,16 @@ impl<P: Protocol> Parser<'_, P> {
                 }
             }
             Some("client-open") => {
-                let [node, name] = f.args() else {
-                    return Err(err(f, "(:client-open NODE NAME)"));
+                let (node, name, listener) = match f.args() {
+                    [node, name] => (node, name, ListenerId(0)),
+                    [node, name, l] => (node, name, ListenerId(l.int_in(0, 65_535)? as u16)),
+                    _ => return Err(err(f, "(:client-open NODE NAME [LISTENER])")),
                 };
                 let node = self.ctx.node(node)?;
                 let id = ClientId(self.next_client);
                 self.next_client += 1;
                 self.clients.insert(name.text()?, (node, id));
-                Action::ClientOpen(node, id)
+                Action::ClientOpen(node, id, listener)
             }
             Some("client-send") => {
                 let [name, data] = f.args() else {
@@ -356,6 +430,8 @@ impl<P: Protocol> Parser<'_, P> {
 
 /// Label of the random stream protocol workloads are drawn from.
 const WORKLOAD_STREAM: u64 = 0x776f_726b_6c6f_6164;
+/// Label of the random stream swarm faults are drawn from.
+const SWARM_STREAM: u64 = 0x7377_6172_6d00_0000;
 
 impl<P: Protocol> Scenario<P> {
     /// Parses `text` for `protocol` (whose name must match the file's `(:protocol NAME)`).
@@ -377,8 +453,8 @@ impl<P: Protocol> Scenario<P> {
                 ),
             ));
         }
-        let nodes = match find(&form, "nodes") {
-            Some(f) => one_arg(f)?.int_in(1, MAX_NODES as i64)? as usize,
+        let (nodes, names) = match find(&form, "nodes") {
+            Some(f) => nodes_form(f)?,
             None => return Err(err(&form, "missing (:nodes N)")),
         };
         let duration = match find(&form, "duration") {
@@ -389,9 +465,12 @@ impl<P: Protocol> Scenario<P> {
             name: name.clone(),
             protocol: protocol.clone(),
             nodes,
+            names: names.clone(),
             duration,
             seed: 0,
             network: LinkParams::default(),
+            effects: EffectParams::default(),
+            swarm: None,
             links: Vec::new(),
             actions: Vec::new(),
             expectations: Vec::new(),
@@ -399,7 +478,7 @@ impl<P: Protocol> Scenario<P> {
         };
         let mut parser = Parser {
             protocol: &protocol,
-            ctx: ParseCtx { nodes },
+            ctx: ParseCtx { nodes, names },
             duration,
             clients: BTreeMap::new(),
             next_client: 1,
@@ -410,6 +489,8 @@ impl<P: Protocol> Scenario<P> {
                 Some("protocol" | "nodes" | "duration") => {}
                 Some("seed") => scn.seed = one_arg(f)?.int_in(0, i64::MAX)? as u64,
                 Some("network") => scn.network = link_patch(f.args())?.apply(scn.network),
+                Some("effects") => scn.effects = effect_patch(f.args())?.apply(scn.effects),
+                Some("swarm") => scn.swarm = Some(SwarmSpec::parse(f)?),
                 Some("link") => {
                     let (a, b) = parser.pair(f)?;
                     scn.links.push((a, b, link_patch(&f.args()[2..])?));
@@ -431,7 +512,7 @@ impl<P: Protocol> Scenario<P> {
                 _ => protocol_forms.push(f),
             }
         }
-        let ctx = parser.ctx;
+        let ctx = parser.ctx.clone();
         for f in protocol_forms {
             if !protocol.configure(f, &ctx)? {
                 return Err(err(f, format!("unknown form {f}")));
@@ -443,17 +524,35 @@ impl<P: Protocol> Scenario<P> {
 
     /// A simulator for one seed, with every action and expectation scheduled.
     pub fn sim(&self, seed: u64, trace: bool) -> Sim<P> {
+        self.sim_with(seed, trace, false)
+    }
+
+    /// Like [`Scenario::sim`], also recording a timeline to draw when `timeline` is set.
+    pub fn sim_with(&self, seed: u64, trace: bool, timeline: bool) -> Sim<P> {
+        let drawn = self.swarm.as_ref().map(|s| {
+            let mut rng = Rng::from_seed(derive_seed(seed, SWARM_STREAM));
+            s.draw::<CommandOf<P>>(&mut rng, self.nodes, self.duration, self.network)
+        });
         let config = SimConfig {
             nodes: self.nodes,
+            names: self.names.clone(),
             seed,
             end: Instant::ZERO + self.duration,
-            network: self.network,
+            network: drawn.as_ref().map_or(self.network, |d| d.network),
+            effects: self.effects,
             trace,
+            timeline,
             source: self.source.clone(),
             name: self.name.clone(),
             ..SimConfig::default()
         };
         let mut sim = Sim::new(self.protocol.clone(), config);
+        if let Some(d) = drawn {
+            sim.set_swarm(d.banner);
+            for (t, a) in d.actions {
+                sim.schedule(t, a);
+            }
+        }
         for &(a, b, patch) in &self.links {
             let p = patch.apply(*sim.world().network().params(a, b));
             sim.network_mut().set_link(a, b, p);

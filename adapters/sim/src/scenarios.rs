@@ -34,6 +34,26 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/broker-chaos.scn"),
     ),
     (
+        "broker-slow-store",
+        "a durable mothership on a slow disk that fails and hangs, with crashes: nothing acknowledged is lost",
+        include_str!("../scenarios/broker-slow-store.scn"),
+    ),
+    (
+        "broker-swarm",
+        "the depth-3 tree under faults drawn per seed (loss, bursts, delays, partitions, crashes, pauses)",
+        include_str!("../scenarios/broker-swarm.scn"),
+    ),
+    (
+        "ship-canary",
+        "ships with a planted bug (a connection id handed out twice); some seeds must fail",
+        include_str!("../scenarios/ship-canary.scn"),
+    ),
+    (
+        "pair-heartbeat-ship",
+        "two machines in one node: a heartbeat and a ship side by side on every node, through a partition",
+        include_str!("../scenarios/pair-heartbeat-ship.scn"),
+    ),
+    (
         "broker-1000",
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),

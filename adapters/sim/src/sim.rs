@@ -2,8 +2,10 @@
 //!
 //! Each step pops the earliest event, converts global time to the node's local time,
 //! feeds the machine (`handle` or `handle_timeout`), drains its outputs (transmits go
-//! through the network model and become future deliveries), re-arms its timer from
-//! `poll_timeout`, then runs the checks. Nothing sleeps: time jumps to the next event.
+//! through the network model and become future deliveries; effects go through the
+//! effect model and become future outcomes), re-arms its timer from `poll_timeout`, then
+//! runs the checks: the machine's own `check_invariants` and the protocol's. Nothing
+//! sleeps: time jumps to the next event.
 
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
@@ -11,15 +13,20 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use flotilla_core::rng::derive_seed;
 use flotilla_core::wire::{Frame, Limits, decode_frame};
-use flotilla_core::{ClientId, Input, Instant, Machine, Output, Rng, Transmit};
+use flotilla_core::{
+    ClientId, ClientOrigin, EffectError, EffectId, EffectRequest, Input, Instant, ListenerId,
+    Machine, Output, Rng, Transmit,
+};
 
 use crate::check::{Expectation, Outcome, Report, SimStats, Source, Verdict, Window};
 use crate::clock::LocalClock;
+use crate::effects::{EffectParams, EffectPatch, Fate};
 use crate::network::{Delivery, LinkParams, Network, Verdict as NetVerdict};
-use crate::protocol::{CommandOf, NodeSpec, Observation, Protocol};
+use crate::protocol::{CommandOf, EffectOf, NodeSpec, Observation, Protocol};
+use crate::timeline::{MarkKind, SpanKind, Timeline};
 use crate::trace::{Tag, Trace};
 use crate::world::{
-    ClientEnd, ClientRecord, NodeName, SimNode, Status, World, node_addr, node_index,
+    ClientEnd, ClientRecord, NodeName, SimNode, Status, World, node_addr_port, node_index,
 };
 
 /// Label of the network's random stream.
@@ -28,6 +35,8 @@ pub const LABEL_NETWORK: u64 = 0x6E65_7477_6F72_6B00;
 pub const LABEL_FAULTS: u64 = 0x6661_756C_7473_0000;
 /// Base label of node streams; node `i` uses `LABEL_NODE + i`.
 pub const LABEL_NODE: u64 = 0x6E6F_6465_0000_0000;
+/// Label of the effects' random stream.
+pub const LABEL_EFFECTS: u64 = 0x6566_6665_6374_7300;
 
 /// The seed of node `index`'s machine in its `incarnation`-th life. It depends on nothing
 /// else, so adding nodes or faults does not change any other node's randomness.
@@ -62,6 +71,12 @@ pub struct LinkPatch {
     pub reorder_delay: Option<Duration>,
     /// Corruption probability.
     pub corrupt: Option<f64>,
+    /// Probability a good link turns bad (bursty loss).
+    pub burst_enter: Option<f64>,
+    /// Probability a bad link turns good.
+    pub burst_exit: Option<f64>,
+    /// Loss probability while bad.
+    pub burst_loss: Option<f64>,
 }
 
 impl LinkPatch {
@@ -75,6 +90,9 @@ impl LinkPatch {
             reorder: self.reorder.unwrap_or(base.reorder),
             reorder_delay: self.reorder_delay.unwrap_or(base.reorder_delay),
             corrupt: self.corrupt.unwrap_or(base.corrupt),
+            burst_enter: self.burst_enter.unwrap_or(base.burst_enter),
+            burst_exit: self.burst_exit.unwrap_or(base.burst_exit),
+            burst_loss: self.burst_loss.unwrap_or(base.burst_loss),
         }
     }
 }
@@ -113,10 +131,12 @@ pub enum Action<C> {
         /// New drift, parts per million.
         drift_ppm: Option<i64>,
     },
+    /// Change how effects behave from now on.
+    Effects(EffectPatch),
     /// Feed a command to a node's machine.
     Command(usize, C),
-    /// Open a client stream on a node.
-    ClientOpen(usize, ClientId),
+    /// Open a client stream on a node's listener.
+    ClientOpen(usize, ClientId, ListenerId),
     /// Send bytes on a client stream (opened on the given node).
     ClientSend(usize, ClientId, Bytes),
     /// Close a client stream from the client's side.
@@ -129,7 +149,7 @@ impl<C> Action<C> {
     fn input_node(&self) -> Option<usize> {
         match self {
             Action::Command(n, _)
-            | Action::ClientOpen(n, _)
+            | Action::ClientOpen(n, _, _)
             | Action::ClientSend(n, _, _)
             | Action::ClientClose(n, _) => Some(*n),
             _ => None,
@@ -142,14 +162,20 @@ impl<C> Action<C> {
 pub struct SimConfig {
     /// Number of nodes.
     pub nodes: usize,
+    /// Their names; empty for the defaults `n1`, `n2`…
+    pub names: Vec<String>,
     /// The master seed.
     pub seed: u64,
     /// Virtual time at which the run ends.
     pub end: Instant,
     /// Default link parameters.
     pub network: LinkParams,
+    /// How effects behave.
+    pub effects: EffectParams,
     /// Record a text trace.
     pub trace: bool,
+    /// Record a timeline for drawing.
+    pub timeline: bool,
     /// Frame decoding limits.
     pub limits: Limits,
     /// Where the scenario came from (for replay commands).
@@ -163,10 +189,13 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             nodes: 3,
+            names: Vec::new(),
             seed: 0,
             end: Instant::from_secs(30),
             network: LinkParams::default(),
+            effects: EffectParams::default(),
             trace: false,
+            timeline: false,
             limits: Limits::default(),
             source: Source::Named("custom".to_string()),
             name: "custom".to_string(),
@@ -182,7 +211,11 @@ enum Event {
         from: usize,
         incarnation: u64,
         bytes: Bytes,
+        /// The frame's place in the timeline, if one is recorded.
+        drawn: Option<usize>,
     },
+    /// An effect finishes (key into the pending effects).
+    Effect(u64),
     Timer {
         node: usize,
         generation: u64,
@@ -191,6 +224,15 @@ enum Event {
     ExpectOpen(usize),
     ExpectClose(usize),
     End,
+}
+
+/// An effect on its way to its outcome.
+struct PendingEffect<F> {
+    node: usize,
+    incarnation: u64,
+    id: EffectId,
+    effect: F,
+    fate: Fate,
 }
 
 struct ExpectState {
@@ -210,20 +252,37 @@ pub struct Sim<P: Protocol> {
     active_expects: usize,
     faults_rng: Rng,
     trace: Trace,
+    timeline: Option<Timeline>,
     stats: SimStats,
     config: SimConfig,
+    effect_params: EffectParams,
+    effects_rng: Rng,
+    effects: BTreeMap<u64, PendingEffect<EffectOf<P>>>,
+    next_effect: u64,
     finished: bool,
     timer_progress: Outcome,
     invariants: Outcome,
     next_client: u64,
     client_nodes: BTreeMap<ClientId, usize>,
+    swarm: Option<String>,
 }
 
 impl<P: Protocol> Sim<P> {
     /// A world of `config.nodes` nodes running `protocol`'s machines. Nodes start at
     /// time 0, before anything scheduled for 0 s.
     pub fn new(protocol: P, config: SimConfig) -> Self {
-        let addrs: Vec<_> = (0..config.nodes).map(node_addr).collect();
+        let addrs: Vec<_> = (0..config.nodes)
+            .map(|i| node_addr_port(i, protocol.port(i)))
+            .collect();
+        let names: Vec<String> = (0..config.nodes)
+            .map(|i| {
+                config
+                    .names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| NodeName(i).to_string())
+            })
+            .collect();
         let nodes = addrs
             .iter()
             .map(|&addr| SimNode {
@@ -249,9 +308,13 @@ impl<P: Protocol> Sim<P> {
         }
         queue.push(config.end, Event::End);
         Sim {
+            timeline: config
+                .timeline
+                .then(|| Timeline::new(&config.name, config.seed, names.clone())),
             world: World {
                 nodes,
                 addrs,
+                names,
                 network,
                 clients: BTreeMap::new(),
                 now: Instant::ZERO,
@@ -265,18 +328,32 @@ impl<P: Protocol> Sim<P> {
             faults_rng: Rng::from_seed(derive_seed(config.seed, LABEL_FAULTS)),
             trace: Trace::new(config.trace),
             stats: SimStats::default(),
+            effect_params: config.effects,
+            effects_rng: Rng::from_seed(derive_seed(config.seed, LABEL_EFFECTS)),
+            effects: BTreeMap::new(),
+            next_effect: 0,
             config,
             finished: false,
             timer_progress: Outcome::Pending,
             invariants: Outcome::Pending,
             next_client: 1,
             client_nodes: BTreeMap::new(),
+            swarm: None,
         }
+    }
+
+    /// Records the fault parameters a swarm drew for this run, for the report.
+    pub fn set_swarm(&mut self, banner: String) {
+        if self.trace.enabled() {
+            self.trace
+                .line(Instant::ZERO, format_args!("-- swarm {banner}"));
+        }
+        self.swarm = Some(banner);
     }
 
     /// Schedules `action` at `at`, after anything already scheduled for that instant.
     pub fn schedule(&mut self, at: Instant, action: Action<CommandOf<P>>) {
-        if let Action::ClientOpen(node, c) = &action {
+        if let Action::ClientOpen(node, c, _) = &action {
             self.client_nodes.insert(*c, *node);
             self.next_client = self.next_client.max(c.0 + 1);
         }
@@ -287,8 +364,13 @@ impl<P: Protocol> Sim<P> {
     /// Schedules opening a client stream on `node` at `at`; returns its id (unique in
     /// this run).
     pub fn open_client(&mut self, at: Instant, node: usize) -> ClientId {
+        self.open_client_on(at, node, ListenerId(0))
+    }
+
+    /// Schedules opening a client stream on `node`'s `listener` at `at`; returns its id.
+    pub fn open_client_on(&mut self, at: Instant, node: usize, listener: ListenerId) -> ClientId {
         let c = ClientId(self.next_client);
-        self.schedule(at, Action::ClientOpen(node, c));
+        self.schedule(at, Action::ClientOpen(node, c, listener));
         c
     }
 
@@ -364,6 +446,23 @@ impl<P: Protocol> Sim<P> {
         self.trace.fingerprint()
     }
 
+    /// The timeline so far, if one is recorded ([`SimConfig::timeline`]), with every
+    /// verdict decided so far marked.
+    pub fn timeline(&self) -> Option<Timeline> {
+        let mut t = self.timeline.clone()?;
+        t.end = self.world.now;
+        for v in self.report().verdicts {
+            match v.outcome {
+                Outcome::Fail(at, why) => t.verdict(at, false, format!("FAIL {}: {why}", v.check)),
+                Outcome::Pass(at) if at < self.world.now || self.finished => {
+                    t.verdict(at, true, format!("PASS {}", v.check));
+                }
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &SimStats {
         &self.stats
@@ -435,6 +534,7 @@ impl<P: Protocol> Sim<P> {
             end: self.world.now,
             stats: self.stats.clone(),
             net: self.world.network.stats().clone(),
+            swarm: self.swarm.clone(),
         }
     }
 
@@ -457,6 +557,7 @@ impl<P: Protocol> Sim<P> {
                 from,
                 incarnation,
                 bytes,
+                drawn,
             } => {
                 self.stats.events += 1;
                 let node = &self.world.nodes[to];
@@ -468,6 +569,7 @@ impl<P: Protocol> Sim<P> {
                             from,
                             incarnation,
                             bytes,
+                            drawn,
                         },
                     );
                     return;
@@ -476,20 +578,33 @@ impl<P: Protocol> Sim<P> {
                     self.stats.dropped_crashed += 1;
                     self.trace.hash(now, to as u64, Tag::Dropped);
                     if self.trace.enabled() {
-                        self.trace.line(
-                            now,
-                            format_args!(
-                                "{} <- {} ({} B) dropped: receiver crashed",
-                                NodeName(to),
-                                NodeName(from),
-                                bytes.len()
-                            ),
-                        );
+                        let (t, f) = (self.world.name(to), self.world.name(from));
+                        let line =
+                            format!("{t} <- {f} ({} B) dropped: receiver crashed", bytes.len());
+                        self.trace.line(now, format_args!("{line}"));
+                    }
+                    if let (Some(tl), Some(k)) = (&mut self.timeline, drawn) {
+                        tl.arrive(k, now, Some("receiver crashed".to_string()));
                     }
                     return;
                 }
+                if let (Some(tl), Some(k)) = (&mut self.timeline, drawn) {
+                    tl.arrive(k, now, None);
+                }
                 self.deliver(to, from, &bytes);
                 Some(to)
+            }
+            Event::Effect(key) => {
+                self.stats.events += 1;
+                let Some(node) = self.effects.get(&key).map(|e| e.node) else {
+                    return;
+                };
+                if self.world.nodes[node].status == Status::Paused {
+                    self.hold(node, Event::Effect(key));
+                    return;
+                }
+                let pending = self.effects.remove(&key).expect("checked above");
+                self.finish_effect(pending)
             }
             Event::Timer { node, generation } => {
                 if generation != self.world.nodes[node].timer_gen {
@@ -538,9 +653,32 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn after_step(&mut self, touched: Option<usize>) {
-        if self.invariants == Outcome::Pending
-            && let Err(why) = self.protocol.check(&self.world, touched)
-        {
+        if self.invariants != Outcome::Pending {
+            if self.active_expects > 0 {
+                self.evaluate_expectations();
+            }
+            return;
+        }
+        // The machines' own consistency first: a broken index explains a broken
+        // protocol invariant better than the other way round.
+        let machines = match touched {
+            Some(i) => i..i + 1,
+            None => 0..self.world.nodes.len(),
+        };
+        let mut broken = None;
+        for i in machines {
+            if let Some(m) = self.world.nodes[i].machine.as_ref()
+                && let Err(why) = m.check_invariants()
+            {
+                broken = Some(format!("{}: {why}", self.world.name(i)));
+                break;
+            }
+        }
+        let broken = match broken {
+            Some(b) => Some(b),
+            None => self.protocol.check(&self.world, touched).err(),
+        };
+        if let Some(why) = broken {
             self.invariants = Outcome::Fail(self.world.now, why);
             self.trace_check_failure();
         }
@@ -657,6 +795,7 @@ impl<P: Protocol> Sim<P> {
         let rng = Rng::from_seed(machine_seed(self.config.seed, i, incarnation));
         let spec = NodeSpec {
             index: i,
+            name: &self.world.names[i],
             addr: self.world.addrs[i],
             addrs: &self.world.addrs,
             incarnation,
@@ -670,13 +809,22 @@ impl<P: Protocol> Sim<P> {
         n.armed = None;
         n.timer_gen += 1;
         if self.trace.enabled() {
-            self.trace.line(
-                now,
-                format_args!(
-                    "{} start (incarnation {incarnation}, local {local})",
-                    NodeName(i)
-                ),
+            let line = format!(
+                "{} start (incarnation {incarnation}, local {local})",
+                self.world.name(i)
             );
+            self.trace.line(now, format_args!("{line}"));
+        }
+        if let Some(tl) = &mut self.timeline {
+            tl.end_span(i, SpanKind::Crashed, now);
+            if incarnation > 0 {
+                tl.mark(
+                    now,
+                    Some(i),
+                    MarkKind::Fault,
+                    format!("restart (incarnation {incarnation})"),
+                );
+            }
         }
         self.drain(i);
         self.rearm(i);
@@ -691,15 +839,9 @@ impl<P: Protocol> Sim<P> {
                 self.trace.hash(now, to as u64, Tag::DecodeFailed);
                 self.trace.hasher().bytes(bytes);
                 if self.trace.enabled() {
-                    self.trace.line(
-                        now,
-                        format_args!(
-                            "{} <- {} undecodable ({} B): {e}",
-                            NodeName(to),
-                            NodeName(from),
-                            bytes.len()
-                        ),
-                    );
+                    let (t, f, n) = (self.world.name(to), self.world.name(from), bytes.len());
+                    let line = format!("{t} <- {f} undecodable ({n} B): {e}");
+                    self.trace.line(now, format_args!("{line}"));
                 }
                 return;
             }
@@ -722,16 +864,13 @@ impl<P: Protocol> Sim<P> {
                 Ok(()) => String::new(),
                 Err(e) => format!(" refused: {e}"),
             };
-            self.trace.line(
-                now,
-                format_args!(
-                    "{} <- {} frame {} ({} B){verdict}",
-                    NodeName(to),
-                    NodeName(from),
-                    frame.kind,
-                    bytes.len()
-                ),
+            let (t, f) = (self.world.name(to), self.world.name(from));
+            let line = format!(
+                "{t} <- {f} frame {} ({} B){verdict}",
+                frame.kind,
+                bytes.len()
             );
+            self.trace.line(now, format_args!("{line}"));
         }
         if result.is_err() {
             self.stats.refused += 1;
@@ -761,8 +900,8 @@ impl<P: Protocol> Sim<P> {
         m.handle_timeout(local);
         let next = m.poll_timeout();
         if self.trace.enabled() {
-            self.trace
-                .line(now, format_args!("{} timer (local {local})", NodeName(i)));
+            let line = format!("{} timer (local {local})", self.world.name(i));
+            self.trace.line(now, format_args!("{line}"));
         }
         self.drain(i);
         if let Some(next) = next
@@ -775,15 +914,13 @@ impl<P: Protocol> Sim<P> {
                 format!(
                     "{}: after handle_timeout({local}) poll_timeout() returned {next}, \
                      not later than now",
-                    NodeName(i)
+                    self.world.name(i)
                 ),
             );
             self.trace.hash(now, i as u64, Tag::Check);
             if self.trace.enabled() {
-                self.trace.line(
-                    now,
-                    format_args!("-- timer-progress violated by {}", NodeName(i)),
-                );
+                let line = format!("-- timer-progress violated by {}", self.world.name(i));
+                self.trace.line(now, format_args!("{line}"));
             }
             self.finish();
             return;
@@ -822,7 +959,6 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn drain(&mut self, i: usize) {
-        let mut reactions = Vec::new();
         loop {
             let Some(out) = self.world.nodes[i]
                 .machine
@@ -840,29 +976,109 @@ impl<P: Protocol> Sim<P> {
                     self.trace.hash(now, i as u64, Tag::Event);
                     self.trace.hasher().debug(&e);
                     if self.trace.enabled() {
-                        self.trace
-                            .line(now, format_args!("{} event {e:?}", NodeName(i)));
+                        let line = format!("{} event {e:?}", self.world.name(i));
+                        self.trace.line(now, format_args!("{line}"));
+                    }
+                    if let Some(tl) = &mut self.timeline {
+                        tl.mark(now, Some(i), MarkKind::Event, format!("{e:?}"));
                     }
                     self.protocol
                         .observe(&self.world, Observation::Event { node: i, event: &e });
-                    if let Some(cmd) = self.protocol.react(i, &e) {
-                        reactions.push(cmd);
-                    }
                 }
+                Output::Effect(req) => self.start_effect(i, req),
             }
         }
-        // What the protocol's embedding program does at once in answer to an event (for
-        // example, report that a write is stored), after the drain, as a real driver would.
-        for cmd in reactions {
+    }
+
+    /// Draws an effect's latency and fate, and schedules its outcome.
+    fn start_effect(&mut self, i: usize, req: EffectRequest<EffectOf<P>>) {
+        let now = self.world.now;
+        self.stats.effects += 1;
+        let limit = req.timeout.unwrap_or(self.effect_params.timeout);
+        let (delay, fate) = self.effect_params.draw(&mut self.effects_rng, limit);
+        self.trace.hash(now, i as u64, Tag::Effect);
+        self.trace.hasher().word(req.id.0);
+        self.trace.hasher().debug(&req.effect);
+        if self.trace.enabled() {
+            let line = format!(
+                "{} effect {} {:?} ({fate:?} after {delay:?})",
+                self.world.name(i),
+                req.id,
+                req.effect
+            );
+            self.trace.line(now, format_args!("{line}"));
+        }
+        if let Some(tl) = &mut self.timeline {
+            tl.mark(
+                now,
+                Some(i),
+                MarkKind::Effect,
+                format!("effect {} {:?}", req.id, req.effect),
+            );
+        }
+        self.next_effect += 1;
+        let key = self.next_effect;
+        self.effects.insert(
+            key,
+            PendingEffect {
+                node: i,
+                incarnation: self.world.nodes[i].incarnation,
+                id: req.id,
+                effect: req.effect,
+                fate,
+            },
+        );
+        self.queue.push(now + delay, Event::Effect(key));
+    }
+
+    /// An effect's time came: lost if its node crashed meanwhile, else carried out (by
+    /// the plug-in), failed or timed out as drawn, and its outcome fed to the machine.
+    fn finish_effect(&mut self, e: PendingEffect<EffectOf<P>>) -> Option<usize> {
+        let now = self.world.now;
+        let i = e.node;
+        let node = &self.world.nodes[i];
+        if node.machine.is_none() || node.incarnation != e.incarnation {
+            self.stats.effects_lost += 1;
+            self.trace.hash(now, i as u64, Tag::Dropped);
             if self.trace.enabled() {
-                self.trace.line(
-                    self.world.now,
-                    format_args!("{} command {cmd:?}", NodeName(i)),
+                let line = format!(
+                    "{} effect {} lost: its node crashed",
+                    self.world.name(i),
+                    e.id
                 );
+                self.trace.line(now, format_args!("{line}"));
             }
-            self.trace.hasher().debug(&cmd);
-            self.feed(i, Input::Command(cmd));
+            return None;
         }
+        let outcome = match e.fate {
+            Fate::Run => self.protocol.effect(&self.world, i, &e.effect),
+            Fate::Fail => Err(EffectError::Failed("simulated failure".to_string())),
+            Fate::TimedOut(limit) => Err(EffectError::TimedOut(limit)),
+        };
+        if outcome.is_err() {
+            self.stats.effects_failed += 1;
+        }
+        self.trace.hash(now, i as u64, Tag::EffectDone);
+        self.trace.hasher().word(e.id.0);
+        self.trace.hasher().debug(&outcome);
+        if self.trace.enabled() {
+            let line = format!("{} effect {} done: {outcome:?}", self.world.name(i), e.id);
+            self.trace.line(now, format_args!("{line}"));
+        }
+        if let Some(tl) = &mut self.timeline {
+            let text = format!("effect {} done: {outcome:?}", e.id);
+            tl.mark(now, Some(i), MarkKind::Effect, text);
+        }
+        self.protocol.observe(
+            &self.world,
+            Observation::EffectDone {
+                node: i,
+                id: e.id,
+                outcome: &outcome,
+            },
+        );
+        self.feed(i, Input::EffectDone { id: e.id, outcome });
+        Some(i)
     }
 
     fn transmit(&mut self, from: usize, t: Transmit) {
@@ -871,15 +1087,13 @@ impl<P: Protocol> Sim<P> {
             self.stats.unknown_destination += 1;
             self.trace.hash(now, from as u64, Tag::Dropped);
             if self.trace.enabled() {
-                self.trace.line(
-                    now,
-                    format_args!(
-                        "{} -> {} frame {} dropped: no such node",
-                        NodeName(from),
-                        t.to,
-                        t.frame.kind
-                    ),
+                let line = format!(
+                    "{} -> {} frame {} dropped: no such node",
+                    self.world.name(from),
+                    t.to,
+                    t.frame.kind
                 );
+                self.trace.line(now, format_args!("{line}"));
             }
             return;
         };
@@ -891,10 +1105,26 @@ impl<P: Protocol> Sim<P> {
         if self.trace.enabled() {
             self.trace_send(from, to, &t.frame, bytes.len(), &verdict);
         }
-        if let NetVerdict::Deliver(a, b) = verdict {
-            self.send_copy(from, to, &bytes, a);
-            if let Some(b) = b {
-                self.send_copy(from, to, &bytes, b);
+        let label = t.frame.kind.to_string();
+        match verdict {
+            NetVerdict::Drop(why) => {
+                if let Some(tl) = &mut self.timeline {
+                    tl.send(from, to, now, label, Some(why.to_string()));
+                }
+            }
+            NetVerdict::Deliver(a, b) => {
+                let drawn = self
+                    .timeline
+                    .as_mut()
+                    .and_then(|tl| tl.send(from, to, now, label.clone(), None));
+                self.send_copy(from, to, &bytes, a, drawn);
+                if let Some(b) = b {
+                    let drawn = self
+                        .timeline
+                        .as_mut()
+                        .and_then(|tl| tl.send(from, to, now, format!("{label} (copy)"), None));
+                    self.send_copy(from, to, &bytes, b, drawn);
+                }
             }
         }
     }
@@ -916,18 +1146,23 @@ impl<P: Protocol> Sim<P> {
                 s
             }
         };
-        self.trace.line(
-            self.world.now,
-            format_args!(
-                "{} -> {} frame {} ({len} B){fate}",
-                NodeName(from),
-                NodeName(to),
-                frame.kind
-            ),
+        let line = format!(
+            "{} -> {} frame {} ({len} B){fate}",
+            self.world.name(from),
+            self.world.name(to),
+            frame.kind
         );
+        self.trace.line(self.world.now, format_args!("{line}"));
     }
 
-    fn send_copy(&mut self, from: usize, to: usize, bytes: &Bytes, d: Delivery) {
+    fn send_copy(
+        &mut self,
+        from: usize,
+        to: usize,
+        bytes: &Bytes,
+        d: Delivery,
+        drawn: Option<usize>,
+    ) {
         let bytes = match d.corrupt_at {
             Some(r) if !bytes.is_empty() => {
                 let mut v = bytes.to_vec();
@@ -946,6 +1181,7 @@ impl<P: Protocol> Sim<P> {
                 from,
                 incarnation,
                 bytes,
+                drawn,
             },
         );
     }
@@ -956,14 +1192,16 @@ impl<P: Protocol> Sim<P> {
         self.trace.hasher().word(c.0);
         self.trace.hasher().bytes(&data);
         if self.trace.enabled() {
-            self.trace.line(
-                now,
-                format_args!(
-                    "{} -> {c} {:?}",
-                    NodeName(i),
-                    String::from_utf8_lossy(&data)
-                ),
+            let line = format!(
+                "{} -> {c} {:?}",
+                self.world.name(i),
+                String::from_utf8_lossy(&data)
             );
+            self.trace.line(now, format_args!("{line}"));
+        }
+        if let Some(tl) = &mut self.timeline {
+            let text = format!("-> {c} {:?}", String::from_utf8_lossy(&data));
+            tl.mark(now, Some(i), MarkKind::Client, text);
         }
         match self.world.clients.get_mut(&c) {
             Some(r) if r.node == i && r.is_open() => r.received.push(data.clone()),
@@ -984,8 +1222,8 @@ impl<P: Protocol> Sim<P> {
         self.trace.hash(now, i as u64, Tag::CloseClient);
         self.trace.hasher().word(c.0);
         if self.trace.enabled() {
-            self.trace
-                .line(now, format_args!("{} closes {c}", NodeName(i)));
+            let line = format!("{} closes {c}", self.world.name(i));
+            self.trace.line(now, format_args!("{line}"));
         }
         match self.world.clients.get_mut(&c) {
             Some(r) if r.node == i && r.is_open() => r.ended = Some((now, ClientEnd::ByMachine)),
@@ -995,8 +1233,12 @@ impl<P: Protocol> Sim<P> {
             .observe(&self.world, Observation::CloseClient { node: i, client: c });
     }
 
-    /// Feeds a client or command input to a live node's machine.
-    fn feed(&mut self, i: usize, input: Input<CommandOf<P>>) -> bool {
+    /// Feeds a client, command or effect input to a live node's machine.
+    fn feed(
+        &mut self,
+        i: usize,
+        input: Input<CommandOf<P>, crate::protocol::EffectValueOf<P>>,
+    ) -> bool {
         let local = self.advance_local(i);
         let Some(m) = self.world.nodes[i].machine.as_mut() else {
             return false;
@@ -1006,10 +1248,8 @@ impl<P: Protocol> Sim<P> {
             self.stats.refused += 1;
             self.trace.hash(self.world.now, i as u64, Tag::Refused);
             if self.trace.enabled() {
-                self.trace.line(
-                    self.world.now,
-                    format_args!("{} refused input: {e}", NodeName(i)),
-                );
+                let line = format!("{} refused input: {e}", self.world.name(i));
+                self.trace.line(self.world.now, format_args!("{line}"));
             }
         }
         self.drain(i);
@@ -1033,8 +1273,27 @@ impl<P: Protocol> Sim<P> {
         }
     }
 
-    fn fault_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.trace.line(self.world.now, format_args!("-- {args}"));
+    /// Writes `-- TEXT` to the trace and marks it on the timeline (on `node`'s lane, or
+    /// across the run).
+    fn fault(&mut self, node: Option<usize>, text: String) {
+        if self.trace.enabled() {
+            self.trace.line(self.world.now, format_args!("-- {text}"));
+        }
+        if let Some(tl) = &mut self.timeline {
+            tl.mark(self.world.now, node, MarkKind::Fault, text);
+        }
+    }
+
+    /// The partition or blocks changed: the trace says how, and the timeline's band
+    /// follows what the network now cuts.
+    fn rules_changed(&mut self, text: String) {
+        if self.trace.enabled() {
+            self.trace.line(self.world.now, format_args!("-- {text}"));
+        }
+        if let Some(tl) = &mut self.timeline {
+            let cut = self.world.network.describe_rules(&self.world.names);
+            tl.recut(self.world.now, cut);
+        }
     }
 
     /// Applies action `k`; returns the node it touched, or `None` if it may have changed
@@ -1046,33 +1305,28 @@ impl<P: Protocol> Sim<P> {
         match action {
             Action::Partition(groups) => {
                 self.world.network.partition(n, &groups);
-                if self.trace.enabled() {
-                    let d = self.world.network.describe_partition();
-                    self.fault_line(format_args!("partition {d}"));
-                }
+                let d = self.world.network.describe_partition(&self.world.names);
+                self.rules_changed(format!("partition {d}"));
                 None
             }
             Action::Heal => {
                 self.world.network.heal();
-                if self.trace.enabled() {
-                    self.fault_line(format_args!("heal"));
-                }
+                self.rules_changed("heal".to_string());
                 None
             }
             Action::Block(a, b) | Action::Unblock(a, b) => {
                 let block = matches!(self.actions[k], Action::Block(..));
                 self.world.network.block(a, b, block);
-                if self.trace.enabled() {
-                    let verb = if block { "block" } else { "unblock" };
-                    self.fault_line(format_args!("{verb} {} -> {}", NodeName(a), NodeName(b)));
-                }
+                let verb = if block { "block" } else { "unblock" };
+                let text = format!("{verb} {} -> {}", self.world.name(a), self.world.name(b));
+                self.rules_changed(text);
                 None
             }
             Action::Network(patch) => {
                 let p = patch.apply(*self.world.network.defaults());
                 self.world.network.set_defaults(p);
                 if self.trace.enabled() {
-                    self.fault_line(format_args!("network {p:?}"));
+                    self.trace.line(now, format_args!("-- network {p:?}"));
                 }
                 None
             }
@@ -1080,12 +1334,19 @@ impl<P: Protocol> Sim<P> {
                 let p = patch.apply(*self.world.network.params(a, b));
                 self.world.network.set_link(a, b, p);
                 if self.trace.enabled() {
-                    self.fault_line(format_args!(
-                        "link {} -> {} {p:?}",
-                        NodeName(a),
-                        NodeName(b)
-                    ));
+                    let line = format!(
+                        "-- link {} -> {} {p:?}",
+                        self.world.name(a),
+                        self.world.name(b)
+                    );
+                    self.trace.line(now, format_args!("{line}"));
                 }
+                None
+            }
+            Action::Effects(patch) => {
+                self.effect_params = patch.apply(self.effect_params);
+                let p = self.effect_params;
+                self.fault(None, format!("effects {p:?}"));
                 None
             }
             Action::Crash(t) => {
@@ -1100,7 +1361,8 @@ impl<P: Protocol> Sim<P> {
                 }
                 self.world.nodes[i].incarnation += 1;
                 if self.trace.enabled() {
-                    self.fault_line(format_args!("restart {}", NodeName(i)));
+                    let line = format!("-- restart {}", self.world.name(i));
+                    self.trace.line(now, format_args!("{line}"));
                 }
                 self.boot(i);
                 None
@@ -1113,10 +1375,12 @@ impl<P: Protocol> Sim<P> {
                     // Timers are re-armed from poll_timeout on resume.
                     node.timer_gen += 1;
                     node.armed = None;
+                    if let Some(tl) = &mut self.timeline {
+                        tl.begin_span(i, SpanKind::Paused, now);
+                    }
                 }
-                if self.trace.enabled() {
-                    self.fault_line(format_args!("pause {}", NodeName(i)));
-                }
+                let text = format!("pause {}", self.world.name(i));
+                self.fault(Some(i), text);
                 None
             }
             Action::Resume(t) => {
@@ -1126,13 +1390,11 @@ impl<P: Protocol> Sim<P> {
                 }
                 self.world.nodes[i].status = Status::Up;
                 let held = core::mem::take(&mut self.held[i]);
-                if self.trace.enabled() {
-                    self.fault_line(format_args!(
-                        "resume {} ({} held events)",
-                        NodeName(i),
-                        held.len()
-                    ));
+                if let Some(tl) = &mut self.timeline {
+                    tl.end_span(i, SpanKind::Paused, now);
                 }
+                let text = format!("resume {} ({} held events)", self.world.name(i), held.len());
+                self.fault(Some(i), text);
                 for ev in held {
                     self.queue.push(now, ev);
                 }
@@ -1151,12 +1413,11 @@ impl<P: Protocol> Sim<P> {
                 // The queued timer was converted with the old model.
                 self.world.nodes[node].armed = None;
                 self.rearm(node);
-                if self.trace.enabled() {
-                    self.fault_line(format_args!(
-                        "skew {} local {local} drift {drift} ppm",
-                        NodeName(node)
-                    ));
-                }
+                let text = format!(
+                    "skew {} local {local} drift {drift} ppm",
+                    self.world.name(node)
+                );
+                self.fault(Some(node), text);
                 None
             }
             Action::Command(i, cmd) => {
@@ -1164,8 +1425,8 @@ impl<P: Protocol> Sim<P> {
                     return Some(i);
                 }
                 if self.trace.enabled() {
-                    self.trace
-                        .line(now, format_args!("{} command {cmd:?}", NodeName(i)));
+                    let line = format!("{} command {cmd:?}", self.world.name(i));
+                    self.trace.line(now, format_args!("{line}"));
                 }
                 self.trace.hasher().debug(&cmd);
                 let accepted = self.feed(i, Input::Command(cmd.clone()));
@@ -1179,13 +1440,14 @@ impl<P: Protocol> Sim<P> {
                 );
                 Some(i)
             }
-            Action::ClientOpen(i, c) => {
+            Action::ClientOpen(i, c, listener) => {
                 let node = &self.world.nodes[i];
                 let live = node.machine.is_some();
                 self.world.clients.insert(
                     c,
                     ClientRecord {
                         node: i,
+                        listener,
                         incarnation: node.incarnation,
                         received: Vec::new(),
                         ended: (!live).then_some((now, ClientEnd::Refused)),
@@ -1193,11 +1455,25 @@ impl<P: Protocol> Sim<P> {
                 );
                 if self.trace.enabled() {
                     let how = if live { "" } else { " refused: node is down" };
-                    self.trace
-                        .line(now, format_args!("{} accepts {c}{how}", NodeName(i)));
+                    let line = format!("{} accepts {c} on {listener}{how}", self.world.name(i));
+                    self.trace.line(now, format_args!("{line}"));
+                }
+                if let Some(tl) = &mut self.timeline {
+                    tl.mark(
+                        now,
+                        Some(i),
+                        MarkKind::Client,
+                        format!("{c} opens on {listener}"),
+                    );
                 }
                 if live {
-                    self.feed(i, Input::ClientOpened(c));
+                    self.feed(
+                        i,
+                        Input::ClientOpened {
+                            client: c,
+                            origin: sim_client_origin(c, listener),
+                        },
+                    );
                 }
                 Some(i)
             }
@@ -1209,15 +1485,17 @@ impl<P: Protocol> Sim<P> {
                     .get(&c)
                     .is_some_and(ClientRecord::is_open);
                 if self.trace.enabled() {
-                    self.trace.line(
-                        now,
-                        format_args!(
-                            "{} <- {c} {:?}{}",
-                            NodeName(i),
-                            String::from_utf8_lossy(&data),
-                            if open { "" } else { " dropped: closed" }
-                        ),
+                    let line = format!(
+                        "{} <- {c} {:?}{}",
+                        self.world.name(i),
+                        String::from_utf8_lossy(&data),
+                        if open { "" } else { " dropped: closed" }
                     );
+                    self.trace.line(now, format_args!("{line}"));
+                }
+                if let Some(tl) = &mut self.timeline {
+                    let text = format!("{c} -> {:?}", String::from_utf8_lossy(&data));
+                    tl.mark(now, Some(i), MarkKind::Client, text);
                 }
                 if open {
                     self.protocol.observe(
@@ -1241,8 +1519,8 @@ impl<P: Protocol> Sim<P> {
                 };
                 r.ended = Some((now, ClientEnd::ByClient));
                 if self.trace.enabled() {
-                    self.trace
-                        .line(now, format_args!("{} <- {c} closed", NodeName(i)));
+                    let line = format!("{} <- {c} closed", self.world.name(i));
+                    self.trace.line(now, format_args!("{line}"));
                 }
                 self.feed(i, Input::ClientClosed(c));
                 Some(i)
@@ -1268,8 +1546,22 @@ impl<P: Protocol> Sim<P> {
                 r.ended = Some((now, ClientEnd::NodeCrashed));
             }
         }
-        if self.trace.enabled() {
-            self.fault_line(format_args!("crash {}", NodeName(i)));
+        if let Some(tl) = &mut self.timeline {
+            tl.end_span(i, SpanKind::Paused, now);
+            tl.begin_span(i, SpanKind::Crashed, now);
         }
+        let text = format!("crash {}", self.world.name(i));
+        self.fault(Some(i), text);
     }
+}
+
+/// A simulated client runs on its node's host: a loopback peer, so it is "on the same
+/// machine" for protocols that care (a flood daemon's `terminate`).
+fn sim_client_origin(c: ClientId, listener: ListenerId) -> ClientOrigin {
+    let port = 1024 + (c.0 % 60_000) as u16;
+    ClientOrigin::tcp(
+        listener,
+        core::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        core::net::SocketAddr::from(([127, 0, 0, 1], 7000 + listener.0)),
+    )
 }

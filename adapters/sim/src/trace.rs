@@ -81,6 +81,8 @@ pub(crate) enum Tag {
     CloseClient,
     Refused,
     Check,
+    Effect,
+    EffectDone,
 }
 
 /// The hash plus, when enabled, the text.

@@ -13,21 +13,29 @@ use flotilla_core::{ClientId, Instant, PeerAddr};
 use crate::clock::LocalClock;
 use crate::network::Network;
 
-/// Port every simulated node listens on.
+/// The port a node is known by unless its protocol says otherwise
+/// ([`crate::Protocol::port`]).
 pub const PORT: u16 = 7000;
 
-/// The address of node `index` (0-based): `10.0.x.y:7000` with `x.y` = `index + 1`, so
-/// node `n1` is `10.0.0.1:7000`.
-pub fn node_addr(index: usize) -> PeerAddr {
+/// The address of node `index` (0-based) at `port`: `10.x.y.z:port` with `x.y.z` =
+/// `index + 1`, so node `n1` is `10.0.0.1`.
+pub fn node_addr_port(index: usize, port: u16) -> PeerAddr {
     let k = index + 1;
-    PeerAddr::from(([10, (k >> 16) as u8, (k >> 8) as u8, k as u8], PORT))
+    PeerAddr::from(([10, (k >> 16) as u8, (k >> 8) as u8, k as u8], port))
 }
 
-/// The node index behind `addr`, if it is one of the first `n` nodes.
+/// The address of node `index` at the default [`PORT`].
+pub fn node_addr(index: usize) -> PeerAddr {
+    node_addr_port(index, PORT)
+}
+
+/// The node index behind `addr`, if it is one of the first `n` nodes. Every port of a
+/// node's address reaches it: a node may listen on as many ports as it likes (a flood
+/// daemon's client port and data port).
 pub fn node_index(addr: PeerAddr, n: usize) -> Option<usize> {
     let PeerAddr::V4(a) = addr else { return None };
     let [ten, hi, mid, lo] = a.ip().octets();
-    if ten != 10 || a.port() != PORT {
+    if ten != 10 {
         return None;
     }
     let k = (usize::from(hi) << 16) | (usize::from(mid) << 8) | usize::from(lo);
@@ -138,6 +146,8 @@ pub enum ClientEnd {
 pub struct ClientRecord {
     /// The node it is connected to.
     pub node: usize,
+    /// The listener it came in on.
+    pub listener: flotilla_core::ListenerId,
     /// That node's incarnation when the stream opened.
     pub incarnation: u64,
     /// Bytes the machine wrote to it, in order, chunk by chunk.
@@ -166,6 +176,7 @@ impl ClientRecord {
 pub struct World<M> {
     pub(crate) nodes: Vec<SimNode<M>>,
     pub(crate) addrs: Vec<PeerAddr>,
+    pub(crate) names: Vec<String>,
     pub(crate) network: Network,
     pub(crate) clients: BTreeMap<ClientId, ClientRecord>,
     pub(crate) now: Instant,
@@ -197,9 +208,24 @@ impl<M> World<M> {
         &self.nodes
     }
 
-    /// Every node's address, by index.
+    /// Every node's address (its identity for other nodes), by index.
     pub fn addrs(&self) -> &[PeerAddr] {
         &self.addrs
+    }
+
+    /// Node `i`'s name: the scenario's, or `n1`, `n2`… by default.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// Every node's name, by index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The node a name (or `nK`) stands for.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
     }
 
     /// The network model (partitions, blocks, parameters, counters).
@@ -230,7 +256,8 @@ mod tests {
             assert_eq!(node_index(node_addr(i), 70_001), Some(i));
         }
         assert_eq!(node_index(node_addr(3), 3), None);
-        assert_eq!(node_index("10.0.0.1:7001".parse().unwrap(), 3), None);
+        assert_eq!(node_index("10.0.0.1:2001".parse().unwrap(), 3), Some(0));
+        assert_eq!(node_addr_port(1, 2001).to_string(), "10.0.0.2:2001");
         assert_eq!(node_index("[::1]:7000".parse().unwrap(), 3), None);
     }
 }

@@ -3,85 +3,7 @@
 
 use core::time::Duration;
 
-use thiserror::Error;
-
-use crate::line::{LineBuffer, LineError, parse_reply};
-
-/// Why a request did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The ship answered with an error code.
-    #[error("{text} ({code})")]
-    Refused {
-        /// Reply code.
-        code: u16,
-        /// The ship's reason.
-        text: String,
-    },
-    /// The ship sent something that is not a reply line.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// An argument would not fit on a request line.
-    #[error("invalid argument: {0}")]
-    Invalid(&'static str),
-}
-
-/// One step of a reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// A `1xx` progress line.
-    Progress(String),
-    /// The final reply: `Ok(text)` for `2xx`.
-    Done(Result<String, ClientError>),
-}
-
-/// Collects reply lines for one request at a time.
-#[derive(Debug)]
-pub struct ReplyReader {
-    lines: LineBuffer,
-}
-
-impl Default for ReplyReader {
-    fn default() -> Self {
-        ReplyReader {
-            lines: LineBuffer::new(64 * 1024),
-        }
-    }
-}
-
-impl ReplyReader {
-    /// Appends bytes from the ship.
-    pub fn push(&mut self, data: &[u8]) {
-        self.lines.push(data);
-    }
-
-    /// The next reply step, if a whole line is in.
-    pub fn next_step(&mut self) -> Option<Step> {
-        let line = match self.lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => return None,
-            Err(LineError::TooLong(n)) => {
-                return Some(Step::Done(Err(ClientError::Protocol(format!(
-                    "reply longer than {n} bytes"
-                )))));
-            }
-            Err(e) => return Some(Step::Done(Err(ClientError::Protocol(e.to_string())))),
-        };
-        Some(match parse_reply(&line) {
-            Some((code, text)) if (100..200).contains(&code) => Step::Progress(text.to_string()),
-            Some((code, text)) if (200..300).contains(&code) => Step::Done(Ok(text.to_string())),
-            Some((code, text)) => Step::Done(Err(ClientError::Refused {
-                code,
-                text: text.to_string(),
-            })),
-            None => Step::Done(Err(ClientError::Protocol(format!(
-                "not a reply line: {}",
-                line.chars().take(80).collect::<String>()
-            )))),
-        })
-    }
-}
+pub use crate::line::{Call, ClientError, Notice, ReplyReader, Step};
 
 fn word(what: &'static str, w: &str) -> Result<(), ClientError> {
     if w.is_empty() || w.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -205,24 +127,6 @@ pub fn parse_accepted(text: &str) -> Result<Accepted, ClientError> {
     }
 }
 
-/// One typed request: the line to send and how to read its final `2xx` text. The client
-/// libraries send [`Call::line`], feed replies to a [`ReplyReader`], and hand the final
-/// text to [`Call::finish`]; everything but the I/O is here, shared by every runtime.
-pub struct Call<T> {
-    line: String,
-    finish: fn(&str) -> Result<T, ClientError>,
-}
-
-impl<T> core::fmt::Debug for Call<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Call").field("line", &self.line).finish()
-    }
-}
-
-fn text(t: &str) -> Result<String, ClientError> {
-    Ok(t.to_string())
-}
-
 /// Reads `version=N` from a `set` reply.
 pub fn parse_version(text: &str) -> Result<u64, ClientError> {
     text.split_whitespace()
@@ -231,62 +135,27 @@ pub fn parse_version(text: &str) -> Result<u64, ClientError> {
         .ok_or_else(|| ClientError::Protocol(format!("unexpected set reply: {text}")))
 }
 
-impl<T> Call<T> {
-    /// The request line, newline included.
-    pub fn line(&self) -> &str {
-        &self.line
-    }
-
-    /// Reads the final reply's text into the typed result.
-    pub fn finish(&self, text: &str) -> Result<T, ClientError> {
-        (self.finish)(text)
-    }
-}
-
 impl Call<String> {
-    /// A raw request line (without its newline); the result is the final reply's text.
-    pub fn raw(line: &str) -> Result<Self, ClientError> {
-        if line.contains(['\n', '\r']) {
-            return Err(ClientError::Invalid("request line"));
-        }
-        Ok(Call {
-            line: format!("{line}\n"),
-            finish: text,
-        })
-    }
-
     /// `get PATH`: a parameter's value, a node's host, or a node's one-line summary.
     pub fn get(path: &str) -> Result<Self, ClientError> {
-        Ok(Call {
-            line: get_line(path)?,
-            finish: text,
-        })
+        Ok(Call::new(get_line(path)?, crate::line::text))
     }
 
     /// `claim PATTERN [HOST]`: the path of the dynamic node claimed.
     pub fn claim(pattern: &str, host: Option<&str>) -> Result<Self, ClientError> {
-        Ok(Call {
-            line: claim_line(pattern, host)?,
-            finish: text,
-        })
+        Ok(Call::new(claim_line(pattern, host)?, crate::line::text))
     }
 
     /// `status`: the ship's one-line status.
     pub fn status() -> Self {
-        Call {
-            line: "status\n".to_string(),
-            finish: text,
-        }
+        Call::new("status\n".to_string(), crate::line::text)
     }
 }
 
 impl Call<u64> {
     /// `set PATH VALUE`: the version of the change, once the ship asked has applied it.
     pub fn set(path: &str, value: &str) -> Result<Self, ClientError> {
-        Ok(Call {
-            line: set_line(path, value)?,
-            finish: parse_version,
-        })
+        Ok(Call::new(set_line(path, value)?, parse_version))
     }
 }
 
@@ -297,10 +166,10 @@ impl Call<Accepted> {
         advertise: &str,
         timeout: Option<Duration>,
     ) -> Result<Self, ClientError> {
-        Ok(Call {
-            line: accept_line(key, advertise, timeout)?,
-            finish: parse_accepted,
-        })
+        Ok(Call::new(
+            accept_line(key, advertise, timeout)?,
+            parse_accepted,
+        ))
     }
 }
 
@@ -311,10 +180,10 @@ impl Call<Connected> {
         timeout: Option<Duration>,
         name: Option<&str>,
     ) -> Result<Self, ClientError> {
-        Ok(Call {
-            line: connect_line(key, timeout, name)?,
-            finish: parse_connected,
-        })
+        Ok(Call::new(
+            connect_line(key, timeout, name)?,
+            parse_connected,
+        ))
     }
 }
 

@@ -20,8 +20,12 @@ use thiserror::Error;
 use super::command::{BadRequest, HELP, Request, parse_request};
 use super::msg::{ConfigOp, ConfigOutcome, FAMILY, MAX_DELTAS, MAX_SUBTREE, ShipMsg, Ticket};
 use super::tree::{Change, ConfigError, ConfigTree};
+use crate::compose::Part;
 use crate::line::{LineBuffer, reply};
-use crate::machine::{ClientId, Input, Machine, Outbox, Output, PeerAddr, Timers};
+use crate::machine::{
+    ClientId, EffectError, EffectId, Input, InputOf, Machine, Outbox, Output, PeerAddr, Timers,
+    debug_check,
+};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
 use crate::wire::{DecodeError, Reader, Writer};
@@ -109,9 +113,9 @@ pub struct ShipConfig {
     /// Give every request a deadline. `false` reproduces the seed's unbounded waits.
     pub deadlines: bool,
     /// Root only: a change is acknowledged, and passed to children, only after the
-    /// embedding program has stored it — the ship emits [`ShipEvent::Persist`] and waits
-    /// for [`ShipCommand::Persisted`] — so a restarted mothership loses nothing it
-    /// acknowledged (restart it with `restore`).
+    /// embedding program has stored it — the ship asks for [`ShipEffect::Store`] and
+    /// waits for its outcome — so a restarted mothership loses nothing it acknowledged
+    /// (restart it with `restore`).
     pub durable: bool,
     /// Root only: start from a stored copy instead of `tree` (same epoch, same version),
     /// so daughterships resume by version.
@@ -120,9 +124,13 @@ pub struct ShipConfig {
     pub timings: ShipTimings,
     /// Capacity bounds.
     pub limits: ShipLimits,
+    /// A planted bug, for the simulator's `ship-canary` only: now and then the ship hands
+    /// out a connection id it already used. Never set it otherwise.
+    #[doc(hidden)]
+    pub canary_reuse_conn_ids: bool,
 }
 
-/// A stored configuration copy: what [`ShipEvent::Persist`] asks to keep and
+/// A stored configuration copy: what [`ShipEffect::Store`] asks to keep and
 /// [`ShipConfig::restore`] starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
@@ -210,15 +218,21 @@ impl Stored {
     }
 }
 
-/// Commands from the embedding program.
+/// Commands from the embedding program. A ship takes none today: everything reaches it
+/// through its client port, its peers, and the outcomes of its effects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShipCommand {}
+
+/// What a ship asks its driver to do (SPEC.md §5.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ShipCommand {
-    /// Everything up to `version` asked for by [`ShipEvent::Persist`] is stored.
-    Persisted {
-        /// The highest version stored.
-        version: u64,
-    },
+pub enum ShipEffect {
+    /// Root with `durable`: store this copy durably, replacing what was stored before,
+    /// and succeed once it is on disk. Until then the changes it holds are neither
+    /// acknowledged nor passed on. The ship asks for one store at a time (changes that
+    /// arrive meanwhile go together into the next: one write for many), and a runner
+    /// must apply stores in the order asked, also after a timeout.
+    Store(Stored),
 }
 
 impl ShipConfig {
@@ -234,6 +248,7 @@ impl ShipConfig {
             restore: None,
             timings: ShipTimings::default(),
             limits: ShipLimits::default(),
+            canary_reuse_conn_ids: false,
         }
     }
 
@@ -269,10 +284,14 @@ pub enum ShipEvent {
         /// Version.
         version: u64,
     },
-    /// Root with `durable`: store this copy (it includes every change up to `version`),
-    /// then send [`ShipCommand::Persisted`]. Until then the changes are neither
-    /// acknowledged nor passed on.
-    Persist(Stored),
+    /// Root with `durable`: a store failed or timed out; it is retried after a pause,
+    /// and the changes it held wait (their clients get `504` if their deadline passes).
+    StoreFailed {
+        /// The highest version the store held.
+        version: u64,
+        /// Why it failed.
+        error: String,
+    },
     /// A change was applied (at the root: decided, and stored if `durable`).
     Changed {
         /// The change's version.
@@ -329,6 +348,9 @@ pub enum ShipError {
     /// A client opened twice.
     #[error("client {0} is already open")]
     DuplicateClient(ClientId),
+    /// An effect outcome the ship was not waiting for.
+    #[error("no effect {0} is in flight")]
+    UnknownEffect(EffectId),
 }
 
 /// Counters for operators and tests.
@@ -367,13 +389,15 @@ enum Timer {
     Route(Ticket),
     Reserve(Ticket),
     Forget(Ticket),
+    StoreRetry,
 }
 
 /// Who waits for a decision at the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiter {
-    /// A client of the root itself; `set` replies `version=N`, `claim` the node.
-    Local { client: ClientId, is_set: bool },
+    /// A client of the root itself, waiting as the local request of the same ticket;
+    /// `set` replies `version=N`, `claim` the node.
+    Local { is_set: bool },
     /// A child that forwarded the request.
     Child(PeerAddr),
 }
@@ -385,6 +409,17 @@ struct Staged {
     ticket: Ticket,
     waiter: Waiter,
     text: String,
+}
+
+/// Root with `durable`: the store in flight, one at a time.
+#[derive(Debug, Default)]
+struct StoreState {
+    /// The store's effect id and the highest version it holds.
+    inflight: Option<(EffectId, u64)>,
+    /// Stores that failed in a row; each doubles the pause before the next try.
+    failures: u32,
+    /// Effect ids handed out so far.
+    next_id: u64,
 }
 
 #[derive(Debug)]
@@ -470,7 +505,7 @@ pub struct Ship {
     id: u64,
     clock: Clock,
     rng: Rng,
-    outbox: Outbox<ShipEvent>,
+    outbox: Outbox<ShipEvent, ShipEffect>,
     timers: Timers<Timer>,
     epoch: u64,
     version: u64,
@@ -481,6 +516,7 @@ pub struct Ship {
     /// tree with them applied (what later decisions are validated against).
     staged: VecDeque<Staged>,
     staged_tree: Option<ConfigTree>,
+    store: StoreState,
     parent: Option<ParentLink>,
     children: BTreeMap<PeerAddr, ChildLink>,
     clients: BTreeMap<ClientId, ClientConn>,
@@ -589,6 +625,7 @@ impl Ship {
             log_first: version + 1,
             staged: VecDeque::new(),
             staged_tree: None,
+            store: StoreState::default(),
             parent,
             children: BTreeMap::new(),
             clients: BTreeMap::new(),
@@ -779,10 +816,49 @@ impl Machine for Ship {
     type Command = ShipCommand;
     type Event = ShipEvent;
     type Error = ShipError;
+    type Effect = ShipEffect;
+    type EffectValue = ();
 
-    fn handle(&mut self, now: Instant, input: Input<Self::Command>) -> Result<(), ShipError> {
+    fn handle(&mut self, now: Instant, input: InputOf<Self>) -> Result<(), ShipError> {
+        let result = self.on_input(now, input);
+        self.flush_summary();
+        debug_check(self);
+        result
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock.advance(now);
-        let result = match input {
+        while let Some(t) = self.timers.pop_due(now) {
+            self.on_timer(now, t);
+        }
+        self.flush_summary();
+        debug_assert!(self.poll_timeout().is_none_or(|t| t > now));
+        debug_check(self);
+    }
+
+    fn poll_output(&mut self) -> Option<Output<ShipEvent, ShipEffect>> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.check_consistency()
+    }
+}
+
+impl Part for Ship {
+    fn owns_family(&self, family: u8) -> bool {
+        family == FAMILY
+    }
+}
+
+impl Ship {
+    fn on_input(&mut self, now: Instant, input: InputOf<Self>) -> Result<(), ShipError> {
+        let now = self.clock.advance(now);
+        match input {
             Input::Frame { from, frame } => {
                 if frame.kind.family() != FAMILY {
                     return Err(ShipError::WrongFamily(frame.kind.family()));
@@ -799,7 +875,7 @@ impl Machine for Ship {
                     _ => self.on_child_msg(now, from, msg),
                 }
             }
-            Input::ClientOpened(c) => {
+            Input::ClientOpened { client: c, .. } => {
                 if self.clients.contains_key(&c) {
                     return Err(ShipError::DuplicateClient(c));
                 }
@@ -828,30 +904,9 @@ impl Machine for Ship {
                 self.drop_client(now, c);
                 Ok(())
             }
-            Input::Command(ShipCommand::Persisted { version }) => {
-                self.on_persisted(now, version);
-                Ok(())
-            }
-        };
-        self.flush_summary();
-        result
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        let now = self.clock.advance(now);
-        while let Some(t) = self.timers.pop_due(now) {
-            self.on_timer(now, t);
+            Input::Command(c) => match c {},
+            Input::EffectDone { id, outcome } => self.on_store_done(now, id, outcome),
         }
-        self.flush_summary();
-        debug_assert!(self.poll_timeout().is_none_or(|t| t > now));
-    }
-
-    fn poll_output(&mut self) -> Option<Output<ShipEvent>> {
-        self.outbox.pop()
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
     }
 }
 
@@ -861,6 +916,7 @@ pub fn request_line(line: &str) -> Bytes {
 }
 
 mod broker;
+mod checks;
 mod decisions;
 mod hierarchy;
 mod requests;

@@ -8,5 +8,6 @@ pub mod msg;
 pub mod tree;
 
 pub use machine::{
-    Ship, ShipCommand, ShipConfig, ShipError, ShipEvent, ShipLimits, ShipTimings, Stored,
+    Ship, ShipCommand, ShipConfig, ShipEffect, ShipError, ShipEvent, ShipLimits, ShipTimings,
+    Stored,
 };

@@ -11,14 +11,19 @@ use flotilla_core::heartbeat::{
     Heartbeat, HeartbeatCommand, HeartbeatConfig, HeartbeatConfigError, HeartbeatEvent, decode_beat,
 };
 use flotilla_core::sexpr::{Node, SexprError};
-use flotilla_core::{Instant, Machine, PeerAddr, Rng};
+use flotilla_core::{Instant, Machine, NoEffect, PeerAddr, Rng};
 
-use crate::protocol::{NodeSpec, Observation, ParseCtx, Protocol};
-use crate::world::{NodeName, World};
+use crate::protocol::{NodeSpec, Observation, ObservationOf, ParseCtx, Protocol};
+use crate::world::World;
 
 /// A machine the heartbeat plug-in can drive and judge.
 pub trait HeartbeatMachine:
-    Machine<Command = HeartbeatCommand, Event = HeartbeatEvent> + Sized
+    Machine<
+        Command = HeartbeatCommand,
+        Event = HeartbeatEvent,
+        Effect = NoEffect,
+        EffectValue = NoEffect,
+    > + Sized
 {
     /// The protocol name scenarios use for this machine in `(:protocol NAME)`.
     const NAME: &'static str;
@@ -178,8 +183,8 @@ impl<M: HeartbeatMachine> HeartbeatProtocol<M> {
                     return Err(format!(
                         "up-needs-recent-beat: {} reports {} up, but its newest beat arrived \
                          at local {} and timers ran at local {} (timeout {:?})",
-                        NodeName(i),
-                        NodeName(j),
+                        world.name(i),
+                        world.name(j),
                         b.at,
                         timers_ran,
                         self.timeout
@@ -189,8 +194,8 @@ impl<M: HeartbeatMachine> HeartbeatProtocol<M> {
                     return Err(format!(
                         "up-needs-recent-beat: {} reports {} up without ever receiving a beat \
                          from it",
-                        NodeName(i),
-                        NodeName(j)
+                        world.name(i),
+                        world.name(j)
                     ));
                 }
             }
@@ -290,11 +295,7 @@ impl<M: HeartbeatMachine> Protocol for HeartbeatProtocol<M> {
         M::create(config, now, rng).expect("settings were validated when configured")
     }
 
-    fn observe(
-        &mut self,
-        world: &World<M>,
-        obs: Observation<'_, HeartbeatCommand, HeartbeatEvent>,
-    ) {
+    fn observe(&mut self, world: &World<M>, obs: ObservationOf<'_, Self>) {
         match obs {
             Observation::Delivered {
                 node,

@@ -1,4 +1,5 @@
 //! The protocol plug-ins shipped with the simulator, one module each.
 
 pub mod heartbeat;
+pub mod pair;
 pub mod ship;

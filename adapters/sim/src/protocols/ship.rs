@@ -9,9 +9,17 @@
 //!   ship's version never goes backwards within an epoch (no change lost or applied
 //!   twice).
 //!
+//! - with a durable mothership, its stored copy holds every version a client was told
+//!   was applied: after a restart from it, the root's version is never below one (nothing
+//!   acknowledged is lost).
+//!
 //! Predicates for `(:expect …)`: `all-answered`, `pairs-matched`, `config-converged`,
 //! `consistent` (every connect told it matched has its acceptor told the same).
-//! `(:workload …)` generates many clients from the run's seed.
+//! `(:workload …)` generates many clients from the run's seed. The store effect of a
+//! durable mothership writes to a "disk" kept here, which survives the node's crash.
+//!
+//! `ship-canary` runs the same checks over ships with a planted bug (now and then a ship
+//! hands out a connection id it already used): a sweep must catch it.
 
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -21,12 +29,12 @@ use flotilla_core::line::parse_reply;
 use flotilla_core::sexpr::{Node, SexprError};
 use flotilla_core::ship::command::{Request, parse_request};
 use flotilla_core::ship::tree::ConfigTree;
-use flotilla_core::ship::{Ship, ShipCommand, ShipConfig, ShipEvent, ShipTimings, Stored};
+use flotilla_core::ship::{Ship, ShipCommand, ShipConfig, ShipEffect, ShipTimings, Stored};
 use flotilla_core::wire::Writer;
-use flotilla_core::{ClientId, Instant, Rng};
+use flotilla_core::{ClientId, EffectError, Instant, Rng};
 
-use crate::protocol::{NodeSpec, Observation, ParseCtx, Protocol, Workload};
-use crate::world::{NodeName, Status, World};
+use crate::protocol::{NodeSpec, Observation, ObservationOf, ParseCtx, Protocol, Workload};
+use crate::world::{Status, World};
 
 /// Client traffic generated per seed.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,9 +68,22 @@ enum Kind {
 #[derive(Clone, Debug)]
 struct Req {
     node: usize,
+    /// The node's life the request was made in: a restart forgets it.
+    incarnation: u64,
     kind: Kind,
     issued: Instant,
     deadline: Option<Instant>,
+}
+
+/// One node's pauses in its current life, in its own clock.
+#[derive(Clone, Debug, Default)]
+struct Pauses {
+    /// When the current pause began, if the node is paused now.
+    since: Option<Instant>,
+    /// The life these belong to.
+    life: u64,
+    /// Pauses that ended: `(began, ended)`.
+    spans: Vec<(Instant, Instant)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -75,6 +96,10 @@ struct ConnUse {
 /// The ship protocol as the simulator sees it.
 #[derive(Clone, Debug)]
 pub struct ShipProtocol {
+    /// Run ships with the planted bug (protocol `ship-canary`).
+    canary: bool,
+    /// The disk says a store succeeded without keeping it (see [`ShipProtocol::lying_disk`]).
+    lying_disk: bool,
     parents: BTreeMap<usize, Option<usize>>,
     escalate: bool,
     deadlines: bool,
@@ -97,6 +122,9 @@ pub struct ShipProtocol {
     /// What each durable root stored: its "disk", which survives crashes.
     stored: BTreeMap<usize, Stored>,
     violation: Option<String>,
+    /// Per node, its pauses: a ship frozen across a deadline answers late, which is the
+    /// pause's doing, not the protocol's.
+    paused: Vec<Pauses>,
     root_frames: u64,
     matches: u64,
 }
@@ -105,6 +133,8 @@ impl Default for ShipProtocol {
     /// Every ship a child of `n1`; LAN timings scaled for quick simulations.
     fn default() -> Self {
         ShipProtocol {
+            canary: false,
+            lying_disk: false,
             parents: BTreeMap::new(),
             escalate: true,
             deadlines: true,
@@ -135,6 +165,7 @@ impl Default for ShipProtocol {
             accept_clients: BTreeMap::new(),
             stored: BTreeMap::new(),
             violation: None,
+            paused: Vec::new(),
             root_frames: 0,
             matches: 0,
         }
@@ -174,6 +205,22 @@ fn digest(tree: &ConfigTree) -> u64 {
 }
 
 impl ShipProtocol {
+    /// The plug-in for `ship-canary`: ships with a planted bug, the same checks.
+    pub fn canary() -> Self {
+        ShipProtocol {
+            canary: true,
+            ..ShipProtocol::default()
+        }
+    }
+
+    /// This plug-in with a disk that answers every store `Ok` but keeps none of them: a
+    /// durable root restarts from nothing. It exists to show that the check "nothing
+    /// acknowledged is lost" fires; a correct ship cannot pass a run with it.
+    pub fn lying_disk(mut self) -> Self {
+        self.lying_disk = true;
+        self
+    }
+
     /// The parent of node `i` in this scenario (`None` for the root).
     pub fn parent_of(&self, i: usize) -> Option<usize> {
         match self.parents.get(&i) {
@@ -337,6 +384,7 @@ impl ShipProtocol {
         }
         self.waiting.entry(client).or_default().push_back(Req {
             node,
+            incarnation: world.node(node).incarnation(),
             kind,
             issued: now,
             deadline,
@@ -347,7 +395,7 @@ impl ShipProtocol {
         let Some((code, text)) = parse_reply(line) else {
             self.violate(format!(
                 "{} sent {client} a line that is not a reply: {line:?}",
-                NodeName(node)
+                world.name(node)
             ));
             return;
         };
@@ -357,17 +405,23 @@ impl ShipProtocol {
         let Some(req) = self.waiting.get_mut(&client).and_then(|q| q.pop_front()) else {
             self.violate(format!(
                 "{} sent {client} a final reply with no request waiting: {line:?}",
-                NodeName(node)
+                world.name(node)
             ));
             return;
         };
         let now = world.local_now(node);
         if let Some(d) = req.deadline {
             self.by_deadline.remove(&(d, client));
-            if now > d {
+            // Answered as soon as it resumed from a pause that spanned the deadline.
+            let frozen = self.paused.get(node).is_some_and(|p| {
+                p.spans
+                    .iter()
+                    .any(|&(a, b)| a <= d && d <= b && now <= b + Duration::from_millis(1))
+            });
+            if now > d && !frozen {
                 self.violate(format!(
                     "{} answered {client} at {now}, after its deadline {d}: {line:?}",
-                    NodeName(node)
+                    world.name(node)
                 ));
             }
         }
@@ -437,7 +491,7 @@ impl ShipProtocol {
             if pinc == inc && pepoch == epoch && version < pversion {
                 return Err(format!(
                     "{} went back from version {pversion} to {version} in one epoch",
-                    NodeName(i)
+                    world.name(i)
                 ));
             }
         }
@@ -446,7 +500,7 @@ impl ShipProtocol {
         match self.copies.get(&(epoch, version)) {
             Some(&other) if other != d => Err(format!(
                 "{} holds a different configuration at epoch {epoch:016x} version {version} than another ship: a change was lost or applied twice",
-                NodeName(i)
+                world.name(i)
             )),
             Some(_) => Ok(()),
             None => {
@@ -482,11 +536,60 @@ impl ShipProtocol {
         })
     }
 
+    /// Notes when each node is paused and resumed (in its own clock), for
+    /// `on_reply`'s judgement of late answers.
+    fn track_pauses(&mut self, world: &World<Ship>) {
+        if self.paused.len() < world.len() {
+            self.paused.resize(world.len(), Pauses::default());
+        }
+        for (i, n) in world.nodes().iter().enumerate() {
+            let p = &mut self.paused[i];
+            if p.life != n.incarnation() {
+                *p = Pauses {
+                    life: n.incarnation(),
+                    ..Pauses::default()
+                };
+            }
+            match (n.status(), p.since) {
+                (Status::Paused, None) => p.since = Some(world.local_now(i)),
+                (Status::Up, Some(began)) => {
+                    p.spans.push((began, world.local_now(i)));
+                    p.since = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A durable root, however often it restarted from its disk, holds every version a
+    /// client was told was applied (`200 version=N`).
+    fn check_nothing_acknowledged_lost(&self, world: &World<Ship>) -> Result<(), String> {
+        let Some(&acked) = self.acked_versions.last() else {
+            return Ok(());
+        };
+        for (i, n) in world.nodes().iter().enumerate() {
+            if let Some(root) = n.machine().filter(|m| m.is_root())
+                && root.version() < acked
+            {
+                return Err(format!(
+                    "{} (incarnation {}) is at version {} but version {acked} was acknowledged: an acknowledged change was lost",
+                    world.name(i),
+                    n.incarnation(),
+                    root.version()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn all_answered(&self, world: &World<Ship>) -> bool {
         self.waiting.iter().all(|(c, q)| {
             q.is_empty()
                 || world.clients().get(c).is_none_or(|r| !r.is_open())
-                || q.iter().all(|r| world.node(r.node).status() != Status::Up)
+                || q.iter().all(|r| {
+                    let n = world.node(r.node);
+                    n.machine().is_none() || n.incarnation() != r.incarnation
+                })
         })
     }
 }
@@ -495,7 +598,7 @@ impl Protocol for ShipProtocol {
     type Machine = Ship;
 
     fn name(&self) -> &'static str {
-        "ship"
+        if self.canary { "ship-canary" } else { "ship" }
     }
 
     fn configure(&mut self, form: &Node, ctx: &ParseCtx) -> Result<bool, SexprError> {
@@ -600,10 +703,11 @@ impl Protocol for ShipProtocol {
             cfg.restore = self.stored.get(&node.index).cloned();
         }
         cfg.timings = self.timings.clone();
+        cfg.canary_reuse_conn_ids = self.canary;
         Ship::new(cfg, now, rng).expect("ship settings were validated when the scenario was read")
     }
 
-    fn observe(&mut self, world: &World<Ship>, obs: Observation<'_, ShipCommand, ShipEvent>) {
+    fn observe(&mut self, world: &World<Ship>, obs: ObservationOf<'_, Self>) {
         match obs {
             Observation::FromClient { node, client, data } => {
                 let text = String::from_utf8_lossy(data).into_owned();
@@ -631,20 +735,34 @@ impl Protocol for ShipProtocol {
         }
     }
 
-    fn react(&mut self, node: usize, event: &ShipEvent) -> Option<ShipCommand> {
-        let ShipEvent::Persist(st) = event else {
-            return None;
-        };
-        // The disk write is instantaneous and always succeeds in this model.
-        let version = st.version;
-        self.stored.insert(node, st.clone());
-        Some(ShipCommand::Persisted { version })
+    /// The root's disk: a store lands whole (the runner writes a temporary file and
+    /// renames it) and survives the node's crash. Latency, failures and hangs were drawn
+    /// by the simulator before this is called.
+    fn effect(
+        &mut self,
+        _world: &World<Ship>,
+        node: usize,
+        effect: &ShipEffect,
+    ) -> Result<(), EffectError> {
+        match effect {
+            ShipEffect::Store(st) => {
+                if !self.lying_disk {
+                    self.stored.insert(node, st.clone());
+                }
+                Ok(())
+            }
+            _ => Err(EffectError::Unsupported),
+        }
     }
 
     fn check(&mut self, world: &World<Ship>, touched: Option<usize>) -> Result<(), String> {
         if let Some(v) = &self.violation {
             return Err(v.clone());
         }
+        if self.durable {
+            self.check_nothing_acknowledged_lost(world)?;
+        }
+        self.track_pauses(world);
         if self.seen.len() < world.len() {
             self.seen.resize(world.len(), None);
         }
@@ -656,27 +774,35 @@ impl Protocol for ShipProtocol {
                 }
             }
         }
-        // Deadlines: the earliest waiting request must not be overdue on a running ship.
-        while let Some(&(d, c)) = self.by_deadline.first() {
+        // Deadlines: a request whose ship's timers have run past its deadline (in that
+        // ship's own clock) must have had its final reply. A paused ship runs no timers,
+        // so it is judged once it resumes and its overdue timers have fired.
+        let horizon = world.nodes().iter().map(|n| n.last_timeout()).max();
+        let due: Vec<(Instant, ClientId)> = self
+            .by_deadline
+            .iter()
+            .take_while(|(d, _)| horizon.is_some_and(|h| *d < h))
+            .copied()
+            .collect();
+        for (d, c) in due {
             let Some(req) = self.waiting.get(&c).and_then(|q| q.front()) else {
-                self.by_deadline.pop_first();
+                self.by_deadline.remove(&(d, c));
                 continue;
             };
             let node = world.node(req.node);
             let open = world.clients().get(&c).is_some_and(|r| r.is_open());
-            if !open || node.status() != Status::Up {
+            if !open || node.machine().is_none() || node.incarnation() != req.incarnation {
                 // The client or its ship went away: nobody is waiting any more.
                 self.client_gone(c);
                 continue;
             }
-            if world.local_now(req.node) > d {
+            if node.last_timeout() > d {
                 return Err(format!(
                     "{c} on {} asked at {} and got no final reply by its deadline {d}",
-                    NodeName(req.node),
+                    world.name(req.node),
                     req.issued
                 ));
             }
-            break;
         }
         Ok(())
     }

@@ -6,7 +6,11 @@ impl Ship {
     // ----- brokering -----------------------------------------------------------------
 
     pub(super) fn new_conn_id(&mut self) -> String {
-        self.next_conn += 1;
+        // The canary's planted bug (never set outside the simulator): an id used before.
+        let reuse = self.cfg.canary_reuse_conn_ids && self.next_conn > 0 && self.rng.chance(0.2);
+        if !reuse {
+            self.next_conn += 1;
+        }
         format!("{:016x}-{}", self.id, self.next_conn)
     }
 

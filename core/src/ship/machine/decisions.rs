@@ -6,15 +6,6 @@ impl Ship {
     // ----- configuration -------------------------------------------------------------
 
     pub(super) fn start_config(&mut self, now: Instant, client: ClientId, op: ConfigOp) {
-        if self.is_root() {
-            let ticket = self.new_ticket();
-            let is_set = matches!(op, ConfigOp::Set { .. });
-            if let Some(c) = self.clients.get_mut(&client) {
-                c.pending = Some(ticket);
-            }
-            self.decide(now, ticket, &op, Waiter::Local { client, is_set });
-            return;
-        }
         if self.busy() {
             self.reply(client, 503, "too many requests in progress");
             return;
@@ -31,6 +22,12 @@ impl Ship {
                 applied: None,
             },
         );
+        if self.is_root() {
+            // Decided here; with `durable`, answered once stored (or by the deadline).
+            let is_set = matches!(op, ConfigOp::Set { .. });
+            self.decide(now, ticket, &op, Waiter::Local { is_set });
+            return;
+        }
         self.send(
             Hop::Parent,
             &ShipMsg::ConfigReq {
@@ -85,25 +82,6 @@ impl Ship {
         let version = self.version + self.staged.len() as u64 + 1;
         let mut tree = self.staged_tree.take().unwrap_or_else(|| self.tree.clone());
         tree.apply(&change);
-        let staged_decisions = self
-            .staged
-            .iter()
-            .map(|st| (st.ticket, st.version, st.text.clone()))
-            .chain([(ticket, version, text.clone())])
-            .filter(|(t, _, _)| t.origin != self.id)
-            .map(|(t, version, text)| (t, ConfigOutcome::Applied { version, text }));
-        let decided = self
-            .decided
-            .iter()
-            .map(|(t, o)| (*t, o.clone()))
-            .chain(staged_decisions)
-            .collect();
-        self.outbox.event(ShipEvent::Persist(Stored {
-            epoch: self.epoch,
-            version,
-            tree: tree.clone(),
-            decided,
-        }));
         self.staged_tree = Some(tree);
         self.staged.push_back(Staged {
             version,
@@ -112,9 +90,95 @@ impl Ship {
             waiter,
             text,
         });
+        self.start_store();
     }
 
-    /// The embedding program stored everything up to `version`: apply, pass on, answer.
+    /// Root with `durable`: asks for a store of everything staged, unless one is in
+    /// flight (what is staged meanwhile goes in the next one: one write for many changes)
+    /// or a failed one waits to be retried.
+    pub(super) fn start_store(&mut self) {
+        if self.staged.is_empty()
+            || self.store.inflight.is_some()
+            || self.timers.contains(&Timer::StoreRetry)
+        {
+            return;
+        }
+        let tree = self
+            .staged_tree
+            .clone()
+            .expect("a staged change has its staged tree");
+        let version = self.staged.back().expect("checked").version;
+        let staged_decisions = self
+            .staged
+            .iter()
+            .filter(|st| st.ticket.origin != self.id)
+            .map(|st| {
+                let outcome = ConfigOutcome::Applied {
+                    version: st.version,
+                    text: st.text.clone(),
+                };
+                (st.ticket, outcome)
+            });
+        let decided = self
+            .decided
+            .iter()
+            .map(|(t, o)| (*t, o.clone()))
+            .chain(staged_decisions)
+            .collect();
+        self.store.next_id += 1;
+        let id = EffectId(self.store.next_id);
+        self.store.inflight = Some((id, version));
+        let stored = Stored {
+            epoch: self.epoch,
+            version,
+            tree,
+            decided,
+        };
+        // A store that outlasts a client's whole deadline is of no use to that client.
+        let limit = Some(self.cfg.timings.config_timeout);
+        self.outbox.effect(id, ShipEffect::Store(stored), limit);
+    }
+
+    /// The outcome of the store in flight.
+    pub(super) fn on_store_done(
+        &mut self,
+        now: Instant,
+        id: EffectId,
+        outcome: Result<(), EffectError>,
+    ) -> Result<(), ShipError> {
+        let Some((expected, version)) = self.store.inflight else {
+            return Err(ShipError::UnknownEffect(id));
+        };
+        if expected != id {
+            return Err(ShipError::UnknownEffect(id));
+        }
+        self.store.inflight = None;
+        match outcome {
+            Ok(()) => {
+                self.store.failures = 0;
+                self.on_persisted(now, version);
+                self.start_store();
+            }
+            Err(e) => {
+                self.store.failures = self.store.failures.saturating_add(1);
+                self.outbox.event(ShipEvent::StoreFailed {
+                    version,
+                    error: e.to_string(),
+                });
+                let pause = self
+                    .cfg
+                    .timings
+                    .retry
+                    .saturating_mul(1 << self.store.failures.min(5))
+                    .min(self.cfg.timings.config_timeout / 2)
+                    .max(Duration::from_millis(1));
+                self.timers.set(Timer::StoreRetry, now + pause);
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything up to `version` is stored: apply, pass on, answer.
     pub(super) fn on_persisted(&mut self, now: Instant, version: u64) {
         while self.staged.front().is_some_and(|st| st.version <= version) {
             let st = self.staged.pop_front().expect("checked");
@@ -154,17 +218,25 @@ impl Ship {
             Waiter::Child(addr) => {
                 self.send(Hop::Child(addr), &ShipMsg::ConfigResp { ticket, outcome });
             }
-            Waiter::Local { client, is_set } => match outcome {
-                ConfigOutcome::Applied { version, text } => {
-                    let text = if is_set {
-                        format!("version={version}")
-                    } else {
-                        text
-                    };
-                    self.finish_client(client, 200, &text);
+            Waiter::Local { is_set } => {
+                // The client may have gone, or been told 504 at its deadline.
+                let Some(req) = self.remove_req(ticket) else {
+                    return;
+                };
+                match outcome {
+                    ConfigOutcome::Applied { version, text } => {
+                        let text = if is_set {
+                            format!("version={version}")
+                        } else {
+                            text
+                        };
+                        self.finish_client(req.client, 200, &text);
+                    }
+                    ConfigOutcome::Refused { code, text } => {
+                        self.finish_client(req.client, code, &text);
+                    }
                 }
-                ConfigOutcome::Refused { code, text } => self.finish_client(client, code, &text),
-            },
+            }
         }
     }
 

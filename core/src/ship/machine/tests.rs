@@ -2,6 +2,7 @@
 //! time advanced by hand. Scenarios with loss, delay and crashes live in the simulator.
 
 use super::*;
+use crate::machine::{ClientOrigin, EffectRequest, ListenerId};
 use crate::rng::Rng;
 
 struct Net {
@@ -11,10 +12,29 @@ struct Net {
     closed: BTreeSet<(usize, u64)>,
     events: Vec<(usize, ShipEvent)>,
     down: BTreeSet<usize>,
+    /// Frames a ship refused, with why. Every test ends by checking this is empty, so no
+    /// refusal passes unseen.
+    refused: Vec<(usize, ShipError)>,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.refused.is_empty(),
+                "frames were refused: {:?}",
+                self.refused
+            );
+        }
+    }
 }
 
 fn addr(i: usize) -> PeerAddr {
     PeerAddr::from(([10, 0, 0, i as u8 + 1], 10000))
+}
+
+fn origin() -> ClientOrigin {
+    ClientOrigin::unix(ListenerId(0))
 }
 
 impl Net {
@@ -40,6 +60,7 @@ impl Net {
             closed: BTreeSet::new(),
             events: Vec::new(),
             down: BTreeSet::new(),
+            refused: Vec::new(),
         };
         n.settle();
         n
@@ -70,13 +91,13 @@ impl Net {
                             let bytes = t.frame.to_bytes();
                             let frame =
                                 crate::wire::decode_frame(&bytes, &Default::default()).unwrap();
-                            let _ = self.ships[j].handle(
-                                self.now,
-                                Input::Frame {
-                                    from: addr(i),
-                                    frame,
-                                },
-                            );
+                            let input = Input::Frame {
+                                from: addr(i),
+                                frame,
+                            };
+                            if let Err(e) = self.ships[j].handle(self.now, input) {
+                                self.refused.push((j, e));
+                            }
                         }
                         Output::ToClient(c, b) => {
                             for l in String::from_utf8(b.to_vec()).unwrap().lines() {
@@ -90,6 +111,7 @@ impl Net {
                             self.closed.insert((i, c.0));
                         }
                         Output::Event(e) => self.events.push((i, e)),
+                        Output::Effect(req) => panic!("unexpected effect {req:?}"),
                     }
                 }
             }
@@ -111,7 +133,13 @@ impl Net {
 
     fn open(&mut self, ship: usize, client: u64) {
         self.ships[ship]
-            .handle(self.now, Input::ClientOpened(ClientId(client)))
+            .handle(
+                self.now,
+                Input::ClientOpened {
+                    client: ClientId(client),
+                    origin: origin(),
+                },
+            )
             .unwrap();
         self.settle();
     }
@@ -385,51 +413,226 @@ fn telnet_niceties() {
     assert!(n.closed.contains(&(0, 1)));
 }
 
+fn durable_root() -> Ship {
+    let mut c = ShipConfig::mothership(addr(0), ConfigTree::parse("(:param mode fast)").unwrap());
+    c.durable = true;
+    Ship::new(c, Instant::ZERO, Rng::from_seed(1)).unwrap()
+}
+
+fn drain(ship: &mut Ship) -> Vec<Output<ShipEvent, ShipEffect>> {
+    std::iter::from_fn(|| ship.poll_output()).collect()
+}
+
+/// The one store request in `out`.
+fn store_of(out: &[Output<ShipEvent, ShipEffect>]) -> (EffectId, Stored) {
+    let stores: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Effect(EffectRequest {
+                id,
+                effect: ShipEffect::Store(st),
+                ..
+            }) => Some((*id, st.clone())),
+            _ => None,
+        })
+        .collect();
+    let [one] = &stores[..] else {
+        panic!("expected one store, got {out:?}");
+    };
+    one.clone()
+}
+
+fn set_on(ship: &mut Ship, now: Instant, c: ClientId, line: &str) {
+    ship.handle(now, Input::ClientData(c, request_line(line)))
+        .unwrap();
+}
+
 #[test]
 fn a_durable_root_acknowledges_only_stored_changes_and_restarts_from_them() {
-    let cfg = || {
-        let mut c =
-            ShipConfig::mothership(addr(0), ConfigTree::parse("(:param mode fast)").unwrap());
-        c.durable = true;
-        c
-    };
-    let mut root = Ship::new(cfg(), Instant::ZERO, Rng::from_seed(1)).unwrap();
+    let mut root = durable_root();
     let epoch = root.epoch();
     let c = ClientId(1);
-    root.handle(Instant::ZERO, Input::ClientOpened(c)).unwrap();
     root.handle(
         Instant::ZERO,
-        Input::ClientData(c, request_line("set mode slow")),
+        Input::ClientOpened {
+            client: c,
+            origin: origin(),
+        },
     )
     .unwrap();
-    let out: Vec<_> = std::iter::from_fn(|| root.poll_output()).collect();
+    set_on(&mut root, Instant::ZERO, c, "set mode slow");
+    let out = drain(&mut root);
     // Not acknowledged, not applied: only a request to store.
-    let [Output::Event(ShipEvent::Persist(stored))] = &out[..] else {
-        panic!("expected only a Persist event, got {out:?}");
-    };
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (id, stored) = store_of(&out);
     assert_eq!((stored.epoch, stored.version), (epoch, 1));
     assert_eq!(stored.tree.get("mode").unwrap(), "slow");
     assert_eq!(root.version(), 0);
     assert_eq!(root.tree().get("mode").unwrap(), "fast");
     root.handle(
         Instant::ZERO,
-        Input::Command(ShipCommand::Persisted { version: 1 }),
+        Input::EffectDone {
+            id,
+            outcome: Ok(()),
+        },
     )
     .unwrap();
-    let out: Vec<_> = std::iter::from_fn(|| root.poll_output()).collect();
+    let out = drain(&mut root);
     assert!(
         out.contains(&Output::ToClient(c, reply(200, "version=1"))),
         "{out:?}"
     );
     assert_eq!(root.version(), 1);
+    // The same outcome twice is refused: nothing is in flight any more.
+    assert_eq!(
+        root.handle(
+            Instant::ZERO,
+            Input::EffectDone {
+                id,
+                outcome: Ok(())
+            }
+        ),
+        Err(ShipError::UnknownEffect(id))
+    );
 
     // A restart from the stored copy keeps the epoch and version: nothing acknowledged
     // is lost, and daughterships resume by version.
-    let mut again = cfg();
+    let mut again = root.config().clone();
     again.restore = Some(stored.clone());
     let root2 = Ship::new(again, Instant::ZERO, Rng::from_seed(2)).unwrap();
     assert_eq!((root2.epoch(), root2.version()), (epoch, 1));
     assert_eq!(root2.tree().get("mode").unwrap(), "slow");
+}
+
+/// Changes that arrive while a store is in flight wait, then go together in the next
+/// store: one write for many (group commit).
+#[test]
+fn changes_during_a_store_are_stored_together() {
+    let mut root = durable_root();
+    let t0 = Instant::ZERO;
+    for k in 1..=3 {
+        root.handle(
+            t0,
+            Input::ClientOpened {
+                client: ClientId(k),
+                origin: origin(),
+            },
+        )
+        .unwrap();
+    }
+    set_on(&mut root, t0, ClientId(1), "set a 1");
+    let (first, st) = store_of(&drain(&mut root));
+    assert_eq!(st.version, 1);
+    set_on(&mut root, t0, ClientId(2), "set b 2");
+    set_on(&mut root, t0, ClientId(3), "set c 3");
+    assert!(
+        drain(&mut root).is_empty(),
+        "no second store while one is in flight"
+    );
+    root.handle(
+        t0,
+        Input::EffectDone {
+            id: first,
+            outcome: Ok(()),
+        },
+    )
+    .unwrap();
+    let out = drain(&mut root);
+    assert!(out.contains(&Output::ToClient(ClientId(1), reply(200, "version=1"))));
+    let (second, st) = store_of(&out);
+    assert_eq!(st.version, 3, "both waiting changes in one store");
+    assert_eq!(st.tree.get("c").unwrap(), "3");
+    root.handle(
+        t0,
+        Input::EffectDone {
+            id: second,
+            outcome: Ok(()),
+        },
+    )
+    .unwrap();
+    let out = drain(&mut root);
+    assert!(out.contains(&Output::ToClient(ClientId(2), reply(200, "version=2"))));
+    assert!(out.contains(&Output::ToClient(ClientId(3), reply(200, "version=3"))));
+}
+
+/// A store that fails is retried after a pause; its change is neither acknowledged nor
+/// applied meanwhile, and a client whose deadline passes is told the outcome is in doubt.
+#[test]
+fn a_failed_store_is_retried_and_nothing_is_acknowledged_before() {
+    let mut root = durable_root();
+    let c = ClientId(1);
+    let t0 = Instant::ZERO;
+    root.handle(
+        t0,
+        Input::ClientOpened {
+            client: c,
+            origin: origin(),
+        },
+    )
+    .unwrap();
+    set_on(&mut root, t0, c, "set mode slow");
+    let (id, _) = store_of(&drain(&mut root));
+    let outcome = Err(EffectError::Failed("disk full".into()));
+    root.handle(t0, Input::EffectDone { id, outcome }).unwrap();
+    let out = drain(&mut root);
+    assert!(
+        matches!(&out[..], [Output::Event(ShipEvent::StoreFailed { version: 1, error })] if error == "disk full"),
+        "{out:?}"
+    );
+    assert_eq!(root.version(), 0);
+    // The retry comes after a pause, with the same change (progress lines meanwhile).
+    let mut retry_at;
+    let retried = loop {
+        retry_at = root.poll_timeout().unwrap();
+        root.handle_timeout(retry_at);
+        let out = drain(&mut root);
+        if out.iter().any(|o| matches!(o, Output::Effect(_))) {
+            break out;
+        }
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, Output::ToClient(_, b) if b.starts_with(b"100"))),
+            "{out:?}"
+        );
+    };
+    assert!(retry_at > t0);
+    let (id2, st) = store_of(&retried);
+    assert_ne!(id, id2);
+    assert_eq!(st.version, 1);
+    // It hangs past the client's deadline: the client hears 504, in doubt.
+    let deadline = t0 + ShipTimings::default().config_timeout;
+    let mut now = retry_at;
+    while now < deadline {
+        now = root.poll_timeout().unwrap().max(now);
+        root.handle_timeout(now);
+        let out = drain(&mut root);
+        if let Some(Output::ToClient(_, b)) = out
+            .iter()
+            .find(|o| matches!(o, Output::ToClient(_, b) if !b.starts_with(b"1")))
+        {
+            let text = String::from_utf8_lossy(b);
+            assert!(text.starts_with("504 set mode was not stored"), "{text}");
+            assert!(text.contains("in doubt"), "{text}");
+            break;
+        }
+    }
+    assert!(now >= deadline);
+    // When the store finally lands the change is applied (it may have been stored), but
+    // the client is not answered twice.
+    root.handle(
+        now,
+        Input::EffectDone {
+            id: id2,
+            outcome: Ok(()),
+        },
+    )
+    .unwrap();
+    let out = drain(&mut root);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::ToClient(..))),
+        "{out:?}"
+    );
+    assert_eq!(root.version(), 1);
 }
 
 #[test]

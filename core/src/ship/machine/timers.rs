@@ -81,12 +81,14 @@ impl Ship {
                 self.decided.remove(&ticket);
                 self.config_routes.remove(&ticket);
             }
+            Timer::StoreRetry => self.start_store(),
         }
     }
 
     pub(super) fn on_req_timer(&mut self, now: Instant, ticket: Ticket) {
         let t = self.cfg.timings.clone();
         let parent_up = self.parent_up();
+        let is_root = self.is_root();
         let Some(req) = self.reqs.get_mut(&ticket) else {
             return;
         };
@@ -101,6 +103,10 @@ impl Ship {
                 ReqKind::Connect { key } => (
                     req.client,
                     format!("waiting for an accept on {key} ({waited})"),
+                ),
+                ReqKind::Config { .. } if is_root => (
+                    req.client,
+                    format!("waiting for the change to be stored ({waited})"),
                 ),
                 ReqKind::Config { .. } => {
                     (req.client, format!("waiting for the mothership ({waited})"))
@@ -175,16 +181,20 @@ impl Ship {
                     format!("connect {key} expired after {waited}: no acceptor was found"),
                 )
             }
-            ReqKind::Config { op, .. } => (
-                504,
-                format!(
-                    "{} got no answer from the mothership within {waited}",
-                    match op {
-                        ConfigOp::Set { path, .. } => format!("set {path}"),
-                        ConfigOp::Claim { pattern, .. } => format!("claim {pattern}"),
-                    }
-                ),
-            ),
+            ReqKind::Config { op, .. } => {
+                let what = match op {
+                    ConfigOp::Set { path, .. } => format!("set {path}"),
+                    ConfigOp::Claim { pattern, .. } => format!("claim {pattern}"),
+                };
+                let text = if self.is_root() {
+                    format!(
+                        "{what} was not stored within {waited}: in doubt, it may still be applied"
+                    )
+                } else {
+                    format!("{what} got no answer from the mothership within {waited}")
+                };
+                (504, text)
+            }
         };
         self.finish_client(req.client, code, &text);
     }

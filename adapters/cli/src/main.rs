@@ -28,6 +28,7 @@ mod mothership;
 mod ship_cli;
 mod ship_daemon;
 mod sim;
+mod state_file;
 mod status;
 
 /// What a subcommand returns: an exit code, or an error to print.

@@ -3,13 +3,15 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flotilla_core::Rng;
-use flotilla_core::ship::{Ship, ShipCommand, ShipConfig, ShipEvent, Stored};
+use flotilla_core::ship::{Ship, ShipConfig, ShipEvent};
 use flotilla_tokio::{Driver, DriverConfig};
 use tracing::{debug, info, warn};
+
+use crate::state_file::StateFile;
 
 /// Exit code for a configuration the ship cannot start with.
 pub(crate) const EXIT_CONFIG: u8 = 2;
@@ -54,7 +56,7 @@ pub(crate) async fn run(
         }
         Err(e) => return fail(1, format_args!("cannot listen on {listen}: {e}")),
     };
-    let me = driver.local_addrs().peer;
+    let me = driver.local_addrs().peer();
     if me.ip().is_unspecified() {
         warn!(
             %me,
@@ -69,7 +71,9 @@ pub(crate) async fn run(
         Err(e) => return fail(EXIT_CONFIG, e),
     };
     info!(id = format_args!("{:016x}", ship.id()), %me, "ship started");
-    let mut node = driver.start(ship);
+    // Only a durable mothership asks for stores; the state file's writer runs them on a
+    // thread of its own, off the ship's loop.
+    let mut node = driver.start_with(ship, StateFile::new(state));
     println!("{}", ready(me));
     // Whoever waits for the ready line may be reading a pipe.
     let _ = std::io::stdout().flush();
@@ -83,20 +87,6 @@ pub(crate) async fn run(
             ev = node.next_event() => match ev {
                 Some(ShipEvent::Refused { reason }) => {
                     break fail(1, format_args!("refused by parent: {reason}"));
-                }
-                Some(ShipEvent::Persist(stored)) => {
-                    let Some(path) = &state else {
-                        break fail(1, "the ship asked to store a change but has no state file");
-                    };
-                    // Stored before the ship acknowledges anything: a failed write stops
-                    // the mothership rather than acknowledge what could be lost.
-                    if let Err(e) = write_state(path, &stored) {
-                        break fail(1, format_args!("cannot write the state file {}: {e}", path.display()));
-                    }
-                    let done = ShipCommand::Persisted { version: stored.version };
-                    if node.command(done).await.is_err() {
-                        break fail(1, "the ship stopped unexpectedly");
-                    }
                 }
                 Some(ev) => log_event(ev, parent),
                 None => break fail(1, "the ship stopped unexpectedly"),
@@ -135,6 +125,11 @@ fn log_event(ev: ShipEvent, parent: Option<SocketAddr>) {
         ShipEvent::ChildJoined(child) => info!(%child, "daughtership joined"),
         ShipEvent::ChildLost(child) => warn!(%child, "daughtership lost"),
         ShipEvent::Matched { key, conn } => info!(%key, %conn, "connection brokered"),
+        ShipEvent::StoreFailed { version, error } => warn!(
+            version,
+            %error,
+            "storing a change failed: nothing is acknowledged until a retry succeeds"
+        ),
         other => debug!(event = ?other, "ship event"),
     }
 }
@@ -150,32 +145,4 @@ async fn terminated() {
         }
     }
     std::future::pending::<()>().await;
-}
-
-/// Reads a state file written by [`write_state`]; `None` if there is none yet.
-pub(crate) fn read_state(path: &Path) -> Result<Option<Stored>, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => Stored::decode(&bytes.into())
-            .map(Some)
-            .map_err(|e| format!("{}: not a flotilla state file: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-/// Writes the stored copy so that a crash leaves either the old file or the new one:
-/// a temporary file, synced, then renamed over the old one.
-fn write_state(path: &Path, stored: &Stored) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&stored.encode())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable.
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

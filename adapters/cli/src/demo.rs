@@ -36,7 +36,7 @@ async fn start_node(
     addrs: &[SocketAddr],
     events: &mpsc::Sender<(usize, HeartbeatEvent)>,
 ) -> Result<(NodeHandle<Heartbeat>, u64), Box<dyn std::error::Error>> {
-    let me = driver.local_addrs().peer;
+    let me = driver.local_addrs().peer();
     let mut cfg = HeartbeatConfig::lan(me, addrs.to_vec());
     cfg.interval = INTERVAL;
     cfg.timeout = TIMEOUT;
@@ -67,7 +67,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     for _ in 0..n {
         drivers.push(Driver::bind(DriverConfig::udp(any)).await?);
     }
-    let addrs: Vec<SocketAddr> = drivers.iter().map(|d| d.local_addrs().peer).collect();
+    let addrs: Vec<SocketAddr> = drivers.iter().map(|d| d.local_addrs().peer()).collect();
     let name = |a: SocketAddr| match addrs.iter().position(|x| *x == a) {
         Some(j) => format!("node{}", j + 1),
         None => a.to_string(),

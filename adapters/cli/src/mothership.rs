@@ -10,6 +10,7 @@ use flotilla_core::ship::tree::ConfigTree;
 
 use crate::Outcome;
 use crate::ship_daemon::{self, EXIT_CONFIG, fail};
+use crate::state_file;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -50,7 +51,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     };
     tracing::info!(config = %file, "configuration read");
     let restore = match &args.state {
-        Some(path) => match ship_daemon::read_state(path) {
+        Some(path) => match state_file::read_state(path) {
             Ok(st) => st,
             Err(e) => return Ok(fail(EXIT_CONFIG, e)),
         },

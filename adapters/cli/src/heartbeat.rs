@@ -43,7 +43,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         Transport::Tcp => DriverConfig::tcp(args.listen),
     };
     let driver = Driver::bind(config).await?;
-    let me = driver.local_addrs().peer;
+    let me = driver.local_addrs().peer();
     let mut hb = HeartbeatConfig::lan(me, args.peers);
     hb.interval = Duration::from_millis(args.interval_ms);
     hb.timeout = Duration::from_millis(args.timeout_ms);

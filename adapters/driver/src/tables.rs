@@ -1,105 +1,18 @@
-//! Pure helpers shared by the runtime adapters (no I/O here).
-//!
-//! `flotilla-tokio` and `flotilla-smol` run the same loop over different runtimes. What
-//! does not depend on a runtime lives here, so both behave alike and the logic is tested
-//! once: the configuration, time conversion, the stream frame reader, the first-byte sniff,
-//! client id allocation, statistics, and the two routing tables (peer links and client
-//! streams) with their overload policies. Nothing here opens a socket, spawns, or reads a
-//! clock: the adapters pass instants and queue handles in.
+//! The driver's pure parts (no I/O here), tested on their own: time conversion, the
+//! stream frame reader, the first-byte sniff, client id allocation, statistics, and the
+//! two routing tables (peer links and client streams) with their overload policies.
+//! Nothing here opens a socket, spawns, or reads a clock: callers pass instants and queue
+//! handles in.
 
-use core::net::SocketAddr;
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::machine::{ClientId, PeerAddr};
-use crate::time::{Instant, duration_nanos};
-use crate::wire::{FRAME_MAGIC, Frame, FrameError, Limits, split_frame};
-
-/// How peers reach this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerTransport {
-    /// One datagram carries one frame. The bound address is the node's identity.
-    Udp {
-        /// Address to bind; port 0 picks a free port.
-        bind: SocketAddr,
-    },
-    /// Frames follow each other on TCP streams. The listen address is the node's identity
-    /// (announced to acceptors in a hello), so bind an address peers can dial, not
-    /// `0.0.0.0`. The listener also accepts line-protocol clients, told apart by their
-    /// first byte.
-    Tcp {
-        /// Address to listen on; port 0 picks a free port.
-        listen: SocketAddr,
-    },
-}
-
-/// Everything a driver needs besides the machine.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DriverConfig {
-    /// The peer transport.
-    pub peer: PeerTransport,
-    /// A separate port for line-protocol clients, if any.
-    pub client_listen: Option<SocketAddr>,
-    /// Bounds applied while decoding frames.
-    pub limits: Limits,
-    /// Commands the embedding program may queue before `send` waits.
-    pub command_capacity: usize,
-    /// Events queued for the embedding program before the driver waits for it to read.
-    pub event_capacity: usize,
-    /// Inputs (frames, client bytes) queued for the machine before readers wait.
-    pub inbound_capacity: usize,
-    /// Frames queued per TCP peer (also while dialing); beyond it frames are dropped.
-    pub peer_queue: usize,
-    /// Writes queued per client; a client that lets it fill is closed as too slow.
-    pub client_queue: usize,
-    /// Longest wait for a TCP dial, or for a peer's hello after its first byte.
-    pub connect_timeout: Duration,
-}
-
-impl DriverConfig {
-    /// Defaults around `peer`, with no client port.
-    pub fn new(peer: PeerTransport) -> Self {
-        DriverConfig {
-            peer,
-            client_listen: None,
-            limits: Limits::default(),
-            command_capacity: 64,
-            event_capacity: 256,
-            inbound_capacity: 1024,
-            peer_queue: 256,
-            client_queue: 256,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// Peers over UDP on `bind`.
-    pub fn udp(bind: SocketAddr) -> Self {
-        Self::new(PeerTransport::Udp { bind })
-    }
-
-    /// Peers (and sniffed clients) over TCP on `listen`.
-    pub fn tcp(listen: SocketAddr) -> Self {
-        Self::new(PeerTransport::Tcp { listen })
-    }
-
-    /// Adds a client-only port.
-    pub fn with_client_listen(mut self, addr: SocketAddr) -> Self {
-        self.client_listen = Some(addr);
-        self
-    }
-}
-
-/// The addresses a driver actually bound (port 0 resolved).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalAddrs {
-    /// The peer socket: the node's identity for other nodes.
-    pub peer: SocketAddr,
-    /// The client-only port, if configured.
-    pub client: Option<SocketAddr>,
-}
+use flotilla_core::time::{Instant, duration_nanos};
+use flotilla_core::wire::{FRAME_MAGIC, Frame, FrameError, Limits, split_frame};
+use flotilla_core::{ClientId, PeerAddr};
 
 /// Converts between the runtime's monotonic clock and the core's [`Instant`].
 ///
@@ -232,10 +145,18 @@ pub enum Stat {
     ClientsOpened,
     /// Clients closed because they did not read fast enough.
     SlowClients,
+    /// Clients refused because `max_clients` were open.
+    ClientsRefused,
+    /// Effects that produced a value.
+    EffectsDone,
+    /// Effects that failed (including those refused as overloaded).
+    EffectsFailed,
+    /// Effects that ran out of time.
+    EffectsTimedOut,
 }
 
-/// Number of [`Stat`] variants; `SlowClients` must stay the last one.
-const STATS: usize = Stat::SlowClients as usize + 1;
+/// Number of [`Stat`] variants; `EffectsTimedOut` must stay the last one.
+const STATS: usize = Stat::EffectsTimedOut as usize + 1;
 
 /// Counters shared between a driver's tasks; read them with [`Counters::snapshot`].
 #[derive(Debug, Default)]
@@ -266,6 +187,10 @@ impl Counters {
             dial_failures: v(Stat::DialFailures),
             clients_opened: v(Stat::ClientsOpened),
             slow_clients: v(Stat::SlowClients),
+            clients_refused: v(Stat::ClientsRefused),
+            effects_done: v(Stat::EffectsDone),
+            effects_failed: v(Stat::EffectsFailed),
+            effects_timed_out: v(Stat::EffectsTimedOut),
         }
     }
 }
@@ -289,6 +214,14 @@ pub struct DriverStats {
     pub clients_opened: u64,
     /// See [`Stat::SlowClients`].
     pub slow_clients: u64,
+    /// See [`Stat::ClientsRefused`].
+    pub clients_refused: u64,
+    /// See [`Stat::EffectsDone`].
+    pub effects_done: u64,
+    /// See [`Stat::EffectsFailed`].
+    pub effects_failed: u64,
+    /// See [`Stat::EffectsTimedOut`].
+    pub effects_timed_out: u64,
 }
 
 /// The result of offering an item to a bounded queue without waiting.
@@ -506,7 +439,7 @@ impl<O: Outlet<ClientWrite>, G> ClientTable<O, G> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Kind, transport};
+    use flotilla_core::wire::{Kind, transport};
     use std::cell::RefCell;
     use std::rc::Rc;
 

@@ -56,8 +56,8 @@ pub(crate) async fn ask<T>(
 ) -> Result<T, ExitCode> {
     match tokio::time::timeout(limit, req).await {
         Ok(Ok(t)) => Ok(t),
-        Ok(Err(Error::Ship(ClientError::Refused { text, .. }))) => Err(fail(text)),
-        Ok(Err(Error::Ship(e))) => Err(fail(format_args!("{what}: {e}"))),
+        Ok(Err(Error::Server(ClientError::Refused { text, .. }))) => Err(fail(text)),
+        Ok(Err(Error::Server(e))) => Err(fail(format_args!("{what}: {e}"))),
         Ok(Err(Error::Io(e))) => Err(fail(format_args!(
             "{what}: lost the connection to ship at {ship}: {e}"
         ))),

@@ -1,0 +1,543 @@
+//! Connection tasks: listeners, the first-byte sniff, client streams, peer streams (with
+//! the transport hello), and dials. Each is generic over the runtime's stream halves, so
+//! TCP and Unix-domain connections run the same code.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use flotilla_core::wire::{Frame, Limits, transport};
+use flotilla_core::{ClientId, ClientOrigin, PeerAddr};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::config::{Carries, ListenAddr, Listener};
+use crate::runtime::{ReadHalf, Runtime, TcpAccepted, WriteHalf, timeout};
+use crate::tables::{
+    ClientIds, ClientWrite, Counters, FrameReader, Offer, Outlet, Stat, StreamKind, sniff,
+};
+
+/// Bytes read per call on a stream.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A bounded channel as the core's routing tables see it.
+pub(crate) struct Tx<T>(pub(crate) mpsc::Sender<T>);
+
+impl<T> Outlet<T> for Tx<T> {
+    fn offer(&self, item: T) -> Offer<T> {
+        match self.0.try_send(item) {
+            Ok(()) => Offer::Accepted,
+            Err(mpsc::error::TrySendError::Full(t)) => Offer::Full(t),
+            Err(mpsc::error::TrySendError::Closed(t)) => Offer::Closed(t),
+        }
+    }
+}
+
+/// What connection tasks tell the machine's task.
+pub(crate) enum Inbound {
+    Frame {
+        from: PeerAddr,
+        frame: Frame,
+    },
+    PeerConnected {
+        peer: PeerAddr,
+        conn: u64,
+        tx: mpsc::Sender<Frame>,
+    },
+    PeerLost {
+        peer: PeerAddr,
+        conn: u64,
+    },
+    ClientOpened {
+        id: ClientId,
+        origin: ClientOrigin,
+        tx: mpsc::Sender<ClientWrite>,
+        kill: oneshot::Sender<()>,
+    },
+    ClientData(ClientId, Bytes),
+    ClientGone(ClientId),
+}
+
+/// What every task of one node needs.
+pub(crate) struct Shared<R: Runtime> {
+    pub(crate) rt: R,
+    pub(crate) inbound: mpsc::Sender<Inbound>,
+    pub(crate) stats: Arc<Counters>,
+    pub(crate) ids: ClientIds,
+    pub(crate) conns: AtomicU64,
+    pub(crate) limits: Limits,
+    pub(crate) peer_queue: usize,
+    pub(crate) client_queue: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) me: Option<SocketAddr>,
+    pub(crate) stop: watch::Receiver<()>,
+    /// Every task holds a clone; the node's shutdown waits until all are dropped.
+    pub(crate) alive: Mutex<Option<mpsc::Sender<()>>>,
+    pub(crate) open_clients: AtomicUsize,
+    pub(crate) max_clients: usize,
+    pub(crate) refusal: Bytes,
+}
+
+impl<R: Runtime> Shared<R> {
+    /// Spawns a task that ends when the node stops, so no socket outlives its node. Once
+    /// the node is stopping, nothing new is spawned.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let Some(alive) = self.alive.lock().ok().and_then(|a| a.clone()) else {
+            return;
+        };
+        let mut stop = self.stop.clone();
+        drop(self.rt.spawn(async move {
+            let _alive = alive;
+            tokio::select! {
+                () = fut => {}
+                _ = stop.changed() => {}
+            }
+        }));
+    }
+
+    /// The node is stopping: tasks spawned from now on never start.
+    pub(crate) fn stopping(&self) {
+        if let Ok(mut a) = self.alive.lock() {
+            a.take();
+        }
+    }
+
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.conns.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A bound listener, before its accept loop starts.
+pub(crate) enum Bound<R: Runtime> {
+    Tcp {
+        listener: Listener,
+        socket: R::TcpListener,
+    },
+    Unix {
+        listener: Listener,
+        socket: R::UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl<R: Runtime> Bound<R> {
+    pub(crate) async fn bind(rt: &R, l: &Listener) -> io::Result<Self> {
+        match &l.addr {
+            ListenAddr::Tcp(a) => Ok(Bound::Tcp {
+                listener: l.clone(),
+                socket: rt.tcp_bind(*a).await?,
+            }),
+            ListenAddr::Unix(path) => {
+                let socket = match rt.unix_bind(path) {
+                    Ok(s) => s,
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                        // A socket file left by a process that died: replace it. One that
+                        // a live process answers on stays, and binding fails.
+                        if rt.unix_connect(path).await.is_ok() {
+                            return Err(e);
+                        }
+                        std::fs::remove_file(path)?;
+                        rt.unix_bind(path)?
+                    }
+                    Err(e) => return Err(e),
+                };
+                Ok(Bound::Unix {
+                    listener: l.clone(),
+                    socket,
+                    path: path.clone(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn local_addr(&self, rt: &R) -> io::Result<ListenAddr> {
+        match self {
+            Bound::Tcp { socket, .. } => rt.tcp_local_addr(socket).map(ListenAddr::Tcp),
+            Bound::Unix { path, .. } => Ok(ListenAddr::Unix(path.clone())),
+        }
+    }
+
+    pub(crate) fn unix_path(&self) -> Option<PathBuf> {
+        match self {
+            Bound::Unix { path, .. } => Some(path.clone()),
+            Bound::Tcp { .. } => None,
+        }
+    }
+
+    /// Starts the accept loop.
+    pub(crate) fn serve(self, shared: &Arc<Shared<R>>) {
+        match self {
+            Bound::Tcp { listener, socket } => {
+                shared.spawn(tcp_accept_loop(shared.clone(), socket, listener))
+            }
+            Bound::Unix {
+                listener, socket, ..
+            } => shared.spawn(unix_accept_loop(shared.clone(), socket, listener)),
+        }
+    }
+}
+
+async fn tcp_accept_loop<R: Runtime>(shared: Arc<Shared<R>>, socket: R::TcpListener, l: Listener) {
+    loop {
+        match shared.rt.tcp_accept(&socket).await {
+            Ok(TcpAccepted {
+                read,
+                write,
+                peer,
+                local,
+            }) => {
+                let origin = ClientOrigin::tcp(l.id, peer, local);
+                shared.spawn(serve(shared.clone(), read, write, l.carries, origin));
+            }
+            Err(e) => accept_failed(&shared, &e).await,
+        }
+    }
+}
+
+async fn unix_accept_loop<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    socket: R::UnixListener,
+    l: Listener,
+) {
+    loop {
+        match shared.rt.unix_accept(&socket).await {
+            Ok((read, write)) => {
+                let origin = ClientOrigin::unix(l.id);
+                shared.spawn(serve(shared.clone(), read, write, l.carries, origin));
+            }
+            Err(e) => accept_failed(&shared, &e).await,
+        }
+    }
+}
+
+/// Typically out of file descriptors: pause rather than spin.
+async fn accept_failed<R: Runtime>(shared: &Shared<R>, e: &io::Error) {
+    warn!(error = %e, "accept failed");
+    let at = shared.rt.now() + Duration::from_millis(100);
+    shared.rt.sleep_until(at).await;
+}
+
+/// Serves one accepted connection: as a client, as a peer, or as whichever its first byte
+/// says.
+async fn serve<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
+    shared: Arc<Shared<R>>,
+    mut rd: Rd,
+    wr: Wr,
+    carries: Carries,
+    origin: ClientOrigin,
+) {
+    match carries {
+        Carries::Clients => client_stream(shared, rd, wr, origin, None).await,
+        Carries::Peers => accept_peer(shared, rd, wr, origin, BytesMut::new()).await,
+        Carries::Both => {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let n = match rd.read(&mut buf).await {
+                Ok(n) if n > 0 => n,
+                _ => return,
+            };
+            match sniff(buf[0]) {
+                StreamKind::Client => {
+                    let first = Bytes::copy_from_slice(&buf[..n]);
+                    client_stream(shared, rd, wr, origin, Some(first)).await;
+                }
+                StreamKind::Peer => {
+                    let first = BytesMut::from(&buf[..n]);
+                    accept_peer(shared, rd, wr, origin, first).await;
+                }
+            }
+        }
+    }
+}
+
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+async fn accept_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
+    shared: Arc<Shared<R>>,
+    mut rd: Rd,
+    wr: Wr,
+    origin: ClientOrigin,
+    buf: BytesMut,
+) {
+    let mut reader = FrameReader::with_buffered(buf, shared.limits);
+    let hello = timeout(
+        &shared.rt,
+        shared.connect_timeout,
+        read_hello(&mut rd, &mut reader),
+    )
+    .await
+    .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()));
+    let peer = match hello {
+        Ok(p) => p,
+        Err(e) => {
+            if e.kind() == io::ErrorKind::InvalidData {
+                shared.stats.bump(Stat::DecodeErrors);
+            }
+            debug!(remote = ?origin.remote, error = %e, "peer stream without a valid hello closed");
+            return;
+        }
+    };
+    let conn = shared.next_conn();
+    let (tx, rx) = mpsc::channel(shared.peer_queue);
+    let connected = Inbound::PeerConnected { peer, conn, tx };
+    if shared.inbound.send(connected).await.is_err() {
+        return;
+    }
+    peer_stream(shared, rd, wr, peer, conn, rx, reader, None).await;
+}
+
+async fn read_more<Rd: ReadHalf>(rd: &mut Rd, reader: &mut FrameReader) -> io::Result<usize> {
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let n = rd.read(&mut chunk).await?;
+    reader.extend(&chunk[..n]);
+    Ok(n)
+}
+
+async fn read_hello<Rd: ReadHalf>(rd: &mut Rd, reader: &mut FrameReader) -> io::Result<PeerAddr> {
+    loop {
+        match reader.next_frame().map_err(invalid)? {
+            Some(f) => return transport::decode_hello(&f).map_err(invalid),
+            None => {
+                if read_more(rd, reader).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn dial<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    peer: PeerAddr,
+    conn: u64,
+    mut rx: mpsc::Receiver<Frame>,
+) {
+    let connect = timeout(
+        &shared.rt,
+        shared.connect_timeout,
+        shared.rt.tcp_connect(peer),
+    )
+    .await;
+    let (rd, wr) = match connect.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())) {
+        Ok(s) => s,
+        Err(e) => {
+            shared.stats.bump(Stat::DialFailures);
+            let dropped = discard(&mut rx);
+            shared.stats.add(Stat::FramesDropped, dropped);
+            debug!(%peer, error = %e, dropped, "dial failed");
+            let _ = shared.inbound.send(Inbound::PeerLost { peer, conn }).await;
+            return;
+        }
+    };
+    let Some(me) = shared.me else {
+        return;
+    };
+    // The hello goes first so the acceptor can name this stream by our listen address.
+    let hello = transport::encode_hello(me).to_bytes();
+    let reader = FrameReader::new(shared.limits);
+    peer_stream(shared, rd, wr, peer, conn, rx, reader, Some(hello)).await;
+}
+
+/// Closes a peer queue and counts what was left in it.
+fn discard(rx: &mut mpsc::Receiver<Frame>) -> u64 {
+    // Closing first makes the machine's next frame redial instead of queueing here.
+    rx.close();
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn peer_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
+    shared: Arc<Shared<R>>,
+    mut rd: Rd,
+    mut wr: Wr,
+    peer: PeerAddr,
+    conn: u64,
+    mut rx: mpsc::Receiver<Frame>,
+    mut reader: FrameReader,
+    greeting: Option<Bytes>,
+) {
+    let ended = pump_peer(
+        &shared,
+        &mut rd,
+        &mut wr,
+        peer,
+        &mut rx,
+        &mut reader,
+        greeting,
+    )
+    .await;
+    let dropped = discard(&mut rx);
+    shared.stats.add(Stat::FramesDropped, dropped);
+    match ended {
+        Ok(()) => debug!(%peer, conn, "peer stream ended"),
+        Err(e) => debug!(%peer, conn, error = %e, "peer stream failed"),
+    }
+    let _ = shared.inbound.send(Inbound::PeerLost { peer, conn }).await;
+}
+
+async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
+    shared: &Shared<R>,
+    rd: &mut Rd,
+    wr: &mut Wr,
+    peer: PeerAddr,
+    rx: &mut mpsc::Receiver<Frame>,
+    reader: &mut FrameReader,
+    greeting: Option<Bytes>,
+) -> io::Result<()> {
+    if let Some(g) = greeting {
+        wr.write_all(&g).await?;
+    }
+    let mut out = BytesMut::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut sending = true;
+    loop {
+        while let Some(frame) = reader.next_frame().map_err(|e| {
+            shared.stats.bump(Stat::DecodeErrors);
+            invalid(e)
+        })? {
+            // Only a stream's first frame may be a hello; later transport frames mean
+            // nothing to the machine.
+            if transport::is_transport(&frame) {
+                continue;
+            }
+            let input = Inbound::Frame { from: peer, frame };
+            if shared.inbound.send(input).await.is_err() {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            r = rd.read(&mut chunk) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                reader.extend(&chunk[..n]);
+            }
+            f = rx.recv(), if sending => match f {
+                Some(f) => {
+                    // Batch what is already queued into one write.
+                    out.clear();
+                    f.encode(&mut out);
+                    let mut n = 1;
+                    while n < 64 {
+                        let Ok(f) = rx.try_recv() else { break };
+                        f.encode(&mut out);
+                        n += 1;
+                    }
+                    wr.write_all(&out).await?;
+                    shared.stats.add(Stat::FramesOut, n);
+                }
+                // A newer connection replaced this one as the link; keep reading.
+                None => sending = false,
+            },
+        }
+    }
+}
+
+/// Decrements the open-client count when a client stream ends, however it ends.
+struct ClientSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn client_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
+    shared: Arc<Shared<R>>,
+    rd: Rd,
+    mut wr: Wr,
+    origin: ClientOrigin,
+    first: Option<Bytes>,
+) {
+    if shared.open_clients.fetch_add(1, Ordering::Relaxed) >= shared.max_clients {
+        shared.open_clients.fetch_sub(1, Ordering::Relaxed);
+        shared.stats.bump(Stat::ClientsRefused);
+        debug!(remote = ?origin.remote, "client refused: too many open");
+        let _ = wr.write_all(&shared.refusal).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+    let _slot = ClientSlot(&shared.open_clients);
+    let id = shared.ids.allocate();
+    let (tx, rx) = mpsc::channel(shared.client_queue);
+    let (kill, killed) = oneshot::channel();
+    let opened = Inbound::ClientOpened {
+        id,
+        origin,
+        tx,
+        kill,
+    };
+    if shared.inbound.send(opened).await.is_err() {
+        return;
+    }
+    let ended = tokio::select! {
+        r = pump_client(&shared, rd, &mut wr, id, rx, first) => r,
+        // Evicted: the machine already knows, and dropping the stream closes it.
+        _ = killed => return,
+    };
+    if let Err(e) = ended {
+        debug!(client = %id, error = %e, "client stream failed");
+    }
+    let _ = shared.inbound.send(Inbound::ClientGone(id)).await;
+}
+
+async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
+    shared: &Shared<R>,
+    mut rd: Rd,
+    wr: &mut Wr,
+    id: ClientId,
+    mut rx: mpsc::Receiver<ClientWrite>,
+    first: Option<Bytes>,
+) -> io::Result<()> {
+    if let Some(b) = first
+        && shared
+            .inbound
+            .send(Inbound::ClientData(id, b))
+            .await
+            .is_err()
+    {
+        return Ok(());
+    }
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        tokio::select! {
+            r = rd.read(&mut chunk) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let data = Inbound::ClientData(id, Bytes::copy_from_slice(&chunk[..n]));
+                if shared.inbound.send(data).await.is_err() {
+                    return Ok(());
+                }
+            }
+            w = rx.recv() => match w {
+                Some(ClientWrite::Data(b)) => wr.write_all(&b).await?,
+                Some(ClientWrite::Close) | None => {
+                    wr.shutdown().await?;
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+/// Whether `path` names a Unix socket someone answers on (used by clients that pick TCP
+/// or Unix by the address's form).
+pub(crate) fn looks_like_path(addr: &str) -> Option<&Path> {
+    if let Some(p) = addr.strip_prefix("unix:") {
+        return Some(Path::new(p));
+    }
+    (addr.starts_with('/') || addr.starts_with("./")).then(|| Path::new(addr))
+}
