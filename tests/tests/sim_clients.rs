@@ -22,14 +22,14 @@ impl std::error::Error for Never {}
 
 /// Greets each client, echoes its lines in upper case, closes on `bye`, and on `ping`
 /// sends a frame to every peer (and one to an address that is no node).
-struct Echo {
+struct Greeter {
     peers: Vec<PeerAddr>,
     out: Outbox<String>,
 }
 
 const KIND_PING: Kind = Kind(0x7F01);
 
-impl Machine for Echo {
+impl Machine for Greeter {
     type Command = ();
     type Event = String;
     type Error = Never;
@@ -79,19 +79,19 @@ impl Machine for Echo {
 }
 
 #[derive(Clone, Default)]
-struct EchoProtocol {
+struct GreeterProtocol {
     pings: Vec<(usize, String)>,
 }
 
-impl Protocol for EchoProtocol {
-    type Machine = Echo;
+impl Protocol for GreeterProtocol {
+    type Machine = Greeter;
 
     fn name(&self) -> &'static str {
-        "echo"
+        "greeter"
     }
 
-    fn build(&mut self, node: &NodeSpec<'_>, _rng: Rng, _now: Instant) -> Echo {
-        Echo {
+    fn build(&mut self, node: &NodeSpec<'_>, _rng: Rng, _now: Instant) -> Greeter {
+        Greeter {
             peers: node
                 .addrs
                 .iter()
@@ -104,7 +104,7 @@ impl Protocol for EchoProtocol {
 
     fn observe(
         &mut self,
-        _world: &World<Echo>,
+        _world: &World<Greeter>,
         obs: flotilla_sim::Observation<'_, (), String, NoEffect>,
     ) {
         if let flotilla_sim::Observation::Event { node, event } = obs {
@@ -112,14 +112,14 @@ impl Protocol for EchoProtocol {
         }
     }
 
-    fn predicate(&self, _name: &str, _world: &World<Echo>) -> bool {
+    fn predicate(&self, _name: &str, _world: &World<Greeter>) -> bool {
         true
     }
 }
 
-fn echo_sim(nodes: usize) -> Sim<EchoProtocol> {
+fn greeter_sim(nodes: usize) -> Sim<GreeterProtocol> {
     Sim::new(
-        EchoProtocol::default(),
+        GreeterProtocol::default(),
         SimConfig {
             nodes,
             seed: 1,
@@ -135,7 +135,7 @@ fn ms(m: u64) -> Instant {
 
 #[test]
 fn client_streams_carry_bytes_both_ways_and_outputs_are_captured() {
-    let mut s = echo_sim(2);
+    let mut s = greeter_sim(2);
     let c = s.open_client(ms(1000), 0);
     s.send_client(ms(2000), c, "abc\n");
     s.send_client(ms(2500), c, "ping\n");
@@ -166,7 +166,7 @@ fn client_streams_carry_bytes_both_ways_and_outputs_are_captured() {
 
 #[test]
 fn a_crash_closes_the_nodes_client_streams() {
-    let mut s = echo_sim(2);
+    let mut s = greeter_sim(2);
     let c = s.open_client(ms(1000), 1);
     s.schedule(ms(2000), Action::Crash(Target::Node(1)));
     s.send_client(ms(3000), c, "anyone?\n");
@@ -185,7 +185,7 @@ fn a_crash_closes_the_nodes_client_streams() {
 
 #[test]
 fn client_input_to_a_paused_node_waits_for_the_resume() {
-    let mut s = echo_sim(3);
+    let mut s = greeter_sim(3);
     s.schedule(ms(500), Action::Pause(Target::Node(2)));
     let c = s.open_client(ms(1000), 2);
     s.send_client(ms(1100), c, "x\n");

@@ -53,6 +53,39 @@ pub use effects::{EffectRunner, NoRunner};
 pub use runtime::{ReadHalf, Runtime, TcpAccepted, WriteHalf, timeout};
 pub use tables::DriverStats;
 
+/// Re-exports the driver and the client libraries for one runtime under that runtime
+/// crate's names: `Driver`, `NodeHandle<M>`, `client::LineClient`,
+/// `ship_client::ShipClient`, and the configuration types. `flotilla-tokio` and
+/// `flotilla-smol` each invoke it once with their runtime type.
+#[macro_export]
+macro_rules! runtime_api {
+    ($rt:ty) => {
+        pub use $crate::{
+            Carries, CommandError, Commander, DriverConfig, DriverStats, EffectRunner, ListenAddr,
+            Listener, LocalAddrs, PeerTransport,
+        };
+
+        /// Sockets bound, machine not yet running.
+        pub type Driver = $crate::Driver<$rt>;
+        /// A running node.
+        pub type NodeHandle<M> = $crate::NodeHandle<M, $rt>;
+
+        /// A client of any flotilla line protocol over TCP or a Unix socket.
+        pub mod client {
+            pub use $crate::client::{Error, MAX_UNREAD_NOTICES};
+            /// A line-protocol connection under this runtime.
+            pub type LineClient = $crate::client::LineClient<$rt>;
+        }
+
+        /// A client of a ship's line protocol (SPEC.md §5.1).
+        pub mod ship_client {
+            pub use $crate::ship_client::{Accepted, Connected, Error};
+            /// A ship connection under this runtime.
+            pub type ShipClient = $crate::ship_client::ShipClient<$rt>;
+        }
+    };
+}
+
 use conn::{Bound, Shared};
 use node::{CommandMsg, Node};
 use tables::{Counters, Epoch};

@@ -37,10 +37,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use flotilla_driver::{
-    Carries, CommandError, Commander, DriverConfig, DriverStats, EffectRunner, ListenAddr,
-    Listener, LocalAddrs, PeerTransport,
-};
 use flotilla_driver::{ReadHalf, TcpAccepted, WriteHalf};
 use smol::Async;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,24 +47,7 @@ use smol::net::{TcpListener, TcpStream};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Smol;
 
-/// Sockets bound, machine not yet running.
-pub type Driver = flotilla_driver::Driver<Smol>;
-/// A running node.
-pub type NodeHandle<M> = flotilla_driver::NodeHandle<M, Smol>;
-
-/// A client of any flotilla line protocol over TCP or a Unix socket.
-pub mod client {
-    pub use flotilla_driver::client::{Error, MAX_UNREAD_NOTICES};
-    /// A line-protocol connection under smol.
-    pub type LineClient = flotilla_driver::client::LineClient<super::Smol>;
-}
-
-/// A client of a ship's line protocol (SPEC.md §5.1).
-pub mod ship_client {
-    pub use flotilla_driver::ship_client::{Accepted, Connected, Error};
-    /// A ship connection under smol.
-    pub type ShipClient = flotilla_driver::ship_client::ShipClient<super::Smol>;
-}
+flotilla_driver::runtime_api!(crate::Smol);
 
 /// A task's result. Dropping it lets the task run on (smol would cancel it); awaiting it
 /// resumes a panic of the task.

@@ -34,10 +34,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use flotilla_driver::{
-    Carries, CommandError, Commander, DriverConfig, DriverStats, EffectRunner, ListenAddr,
-    Listener, LocalAddrs, PeerTransport,
-};
 use flotilla_driver::{ReadHalf, TcpAccepted, WriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream, tcp, unix};
@@ -46,24 +42,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream, tc
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tokio;
 
-/// Sockets bound, machine not yet running.
-pub type Driver = flotilla_driver::Driver<Tokio>;
-/// A running node.
-pub type NodeHandle<M> = flotilla_driver::NodeHandle<M, Tokio>;
-
-/// A client of any flotilla line protocol over TCP or a Unix socket.
-pub mod client {
-    pub use flotilla_driver::client::{Error, MAX_UNREAD_NOTICES};
-    /// A line-protocol connection under tokio.
-    pub type LineClient = flotilla_driver::client::LineClient<super::Tokio>;
-}
-
-/// A client of a ship's line protocol (SPEC.md §5.1).
-pub mod ship_client {
-    pub use flotilla_driver::ship_client::{Accepted, Connected, Error};
-    /// A ship connection under tokio.
-    pub type ShipClient = flotilla_driver::ship_client::ShipClient<super::Tokio>;
-}
+flotilla_driver::runtime_api!(crate::Tokio);
 
 /// A task's result; awaiting resumes a panic of the task.
 pub struct Join<T>(tokio::task::JoinHandle<T>);
