@@ -62,6 +62,9 @@ pub struct Node {
     pub value: Value,
     /// Where it starts.
     pub pos: Pos,
+    /// A number exactly as written (`1.10`, `007`, `1e3`), so that text read from a file
+    /// is given back as it was written; `None` for everything else.
+    pub raw: Option<Box<str>>,
 }
 
 /// A syntax error, or a well-formed file that does not mean anything valid. Displays as
@@ -123,17 +126,59 @@ fn is_delimiter(c: char) -> bool {
     c.is_whitespace() || c == '(' || c == ')' || c == ';' || c == '"'
 }
 
-/// Parses every top-level form in `text`.
+/// Why `c` cannot appear outside a string or comment, if it cannot: control characters
+/// and invisible marks are almost always a file saved with the wrong encoding or pasted
+/// from somewhere odd, and would otherwise become part of a name no one can see.
+fn unexpected(c: char) -> Option<String> {
+    let what = match c {
+        '\u{FEFF}' => "a byte-order mark (U+FEFF)",
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' => "an invisible zero-width character",
+        '\u{FFFD}' => "a replacement character (U+FFFD): the file was not valid UTF-8 when saved",
+        c if c.is_control() => {
+            return Some(format!("unexpected control character U+{:04X}", c as u32));
+        }
+        _ => return None,
+    };
+    Some(format!("unexpected {what}"))
+}
+
+/// The text of a file's bytes, or an error at the first byte that is not UTF-8 (a binary
+/// file, or one saved in another encoding), with its line and column.
+pub fn utf8(bytes: &[u8]) -> Result<&str, SexprError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        // The valid prefix is UTF-8, so its lines and characters can be counted.
+        let good = std::str::from_utf8(good).unwrap_or_default();
+        let line = good.matches('\n').count() as u32 + 1;
+        let col = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+        let byte = bytes[e.valid_up_to()];
+        SexprError::new(
+            Pos { line, col },
+            format!("byte 0x{byte:02x} is not UTF-8 text: is this a binary file, or saved in another encoding?"),
+        )
+    })
+}
+
+/// Parses every top-level form in `text`, which may be at most [`MAX_INPUT`] bytes.
 pub fn parse(text: &str) -> Result<Vec<Node>, SexprError> {
-    if text.len() > MAX_INPUT {
+    parse_with_limit(text, MAX_INPUT)
+}
+
+/// Parses every top-level form in `text`, which may be at most `limit` bytes (a ship's
+/// configuration file may be as large as the configuration it describes).
+pub fn parse_with_limit(text: &str, limit: usize) -> Result<Vec<Node>, SexprError> {
+    if text.len() > limit {
         return Err(SexprError::new(
             Pos { line: 1, col: 1 },
             format!(
-                "input of {} bytes exceeds the {MAX_INPUT}-byte limit",
+                "input of {} bytes exceeds the {limit}-byte limit",
                 text.len()
             ),
         ));
     }
+    // Editors on some systems start UTF-8 files with a byte-order mark: it means nothing
+    // here, so a leading one is passed over (anywhere else it is an error).
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut lx = Lexer {
         chars: text.chars().peekable(),
         pos: Pos { line: 1, col: 1 },
@@ -166,6 +211,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SexprError> {
                 Node {
                     value: Value::List(items),
                     pos: open,
+                    raw: None,
                 }
             }
             '"' => {
@@ -193,6 +239,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SexprError> {
                 Node {
                     value: Value::Str(s),
                     pos: start,
+                    raw: None,
                 }
             }
             _ => {
@@ -201,12 +248,18 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SexprError> {
                     if is_delimiter(ch) {
                         break;
                     }
+                    if let Some(why) = unexpected(ch) {
+                        return Err(SexprError::new(lx.pos, why));
+                    }
                     word.push(ch);
                     lx.bump();
                 }
+                let value = atom(&word, start)?;
+                let raw = matches!(value, Value::Int(_) | Value::Float(_)).then(|| word.into());
                 Node {
-                    value: atom(&word, start)?,
+                    value,
                     pos: start,
+                    raw,
                 }
             }
         };
@@ -293,13 +346,15 @@ impl Node {
         )
     }
 
-    /// The text of a symbol, string, or integer (site names such as `inferno`, host names
-    /// and numeric-looking names are all text to the caller).
+    /// The text of a symbol, string, or number, exactly as written (site names such as
+    /// `inferno`, host names and numeric-looking values such as `1.10` or `007` are all
+    /// text to the caller).
     pub fn text(&self) -> Result<String, SexprError> {
-        match &self.value {
-            Value::Symbol(s) | Value::Str(s) => Ok(s.clone()),
-            Value::Int(i) => Ok(i.to_string()),
-            Value::Float(f) => Ok(f.to_string()),
+        match (&self.value, &self.raw) {
+            (Value::Symbol(s) | Value::Str(s), _) => Ok(s.clone()),
+            (Value::Int(_) | Value::Float(_), Some(raw)) => Ok(raw.to_string()),
+            (Value::Int(i), None) => Ok(i.to_string()),
+            (Value::Float(f), None) => Ok(f.to_string()),
             _ => Err(self.wrong("a name or string")),
         }
     }
@@ -381,6 +436,9 @@ impl fmt::Display for Node {
                     }
                 }
                 f.write_str("\"")
+            }
+            Value::Int(_) | Value::Float(_) if self.raw.is_some() => {
+                f.write_str(self.raw.as_deref().unwrap_or_default())
             }
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{x:?}"),
@@ -465,6 +523,65 @@ mod tests {
         );
     }
 
+    /// A number is given back as written: a configuration value `1.10` is `1.10`, not
+    /// `1.1`.
+    #[test]
+    fn numbers_keep_their_text() {
+        let f = parse("(1.10 007 1e3 1e999999 -0 123456789012345678901234567890)").unwrap();
+        let texts: Vec<String> = f[0]
+            .as_list()
+            .unwrap()
+            .iter()
+            .map(|n| n.text().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "1.10",
+                "007",
+                "1e3",
+                "1e999999",
+                "-0",
+                "123456789012345678901234567890"
+            ]
+        );
+        assert_eq!(f[0].as_list().unwrap()[1].int_in(0, 10), Ok(7));
+        assert!(
+            f[0].as_list().unwrap()[3].number().is_err(),
+            "infinite is not a number"
+        );
+        assert_eq!(
+            f[0].to_string(),
+            "(1.10 007 1e3 1e999999 -0 123456789012345678901234567890)"
+        );
+    }
+
+    /// A leading byte-order mark is passed over; one elsewhere, or a control character,
+    /// is an error at its position.
+    #[test]
+    fn byte_order_marks_and_control_characters() {
+        assert_eq!(parse("\u{FEFF}(:a b)").unwrap().len(), 1);
+        let e = parse("(:a\n b\u{FEFF}c)").unwrap_err();
+        assert_eq!(
+            (e.pos, e.message.as_str()),
+            (
+                Pos { line: 2, col: 3 },
+                "unexpected a byte-order mark (U+FEFF)"
+            )
+        );
+        let e = parse("(:a \u{1}x)").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 1, col: 5 });
+        assert!(e.message.contains("control character U+0001"), "{e}");
+    }
+
+    #[test]
+    fn binary_input_names_its_first_bad_byte() {
+        assert_eq!(utf8(b"(:a b)"), Ok("(:a b)"));
+        let e = utf8(b"(:param a 1)\n(:param b \xff\xfe)").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 11 });
+        assert!(e.message.starts_with("byte 0xff is not UTF-8 text"), "{e}");
+    }
+
     #[test]
     fn durations() {
         let d = |s: &str| parse(s).unwrap()[0].duration();
@@ -491,11 +608,13 @@ mod tests {
         .prop_map(|value| Node {
             value,
             pos: Pos::default(),
+            raw: None,
         });
         leaf.prop_recursive(4, 32, 6, |inner| {
             proptest::collection::vec(inner, 0..6).prop_map(|items| Node {
                 value: Value::List(items),
                 pos: Pos::default(),
+                raw: None,
             })
         })
     }
@@ -508,6 +627,7 @@ mod tests {
                     .map(|i| Node {
                         value: strip(i),
                         pos: Pos::default(),
+                        raw: None,
                     })
                     .collect(),
             ),

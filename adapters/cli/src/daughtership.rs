@@ -9,6 +9,7 @@ use flotilla_core::ship::ShipConfig;
 
 use crate::Outcome;
 use crate::ship_daemon::{self, EXIT_CONFIG, fail};
+use crate::state_file::StateFile;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -53,7 +54,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         listen,
         |me| ShipConfig::daughtership(me, parent),
         |me| format!("daughtership listening on {me} (parent {parent})"),
-        None,
+        StateFile::none(),
     )
     .await;
     Ok(code)

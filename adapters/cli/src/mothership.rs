@@ -10,7 +10,8 @@ use flotilla_core::ship::tree::ConfigTree;
 
 use crate::Outcome;
 use crate::ship_daemon::{self, EXIT_CONFIG, fail};
-use crate::state_file;
+use crate::state_file::StateFile;
+use flotilla_core::sexpr;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -36,11 +37,12 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Outcome {
     let file = args.config.display();
-    let text = match std::fs::read_to_string(&args.config) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(&args.config) {
+        Ok(b) => b,
         Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("{file}: {e}"))),
     };
-    let tree = match ConfigTree::parse(&text) {
+    // A binary file, or one in another encoding, is named with the first bad byte's place.
+    let tree = match sexpr::utf8(&bytes).and_then(ConfigTree::parse) {
         Ok(t) => t,
         // SexprError displays as LINE:COL: message.
         Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("{file}:{e}"))),
@@ -50,12 +52,14 @@ pub(crate) async fn run(args: Args) -> Outcome {
         Err(e) => return Ok(fail(EXIT_CONFIG, e)),
     };
     tracing::info!(config = %file, "configuration read");
-    let restore = match &args.state {
-        Some(path) => match state_file::read_state(path) {
-            Ok(st) => st,
+    // Checked before anything is served: a state file that cannot be written stops the
+    // mothership now, not at its first change.
+    let (restore, store) = match &args.state {
+        Some(path) => match StateFile::open(path) {
+            Ok(opened) => opened,
             Err(e) => return Ok(fail(EXIT_CONFIG, e)),
         },
-        None => None,
+        None => (None, StateFile::none()),
     };
     if let Some(st) = &restore {
         tracing::info!(version = st.version, "starting from the state file");
@@ -70,7 +74,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
             cfg
         },
         |me| format!("mothership listening on {me}"),
-        args.state,
+        store,
     )
     .await;
     Ok(code)

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flotilla_core::Rng;
@@ -42,7 +41,7 @@ pub(crate) async fn run(
     listen: SocketAddr,
     make: impl FnOnce(SocketAddr) -> ShipConfig,
     ready: impl FnOnce(SocketAddr) -> String,
-    state: Option<PathBuf>,
+    store: StateFile,
 ) -> ExitCode {
     let driver = match Driver::bind(DriverConfig::tcp(listen)).await {
         Ok(d) => d,
@@ -73,7 +72,7 @@ pub(crate) async fn run(
     info!(id = format_args!("{:016x}", ship.id()), %me, "ship started");
     // Only a durable mothership asks for stores; the state file's writer runs them on a
     // thread of its own, off the ship's loop.
-    let mut node = driver.start_with(ship, StateFile::new(state));
+    let mut node = driver.start_with(ship, store);
     println!("{}", ready(me));
     // Whoever waits for the ready line may be reading a pipe.
     let _ = std::io::stdout().flush();

@@ -125,6 +125,7 @@ fn signed_nanos(n: &Node) -> Result<i64, SexprError> {
                     .and_then(|v| v.into_iter().next())
                     .map_or(Value::Symbol(s.clone()), |v| v.value),
                 pos: n.pos,
+                raw: None,
             },
         ),
         Value::Int(i) if *i < 0 => (
@@ -132,6 +133,7 @@ fn signed_nanos(n: &Node) -> Result<i64, SexprError> {
             Node {
                 value: Value::Int(-i),
                 pos: n.pos,
+                raw: None,
             },
         ),
         Value::Float(f) if *f < 0.0 => (
@@ -139,6 +141,7 @@ fn signed_nanos(n: &Node) -> Result<i64, SexprError> {
             Node {
                 value: Value::Float(-f),
                 pos: n.pos,
+                raw: None,
             },
         ),
         _ => (false, n.clone()),

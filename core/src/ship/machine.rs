@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use super::command::{BadRequest, HELP, Request, parse_request};
 use super::msg::{ConfigOp, ConfigOutcome, FAMILY, MAX_DELTAS, MAX_SUBTREE, ShipMsg, Ticket};
+pub use super::store::{StoreBatch, Stored};
 use super::tree::{Change, ConfigError, ConfigTree};
 use crate::compose::Part;
 use crate::line::{LineBuffer, reply};
@@ -29,6 +30,7 @@ use crate::machine::{
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
 use crate::wire::{DecodeError, Reader, Writer};
+use snapshots::{Receiving, SnapshotCache};
 
 /// Timing knobs. Defaults suit a LAN; the simulator shrinks them.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,11 +87,19 @@ pub struct ShipLimits {
     pub delta_log: usize,
     /// Longest request line.
     pub max_line: usize,
+    /// Largest configuration, in bytes of its encoded form: a change past it is refused
+    /// (`507`). At most [`super::tree::MAX_CONFIG_BYTES`].
+    pub max_config_bytes: usize,
+    /// How long a client may leave a line unfinished (bytes sent, no newline) before it
+    /// is told so and closed.
+    pub partial_line_timeout: Duration,
 }
 
 impl Default for ShipLimits {
     fn default() -> Self {
         ShipLimits {
+            max_config_bytes: super::tree::MAX_CONFIG_BYTES,
+            partial_line_timeout: Duration::from_secs(30),
             max_clients: 10_000,
             max_requests: 100_000,
             delta_log: 4096,
@@ -130,94 +140,6 @@ pub struct ShipConfig {
     pub canary_reuse_conn_ids: bool,
 }
 
-/// A stored configuration copy: what [`ShipEffect::Store`] asks to keep and
-/// [`ShipConfig::restore`] starts from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stored {
-    /// Root epoch.
-    pub epoch: u64,
-    /// Version.
-    pub version: u64,
-    /// The whole tree at that version.
-    pub tree: ConfigTree,
-    /// Recent decisions on requests from daughterships, so that a request retried across
-    /// a restart of the mothership is answered, not applied twice.
-    pub decided: Vec<(Ticket, ConfigOutcome)>,
-}
-
-/// First bytes of a stored copy ("flotilla ship state", format 1).
-const STORED_MAGIC: &[u8; 8] = b"FLSHIP\x00\x01";
-
-impl Stored {
-    /// The stored copy as bytes for a state file.
-    pub fn encode(&self) -> Bytes {
-        let mut w = Writer::new();
-        for b in STORED_MAGIC {
-            w.u8(*b);
-        }
-        w.u64(self.epoch).u64(self.version);
-        self.tree.encode(&mut w);
-        w.count(self.decided.len());
-        for (t, o) in &self.decided {
-            w.u64(t.origin).u64(t.seq);
-            match o {
-                ConfigOutcome::Applied { version, text } => w.u8(1).u64(*version).str(text),
-                ConfigOutcome::Refused { code, text } => w.u8(2).u16(*code).str(text),
-            };
-        }
-        w.finish()
-    }
-
-    /// Reads bytes written by [`Stored::encode`].
-    pub fn decode(bytes: &Bytes) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        for (i, want) in STORED_MAGIC.iter().enumerate() {
-            let got = r.u8()?;
-            if got != *want {
-                return Err(DecodeError::InvalidValue {
-                    field: "state file header",
-                    value: i as u64,
-                });
-            }
-        }
-        let epoch = r.u64()?;
-        let version = r.u64()?;
-        let tree = ConfigTree::decode(&mut r)?;
-        let n = r.count("decisions", 1 << 20, 19)?;
-        let mut decided = Vec::with_capacity(n);
-        for _ in 0..n {
-            let ticket = Ticket {
-                origin: r.u64()?,
-                seq: r.u64()?,
-            };
-            let outcome = match r.u8()? {
-                1 => ConfigOutcome::Applied {
-                    version: r.u64()?,
-                    text: r.str("text", super::tree::MAX_TEXT)?,
-                },
-                2 => ConfigOutcome::Refused {
-                    code: r.u16()?,
-                    text: r.str("text", super::tree::MAX_TEXT)?,
-                },
-                v => {
-                    return Err(DecodeError::InvalidValue {
-                        field: "decision",
-                        value: u64::from(v),
-                    });
-                }
-            };
-            decided.push((ticket, outcome));
-        }
-        r.finish()?;
-        Ok(Stored {
-            epoch,
-            version,
-            tree,
-            decided,
-        })
-    }
-}
-
 /// Commands from the embedding program. A ship takes none today: everything reaches it
 /// through its client port, its peers, and the outcomes of its effects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,12 +149,14 @@ pub enum ShipCommand {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ShipEffect {
-    /// Root with `durable`: store this copy durably, replacing what was stored before,
-    /// and succeed once it is on disk. Until then the changes it holds are neither
-    /// acknowledged nor passed on. The ship asks for one store at a time (changes that
-    /// arrive meanwhile go together into the next: one write for many), and a runner
-    /// must apply stores in the order asked, also after a timeout.
-    Store(Stored),
+    /// Root with `durable`: add this batch of changes (and, the first time, the copy they
+    /// start from) to what is stored, durably, and succeed once it is on disk. Until then
+    /// the changes it holds are neither acknowledged nor passed on. The ship asks for one
+    /// store at a time (changes that arrive meanwhile go together into the next: one
+    /// write for many); a batch retried after a failure or a timeout holds every change
+    /// not yet confirmed, so applying it twice is harmless ([`Stored::apply`] skips what
+    /// it has). A runner must apply batches in the order asked.
+    Store(StoreBatch),
 }
 
 impl ShipConfig {
@@ -370,6 +294,10 @@ pub struct ShipStats {
     pub changes_applied: u64,
     /// Snapshots installed.
     pub snapshots: u64,
+    /// Snapshot pieces sent to children.
+    pub snapshot_pieces: u64,
+    /// Snapshots received whole that did not decode (dropped, pulled again).
+    pub bad_snapshots: u64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -414,12 +342,77 @@ struct Staged {
 /// Root with `durable`: the store in flight, one at a time.
 #[derive(Debug, Default)]
 struct StoreState {
-    /// The store's effect id and the highest version it holds.
-    inflight: Option<(EffectId, u64)>,
+    /// The store in flight.
+    inflight: Option<Inflight>,
     /// Stores that failed in a row; each doubles the pause before the next try.
     failures: u32,
     /// Effect ids handed out so far.
     next_id: u64,
+    /// The store holds this epoch's copy (restored from it, or a batch with the copy
+    /// succeeded); until then every batch brings the copy.
+    based: bool,
+    /// Refusals of daughterships' tickets not yet stored.
+    refusals: Vec<(Ticket, ConfigOutcome)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    id: EffectId,
+    /// The highest version the batch holds.
+    version: u64,
+    /// How many of `refusals` it holds.
+    refusals: usize,
+    /// It brings the epoch's copy.
+    based: bool,
+}
+
+/// Root with `durable`: what the staged changes will do to the tree once applied, so
+/// that later decisions are checked against it without copying the tree.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Overlay {
+    /// The newest staged value of each parameter a staged change sets.
+    values: BTreeMap<(String, String), String>,
+    /// Nodes a staged change claims.
+    claims: BTreeSet<String>,
+    /// Bytes the staged changes add to the tree, all told.
+    growth: isize,
+}
+
+impl Overlay {
+    fn from_staged<'a>(tree: &ConfigTree, staged: impl Iterator<Item = &'a Change>) -> Self {
+        let mut o = Overlay::default();
+        for c in staged {
+            o.stage(tree, c);
+        }
+        o
+    }
+
+    /// Bytes `change` would add on top of the tree and what is staged.
+    fn growth_of(&self, tree: &ConfigTree, change: &Change) -> isize {
+        match change {
+            Change::Set { node, key, value } => {
+                match self.values.get(&(node.clone(), key.clone())) {
+                    Some(old) => value.len() as isize - old.len() as isize,
+                    None => tree.growth(change),
+                }
+            }
+            Change::Claim { node, .. } if self.claims.contains(node) => 0,
+            Change::Claim { .. } => tree.growth(change),
+        }
+    }
+
+    fn stage(&mut self, tree: &ConfigTree, change: &Change) {
+        self.growth += self.growth_of(tree, change);
+        match change {
+            Change::Set { node, key, value } => {
+                self.values
+                    .insert((node.clone(), key.clone()), value.clone());
+            }
+            Change::Claim { node, .. } => {
+                self.claims.insert(node.clone());
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -440,6 +433,8 @@ struct ChildLink {
     summary_seq: u64,
     keys: BTreeSet<String>,
     subtree: Vec<u64>,
+    /// The snapshot it is pulling, and how much it holds.
+    receiving: Option<(u64, u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -515,10 +510,14 @@ pub struct Ship {
     /// Root with `durable`: decided changes waiting to be stored, oldest first, and the
     /// tree with them applied (what later decisions are validated against).
     staged: VecDeque<Staged>,
-    staged_tree: Option<ConfigTree>,
+    overlay: Overlay,
     store: StoreState,
     parent: Option<ParentLink>,
     children: BTreeMap<PeerAddr, ChildLink>,
+    /// Snapshots encoded for children to pull.
+    snapshots: Vec<SnapshotCache>,
+    /// A snapshot being received from the parent.
+    receiving: Option<Receiving>,
     clients: BTreeMap<ClientId, ClientConn>,
     next_seq: u64,
     next_conn: u64,
@@ -624,10 +623,15 @@ impl Ship {
             log: VecDeque::new(),
             log_first: version + 1,
             staged: VecDeque::new(),
-            staged_tree: None,
-            store: StoreState::default(),
+            overlay: Overlay::default(),
+            store: StoreState {
+                based: !cfg.durable || cfg.restore.is_some(),
+                ..StoreState::default()
+            },
             parent,
             children: BTreeMap::new(),
+            snapshots: Vec::new(),
+            receiving: None,
             clients: BTreeMap::new(),
             next_seq: 0,
             next_conn: 0,
@@ -797,7 +801,7 @@ fn msg_name(m: &ShipMsg) -> &'static str {
     match m {
         ShipMsg::Hello { .. } => "Hello",
         ShipMsg::Beat { .. } => "Beat",
-        ShipMsg::Snapshot { .. } => "Snapshot",
+        ShipMsg::SnapshotChunk { .. } => "SnapshotChunk",
         ShipMsg::Deltas { .. } => "Deltas",
         ShipMsg::Refuse { .. } => "Refuse",
         ShipMsg::Summary { .. } => "Summary",
@@ -920,6 +924,7 @@ mod checks;
 mod decisions;
 mod hierarchy;
 mod requests;
+mod snapshots;
 mod timers;
 
 #[cfg(test)]

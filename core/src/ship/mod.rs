@@ -5,9 +5,10 @@ pub mod client;
 pub mod command;
 pub mod machine;
 pub mod msg;
+pub mod store;
 pub mod tree;
 
 pub use machine::{
     Ship, ShipCommand, ShipConfig, ShipEffect, ShipError, ShipEvent, ShipLimits, ShipTimings,
-    Stored,
+    StoreBatch, Stored,
 };

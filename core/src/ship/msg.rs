@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::tree::{Change, ConfigTree, MAX_TEXT};
+use super::tree::{Change, MAX_CONFIG_BYTES, MAX_TEXT};
 use crate::wire::{DecodeError, Frame, Kind, Reader, Writer};
 
 /// Protocol family byte of ship frames.
@@ -18,6 +18,13 @@ pub const MAX_SUBTREE: usize = 65_536;
 pub const MAX_KEYS: usize = 1_000_000;
 /// Most changes one Deltas message may carry.
 pub const MAX_DELTAS: usize = 65_536;
+/// Most bytes of changes a parent puts in one Deltas message: with the frame limit
+/// (1 MiB) far above, however large the changes.
+pub const DELTAS_BYTES: usize = 256 << 10;
+/// Bytes of a snapshot per chunk.
+pub const CHUNK_BYTES: usize = 256 << 10;
+/// Chunks a parent sends per pull: a window of 1 MiB in flight per child.
+pub const WINDOW_CHUNKS: u64 = 4;
 
 /// A request's hierarchy-wide identity: the ship it entered at, and that ship's counter.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,6 +88,9 @@ pub enum ShipMsg {
         version: u64,
         /// Ship ids in the sender's subtree, itself included (cycle detection).
         subtree: Vec<u64>,
+        /// A snapshot being received: its epoch, version, and the bytes held so far.
+        /// The parent goes on from there (a pull that resumes).
+        receiving: Option<(u64, u64, u64)>,
     },
     /// Parent → child: the parent is alive; its copy's epoch and version.
     Beat {
@@ -91,14 +101,22 @@ pub enum ShipMsg {
         /// The child's summary sequence the parent holds.
         summary_seq: u64,
     },
-    /// Parent → child: the whole configuration.
-    Snapshot {
+    /// Parent → child: a piece of the whole configuration at `(epoch, version)`, which
+    /// encodes (§5.4) to `total` bytes; this piece starts at `offset`. A parent sends a
+    /// window of pieces per pull; the child pulls on (with `Hello`) from what it holds.
+    SnapshotChunk {
         /// Root epoch.
         epoch: u64,
         /// Version of this copy.
         version: u64,
-        /// The tree.
-        tree: ConfigTree,
+        /// Size of the whole encoded tree.
+        total: u64,
+        /// Where this piece starts.
+        offset: u64,
+        /// The piece (at most [`CHUNK_BYTES`]).
+        data: Bytes,
+        /// The last piece of this window: the child pulls the next at once.
+        last: bool,
     },
     /// Parent → child: changes `first..first + changes.len()`.
     Deltas {
@@ -108,6 +126,8 @@ pub enum ShipMsg {
         first: u64,
         /// The changes, in order.
         changes: Vec<Change>,
+        /// The parent's version: a child still behind it after these pulls on at once.
+        latest: u64,
     },
     /// Parent → child: you may not attach here.
     Refuse {
@@ -187,7 +207,7 @@ pub enum ShipMsg {
 
 const HELLO: Kind = kind(0x01);
 const BEAT: Kind = kind(0x02);
-const SNAPSHOT: Kind = kind(0x03);
+const SNAPSHOT_CHUNK: Kind = kind(0x03);
 const DELTAS: Kind = kind(0x04);
 const REFUSE: Kind = kind(0x05);
 const SUMMARY: Kind = kind(0x06);
@@ -222,12 +242,17 @@ impl ShipMsg {
                 epoch,
                 version,
                 subtree,
+                receiving,
             } => {
                 w.u64(*ship).bool(*is_root).u64(*epoch).u64(*version);
                 w.count(subtree.len());
                 for s in subtree {
                     w.u64(*s);
                 }
+                match receiving {
+                    Some((e, v, off)) => w.bool(true).u64(*e).u64(*v).u64(*off),
+                    None => w.bool(false),
+                };
                 HELLO
             }
             ShipMsg::Beat {
@@ -238,24 +263,29 @@ impl ShipMsg {
                 w.u64(*epoch).u64(*version).u64(*summary_seq);
                 BEAT
             }
-            ShipMsg::Snapshot {
+            ShipMsg::SnapshotChunk {
                 epoch,
                 version,
-                tree,
+                total,
+                offset,
+                data,
+                last,
             } => {
-                w.u64(*epoch).u64(*version);
-                tree.encode(&mut w);
-                SNAPSHOT
+                w.u64(*epoch).u64(*version).u64(*total).u64(*offset);
+                w.bytes(data).bool(*last);
+                SNAPSHOT_CHUNK
             }
             ShipMsg::Deltas {
                 epoch,
                 first,
                 changes,
+                latest,
             } => {
                 w.u64(*epoch).u64(*first).count(changes.len());
                 for c in changes {
                     c.encode(&mut w);
                 }
+                w.u64(*latest);
                 DELTAS
             }
             ShipMsg::Refuse { reason } => {
@@ -348,12 +378,18 @@ impl ShipMsg {
                 for _ in 0..n {
                     subtree.push(r.u64()?);
                 }
+                let receiving = if r.bool("receiving")? {
+                    Some((r.u64()?, r.u64()?, r.u64()?))
+                } else {
+                    None
+                };
                 ShipMsg::Hello {
                     ship,
                     is_root,
                     epoch,
                     version,
                     subtree,
+                    receiving,
                 }
             }
             BEAT => ShipMsg::Beat {
@@ -361,11 +397,35 @@ impl ShipMsg {
                 version: r.u64()?,
                 summary_seq: r.u64()?,
             },
-            SNAPSHOT => ShipMsg::Snapshot {
-                epoch: r.u64()?,
-                version: r.u64()?,
-                tree: ConfigTree::decode(r)?,
-            },
+            SNAPSHOT_CHUNK => {
+                let epoch = r.u64()?;
+                let version = r.u64()?;
+                let total = r.u64()?;
+                let offset = r.u64()?;
+                let data = r.bytes("snapshot piece", CHUNK_BYTES)?;
+                let last = r.bool("last")?;
+                let end = offset.checked_add(data.len() as u64);
+                if total > MAX_CONFIG_BYTES as u64 {
+                    return Err(DecodeError::InvalidValue {
+                        field: "snapshot size",
+                        value: total,
+                    });
+                }
+                if end.is_none_or(|e| e > total) {
+                    return Err(DecodeError::InvalidValue {
+                        field: "snapshot piece offset",
+                        value: offset,
+                    });
+                }
+                ShipMsg::SnapshotChunk {
+                    epoch,
+                    version,
+                    total,
+                    offset,
+                    data,
+                    last,
+                }
+            }
             DELTAS => {
                 let epoch = r.u64()?;
                 let first = r.u64()?;
@@ -378,6 +438,7 @@ impl ShipMsg {
                     epoch,
                     first,
                     changes,
+                    latest: r.u64()?,
                 }
             }
             REFUSE => ShipMsg::Refuse {
@@ -493,15 +554,17 @@ mod tests {
                 any::<bool>(),
                 any::<u64>(),
                 any::<u64>(),
-                proptest::collection::vec(any::<u64>(), 0..5)
+                proptest::collection::vec(any::<u64>(), 0..5),
+                proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>()))
             )
-                .prop_map(|(ship, is_root, epoch, version, subtree)| {
+                .prop_map(|(ship, is_root, epoch, version, subtree, receiving)| {
                     ShipMsg::Hello {
                         ship,
                         is_root,
                         epoch,
                         version,
                         subtree,
+                        receiving,
                     }
                 }),
             (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(epoch, version, summary_seq)| {
@@ -511,31 +574,36 @@ mod tests {
                     summary_seq,
                 }
             }),
-            (any::<u64>(), "[a-z]{1,8}", s()).prop_map(|(epoch, k, v)| {
-                let mut t = ConfigTree::default();
-                t.apply(&Change::Set {
-                    node: String::new(),
-                    key: k,
-                    value: v,
-                });
-                ShipMsg::Snapshot {
-                    epoch,
-                    version: 3,
-                    tree: t,
-                }
-            }),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..64),
+                0u64..1000,
+                any::<bool>()
+            )
+                .prop_map(|(epoch, data, extra, last)| {
+                    ShipMsg::SnapshotChunk {
+                        epoch,
+                        version: 3,
+                        total: 10 + data.len() as u64 + extra,
+                        offset: 10,
+                        data: Bytes::from(data),
+                        last,
+                    }
+                }),
             (
                 any::<u64>(),
                 any::<u64>(),
-                proptest::collection::vec((s(), s()), 0..4)
+                proptest::collection::vec((s(), s()), 0..4),
+                any::<u64>()
             )
-                .prop_map(|(epoch, first, cs)| ShipMsg::Deltas {
+                .prop_map(|(epoch, first, cs, latest)| ShipMsg::Deltas {
                     epoch,
                     first,
                     changes: cs
                         .into_iter()
                         .map(|(node, host)| Change::Claim { node, host })
                         .collect(),
+                    latest,
                 }),
             s().prop_map(|reason| ShipMsg::Refuse { reason }),
             (any::<u64>(), proptest::collection::vec(s(), 0..5))

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::sexpr::{Node, SexprError, Value, parse};
+use crate::sexpr::{Node, SexprError, Value, parse_with_limit};
 use crate::wire::{DecodeError, Reader, Writer};
 
 /// Longest name, key or value accepted (they travel in reply lines).
@@ -27,6 +27,10 @@ pub const MAX_TEXT: usize = 1024;
 pub const MAX_NODES: usize = 100_000;
 /// Most parameters a node may hold.
 pub const MAX_PARAMS: usize = 10_000;
+/// The largest configuration a hierarchy carries, in bytes of its encoded form (SPEC.md
+/// §5.2): also the largest configuration file read. A `set` that would grow the tree past
+/// it is refused.
+pub const MAX_CONFIG_BYTES: usize = 64 << 20;
 
 /// A node's host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,12 +100,22 @@ pub enum ConfigError {
     /// A bound was reached.
     #[error("limit reached: {0}")]
     Limit(&'static str),
+    /// The change would grow the configuration past its size limit.
+    #[error("the configuration would grow to {size} bytes, past its limit of {limit} bytes")]
+    TooLarge {
+        /// Its size with the change.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The configuration tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigTree {
     nodes: BTreeMap<String, NodeEntry>,
+    /// The size of its encoded form, kept up to date by every change.
+    bytes: usize,
 }
 
 impl Default for ConfigTree {
@@ -114,8 +128,32 @@ impl Default for ConfigTree {
                 params: BTreeMap::new(),
             },
         );
-        ConfigTree { nodes }
+        let mut t = ConfigTree { nodes, bytes: 0 };
+        t.bytes = t.measure();
+        t
     }
+}
+
+/// Encoded size of a string: its length, then its bytes.
+fn str_size(s: &str) -> usize {
+    4 + s.len()
+}
+
+fn host_size(h: &Host) -> usize {
+    1 + match h {
+        Host::None | Host::Dynamic(None) => 0,
+        Host::Static(h) | Host::Dynamic(Some(h)) => str_size(h),
+    }
+}
+
+fn node_size(path: &str, n: &NodeEntry) -> usize {
+    str_size(path)
+        + host_size(&n.host)
+        + 4
+        + n.params
+            .iter()
+            .map(|(k, v)| str_size(k) + str_size(v))
+            .sum::<usize>()
 }
 
 fn check_name(what: &'static str, s: &str) -> Result<(), ConfigError> {
@@ -194,10 +232,54 @@ impl ConfigTree {
     /// Reads a configuration file. An empty file is a valid, empty tree.
     pub fn parse(text: &str) -> Result<Self, SexprError> {
         let mut tree = ConfigTree::default();
-        for form in parse(text)? {
+        for form in parse_with_limit(text, MAX_CONFIG_BYTES)? {
             tree.read_form(&form, "")?;
         }
+        tree.bytes = tree.measure();
+        if tree.bytes > MAX_CONFIG_BYTES {
+            let e = ConfigError::TooLarge {
+                size: tree.bytes,
+                limit: MAX_CONFIG_BYTES,
+            };
+            return Err(SexprError::new(
+                crate::sexpr::Pos { line: 1, col: 1 },
+                e.to_string(),
+            ));
+        }
         Ok(tree)
+    }
+
+    /// The size of the encoded tree, in bytes (what a snapshot carries).
+    pub fn size(&self) -> usize {
+        self.bytes
+    }
+
+    /// Recounts [`ConfigTree::size`] from scratch (for checks).
+    pub fn measure(&self) -> usize {
+        4 + self
+            .nodes
+            .iter()
+            .map(|(p, n)| node_size(p, n))
+            .sum::<usize>()
+    }
+
+    /// How many bytes `change` would add to the tree (negative when it shrinks it).
+    pub fn growth(&self, change: &Change) -> isize {
+        match change {
+            Change::Set { node, key, value } => {
+                match self.nodes.get(node).and_then(|n| n.params.get(key)) {
+                    Some(old) => value.len() as isize - old.len() as isize,
+                    None if self.nodes.contains_key(node) => {
+                        (str_size(key) + str_size(value)) as isize
+                    }
+                    None => 0,
+                }
+            }
+            Change::Claim { node, host } => match self.nodes.get(node).map(|n| &n.host) {
+                Some(Host::Dynamic(None)) => str_size(host) as isize,
+                _ => 0,
+            },
+        }
     }
 
     fn read_form(&mut self, form: &Node, parent: &str) -> Result<(), SexprError> {
@@ -382,6 +464,17 @@ impl ConfigTree {
     /// Picks the first unclaimed dynamic node (in path order) whose path matches
     /// `pattern` and returns the claim the root would apply.
     pub fn prepare_claim(&self, pattern: &str, host: &str) -> Result<Change, ConfigError> {
+        self.prepare_claim_except(pattern, host, |_| false)
+    }
+
+    /// [`ConfigTree::prepare_claim`], passing over nodes for which `taken` is true (claims
+    /// decided but not yet applied).
+    pub fn prepare_claim_except(
+        &self,
+        pattern: &str,
+        host: &str,
+        taken: impl Fn(&str) -> bool,
+    ) -> Result<Change, ConfigError> {
         check_value(host)?;
         if host.is_empty() || host.contains(char::is_whitespace) {
             return Err(ConfigError::Invalid {
@@ -392,7 +485,7 @@ impl ConfigTree {
         }
         self.nodes
             .iter()
-            .find(|(p, n)| n.host == Host::Dynamic(None) && glob_match(pattern, p))
+            .find(|(p, n)| n.host == Host::Dynamic(None) && glob_match(pattern, p) && !taken(p))
             .map(|(p, _)| Change::Claim {
                 node: p.clone(),
                 host: host.to_string(),
@@ -404,6 +497,8 @@ impl ConfigTree {
     /// vanished) are ignored: they were validated where they were decided, and every copy
     /// applies the same sequence, so copies cannot diverge.
     pub fn apply(&mut self, change: &Change) {
+        let grown = self.growth(change);
+        self.bytes = self.bytes.saturating_add_signed(grown);
         match change {
             Change::Set { node, key, value } => {
                 if let Some(n) = self.nodes.get_mut(node) {
@@ -470,7 +565,9 @@ impl ConfigTree {
                 value: 0,
             });
         }
-        Ok(ConfigTree { nodes })
+        let mut t = ConfigTree { nodes, bytes: 0 };
+        t.bytes = t.measure();
+        Ok(t)
     }
 }
 
@@ -489,6 +586,14 @@ fn summary(n: &NodeEntry) -> String {
 }
 
 impl Change {
+    /// Its encoded size in bytes.
+    pub fn size(&self) -> usize {
+        1 + match self {
+            Change::Set { node, key, value } => str_size(node) + str_size(key) + str_size(value),
+            Change::Claim { node, host } => str_size(node) + str_size(host),
+        }
+    }
+
     /// Encodes one change.
     pub fn encode(&self, w: &mut Writer) {
         match self {

@@ -87,6 +87,11 @@ fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
     crc
 }
 
+/// CRC-32C (Castagnoli) of `data`, for records that want the same check as frames.
+pub fn crc32c(data: &[u8]) -> u32 {
+    !crc32c_update(!0, data)
+}
+
 /// CRC-32C of a frame's kind and payload.
 pub fn frame_crc(kind: Kind, payload: &[u8]) -> u32 {
     !crc32c_update(crc32c_update(!0, &kind.0.to_be_bytes()), payload)

@@ -13,7 +13,7 @@ pub mod transport;
 pub use codec::{Reader, Writer};
 pub use frame::{
     CRC_LEN, FLAG_CRC, FRAME_MAGIC, FRAME_VERSION, Frame, FrameError, HEADER_LEN, Kind, Limits,
-    decode_frame, frame_crc, split_frame,
+    crc32c, decode_frame, frame_crc, split_frame,
 };
 
 use thiserror::Error;

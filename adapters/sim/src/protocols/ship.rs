@@ -735,24 +735,33 @@ impl Protocol for ShipProtocol {
         }
     }
 
-    /// The root's disk: a store lands whole (the runner writes a temporary file and
-    /// renames it) and survives the node's crash. Latency, failures and hangs were drawn
-    /// by the simulator before this is called.
+    /// The root's disk: a batch is appended whole (the runner appends one record and
+    /// syncs) and survives the node's crash; it applies to what is stored as the state
+    /// file's reader applies it. Latency, failures and hangs were drawn by the simulator
+    /// before this is called.
     fn effect(
         &mut self,
         _world: &World<Ship>,
         node: usize,
         effect: &ShipEffect,
     ) -> Result<(), EffectError> {
-        match effect {
-            ShipEffect::Store(st) => {
-                if !self.lying_disk {
-                    self.stored.insert(node, st.clone());
-                }
-                Ok(())
-            }
-            _ => Err(EffectError::Unsupported),
+        let ShipEffect::Store(batch) = effect else {
+            return Err(EffectError::Unsupported);
+        };
+        if self.lying_disk {
+            return Ok(());
         }
+        let mut st = match (self.stored.get(&node), &batch.base) {
+            (Some(st), _) => st.clone(),
+            (None, Some(base)) => (**base).clone(),
+            (None, None) => {
+                return Err(EffectError::Failed("nothing stored to append to".into()));
+            }
+        };
+        st.apply(batch)
+            .map_err(|e| EffectError::Failed(e.to_string()))?;
+        self.stored.insert(node, st);
+        Ok(())
     }
 
     fn check(&mut self, world: &World<Ship>, touched: Option<usize>) -> Result<(), String> {

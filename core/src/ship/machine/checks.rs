@@ -13,6 +13,7 @@ impl Ship {
         self.check_routes()?;
         self.check_timer_targets()?;
         self.check_hierarchy()?;
+        self.check_snapshots()?;
         Ok(())
     }
 
@@ -48,14 +49,15 @@ impl Ship {
                 ));
             }
         }
-        if self.staged.is_empty() != self.staged_tree.is_none() {
-            return Err("a staged tree without staged changes, or the reverse".to_string());
+        if self.overlay != Overlay::from_staged(&self.tree, self.staged.iter().map(|st| &st.change))
+        {
+            return Err("the overlay does not match the staged changes".to_string());
         }
         if !self.staged.is_empty() && !self.cfg.durable {
             return Err("changes staged on a ship that stores nothing".to_string());
         }
-        match self.store.inflight {
-            Some((_, v)) => {
+        match self.store.inflight.map(|f| f.version) {
+            Some(v) => {
                 let (first, last) = match (self.staged.front(), self.staged.back()) {
                     (Some(f), Some(l)) => (f.version, l.version),
                     _ => {

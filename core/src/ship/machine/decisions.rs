@@ -50,12 +50,7 @@ impl Ship {
         if self.staged.iter().any(|st| st.ticket == ticket) {
             return; // a retry while the change is being stored: answered when it is
         }
-        let base = self.staged_tree.as_ref().unwrap_or(&self.tree);
-        let prepared = match op {
-            ConfigOp::Set { path, value } => base.prepare_set(path, value),
-            ConfigOp::Claim { pattern, host } => base.prepare_claim(pattern, host),
-        };
-        let change = match prepared {
+        let change = match self.prepare(op) {
             Ok(change) => change,
             Err(e) => {
                 let outcome = ConfigOutcome::Refused {
@@ -63,6 +58,9 @@ impl Ship {
                     text: e.to_string(),
                 };
                 self.remember_decision(now, ticket, &outcome);
+                if self.cfg.durable && ticket.origin != self.id {
+                    self.store.refusals.push((ticket, outcome.clone()));
+                }
                 self.answer(ticket, waiter, outcome);
                 return;
             }
@@ -80,9 +78,7 @@ impl Ship {
             return;
         }
         let version = self.version + self.staged.len() as u64 + 1;
-        let mut tree = self.staged_tree.take().unwrap_or_else(|| self.tree.clone());
-        tree.apply(&change);
-        self.staged_tree = Some(tree);
+        self.overlay.stage(&self.tree, &change);
         self.staged.push_back(Staged {
             version,
             change,
@@ -93,9 +89,33 @@ impl Ship {
         self.start_store();
     }
 
-    /// Root with `durable`: asks for a store of everything staged, unless one is in
+    /// Validates `op` against the tree as it will be once everything staged is applied
+    /// (the overlay: no copy of the tree is made), and against the size limit.
+    fn prepare(&self, op: &ConfigOp) -> Result<Change, ConfigError> {
+        let ov = &self.overlay;
+        let change = match op {
+            ConfigOp::Set { path, value } => self.tree.prepare_set(path, value)?,
+            ConfigOp::Claim { pattern, host } => {
+                self.tree
+                    .prepare_claim_except(pattern, host, |p| ov.claims.contains(p))?
+            }
+        };
+        let size = self.tree.size() as isize + ov.growth + ov.growth_of(&self.tree, &change);
+        let limit = self.cfg.limits.max_config_bytes;
+        if size > limit as isize {
+            return Err(ConfigError::TooLarge {
+                size: size as usize,
+                limit,
+            });
+        }
+        Ok(change)
+    }
+
+    /// Root with `durable`: asks for a store of every staged change, unless one is in
     /// flight (what is staged meanwhile goes in the next one: one write for many changes)
-    /// or a failed one waits to be retried.
+    /// or a failed one waits to be retried. A batch holds every change not yet
+    /// confirmed, so a retry after a failure or timeout repeats what may have landed:
+    /// harmless, as the store skips versions it holds.
     pub(super) fn start_store(&mut self) {
         if self.staged.is_empty()
             || self.store.inflight.is_some()
@@ -103,12 +123,10 @@ impl Ship {
         {
             return;
         }
-        let tree = self
-            .staged_tree
-            .clone()
-            .expect("a staged change has its staged tree");
-        let version = self.staged.back().expect("checked").version;
-        let staged_decisions = self
+        let first = self.staged.front().expect("checked").version;
+        let last = self.staged.back().expect("checked").version;
+        let changes = self.staged.iter().map(|st| st.change.clone()).collect();
+        let decided = self
             .staged
             .iter()
             .filter(|st| st.ticket.origin != self.id)
@@ -118,25 +136,37 @@ impl Ship {
                     text: st.text.clone(),
                 };
                 (st.ticket, outcome)
-            });
-        let decided = self
-            .decided
-            .iter()
-            .map(|(t, o)| (*t, o.clone()))
-            .chain(staged_decisions)
+            })
+            .chain(self.store.refusals.iter().cloned())
             .collect();
+        // A fresh mothership's store holds nothing of its epoch: the first batch brings
+        // the copy the changes start from.
+        let base = (!self.store.based).then(|| {
+            Box::new(Stored {
+                epoch: self.epoch,
+                version: self.version,
+                tree: self.tree.clone(),
+                decided: self.decided.iter().map(|(t, o)| (*t, o.clone())).collect(),
+            })
+        });
         self.store.next_id += 1;
         let id = EffectId(self.store.next_id);
-        self.store.inflight = Some((id, version));
-        let stored = Stored {
+        self.store.inflight = Some(Inflight {
+            id,
+            version: last,
+            refusals: self.store.refusals.len(),
+            based: base.is_some(),
+        });
+        let batch = StoreBatch {
             epoch: self.epoch,
-            version,
-            tree,
+            first,
+            changes,
             decided,
+            base,
         };
         // A store that outlasts a client's whole deadline is of no use to that client.
         let limit = Some(self.cfg.timings.config_timeout);
-        self.outbox.effect(id, ShipEffect::Store(stored), limit);
+        self.outbox.effect(id, ShipEffect::Store(batch), limit);
     }
 
     /// The outcome of the store in flight.
@@ -146,23 +176,22 @@ impl Ship {
         id: EffectId,
         outcome: Result<(), EffectError>,
     ) -> Result<(), ShipError> {
-        let Some((expected, version)) = self.store.inflight else {
+        let Some(inflight) = self.store.inflight.filter(|f| f.id == id) else {
             return Err(ShipError::UnknownEffect(id));
         };
-        if expected != id {
-            return Err(ShipError::UnknownEffect(id));
-        }
         self.store.inflight = None;
         match outcome {
             Ok(()) => {
                 self.store.failures = 0;
-                self.on_persisted(now, version);
+                self.store.based |= inflight.based;
+                self.store.refusals.drain(..inflight.refusals);
+                self.on_persisted(now, inflight.version);
                 self.start_store();
             }
             Err(e) => {
                 self.store.failures = self.store.failures.saturating_add(1);
                 self.outbox.event(ShipEvent::StoreFailed {
-                    version,
+                    version: inflight.version,
                     error: e.to_string(),
                 });
                 let pause = self
@@ -192,9 +221,8 @@ impl Ship {
             self.remember_decision(now, st.ticket, &outcome);
             self.answer(st.ticket, st.waiter, outcome);
         }
-        if self.staged.is_empty() {
-            self.staged_tree = None;
-        }
+        // What is still staged, on top of the tree as it now is.
+        self.overlay = Overlay::from_staged(&self.tree, self.staged.iter().map(|st| &st.change));
     }
 
     pub(super) fn remember_decision(
@@ -272,46 +300,12 @@ impl Ship {
             epoch: self.epoch,
             first: from,
             changes,
+            latest: self.version,
         };
         let kids: Vec<PeerAddr> = self.children.keys().copied().collect();
         for k in kids {
             self.send(Hop::Child(k), &msg);
         }
-    }
-
-    pub(super) fn sync_child(&mut self, addr: PeerAddr) {
-        let Some(child) = self.children.get(&addr) else {
-            return;
-        };
-        if self.epoch == 0 {
-            return;
-        }
-        let msg = if child.epoch != self.epoch
-            || child.version + 1 < self.log_first
-            || child.version > self.version
-        {
-            ShipMsg::Snapshot {
-                epoch: self.epoch,
-                version: self.version,
-                tree: self.tree.clone(),
-            }
-        } else if child.version < self.version {
-            let skip = (child.version + 1 - self.log_first) as usize;
-            ShipMsg::Deltas {
-                epoch: self.epoch,
-                first: child.version + 1,
-                changes: self
-                    .log
-                    .iter()
-                    .skip(skip)
-                    .take(MAX_DELTAS)
-                    .cloned()
-                    .collect(),
-            }
-        } else {
-            return;
-        };
-        self.send(Hop::Child(addr), &msg);
     }
 
     /// After the local copy advanced: answer config requests waiting for it.

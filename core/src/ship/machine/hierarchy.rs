@@ -24,6 +24,10 @@ impl Ship {
             epoch: self.epoch,
             version: self.version,
             subtree: self.subtree(),
+            receiving: self
+                .receiving
+                .as_ref()
+                .map(|r| (r.epoch, r.version, r.buf.len() as u64)),
         };
         self.send(Hop::Parent, &msg);
     }
@@ -78,31 +82,19 @@ impl Ship {
                     self.send_hello();
                 }
             }
-            ShipMsg::Snapshot {
+            ShipMsg::SnapshotChunk {
                 epoch,
                 version,
-                tree,
-            } => {
-                if epoch == self.epoch && version <= self.version {
-                    return;
-                }
-                self.epoch = epoch;
-                self.version = version;
-                self.tree = tree;
-                self.log.clear();
-                self.log_first = version + 1;
-                self.stats.snapshots += 1;
-                self.outbox.event(ShipEvent::Synced { epoch, version });
-                let kids: Vec<PeerAddr> = self.children.keys().copied().collect();
-                for k in kids {
-                    self.sync_child(k);
-                }
-                self.release_config_waiters();
-            }
+                total,
+                offset,
+                data,
+                last,
+            } => self.on_snapshot_chunk(now, epoch, version, total, offset, &data, last),
             ShipMsg::Deltas {
                 epoch,
                 first,
                 changes,
+                latest,
             } => {
                 if epoch != self.epoch {
                     self.send_hello();
@@ -123,6 +115,10 @@ impl Ship {
                 if self.version > before {
                     self.push_deltas(before + 1);
                     self.release_config_waiters();
+                }
+                if self.version < latest {
+                    // The parent holds more than fits one message: pull on at once.
+                    self.send_hello();
                 }
             }
             ShipMsg::ConfigResp { ticket, outcome } => self.on_config_resp(ticket, outcome),
@@ -183,9 +179,10 @@ impl Ship {
             epoch,
             version,
             subtree,
+            receiving,
         } = msg
         {
-            self.on_hello(now, from, ship, is_root, epoch, version, subtree);
+            self.on_hello(now, from, ship, is_root, epoch, version, subtree, receiving);
             return Ok(());
         }
         if !self.children.contains_key(&from) {
@@ -260,6 +257,7 @@ impl Ship {
         epoch: u64,
         version: u64,
         subtree: Vec<u64>,
+        receiving: Option<(u64, u64, u64)>,
     ) {
         let refuse = if is_root {
             Some(format!(
@@ -296,6 +294,7 @@ impl Ship {
                 c.epoch = epoch;
                 c.version = version;
                 c.subtree = subtree;
+                c.receiving = receiving;
                 c.summary_seq
             }
             None => {
@@ -308,6 +307,7 @@ impl Ship {
                         summary_seq: 0,
                         keys: BTreeSet::new(),
                         subtree,
+                        receiving,
                     },
                 );
                 self.outbox.event(ShipEvent::ChildJoined(from));
@@ -326,7 +326,7 @@ impl Ship {
                 summary_seq: known_seq,
             },
         );
-        self.sync_child(from);
+        self.sync_child(now, from);
     }
 
     pub(super) fn forget_child(&mut self, now: Instant, addr: PeerAddr) {

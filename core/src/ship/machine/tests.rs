@@ -375,6 +375,7 @@ fn cycles_and_second_roots_are_refused() {
         epoch: 99,
         version: 0,
         subtree: vec![99],
+        receiving: None,
     };
     root.handle(
         Instant::ZERO,
@@ -424,7 +425,7 @@ fn drain(ship: &mut Ship) -> Vec<Output<ShipEvent, ShipEffect>> {
 }
 
 /// The one store request in `out`.
-fn store_of(out: &[Output<ShipEvent, ShipEffect>]) -> (EffectId, Stored) {
+fn store_of(out: &[Output<ShipEvent, ShipEffect>]) -> (EffectId, StoreBatch) {
     let stores: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
@@ -464,8 +465,16 @@ fn a_durable_root_acknowledges_only_stored_changes_and_restarts_from_them() {
     let out = drain(&mut root);
     // Not acknowledged, not applied: only a request to store.
     assert_eq!(out.len(), 1, "{out:?}");
-    let (id, stored) = store_of(&out);
-    assert_eq!((stored.epoch, stored.version), (epoch, 1));
+    let (id, batch) = store_of(&out);
+    assert_eq!(
+        (batch.epoch, batch.first, batch.changes.len()),
+        (epoch, 1, 1)
+    );
+    // A fresh mothership's first store brings the copy the changes start from.
+    let base = batch.base.clone().expect("the first batch brings the copy");
+    assert_eq!((base.epoch, base.version), (epoch, 0));
+    let mut stored = *base;
+    stored.apply(&batch).unwrap();
     assert_eq!(stored.tree.get("mode").unwrap(), "slow");
     assert_eq!(root.version(), 0);
     assert_eq!(root.tree().get("mode").unwrap(), "fast");
@@ -522,7 +531,7 @@ fn changes_during_a_store_are_stored_together() {
     }
     set_on(&mut root, t0, ClientId(1), "set a 1");
     let (first, st) = store_of(&drain(&mut root));
-    assert_eq!(st.version, 1);
+    assert_eq!((st.first, st.changes.len()), (1, 1));
     set_on(&mut root, t0, ClientId(2), "set b 2");
     set_on(&mut root, t0, ClientId(3), "set c 3");
     assert!(
@@ -540,8 +549,20 @@ fn changes_during_a_store_are_stored_together() {
     let out = drain(&mut root);
     assert!(out.contains(&Output::ToClient(ClientId(1), reply(200, "version=1"))));
     let (second, st) = store_of(&out);
-    assert_eq!(st.version, 3, "both waiting changes in one store");
-    assert_eq!(st.tree.get("c").unwrap(), "3");
+    assert_eq!(
+        (st.first, st.changes.len()),
+        (2, 2),
+        "both waiting changes in one store"
+    );
+    assert!(st.base.is_none(), "the copy went with the first batch");
+    assert_eq!(
+        st.changes[1],
+        Change::Set {
+            node: String::new(),
+            key: "c".into(),
+            value: "3".into()
+        }
+    );
     root.handle(
         t0,
         Input::EffectDone {
@@ -598,7 +619,11 @@ fn a_failed_store_is_retried_and_nothing_is_acknowledged_before() {
     assert!(retry_at > t0);
     let (id2, st) = store_of(&retried);
     assert_ne!(id, id2);
-    assert_eq!(st.version, 1);
+    assert_eq!(
+        (st.first, st.changes.len()),
+        (1, 1),
+        "the retry holds the same change"
+    );
     // It hangs past the client's deadline: the client hears 504, in doubt.
     let deadline = t0 + ShipTimings::default().config_timeout;
     let mut now = retry_at;
