@@ -130,16 +130,18 @@ fn is_delimiter(c: char) -> bool {
 /// and invisible marks are almost always a file saved with the wrong encoding or pasted
 /// from somewhere odd, and would otherwise become part of a name no one can see.
 fn unexpected(c: char) -> Option<String> {
-    let what = match c {
-        '\u{FEFF}' => "a byte-order mark (U+FEFF)",
-        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' => "an invisible zero-width character",
-        '\u{FFFD}' => "a replacement character (U+FFFD): the file was not valid UTF-8 when saved",
-        c if c.is_control() => {
-            return Some(format!("unexpected control character U+{:04X}", c as u32));
+    Some(match c {
+        '\u{FEFF}' => "unexpected byte-order mark (U+FEFF)".to_string(),
+        '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' => {
+            format!("unexpected zero-width character U+{:04X}", c as u32)
         }
+        '\u{FFFD}' => {
+            "unexpected replacement character (U+FFFD): was the file saved in another encoding?"
+                .to_string()
+        }
+        c if c.is_control() => format!("unexpected control character U+{:04X}", c as u32),
         _ => return None,
-    };
-    Some(format!("unexpected {what}"))
+    })
 }
 
 /// The text of a file's bytes, or an error at the first byte that is not UTF-8 (a binary
@@ -566,7 +568,7 @@ mod tests {
             (e.pos, e.message.as_str()),
             (
                 Pos { line: 2, col: 3 },
-                "unexpected a byte-order mark (U+FEFF)"
+                "unexpected byte-order mark (U+FEFF)"
             )
         );
         let e = parse("(:a \u{1}x)").unwrap_err();

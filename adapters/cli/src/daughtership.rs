@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use flotilla_core::ship::ShipConfig;
 
 use crate::Outcome;
-use crate::ship_daemon::{self, EXIT_CONFIG, fail};
+use crate::ship_daemon::{self, DaemonOpts, EXIT_CONFIG, fail};
 use crate::state_file::StateFile;
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +25,8 @@ pub(crate) struct Args {
         value_name = "HOST:PORT"
     )]
     listen: String,
+    #[command(flatten)]
+    daemon: DaemonOpts,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -52,7 +54,11 @@ pub(crate) async fn run(args: Args) -> Outcome {
     }
     let code: ExitCode = ship_daemon::run(
         listen,
-        |me| ShipConfig::daughtership(me, parent),
+        |me| {
+            let mut cfg = ShipConfig::daughtership(me, parent);
+            args.daemon.apply(&mut cfg);
+            cfg
+        },
         |me| format!("daughtership listening on {me} (parent {parent})"),
         StateFile::none(),
     )

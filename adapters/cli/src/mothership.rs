@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flotilla_core::ship::ShipConfig;
-use flotilla_core::ship::tree::ConfigTree;
+use flotilla_core::ship::tree::{ConfigTree, MAX_CONFIG_BYTES};
 
 use crate::Outcome;
-use crate::ship_daemon::{self, EXIT_CONFIG, fail};
+use crate::ship_daemon::{self, DaemonOpts, EXIT_CONFIG, fail};
 use crate::state_file::StateFile;
 use flotilla_core::sexpr;
 
@@ -33,6 +33,13 @@ pub(crate) struct Args {
     /// `claim` live only in memory.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Refuse changes that would grow the configuration past this many bytes (of its
+    /// encoded form); at most, and by default, 64 MiB.
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_CONFIG_BYTES,
+          value_parser = clap::value_parser!(usize))]
+    max_config_bytes: usize,
+    #[command(flatten)]
+    daemon: DaemonOpts,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -47,6 +54,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
         // SexprError displays as LINE:COL: message.
         Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("{file}:{e}"))),
     };
+    if args.max_config_bytes > MAX_CONFIG_BYTES || args.max_config_bytes == 0 {
+        return Ok(fail(
+            EXIT_CONFIG,
+            format_args!("--max-config-bytes must be from 1 to {MAX_CONFIG_BYTES}"),
+        ));
+    }
     let listen = match ship_daemon::resolve(&args.listen).await {
         Ok(a) => a,
         Err(e) => return Ok(fail(EXIT_CONFIG, e)),
@@ -71,6 +84,8 @@ pub(crate) async fn run(args: Args) -> Outcome {
             let mut cfg = ShipConfig::mothership(me, tree);
             cfg.durable = durable;
             cfg.restore = restore;
+            cfg.limits.max_config_bytes = args.max_config_bytes;
+            args.daemon.apply(&mut cfg);
             cfg
         },
         |me| format!("mothership listening on {me}"),

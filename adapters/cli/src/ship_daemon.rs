@@ -3,6 +3,9 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
 use std::process::ExitCode;
 
 use flotilla_core::Rng;
@@ -35,6 +38,45 @@ pub(crate) fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Settings every ship daemon takes.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DaemonOpts {
+    /// Close a client that leaves a line unfinished (bytes, no newline) this long, with
+    /// `408` saying so.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = crate::ship_cli::parse_secs)]
+    line_timeout: Duration,
+}
+
+impl DaemonOpts {
+    /// Puts these settings into a ship's configuration.
+    pub(crate) fn apply(&self, cfg: &mut ShipConfig) {
+        cfg.limits.partial_line_timeout = self.line_timeout;
+    }
+}
+
+/// The process's open-file limit (the soft one), from `/proc/self/limits` where there is
+/// one.
+fn descriptor_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// How many clients to hold at once: below the descriptor limit by enough that peers,
+/// the state file and a refusal to the next client always find a descriptor. Past it a
+/// client is told why and closed instead of every client hanging on a full table.
+fn client_cap() -> (usize, Option<u64>) {
+    let limit = descriptor_limit();
+    let cap = match limit {
+        Some(l) => l.saturating_sub(64.max(l / 8)).max(1),
+        None => 100_000,
+    };
+    (
+        usize::try_from(cap).unwrap_or(usize::MAX).min(100_000),
+        limit,
+    )
+}
+
 /// Binds `listen`, builds the ship with `make` (given the address actually bound), prints
 /// the ready line that `ready` makes from it, and serves until a signal or a refusal.
 pub(crate) async fn run(
@@ -43,7 +85,13 @@ pub(crate) async fn run(
     ready: impl FnOnce(SocketAddr) -> String,
     store: StateFile,
 ) -> ExitCode {
-    let driver = match Driver::bind(DriverConfig::tcp(listen)).await {
+    let mut config = DriverConfig::tcp(listen);
+    let (cap, limit) = client_cap();
+    config.max_clients = cap;
+    config.refusal = Bytes::from(format!(
+        "503 too many connections ({cap} open, the most this ship holds): try again later\n"
+    ));
+    let driver = match Driver::bind(config).await {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             return fail(
@@ -69,7 +117,13 @@ pub(crate) async fn run(
         Ok(s) => s,
         Err(e) => return fail(EXIT_CONFIG, e),
     };
-    info!(id = format_args!("{:016x}", ship.id()), %me, "ship started");
+    info!(
+        id = format_args!("{:016x}", ship.id()),
+        %me,
+        clients = cap,
+        descriptor_limit = limit,
+        "ship started"
+    );
     // Only a durable mothership asks for stores; the state file's writer runs them on a
     // thread of its own, off the ship's loop.
     let mut node = driver.start_with(ship, store);
@@ -118,7 +172,7 @@ fn log_event(ev: ShipEvent, parent: Option<SocketAddr>) {
         ShipEvent::Changed { version } => info!(version, "configuration changed"),
         ShipEvent::ParentLost => warn!(
             %parent,
-            "parent lost: serving from the local copy and retrying"
+            "parent unreachable: serving from the local copy (if any) and retrying"
         ),
         ShipEvent::ParentRestored => info!(%parent, "parent answers again"),
         ShipEvent::ChildJoined(child) => info!(%child, "daughtership joined"),

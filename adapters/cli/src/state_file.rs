@@ -82,8 +82,9 @@ impl StateFile {
                 let bytes = Bytes::from(bytes);
                 let (stored, good) = Stored::decode_log(&bytes)
                     .map_err(|e| format!("{shown}: not a flotilla state file: {e}"))?;
+                // Append mode: every write lands at the end, after the cut below.
                 let file = OpenOptions::new()
-                    .write(true)
+                    .append(true)
                     .open(path)
                     .map_err(|e| format!("cannot write the state file {shown}: {e}"))?;
                 // A record torn by a crash is cut, so appends follow the last whole one.

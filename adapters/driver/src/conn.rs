@@ -222,8 +222,15 @@ async fn accept_failed<R: Runtime>(shared: &Shared<R>, e: &io::Error) {
     shared.rt.sleep_until(at).await;
 }
 
+/// How long a connection that arrives at the client cap on a listener that carries both
+/// kinds may take to show its first byte: a peer's hello comes at once, so peers still get
+/// in while clients are refused, and an idle one is refused without holding on.
+const SNIFF_AT_CAP: Duration = Duration::from_millis(250);
+
 /// Serves one accepted connection: as a client, as a peer, or as whichever its first byte
-/// says.
+/// says. A connection that may be a client takes a client slot before anything is read,
+/// so connections that never send count against the cap and the next one is told why
+/// instead of every client hanging on a full descriptor table.
 async fn serve<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     shared: Arc<Shared<R>>,
     mut rd: Rd,
@@ -231,27 +238,54 @@ async fn serve<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     carries: Carries,
     origin: ClientOrigin,
 ) {
-    match carries {
-        Carries::Clients => client_stream(shared, rd, wr, origin, None).await,
-        Carries::Peers => accept_peer(shared, rd, wr, origin, BytesMut::new()).await,
-        Carries::Both => {
-            let mut buf = vec![0u8; READ_CHUNK];
-            let n = match rd.read(&mut buf).await {
-                Ok(n) if n > 0 => n,
-                _ => return,
-            };
-            match sniff(buf[0]) {
-                StreamKind::Client => {
-                    let first = Bytes::copy_from_slice(&buf[..n]);
-                    client_stream(shared, rd, wr, origin, Some(first)).await;
-                }
-                StreamKind::Peer => {
-                    let first = BytesMut::from(&buf[..n]);
-                    accept_peer(shared, rd, wr, origin, first).await;
-                }
-            }
+    if carries == Carries::Peers {
+        return accept_peer(shared, rd, wr, origin, BytesMut::new()).await;
+    }
+    let slot = ClientSlot::take(&shared);
+    if carries == Carries::Clients {
+        return match slot {
+            Some(slot) => client_stream(&shared, slot, rd, wr, origin, None).await,
+            None => refuse(&shared, wr, &origin).await,
+        };
+    }
+    let mut buf = vec![0u8; READ_CHUNK];
+    let read = rd.read(&mut buf);
+    let n = if slot.is_some() {
+        read.await
+    } else {
+        timeout(&shared.rt, SNIFF_AT_CAP, read)
+            .await
+            .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
+    };
+    let n = match n {
+        Ok(n) if n > 0 => n,
+        Ok(_) => return,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            return refuse(&shared, wr, &origin).await;
+        }
+        Err(_) => return,
+    };
+    match (sniff(buf[0]), slot) {
+        (StreamKind::Client, Some(slot)) => {
+            let first = Bytes::copy_from_slice(&buf[..n]);
+            client_stream(&shared, slot, rd, wr, origin, Some(first)).await;
+        }
+        (StreamKind::Client, None) => refuse(&shared, wr, &origin).await,
+        (StreamKind::Peer, slot) => {
+            // Peers do not count against the client cap.
+            drop(slot);
+            let first = BytesMut::from(&buf[..n]);
+            accept_peer(shared.clone(), rd, wr, origin, first).await;
         }
     }
+}
+
+/// Tells a client past the cap why, and closes.
+async fn refuse<R: Runtime, Wr: WriteHalf>(shared: &Shared<R>, mut wr: Wr, origin: &ClientOrigin) {
+    shared.stats.bump(Stat::ClientsRefused);
+    debug!(remote = ?origin.remote, "client refused: too many open");
+    let _ = wr.write_all(&shared.refusal).await;
+    let _ = wr.shutdown().await;
 }
 
 fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
@@ -444,8 +478,19 @@ async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     }
 }
 
-/// Decrements the open-client count when a client stream ends, however it ends.
+/// One of the `max_clients` places; given back when the stream ends, however it ends.
 struct ClientSlot<'a>(&'a AtomicUsize);
+
+impl<'a> ClientSlot<'a> {
+    fn take<R: Runtime>(shared: &'a Shared<R>) -> Option<Self> {
+        let open = &shared.open_clients;
+        if open.fetch_add(1, Ordering::Relaxed) >= shared.max_clients {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ClientSlot(open))
+    }
+}
 
 impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
@@ -454,21 +499,13 @@ impl Drop for ClientSlot<'_> {
 }
 
 async fn client_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
-    shared: Arc<Shared<R>>,
+    shared: &Shared<R>,
+    _slot: ClientSlot<'_>,
     rd: Rd,
     mut wr: Wr,
     origin: ClientOrigin,
     first: Option<Bytes>,
 ) {
-    if shared.open_clients.fetch_add(1, Ordering::Relaxed) >= shared.max_clients {
-        shared.open_clients.fetch_sub(1, Ordering::Relaxed);
-        shared.stats.bump(Stat::ClientsRefused);
-        debug!(remote = ?origin.remote, "client refused: too many open");
-        let _ = wr.write_all(&shared.refusal).await;
-        let _ = wr.shutdown().await;
-        return;
-    }
-    let _slot = ClientSlot(&shared.open_clients);
     let id = shared.ids.allocate();
     let (tx, rx) = mpsc::channel(shared.client_queue);
     let (kill, killed) = oneshot::channel();
@@ -482,7 +519,7 @@ async fn client_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
         return;
     }
     let ended = tokio::select! {
-        r = pump_client(&shared, rd, &mut wr, id, rx, first) => r,
+        r = pump_client(shared, rd, &mut wr, id, rx, first) => r,
         // Evicted: the machine already knows, and dropping the stream closes it.
         _ = killed => return,
     };

@@ -95,6 +95,34 @@ fn word_ok(what: &str, w: &str) -> Result<String, BadRequest> {
     Ok(w.to_string())
 }
 
+/// Checks an advertised address: `HOST:PORT` with a port from 1 to 65535 and a host that
+/// is an IP address (IPv6 in brackets) or a host name (letters, digits, `-`, `.`, `_`).
+/// The connecting side is told it as is, so a typo must not reach it.
+fn address(w: &str) -> Result<String, BadRequest> {
+    let w = word_ok("address", w)?;
+    let invalid = |why: &str| bad(400, format!("invalid address '{w}': {why}"));
+    let Some((host, port)) = w.rsplit_once(':') else {
+        return Err(invalid("expected HOST:PORT"));
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(invalid("the port must be a number from 1 to 65535")),
+    }
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<core::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    };
+    if !host_ok {
+        return Err(invalid("the host must be an IP address or a host name"));
+    }
+    Ok(w)
+}
+
 /// Parses one request line. Commands are case-insensitive, as in Chromium's mothership.
 pub fn parse_request(line: &str) -> Result<Request, BadRequest> {
     let mut words = line.split_whitespace();
@@ -137,12 +165,12 @@ pub fn parse_request(line: &str) -> Result<Request, BadRequest> {
         "accept" => match args[..] {
             [key, adv] => Ok(Request::Accept {
                 key: word_ok("key", key)?,
-                advertise: word_ok("address", adv)?,
+                advertise: address(adv)?,
                 timeout: None,
             }),
             [key, adv, t] => Ok(Request::Accept {
                 key: word_ok("key", key)?,
-                advertise: word_ok("address", adv)?,
+                advertise: address(adv)?,
                 timeout: Some(timeout(t)?),
             }),
             _ => Err(usage("accept KEY ADVERTISE-ADDRESS [TIMEOUT-SECS]")),
@@ -203,6 +231,33 @@ mod tests {
         assert_eq!(parse_request("   ").unwrap_err().code, 401);
         assert_eq!(parse_request("frobnicate").unwrap_err().code, 402);
         assert_eq!(parse_request("accept k").unwrap_err().code, 400);
+        for bad in [
+            "notanaddr",
+            "h:0",
+            "h:70000",
+            ":80",
+            "a b:1",
+            "h!:1",
+            "[zz]:1",
+            "h:port",
+        ] {
+            let e = parse_request(&format!("accept k {bad}"));
+            assert!(
+                matches!(&e, Err(e) if e.code == 400 && e.text.contains("invalid address")),
+                "{bad}: {e:?}"
+            );
+        }
+        for good in [
+            "127.0.0.1:7000",
+            "render-3.example:80",
+            "[::1]:9",
+            "h_1:65535",
+        ] {
+            assert!(
+                parse_request(&format!("accept k {good} 5")).is_ok(),
+                "{good}"
+            );
+        }
         assert_eq!(parse_request("connect k -1").unwrap_err().code, 400);
         assert_eq!(parse_request("connect k NaN").unwrap_err().code, 400);
         assert_eq!(parse_request("set onlypath").unwrap_err().code, 400);

@@ -20,7 +20,7 @@ use thiserror::Error;
 use super::command::{BadRequest, HELP, Request, parse_request};
 use super::msg::{ConfigOp, ConfigOutcome, FAMILY, MAX_DELTAS, MAX_SUBTREE, ShipMsg, Ticket};
 pub use super::store::{StoreBatch, Stored};
-use super::tree::{Change, ConfigError, ConfigTree};
+use super::tree::{Change, ConfigError, ConfigTree, MAX_CONFIG_BYTES};
 use crate::compose::Part;
 use crate::line::{LineBuffer, reply};
 use crate::machine::{
@@ -68,7 +68,9 @@ impl Default for ShipTimings {
             retry: Duration::from_millis(250),
             progress: Duration::from_secs(1),
             backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
+            // Jittered ±50 %: a daughtership tries its parent again at least every 750 ms,
+            // so it is back within a second of its parent's return.
+            backoff_max: Duration::from_millis(500),
             default_timeout: DEFAULT_CONNECT_TIMEOUT,
             config_timeout: Duration::from_secs(10),
             offer_margin: Duration::from_secs(1),
@@ -195,6 +197,15 @@ pub enum ShipConfigError {
     /// A timing knob is zero or inconsistent.
     #[error("timing {0} is invalid")]
     Timing(&'static str),
+    /// The configuration is already larger than the limit set for it, or the limit is
+    /// past [`super::tree::MAX_CONFIG_BYTES`].
+    #[error("the configuration is {size} bytes, more than its limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// What a ship tells its embedding program.
@@ -221,9 +232,10 @@ pub enum ShipEvent {
         /// The change's version.
         version: u64,
     },
-    /// The parent stopped answering; the ship keeps serving what it has.
+    /// The parent stopped answering, or has not answered since the ship started (said
+    /// once, until it answers); the ship keeps serving what it has and keeps trying.
     ParentLost,
-    /// The parent answers again.
+    /// The parent answers again after `ParentLost` (said once).
     ParentRestored,
     /// The parent refused this ship (a second root, or a cycle). Fatal for a daemon.
     Refused {
@@ -318,6 +330,8 @@ enum Timer {
     Reserve(Ticket),
     Forget(Ticket),
     StoreRetry,
+    /// A client's unfinished line has waited too long.
+    PartialLine(ClientId),
 }
 
 /// Who waits for a decision at the root.
@@ -420,6 +434,8 @@ struct ParentLink {
     addr: PeerAddr,
     up: bool,
     heard: bool,
+    /// `ParentLost` was said and `ParentRestored` not yet: each is said once.
+    lost_reported: bool,
     backoff: Duration,
     refused: Option<String>,
     last_pull: Option<Instant>,
@@ -441,6 +457,8 @@ struct ChildLink {
 struct ClientConn {
     lines: LineBuffer,
     pending: Option<Ticket>,
+    /// Said `quit` while a request was pending: closed once it is answered.
+    quitting: bool,
 }
 
 #[derive(Debug)]
@@ -588,6 +606,14 @@ impl Ship {
         if t.backoff_max < t.backoff_min {
             return Err(ShipConfigError::Timing("backoff_max"));
         }
+        let limit = cfg
+            .limits
+            .max_config_bytes
+            .min(super::tree::MAX_CONFIG_BYTES);
+        let size = cfg.restore.as_ref().map_or(&cfg.tree, |st| &st.tree).size();
+        if cfg.parent.is_none() && size > limit {
+            return Err(ShipConfigError::TooLarge { size, limit });
+        }
         let id = rng.next_u64() | 1;
         let mut clock = Clock::default();
         clock.advance(now);
@@ -604,6 +630,7 @@ impl Ship {
                     addr,
                     up: false,
                     heard: false,
+                    lost_reported: false,
                     backoff: cfg.timings.backoff_min,
                     refused: None,
                     last_pull: None,
@@ -751,8 +778,15 @@ impl Ship {
 
     fn finish_client(&mut self, client: ClientId, code: u16, text: &str) {
         self.reply(client, code, text);
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.pending = None;
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.pending = None;
+        if c.quitting {
+            self.outbox.to_client(client, reply(200, "bye"));
+            self.outbox.close_client(client);
+            self.clients.remove(&client);
+            self.timers.cancel(&Timer::PartialLine(client));
         }
     }
 
@@ -792,7 +826,7 @@ fn config_error_code(e: &ConfigError) -> u16 {
         ConfigError::NoSuchPath(_) => 404,
         ConfigError::HostNotSettable(_) => 403,
         ConfigError::NoFreeNode(_) => 409,
-        ConfigError::Limit(_) => 507,
+        ConfigError::Limit(_) | ConfigError::TooLarge { .. } => 507,
         _ => 400,
     }
 }
@@ -893,6 +927,7 @@ impl Ship {
                     ClientConn {
                         lines: LineBuffer::new(self.cfg.limits.max_line),
                         pending: None,
+                        quitting: false,
                     },
                 );
                 Ok(())

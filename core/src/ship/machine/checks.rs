@@ -139,6 +139,9 @@ impl Ship {
             }
         }
         for (c, conn) in &self.clients {
+            if conn.quitting && conn.pending.is_none() {
+                return Err(format!("client {c} quits with nothing pending but is kept"));
+            }
             if let Some(t) = conn.pending
                 && self.reqs.get(&t).is_none_or(|r| r.client != *c)
             {
@@ -227,6 +230,7 @@ impl Ship {
                 Timer::Route(t) => self.routes.contains_key(t),
                 Timer::Forget(_) => true,
                 Timer::StoreRetry => self.store.inflight.is_none() && !self.staged.is_empty(),
+                Timer::PartialLine(c) => self.clients.get(c).is_some_and(|c| c.lines.pending() > 0),
             };
             if !ok {
                 return Err(format!("timer {key:?} names nothing that exists"));

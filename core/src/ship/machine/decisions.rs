@@ -101,7 +101,7 @@ impl Ship {
             }
         };
         let size = self.tree.size() as isize + ov.growth + ov.growth_of(&self.tree, &change);
-        let limit = self.cfg.limits.max_config_bytes;
+        let limit = self.cfg.limits.max_config_bytes.min(MAX_CONFIG_BYTES);
         if size > limit as isize {
             return Err(ConfigError::TooLarge {
                 size: size as usize,

@@ -29,6 +29,11 @@ impl Ship {
                 .as_ref()
                 .map(|r| (r.epoch, r.version, r.buf.len() as u64)),
         };
+        // A Hello is itself a pull: a Beat that finds us behind need not ask again at once.
+        let now = self.clock.now();
+        if let Some(p) = self.parent.as_mut() {
+            p.last_pull = Some(now);
+        }
         self.send(Hop::Parent, &msg);
     }
 
@@ -46,7 +51,8 @@ impl Ship {
             }
             return;
         }
-        let restored = !p.up && p.heard;
+        let restored = p.lost_reported;
+        p.lost_reported = false;
         p.up = true;
         p.heard = true;
         p.backoff = self.cfg.timings.backoff_min;

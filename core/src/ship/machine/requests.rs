@@ -9,7 +9,38 @@ impl Ship {
         let Some(conn) = self.clients.get_mut(&client) else {
             return;
         };
+        if conn.quitting {
+            return; // closing once its pending request is answered
+        }
         conn.lines.push(data);
+        self.read_lines(now, client);
+        // A line begun and not finished holds the connection: it may wait only so long.
+        match self.clients.get(&client) {
+            Some(c) if c.lines.pending() > 0 => {
+                if !self.timers.contains(&Timer::PartialLine(client)) {
+                    let at = now + self.cfg.limits.partial_line_timeout;
+                    self.timers.set(Timer::PartialLine(client), at);
+                }
+            }
+            _ => self.timers.cancel(&Timer::PartialLine(client)),
+        }
+    }
+
+    /// A client's line stayed unfinished for `partial_line_timeout`: it is told so and
+    /// closed, so an idle half-line cannot hold a connection forever.
+    pub(super) fn on_partial_line(&mut self, now: Instant, client: ClientId) {
+        let unfinished = self.clients.get(&client).map(|c| c.lines.pending());
+        if unfinished.unwrap_or(0) == 0 {
+            return;
+        }
+        let secs = self.cfg.limits.partial_line_timeout.as_secs_f64();
+        let text = format!("line not finished within {secs:.1}s: closing the connection");
+        self.reply(client, 408, &text);
+        self.outbox.close_client(client);
+        self.drop_client(now, client);
+    }
+
+    fn read_lines(&mut self, now: Instant, client: ClientId) {
         loop {
             let Some(conn) = self.clients.get_mut(&client) else {
                 return;
@@ -26,6 +57,11 @@ impl Ship {
             };
             let pending = conn.pending.is_some();
             match parse_request(&line) {
+                Ok(Request::Quit) if pending => {
+                    // The pending request is answered first; then bye.
+                    conn.quitting = true;
+                    return;
+                }
                 Ok(Request::Quit) => {
                     self.reply(client, 200, "bye");
                     self.outbox.close_client(client);
@@ -214,6 +250,7 @@ impl Ship {
         let Some(conn) = self.clients.remove(&client) else {
             return;
         };
+        self.timers.cancel(&Timer::PartialLine(client));
         let Some(ticket) = conn.pending else { return };
         // Withdraw: no match may be made with a client that is gone.
         let Some(req) = self.remove_req(ticket) else {

@@ -688,3 +688,183 @@ fn stored_copies_round_trip_and_bad_files_are_refused() {
     assert!(Stored::decode(&bytes.slice(..bytes.len() - 1)).is_err());
     assert!(Stored::decode(&Bytes::from_static(b"(:param a 1)")).is_err());
 }
+
+/// A client that leaves a line unfinished is told so and closed after the partial-line
+/// timeout; one that finishes its line in time is not.
+#[test]
+fn an_unfinished_line_is_closed_after_its_timeout() {
+    let mut n = tree(true);
+    n.open(0, 1);
+    n.ships[0]
+        .handle(
+            n.now,
+            Input::ClientData(ClientId(1), Bytes::from_static(b"get mo")),
+        )
+        .unwrap();
+    n.open(0, 2);
+    n.ships[0]
+        .handle(
+            n.now,
+            Input::ClientData(ClientId(2), Bytes::from_static(b"get mo")),
+        )
+        .unwrap();
+    n.advance(Duration::from_secs(10));
+    n.say(0, 2, "de");
+    assert_eq!(n.finals(0, 2), vec!["200 fast"]);
+    n.advance(ShipLimits::default().partial_line_timeout);
+    let f = n.finals(0, 1);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with("408 line not finished within 30.0s"),
+        "{f:?}"
+    );
+    assert!(n.closed.contains(&(0, 1)));
+    assert!(
+        !n.closed.contains(&(0, 2)),
+        "a finished line keeps the connection"
+    );
+}
+
+/// `quit` sent while a request is pending waits for its reply: the client hears the
+/// reply, then `200 bye`, then the close.
+#[test]
+fn quit_waits_for_the_pending_reply() {
+    let mut root = durable_root();
+    let c = ClientId(1);
+    let t0 = Instant::ZERO;
+    root.handle(
+        t0,
+        Input::ClientOpened {
+            client: c,
+            origin: origin(),
+        },
+    )
+    .unwrap();
+    root.handle(
+        t0,
+        Input::ClientData(c, Bytes::from_static(b"set mode slow\nquit\n")),
+    )
+    .unwrap();
+    let (id, _) = store_of(&drain(&mut root));
+    root.handle(
+        t0,
+        Input::EffectDone {
+            id,
+            outcome: Ok(()),
+        },
+    )
+    .unwrap();
+    let out = drain(&mut root);
+    let to_client: Vec<&Output<ShipEvent, ShipEffect>> = out
+        .iter()
+        .filter(|o| matches!(o, Output::ToClient(..) | Output::CloseClient(_)))
+        .collect();
+    assert_eq!(
+        to_client,
+        [
+            &Output::ToClient(c, reply(200, "version=1")),
+            &Output::ToClient(c, reply(200, "bye")),
+            &Output::CloseClient(c)
+        ]
+    );
+}
+
+/// A daughtership whose parent never answers says so once; when the parent answers, it
+/// says that once too.
+#[test]
+fn a_parent_that_never_answered_is_reported_once_and_its_return_too() {
+    let mut n = Net::new(&[None, Some(0)], true);
+    n.down.insert(0);
+    n.advance(Duration::from_secs(10));
+    let lost = |n: &Net| {
+        n.events
+            .iter()
+            .filter(|(i, e)| *i == 1 && *e == ShipEvent::ParentLost)
+            .count()
+    };
+    let back = |n: &Net| {
+        n.events
+            .iter()
+            .filter(|(i, e)| *i == 1 && *e == ShipEvent::ParentRestored)
+            .count()
+    };
+    assert_eq!((lost(&n), back(&n)), (1, 0));
+    n.down.remove(&0);
+    n.advance(Duration::from_secs(2));
+    assert_eq!((lost(&n), back(&n)), (1, 1));
+    assert_eq!(n.ships[1].epoch(), n.ships[0].epoch(), "synced once back");
+}
+
+/// A change that would grow the configuration past its limit is refused, with the sizes;
+/// one that fits exactly is taken.
+#[test]
+fn the_configuration_size_limit_is_enforced_at_its_edge() {
+    let base = ConfigTree::parse("(:param a x)").unwrap();
+    let mut cfg = ShipConfig::mothership(addr(0), base.clone());
+    // Room for exactly one more parameter "b" with a 10-byte value: 4+1 + 4+10 bytes.
+    cfg.limits.max_config_bytes = base.size() + 19;
+    let mut root = Ship::new(cfg, Instant::ZERO, Rng::from_seed(3)).unwrap();
+    let c = ClientId(1);
+    root.handle(
+        Instant::ZERO,
+        Input::ClientOpened {
+            client: c,
+            origin: origin(),
+        },
+    )
+    .unwrap();
+    set_on(&mut root, Instant::ZERO, c, "set b 0123456789");
+    set_on(&mut root, Instant::ZERO, c, "set c 1");
+    let replies: Vec<Output<ShipEvent, ShipEffect>> = drain(&mut root)
+        .into_iter()
+        .filter(|o| matches!(o, Output::ToClient(..)))
+        .collect();
+    assert_eq!(replies[0], Output::ToClient(c, reply(200, "version=1")));
+    let Output::ToClient(_, last) = &replies[1] else {
+        panic!()
+    };
+    let text = String::from_utf8_lossy(last);
+    assert!(
+        text.starts_with("507 the configuration would grow to"),
+        "{text}"
+    );
+    assert_eq!(root.tree().size(), root.tree().measure());
+    // A mothership whose file is already past its limit does not start.
+    let mut too_small = ShipConfig::mothership(addr(0), base.clone());
+    too_small.limits.max_config_bytes = base.size() - 1;
+    assert!(matches!(
+        Ship::new(too_small, Instant::ZERO, Rng::from_seed(3)),
+        Err(ShipConfigError::TooLarge { .. })
+    ));
+}
+
+/// A configuration far larger than a frame reaches a daughtership in pieces of at most
+/// 256 KiB, each sent once on a lossless link, and the copy is identical.
+#[test]
+fn a_large_configuration_reaches_a_daughtership_in_pieces() {
+    let mut text = String::new();
+    for k in 0..3000 {
+        text.push_str(&format!("(:param p{k} {})\n", "v".repeat(1000)));
+    }
+    let big = ConfigTree::parse(&text).unwrap();
+    assert!(big.size() > 3_000_000);
+    let root = Ship::new(
+        ShipConfig::mothership(addr(0), big.clone()),
+        Instant::ZERO,
+        Rng::from_seed(1),
+    )
+    .unwrap();
+    let child = Ship::new(
+        ShipConfig::daughtership(addr(1), addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(2),
+    )
+    .unwrap();
+    let mut n = Net::new(&[None, Some(0)], true);
+    n.ships = vec![root, child];
+    n.advance(Duration::from_secs(2));
+    assert_eq!(n.ships[1].tree(), &big);
+    let pieces = big.size().div_ceil(crate::ship::msg::CHUNK_BYTES) as u64;
+    assert_eq!(n.ships[0].stats().snapshot_pieces, pieces);
+    assert_eq!(n.ships[1].stats().snapshots, 1);
+}

@@ -25,10 +25,15 @@ impl Ship {
                 let Some(p) = self.parent.as_mut() else {
                     return;
                 };
+                // Said once, whether the parent was up and went silent or never answered
+                // at all (a daughtership started while its parent was down).
+                if !p.lost_reported {
+                    p.lost_reported = true;
+                    self.outbox.event(ShipEvent::ParentLost);
+                }
                 if p.up {
                     p.up = false;
                     p.backoff = self.cfg.timings.backoff_min;
-                    self.outbox.event(ShipEvent::ParentLost);
                     self.timers
                         .set(Timer::Hello, now + self.cfg.timings.backoff_min);
                 }
@@ -82,6 +87,7 @@ impl Ship {
                 self.config_routes.remove(&ticket);
             }
             Timer::StoreRetry => self.start_store(),
+            Timer::PartialLine(client) => self.on_partial_line(now, client),
         }
     }
 
