@@ -54,6 +54,16 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/pair-heartbeat-ship.scn"),
     ),
     (
+        "ship-large-tree",
+        "a 3 MB configuration (three frames' worth) reaches every ship in pieces under loss, with restarts mid-transfer",
+        include_str!("../scenarios/ship-large-tree.scn"),
+    ),
+    (
+        "ship-parent-return",
+        "production timings: the mothership is gone 10 s; every daughtership is back within 1 s of its return",
+        include_str!("../scenarios/ship-parent-return.scn"),
+    ),
+    (
         "broker-1000",
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),

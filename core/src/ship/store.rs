@@ -198,8 +198,9 @@ impl Stored {
     }
 
     /// Adds a batch: its copy first if it brings one, then every change not yet held, in
-    /// order, and its decisions (keeping the newest [`MAX_DECIDED`]). Changes already
-    /// held (a retried batch) are skipped. State is unchanged on error.
+    /// order, and its decisions (keeping at least the newest [`MAX_DECIDED`], trimmed a
+    /// quarter at a time). Changes already held (a retried batch) are skipped. State is
+    /// unchanged on error.
     pub fn apply(&mut self, batch: &StoreBatch) -> Result<(), StoreError> {
         let base = batch.base.as_deref();
         let (epoch, version) = match base {
@@ -228,7 +229,8 @@ impl Stored {
             }
         }
         self.decided.extend(batch.decided.iter().cloned());
-        if self.decided.len() > MAX_DECIDED {
+        // Trimmed a quarter at a time, so a full list does not shift on every batch.
+        if self.decided.len() > MAX_DECIDED + MAX_DECIDED / 4 {
             let extra = self.decided.len() - MAX_DECIDED;
             self.decided.drain(..extra);
         }

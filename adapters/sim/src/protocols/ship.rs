@@ -22,6 +22,7 @@
 //! hands out a connection id it already used): a sweep must catch it.
 
 use core::time::Duration;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
@@ -278,6 +279,7 @@ impl ShipProtocol {
                     self.config = ConfigTree::parse(&text)
                         .map_err(|e| err(item, format!("in the configuration text at {e}")))?;
                 }
+                Some("bulk") => self.add_bulk(item)?,
                 Some(name) => {
                     let d = one(item)?.duration()?;
                     let t = &mut self.timings;
@@ -305,6 +307,29 @@ impl ShipProtocol {
             ..ShipConfig::mothership(crate::world::node_addr(0), ConfigTree::default())
         };
         Ship::new(probe, Instant::ZERO, Rng::from_seed(0)).map_err(|e| err(form, e.to_string()))?;
+        Ok(())
+    }
+
+    /// `(:bulk N BYTES)`: N global parameters `bulk-K` of BYTES bytes each join the root's
+    /// configuration, to grow it past one frame (and up to the size limit).
+    fn add_bulk(&mut self, item: &Node) -> Result<(), SexprError> {
+        let [n, bytes] = item.args() else {
+            return Err(err(item, "expected (:bulk COUNT BYTES)"));
+        };
+        let (n, bytes) = (n.int_in(0, 1 << 20)?, bytes.int_in(1, 1 << 20)?);
+        let value = "b".repeat(bytes as usize);
+        for k in 0..n {
+            let change = self
+                .config
+                .prepare_set(&format!("bulk-{k}"), &value)
+                .map_err(|e| err(item, e.to_string()))?;
+            if self.config.size() as isize + self.config.growth(&change)
+                > flotilla_core::ship::tree::MAX_CONFIG_BYTES as isize
+            {
+                return Err(err(item, "the configuration would pass its size limit"));
+            }
+            self.config.apply(&change);
+        }
         Ok(())
     }
 
@@ -751,17 +776,16 @@ impl Protocol for ShipProtocol {
         if self.lying_disk {
             return Ok(());
         }
-        let mut st = match (self.stored.get(&node), &batch.base) {
-            (Some(st), _) => st.clone(),
-            (None, Some(base)) => (**base).clone(),
-            (None, None) => {
+        // In place, as the daemon's writer does: `apply` leaves the copy as it was on error.
+        let st = match (self.stored.entry(node), &batch.base) {
+            (Entry::Occupied(st), _) => st.into_mut(),
+            (Entry::Vacant(v), Some(base)) => v.insert((**base).clone()),
+            (Entry::Vacant(_), None) => {
                 return Err(EffectError::Failed("nothing stored to append to".into()));
             }
         };
         st.apply(batch)
-            .map_err(|e| EffectError::Failed(e.to_string()))?;
-        self.stored.insert(node, st);
-        Ok(())
+            .map_err(|e| EffectError::Failed(e.to_string()))
     }
 
     fn check(&mut self, world: &World<Ship>, touched: Option<usize>) -> Result<(), String> {
