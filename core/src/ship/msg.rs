@@ -220,11 +220,41 @@ const DECLINE: Kind = kind(0x0C);
 const CANCEL: Kind = kind(0x0D);
 const NOT_HERE: Kind = kind(0x0E);
 
-fn put_ticket(w: &mut Writer, t: Ticket) {
+impl ConfigOutcome {
+    /// Written as on the wire (`ConfigResp`) and in the state file's decisions: tag 1
+    /// `Applied` version u64, text str; tag 2 `Refused` code u16, text str.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        match self {
+            ConfigOutcome::Applied { version, text } => w.u8(1).u64(*version).str(text),
+            ConfigOutcome::Refused { code, text } => w.u8(2).u16(*code).str(text),
+        };
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            1 => ConfigOutcome::Applied {
+                version: r.u64()?,
+                text: r.str("text", MAX_TEXT)?,
+            },
+            2 => ConfigOutcome::Refused {
+                code: r.u16()?,
+                text: r.str("text", MAX_TEXT)?,
+            },
+            v => {
+                return Err(DecodeError::InvalidValue {
+                    field: "config outcome",
+                    value: u64::from(v),
+                });
+            }
+        })
+    }
+}
+
+pub(crate) fn put_ticket(w: &mut Writer, t: Ticket) {
     w.u64(t.origin).u64(t.seq);
 }
 
-fn get_ticket(r: &mut Reader<'_>) -> Result<Ticket, DecodeError> {
+pub(crate) fn get_ticket(r: &mut Reader<'_>) -> Result<Ticket, DecodeError> {
     Ok(Ticket {
         origin: r.u64()?,
         seq: r.u64()?,
@@ -310,10 +340,7 @@ impl ShipMsg {
             }
             ShipMsg::ConfigResp { ticket, outcome } => {
                 put_ticket(&mut w, *ticket);
-                match outcome {
-                    ConfigOutcome::Applied { version, text } => w.u8(1).u64(*version).str(text),
-                    ConfigOutcome::Refused { code, text } => w.u8(2).u16(*code).str(text),
-                };
+                outcome.encode(&mut w);
                 CONFIG_RESP
             }
             ShipMsg::Connect {
@@ -479,22 +506,7 @@ impl ShipMsg {
             }
             CONFIG_RESP => {
                 let ticket = get_ticket(r)?;
-                let outcome = match r.u8()? {
-                    1 => ConfigOutcome::Applied {
-                        version: r.u64()?,
-                        text: r.str("text", MAX_TEXT)?,
-                    },
-                    2 => ConfigOutcome::Refused {
-                        code: r.u16()?,
-                        text: r.str("text", MAX_TEXT)?,
-                    },
-                    v => {
-                        return Err(DecodeError::InvalidValue {
-                            field: "config outcome",
-                            value: u64::from(v),
-                        });
-                    }
-                };
+                let outcome = ConfigOutcome::decode(r)?;
                 ShipMsg::ConfigResp { ticket, outcome }
             }
             CONNECT => ShipMsg::Connect {

@@ -20,8 +20,8 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::msg::{ConfigOutcome, Ticket};
-use super::tree::{Change, ConfigTree, MAX_TEXT};
+use super::msg::{ConfigOutcome, Ticket, get_ticket, put_ticket};
+use super::tree::{Change, ConfigTree};
 use crate::wire::{DecodeError, Reader, Writer, crc32c};
 
 /// Most decisions on daughterships' tickets a stored copy keeps (the newest). They exist
@@ -92,11 +92,8 @@ pub enum StoreError {
 fn put_decisions(w: &mut Writer, decided: &[(Ticket, ConfigOutcome)]) {
     w.count(decided.len());
     for (t, o) in decided {
-        w.u64(t.origin).u64(t.seq);
-        match o {
-            ConfigOutcome::Applied { version, text } => w.u8(1).u64(*version).str(text),
-            ConfigOutcome::Refused { code, text } => w.u8(2).u16(*code).str(text),
-        };
+        put_ticket(w, *t);
+        o.encode(w);
     }
 }
 
@@ -104,27 +101,7 @@ fn get_decisions(r: &mut Reader<'_>) -> Result<Vec<(Ticket, ConfigOutcome)>, Dec
     let n = r.count("decisions", 1 << 20, 19)?;
     let mut decided = Vec::with_capacity(n);
     for _ in 0..n {
-        let ticket = Ticket {
-            origin: r.u64()?,
-            seq: r.u64()?,
-        };
-        let outcome = match r.u8()? {
-            1 => ConfigOutcome::Applied {
-                version: r.u64()?,
-                text: r.str("text", MAX_TEXT)?,
-            },
-            2 => ConfigOutcome::Refused {
-                code: r.u16()?,
-                text: r.str("text", MAX_TEXT)?,
-            },
-            v => {
-                return Err(DecodeError::InvalidValue {
-                    field: "decision",
-                    value: u64::from(v),
-                });
-            }
-        };
-        decided.push((ticket, outcome));
+        decided.push((get_ticket(r)?, ConfigOutcome::decode(r)?));
     }
     Ok(decided)
 }
