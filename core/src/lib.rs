@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod compose;
+pub mod flood;
 pub mod heartbeat;
 pub mod line;
 pub mod machine;
