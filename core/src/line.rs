@@ -89,6 +89,17 @@ impl LineBuffer {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+
+    /// The bytes buffered, for a caller that frames part of the stream itself (a body of
+    /// a given size, or one ended by a marker line) and then [`consume`](Self::consume)s.
+    pub fn peek(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Drops the first `n` buffered bytes (all of them if fewer are held).
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n.min(self.buf.len()));
+    }
 }
 
 /// A reply line: `code text\n`.
@@ -327,6 +338,18 @@ mod tests {
         assert_eq!(b.next_line().unwrap(), None);
         b.push(b"al\n");
         assert_eq!(b.next_line().unwrap().as_deref(), Some("partial"));
+        assert_eq!(b.pending(), 0);
+    }
+
+    #[test]
+    fn raw_access_then_lines() {
+        let mut b = LineBuffer::new(16);
+        b.push(b"abc\xffdef\n");
+        assert_eq!(b.peek(), b"abc\xffdef\n");
+        b.consume(4);
+        assert_eq!(b.next_line().unwrap().as_deref(), Some("def"));
+        b.push(b"xy");
+        b.consume(10);
         assert_eq!(b.pending(), 0);
     }
 

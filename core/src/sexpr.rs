@@ -9,9 +9,9 @@
 //!
 //! Atoms are keywords (`:name`), integers, floats, double-quoted strings (escapes `\"`,
 //! `\\`, `\n`, `\t`) and symbols (any other run of non-space, non-paren characters, so
-//! paths, host names and durations such as `200ms` need no quotes). Every node keeps its
-//! line and column, and every error names one. Nesting depth and input size are bounded,
-//! so hostile input cannot exhaust the stack or memory.
+//! paths, host names, addresses such as `10.0.0.1` and durations such as `200ms` need no
+//! quotes). Every node keeps its line and column, and every error names one. Nesting
+//! depth and input size are bounded, so hostile input cannot exhaust the stack or memory.
 
 use core::fmt;
 use core::time::Duration;
@@ -290,6 +290,11 @@ fn atom(word: &str, pos: Pos) -> Result<Value, SexprError> {
         if let Ok(i) = word.parse::<i64>() {
             return Ok(Value::Int(i));
         }
+        // Digits with two or more dots are an IPv4 address or a version, never a number:
+        // a symbol, so that `(:inet-address 10.0.0.1)` needs no quotes.
+        if word.matches('.').count() > 1 && word.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Ok(Value::Symbol(word.to_string()));
+        }
         if word.contains(['.', 'e', 'E'])
             && word
                 .chars()
@@ -522,6 +527,31 @@ mod tests {
                 Value::Symbol("/path/x".into()),
                 Value::Symbol("10.0.0.1:7000".into()),
             ]
+        );
+    }
+
+    /// Dotted digits are addresses and versions, not malformed numbers; a word that
+    /// really is a malformed number is still an error.
+    #[test]
+    fn dotted_digits_are_symbols() {
+        let f = parse("(10.0.0.1 1.2.3 1.5)").unwrap();
+        let v: Vec<Value> = f[0]
+            .as_list()
+            .unwrap()
+            .iter()
+            .map(|n| n.value.clone())
+            .collect();
+        assert_eq!(
+            v,
+            [
+                Value::Symbol("10.0.0.1".into()),
+                Value::Symbol("1.2.3".into()),
+                Value::Float(1.5),
+            ]
+        );
+        assert_eq!(
+            parse("1.2e").unwrap_err().message,
+            "malformed number '1.2e'"
         );
     }
 

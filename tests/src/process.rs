@@ -83,13 +83,14 @@ pub fn example(package: &str, name: &str) -> PathBuf {
     bin
 }
 
-/// A `flotilla` command with the ship environment variables cleared, so the caller's
-/// shell cannot point a test at another ship.
+/// A `flotilla` command with the ship and flood environment variables cleared, so the
+/// caller's shell cannot point a test at another ship or flood daemon.
 pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(flotilla());
     cmd.args(args)
         .env_remove("CRMOTHERSHIP")
         .env_remove("CRDAUGHTERSHIP")
+        .env_remove("FLOODD")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
@@ -160,11 +161,12 @@ fn drain(
     (text, Some(handle))
 }
 
-/// A running `flotilla mothership` or `flotilla daughtership`, killed when dropped.
+/// A running `flotilla mothership`, `flotilla daughtership` or `flotilla floodd`, killed
+/// when dropped.
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
-    /// The address it listens on (ships and clients).
+    /// The address it listens on (ships and clients; a flood daemon's data address).
     pub addr: SocketAddr,
     /// Its stdout after the ready line, and its stderr.
     output: (Arc<Mutex<String>>, Arc<Mutex<String>>),
@@ -191,6 +193,14 @@ impl Daemon {
             &addr.to_string(),
         ]);
         Daemon::start(cmd, addr)
+    }
+
+    /// `flotilla floodd --config CONFIG --site SITE`, once ready: its ready line names
+    /// `data`, the site's data address in the file.
+    pub fn floodd(config: &Path, site: &str, data: SocketAddr) -> Daemon {
+        let mut cmd = command(&["floodd", "--site", site]);
+        cmd.arg("--config").arg(config);
+        Daemon::start(cmd, data)
     }
 
     /// Spawns `cmd` (which must listen on `addr`) and waits for its ready line, which
@@ -258,6 +268,26 @@ impl Daemon {
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the process to exit by itself and returns how it ended;
+    /// `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the process (SIGKILL: a crash, not a shutdown) and reaps it.

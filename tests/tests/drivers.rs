@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use flotilla_core::flood::config::FloodConfig;
+use flotilla_core::flood::{Flood, FloodSettings, MAX_UPDATE_BYTES};
 use flotilla_core::heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatEvent};
 use flotilla_core::line::ClientError;
 use flotilla_core::ship::tree::ConfigTree;
@@ -22,10 +24,11 @@ use flotilla_core::ship::{Ship, ShipConfig, ShipEvent};
 use flotilla_core::wire::{Frame, Kind, Limits, decode_frame, split_frame, transport};
 use flotilla_core::{ClientRemote, EffectError, ListenerId, Rng};
 use flotilla_driver::client::{Error, LineClient};
+use flotilla_driver::flood_client::{FloodClient, GroupSummary};
 use flotilla_driver::ship_client::ShipClient;
 use flotilla_driver::{
-    Carries, CommandError, Driver, DriverConfig, ListenAddr, NodeHandle, ReadHalf, Runtime,
-    WriteHalf, timeout,
+    Carries, CommandError, Driver, DriverConfig, ListenAddr, NodeHandle, PeerTransport, ReadHalf,
+    Runtime, WriteHalf, timeout,
 };
 use flotilla_tests::echo::{Echo, EchoCommand, EchoError, Seen};
 
@@ -763,6 +766,161 @@ async fn ship_client_a_waiting_connect_meets_a_later_accept<R: Runtime>(rt: R) {
     m.shutdown().await;
 }
 
+// ----- the flood client ----------------------------------------------------------------
+
+/// Three flood sites in this process, `s0` the master, each with a data port (peers) and
+/// a client port bound first so that the configuration names the ports they got. Returns
+/// each node with its client address.
+async fn flood_sites<R: Runtime>() -> Vec<(NodeHandle<Flood, R>, SocketAddr)> {
+    let mut drivers = Vec::new();
+    for _ in 0..3 {
+        let config = DriverConfig::new(PeerTransport::Tcp)
+            .with_listener(ListenerId(0), ListenAddr::Tcp(any()), Carries::Peers)
+            .with_listener(ListenerId(1), ListenAddr::Tcp(any()), Carries::Clients);
+        drivers.push(Driver::<R>::bind(config).await.expect("bind"));
+    }
+    let port = |d: &Driver<R>, id| d.local_addrs().tcp(ListenerId(id)).expect("tcp").port();
+    let mut text = String::new();
+    for (i, d) in drivers.iter().enumerate() {
+        text.push_str(&format!(
+            "(:site-define (:site-name s{i}) (:inet-address 127.0.0.1) (:client-port {}) \
+             (:data-port {}))\n",
+            port(d, 1),
+            port(d, 0)
+        ));
+    }
+    text.push_str(
+        "(:group-define (:group-name g) (:site s0) (:site s1) (:site s2) (:master-site s0) \
+         (:ping-period 0.2) (:digest-period 0.1))",
+    );
+    let cfg = FloodConfig::parse(&text).expect("configuration");
+    drivers
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let settings = FloodSettings::from_config(&cfg, &format!("s{i}"), &mut |_| None)
+                .expect("settings");
+            let client = d.local_addrs().tcp(ListenerId(1)).expect("client port");
+            let machine = Flood::new(settings, d.now(), Rng::from_seed(60 + i as u64));
+            // No export command: what arrives is dropped, and no effect is asked for.
+            let mut node = d.start(machine);
+            drop(node.take_events());
+            (node, client)
+        })
+        .collect()
+}
+
+/// Every request of the flood client against real daemons: floods both ways, reads
+/// back, refusals typed, the limit kept, and `nearest_confirmed` probed then cached.
+async fn flood_client_floods_and_reads_back<R: Runtime>(rt: R) {
+    let sites = flood_sites::<R>().await;
+    let mut c = FloodClient::<R>::connect(&sites[0].1.to_string())
+        .await
+        .expect("connect");
+    assert!(
+        c.greeting().starts_with("floodd s0 ready"),
+        "{}",
+        c.greeting()
+    );
+    let topo = within(&rt, "a topology of three", async {
+        loop {
+            match c.topology(None).await {
+                Ok(t) if t.members == 3 => break t,
+                Ok(_) => {}
+                Err(e) => assert_eq!(refused_code(&e), Some(451), "{e}"),
+            }
+            sleep(&rt, Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!((topo.group.as_str(), topo.master.as_str()), ("g", "s0"));
+    assert!(topo.links.len() >= 2, "{topo:?}");
+    assert_eq!(
+        c.groups().await.expect("groups"),
+        [GroupSummary {
+            name: "g".into(),
+            master: "s0".into(),
+            members: 3,
+            mode: "tree".into()
+        }]
+    );
+    let members = c.group(None).await.expect("group");
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert_eq!(
+        (
+            members[0].site.as_str(),
+            members[0].role.as_str(),
+            members[0].master
+        ),
+        ("s0", "self", true)
+    );
+    assert_eq!(members[0].client, Some(sites[0].1));
+    let e = c.group(Some("nosuch")).await.unwrap_err();
+    assert_eq!(refused_code(&e), Some(501), "{e}");
+    assert!(matches!(
+        c.group(Some("two words")).await,
+        Err(Error::Server(ClientError::Invalid(_)))
+    ));
+
+    let one = c.data(None, b"one\n.two\n").await.expect("data");
+    assert_eq!((one.origin.as_str(), one.seq, one.bytes), ("s0", 1, 9));
+    let two = c.binary(Some("g"), b"\x00\n.\n\xff").await.expect("binary");
+    assert_eq!(
+        (two.seq, two.bytes, two.incarnation),
+        (2, 5, one.incarnation)
+    );
+    // Past the limit `data` is refused, typed, and the connection goes on.
+    let e = c
+        .data(None, &vec![b'x'; MAX_UPDATE_BYTES + 1])
+        .await
+        .unwrap_err();
+    assert_eq!(refused_code(&e), Some(552), "{e}");
+    assert_eq!(c.groups().await.expect("groups").len(), 1);
+
+    let mut c1 = FloodClient::<R>::connect(&sites[1].1.to_string())
+        .await
+        .expect("connect s1");
+    let stats = within(&rt, "s1 to have both updates", async {
+        loop {
+            let stats = c1.statistics().await.expect("statistics");
+            if stats.contains(&("delivered".to_string(), "2".to_string())) {
+                break stats;
+            }
+            sleep(&rt, Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(stats[0], ("site".to_string(), "s1".to_string()));
+    assert!(c1.gaps(None).await.expect("gaps").is_empty());
+
+    let nearest = c.nearest().await.expect("nearest");
+    assert_eq!(nearest.len(), 3, "{nearest:?}");
+    assert_eq!(
+        (nearest[0].site.as_str(), nearest[0].addr, nearest[0].rtt),
+        ("s0", sites[0].1, Some(Duration::ZERO))
+    );
+    let best = c.nearest_confirmed(3).await.expect("nearest_confirmed");
+    assert!(
+        nearest
+            .iter()
+            .any(|n| n.site == best.site && n.addr == best.addr),
+        "{best:?}"
+    );
+    assert!(best.rtt.is_some());
+    // Cached: the same answer, the probe's own measurement included.
+    assert_eq!(c.nearest_confirmed(3).await.expect("cached"), best);
+
+    c.quit().await.expect("quit");
+    assert!(matches!(c.groups().await, Err(Error::Io(_))));
+    let mut c2 = FloodClient::<R>::connect(&sites[2].1.to_string())
+        .await
+        .expect("connect s2");
+    c2.terminate().await.expect("terminate from this host");
+    for (node, _) in sites {
+        node.shutdown().await;
+    }
+}
+
 // ----- run every body under every runtime ----------------------------------------------
 
 fn on_tokio<F: Future<Output = ()>>(body: impl FnOnce(flotilla_tokio::Tokio) -> F) {
@@ -805,4 +963,5 @@ on_every_runtime!(
     ship_client_an_unmatched_connect_expires_naming_its_key,
     ship_client_a_closed_ship_is_an_io_error,
     ship_client_a_waiting_connect_meets_a_later_accept,
+    flood_client_floods_and_reads_back,
 );

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use flotilla_core::ship::ShipConfig;
 
 use crate::Outcome;
-use crate::ship_daemon::{self, DaemonOpts, EXIT_CONFIG, fail};
+use crate::daemon::{EXIT_CONFIG, fail};
+use crate::ship_daemon::{self, DaemonOpts};
 use crate::state_file::StateFile;
 
 #[derive(clap::Args, Debug)]

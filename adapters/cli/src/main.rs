@@ -3,13 +3,16 @@
 //! [`Command`].
 //!
 //! Results go to stdout; logs go to stderr, filtered by `RUST_LOG` (default `info` for the
-//! ship daemons, `warn` for everything else).
+//! daemons, `warn` for everything else).
 //!
 //! Ship commands (SPEC.md §5): `mothership` and `daughtership` run the daemons; `broker`,
 //! `config` and `status` are clients of the ship named by `--ship` or `CRMOTHERSHIP`
 //! (default `127.0.0.1:10000`). Client commands exit 1 with `error: …` on stderr when the
 //! request fails; the daemons exit 2 on a configuration error and 1 when refused by
 //! their parent.
+//!
+//! Flood commands (seed 002): `floodd` runs a site's flood daemon; `flood` is a client of
+//! the daemon named by `--daemon` or `FLOODD` (default `127.0.0.1:2000`).
 
 use std::error::Error;
 use std::hash::BuildHasher;
@@ -21,8 +24,12 @@ use tracing_subscriber::EnvFilter;
 
 mod broker;
 mod config;
+mod daemon;
 mod daughtership;
 mod demo;
+mod flood_cli;
+mod flood_runner;
+mod floodd;
 mod heartbeat;
 mod mothership;
 mod ship_cli;
@@ -59,6 +66,11 @@ enum Command {
     Config(config::Args),
     /// Print a ship's status line.
     Status(status::Args),
+    /// Run the flood daemon of one site (seed 002) until `terminate`, Ctrl-C or SIGTERM.
+    Floodd(floodd::Args),
+    /// Ask a flood daemon: `stats`, `topology`, `groups`, or `send` an update to flood.
+    #[command(subcommand_required = true)]
+    Flood(flood_cli::Args),
     /// Run simulator scenarios: built-in (`--list`) or your own (`--file`), by seed.
     Sim(sim::Args),
 }
@@ -66,7 +78,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Mothership(_) | Command::Daughtership(_) => "info",
+        Command::Mothership(_) | Command::Daughtership(_) | Command::Floodd(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -95,6 +107,8 @@ fn main() -> ExitCode {
             Command::Broker(args) => broker::run(args).await,
             Command::Config(args) => config::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Floodd(args) => floodd::run(args).await,
+            Command::Flood(args) => flood_cli::run(args).await,
             Command::Sim(args) => sim::run(args).await,
         }
     });

@@ -9,7 +9,8 @@ use flotilla_core::ship::ShipConfig;
 use flotilla_core::ship::tree::{ConfigTree, MAX_CONFIG_BYTES};
 
 use crate::Outcome;
-use crate::ship_daemon::{self, DaemonOpts, EXIT_CONFIG, fail};
+use crate::daemon::{EXIT_CONFIG, fail};
+use crate::ship_daemon::{self, DaemonOpts};
 use crate::state_file::StateFile;
 use flotilla_core::sexpr;
 

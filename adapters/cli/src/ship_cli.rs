@@ -1,4 +1,4 @@
-//! What the client subcommands (`broker`, `config`, `status`) share: which ship to ask,
+//! What the client subcommands (`broker`, `config`, `status`, and `flood`'s) share: which ship to ask,
 //! connecting to it, a bound on every wait, and printing failures as `error: …` with
 //! exit status 1.
 
@@ -9,8 +9,8 @@ use std::time::Duration;
 use flotilla_core::ship::client::ClientError;
 use flotilla_tokio::ship_client::{Error, ShipClient};
 
-/// How long connecting to a ship may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to a ship (or a flood daemon) may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Added to a request's own timeout before the client gives up on a silent ship.
 pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
@@ -54,15 +54,25 @@ pub(crate) async fn ask<T>(
     limit: Duration,
     req: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, ExitCode> {
+    ask_server(&format!("ship at {ship}"), what, limit, req).await
+}
+
+/// [`ask`] for any line-protocol server, named by `server` (`floodd at HOST:PORT`).
+pub(crate) async fn ask_server<T>(
+    server: &str,
+    what: &str,
+    limit: Duration,
+    req: impl Future<Output = Result<T, Error>>,
+) -> Result<T, ExitCode> {
     match tokio::time::timeout(limit, req).await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(Error::Server(ClientError::Refused { text, .. }))) => Err(fail(text)),
         Ok(Err(Error::Server(e))) => Err(fail(format_args!("{what}: {e}"))),
         Ok(Err(Error::Io(e))) => Err(fail(format_args!(
-            "{what}: lost the connection to ship at {ship}: {e}"
+            "{what}: lost the connection to {server}: {e}"
         ))),
         Err(_) => Err(fail(format_args!(
-            "{what}: no reply from ship at {ship} within {:.1}s",
+            "{what}: no reply from {server} within {:.1}s",
             limit.as_secs_f64()
         ))),
     }

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use std::process::ExitCode;
 
 use flotilla_core::Rng;
@@ -13,10 +12,8 @@ use flotilla_core::ship::{Ship, ShipConfig, ShipEvent};
 use flotilla_tokio::{Driver, DriverConfig};
 use tracing::{debug, info, warn};
 
+use crate::daemon::{self, EXIT_CONFIG, fail};
 use crate::state_file::StateFile;
-
-/// Exit code for a configuration the ship cannot start with.
-pub(crate) const EXIT_CONFIG: u8 = 2;
 
 /// Resolves `HOST:PORT`, preferring an IPv4 address when the name has both (so
 /// `localhost` meets a ship listening on 127.0.0.1).
@@ -30,12 +27,6 @@ pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .or(all.first())
         .copied()
         .ok_or_else(|| format!("{addr} resolves to no address"))
-}
-
-/// Prints `error: …` and returns `code`.
-pub(crate) fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(code)
 }
 
 /// Settings every ship daemon takes.
@@ -54,29 +45,6 @@ impl DaemonOpts {
     }
 }
 
-/// The process's open-file limit (the soft one), from `/proc/self/limits` where there is
-/// one.
-fn descriptor_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// How many clients to hold at once: below the descriptor limit by enough that peers,
-/// the state file and a refusal to the next client always find a descriptor. Past it a
-/// client is told why and closed instead of every client hanging on a full table.
-fn client_cap() -> (usize, Option<u64>) {
-    let limit = descriptor_limit();
-    let cap = match limit {
-        Some(l) => l.saturating_sub(64.max(l / 8)).max(1),
-        None => 100_000,
-    };
-    (
-        usize::try_from(cap).unwrap_or(usize::MAX).min(100_000),
-        limit,
-    )
-}
-
 /// Binds `listen`, builds the ship with `make` (given the address actually bound), prints
 /// the ready line that `ready` makes from it, and serves until a signal or a refusal.
 pub(crate) async fn run(
@@ -86,11 +54,9 @@ pub(crate) async fn run(
     store: StateFile,
 ) -> ExitCode {
     let mut config = DriverConfig::tcp(listen);
-    let (cap, limit) = client_cap();
-    config.max_clients = cap;
-    config.refusal = Bytes::from(format!(
-        "503 too many connections ({cap} open, the most this ship holds): try again later\n"
-    ));
+    let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
+        format!("503 too many connections ({cap} open, the most this ship holds): try again later")
+    });
     let driver = match Driver::bind(config).await {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -132,9 +98,8 @@ pub(crate) async fn run(
     let _ = std::io::stdout().flush();
 
     // Pinned once, so a signal between two turns of the loop is not missed.
-    let ctrl_c = tokio::signal::ctrl_c();
-    let term = terminated();
-    tokio::pin!(ctrl_c, term);
+    let stop = daemon::stop_signal();
+    tokio::pin!(stop);
     let code = loop {
         tokio::select! {
             ev = node.next_event() => match ev {
@@ -144,17 +109,13 @@ pub(crate) async fn run(
                 Some(ev) => log_event(ev, parent),
                 None => break fail(1, "the ship stopped unexpectedly"),
             },
-            r = &mut ctrl_c => {
-                if let Err(e) = r {
-                    break fail(1, format_args!("cannot wait for Ctrl-C: {e}"));
+            r = &mut stop => match r {
+                Ok(why) => {
+                    info!("{why}");
+                    break ExitCode::SUCCESS;
                 }
-                info!("interrupted");
-                break ExitCode::SUCCESS;
-            }
-            () = &mut term => {
-                info!("terminated");
-                break ExitCode::SUCCESS;
-            }
+                Err(e) => break fail(1, e),
+            },
         }
     };
     let stats = node.stats();
@@ -185,17 +146,4 @@ fn log_event(ev: ShipEvent, parent: Option<SocketAddr>) {
         ),
         other => debug!(event = ?other, "ship event"),
     }
-}
-
-/// Resolves on SIGTERM; never where there is no such signal.
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut s) = signal(SignalKind::terminate()) {
-            s.recv().await;
-            return;
-        }
-    }
-    std::future::pending::<()>().await;
 }

@@ -36,6 +36,7 @@ pub mod client;
 pub mod config;
 mod conn;
 pub mod effects;
+pub mod flood_client;
 mod node;
 pub mod runtime;
 pub mod ship_client;
@@ -55,8 +56,8 @@ pub use tables::DriverStats;
 
 /// Re-exports the driver and the client libraries for one runtime under that runtime
 /// crate's names: `Driver`, `NodeHandle<M>`, `client::LineClient`,
-/// `ship_client::ShipClient`, and the configuration types. `flotilla-tokio` and
-/// `flotilla-smol` each invoke it once with their runtime type.
+/// `ship_client::ShipClient`, `flood_client::FloodClient`, and the configuration types.
+/// `flotilla-tokio` and `flotilla-smol` each invoke it once with their runtime type.
 #[macro_export]
 macro_rules! runtime_api {
     ($rt:ty) => {
@@ -82,6 +83,16 @@ macro_rules! runtime_api {
             pub use $crate::ship_client::{Accepted, Connected, Error};
             /// A ship connection under this runtime.
             pub type ShipClient = $crate::ship_client::ShipClient<$rt>;
+        }
+
+        /// A client of a flood daemon's client port (seed 002).
+        pub mod flood_client {
+            pub use $crate::flood_client::{
+                Error, Flooded, Gap, GapKind, GroupSummary, Link, Member, NEAREST_CACHE, Nearest,
+                PROBE_TIMEOUT, Topology,
+            };
+            /// A flood daemon connection under this runtime.
+            pub type FloodClient = $crate::flood_client::FloodClient<$rt>;
         }
     };
 }

@@ -20,6 +20,7 @@ use flotilla_core::sexpr::SexprError;
 use crate::canary::CanaryProtocol;
 use crate::check::{Failure, Source};
 use crate::protocol::Protocol;
+use crate::protocols::flood::FloodProtocol;
 use crate::protocols::heartbeat::HeartbeatProtocol;
 use crate::protocols::pair::PairProtocol;
 use crate::protocols::ship::ShipProtocol;
@@ -61,6 +62,16 @@ pub static PROTOCOLS: &[Registered] = &[
         name: "ship-canary",
         check: |t| parse_only(t, ShipProtocol::canary()),
         run: |t, s, l, a, io| go(t, ShipProtocol::canary(), s, l, a, io),
+    },
+    Registered {
+        name: "flood",
+        check: |t| parse_only(t, FloodProtocol::default()),
+        run: |t, s, l, a, io| go(t, FloodProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "flood-canary",
+        check: |t| parse_only(t, FloodProtocol::canary()),
+        run: |t, s, l, a, io| go(t, FloodProtocol::canary(), s, l, a, io),
     },
 ];
 

@@ -64,6 +64,46 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/ship-parent-return.scn"),
     ),
     (
+        "flood-50",
+        "50 sites, connectivity 3, tree flooding under 1% loss: every update exported exactly once everywhere",
+        include_str!("../scenarios/flood-50.scn"),
+    ),
+    (
+        "flood-failures",
+        "50 sites, connectivity 3: two fail for good; every update still reaches every running site",
+        include_str!("../scenarios/flood-failures.scn"),
+    ),
+    (
+        "flood-partition",
+        "12 sites split in two for 5 s while both sides flood: gaps reported after the heal, and recovered",
+        include_str!("../scenarios/flood-partition.scn"),
+    ),
+    (
+        "flood-storage",
+        "storage for about twenty updates and failing, hanging exports: the bound holds, drops are reported",
+        include_str!("../scenarios/flood-storage.scn"),
+    ),
+    (
+        "flood-master-restart",
+        "the master crashes and restarts from its file: join requests rebuild the group",
+        include_str!("../scenarios/flood-master-restart.scn"),
+    ),
+    (
+        "flood-export-faults",
+        "export commands that fail and hang: retried with backoff, nothing exported twice",
+        include_str!("../scenarios/flood-export-faults.scn"),
+    ),
+    (
+        "flood-plain",
+        "flood-50 with the seed's plain flooding, for comparison",
+        include_str!("../scenarios/flood-plain.scn"),
+    ),
+    (
+        "flood-canary",
+        "sites with a planted bug (a pulled duplicate exported again); some seeds must fail",
+        include_str!("../scenarios/flood-canary.scn"),
+    ),
+    (
         "broker-1000",
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),

@@ -6,9 +6,17 @@
 //! topology while the other links carry short digests, and a site pulls what a digest
 //! shows it missed, reporting what it could not recover.
 
+pub mod bundle;
 pub mod command;
 pub mod config;
+pub mod machine;
+pub mod msg;
 pub mod topology;
+
+pub use machine::{
+    Flood, FloodCommand, FloodEffect, FloodEffectValue, FloodError, FloodEvent, FloodLimits,
+    FloodSettings, FloodStats, SettingsError, StreamKey, StreamMarks, TopologyView,
+};
 
 /// The largest update a client may flood (`data` or `binary`), in bytes: an update and
 /// its header fit in one frame (SPEC.md §2.1).

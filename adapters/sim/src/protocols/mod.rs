@@ -1,5 +1,6 @@
 //! The protocol plug-ins shipped with the simulator, one module each.
 
+pub mod flood;
 pub mod heartbeat;
 pub mod pair;
 pub mod ship;

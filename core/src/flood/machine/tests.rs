@@ -1,0 +1,776 @@
+//! Unit tests of the flood machine over a small in-memory network.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::flood::bundle::{self, BundleItem};
+use crate::flood::config::FloodConfig;
+use crate::machine::{ClientOrigin, Output};
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i as u8 + 1], 7000))
+}
+
+/// A configuration of `n` sites `s1..sn` in one group `g` mastered by `s1`.
+fn config(n: usize, k: u32, extra_group: &str, extra_local: &str) -> FloodConfig {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "(:site-define (:site-name s{}) (:inet-address 10.0.0.{}) (:client-port 7001) (:data-port 7000))\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    text.push_str("(:group-define (:group-name g) (:master-site s1)");
+    for i in 0..n {
+        text.push_str(&format!(" (:site s{})", i + 1));
+    }
+    text.push_str(&format!(
+        " (:connectivity {k}) (:ping-period 1) (:bandwidth-period 5) (:estimates-period 2) (:join-period 2) (:update-period 30) (:digest-period 0.1) {extra_group})\n"
+    ));
+    let purge = if extra_local.contains("log-purge-period") {
+        ""
+    } else {
+        "(:log-purge-period 60)"
+    };
+    text.push_str(&format!(
+        "(:local (:export-command \"cat\") {purge} (:site-purge-period 600) {extra_local})\n"
+    ));
+    FloodConfig::parse(&text).unwrap()
+}
+
+fn settings(cfg: &FloodConfig, i: usize) -> FloodSettings {
+    FloodSettings::from_config(cfg, &format!("s{}", i + 1), &mut |_| None).unwrap()
+}
+
+/// What a test does with export runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExportMode {
+    Succeed,
+    Fail,
+    Hang,
+}
+
+struct Net {
+    now: Instant,
+    cfg: FloodConfig,
+    sites: Vec<Option<Flood>>,
+    /// Frames in flight: (arrives, to, from, frame).
+    wire: VecDeque<(Instant, usize, SocketAddr, Frame)>,
+    /// Links that drop everything (both ways).
+    cut: BTreeSet<(usize, usize)>,
+    latency: Duration,
+    /// Every update each site exported, in order, over all its lives.
+    exported: Vec<Vec<BundleItem>>,
+    export: ExportMode,
+    /// Export runs waiting for their outcome: (done at, site, id, ok).
+    effects: Vec<(Instant, usize, EffectId, bool)>,
+    events: Vec<Vec<FloodEvent>>,
+    client_out: BTreeMap<ClientId, Vec<u8>>,
+    closed: BTreeSet<ClientId>,
+    seed: u64,
+}
+
+impl Net {
+    fn new(cfg: FloodConfig, n: usize) -> Self {
+        let mut net = Net {
+            now: Instant::ZERO,
+            cfg,
+            sites: Vec::new(),
+            wire: VecDeque::new(),
+            cut: BTreeSet::new(),
+            latency: Duration::from_millis(2),
+            exported: vec![Vec::new(); n],
+            export: ExportMode::Succeed,
+            effects: Vec::new(),
+            events: vec![Vec::new(); n],
+            client_out: BTreeMap::new(),
+            closed: BTreeSet::new(),
+            seed: 1,
+        };
+        for i in 0..n {
+            net.sites.push(None);
+            net.start(i);
+        }
+        net.drain_all();
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        self.seed += 1;
+        let s = settings(&self.cfg, i);
+        self.sites[i] = Some(Flood::new(
+            s,
+            self.now,
+            Rng::from_seed(self.seed * 7919 + i as u64),
+        ));
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.sites[i] = None;
+        self.effects.retain(|e| e.1 != i);
+    }
+
+    fn site(&self, i: usize) -> &Flood {
+        self.sites[i].as_ref().unwrap()
+    }
+
+    fn index(&self, a: SocketAddr) -> Option<usize> {
+        (0..self.sites.len()).find(|&i| addr(i) == a)
+    }
+
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        loop {
+            let Some(m) = self.sites[i].as_mut() else {
+                return;
+            };
+            let Some(out) = m.poll_output() else {
+                return;
+            };
+            match out {
+                Output::Transmit(t) => {
+                    if let Some(to) = self.index(t.to)
+                        && !self.cut.contains(&(i.min(to), i.max(to)))
+                    {
+                        self.wire
+                            .push_back((now + self.latency, to, addr(i), t.frame));
+                    }
+                }
+                Output::ToClient(c, b) => self.client_out.entry(c).or_default().extend(&b[..]),
+                Output::CloseClient(c) => {
+                    self.closed.insert(c);
+                }
+                Output::Event(e) => self.events[i].push(e),
+                Output::Effect(r) => match r.effect {
+                    FloodEffect::Export { bundle, .. } => {
+                        let items = bundle::decode(&bundle).unwrap();
+                        match self.export {
+                            ExportMode::Succeed => {
+                                self.exported[i].extend(items);
+                                self.effects.push((now, i, r.id, true));
+                            }
+                            ExportMode::Fail => self.effects.push((now, i, r.id, false)),
+                            ExportMode::Hang => {
+                                let at = now + r.timeout.unwrap();
+                                self.effects.push((at, i, r.id, false));
+                            }
+                        }
+                    }
+                    FloodEffect::Generate { .. } => panic!("no generator configured"),
+                },
+            }
+        }
+    }
+
+    fn drain_all(&mut self) {
+        for i in 0..self.sites.len() {
+            self.drain(i);
+        }
+    }
+
+    /// Runs until `until`, delivering frames and firing timers in time order.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            let wire = self.wire.iter().map(|w| w.0).min();
+            let timer = self
+                .sites
+                .iter()
+                .filter_map(|s| s.as_ref()?.poll_timeout())
+                .min();
+            let effect = self.effects.iter().map(|e| e.0).min();
+            let Some(next) = [wire, timer, effect].into_iter().flatten().min() else {
+                self.now = until;
+                return;
+            };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            if let Some(k) = self.effects.iter().position(|e| e.0 <= now) {
+                let (_, i, id, ok) = self.effects.remove(k);
+                let outcome = if ok {
+                    Ok(FloodEffectValue::Exported)
+                } else if self.export == ExportMode::Hang {
+                    Err(EffectError::TimedOut(Duration::from_secs(60)))
+                } else {
+                    Err(EffectError::Failed("exit status 1".into()))
+                };
+                if let Some(m) = self.sites[i].as_mut() {
+                    m.handle(now, Input::EffectDone { id, outcome }).unwrap();
+                }
+                self.drain(i);
+                continue;
+            }
+            if let Some(k) = self.wire.iter().position(|w| w.0 <= now) {
+                let (_, to, from, frame) = self.wire.remove(k).unwrap();
+                if let Some(m) = self.sites[to].as_mut() {
+                    let _ = m.handle(now, Input::Frame { from, frame });
+                }
+                self.drain(to);
+                continue;
+            }
+            for i in 0..self.sites.len() {
+                if let Some(m) = self.sites[i].as_mut()
+                    && m.poll_timeout().is_some_and(|t| t <= now)
+                {
+                    m.handle_timeout(now);
+                    self.drain(i);
+                }
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    fn flood(&mut self, i: usize, data: &str) -> u64 {
+        let now = self.now;
+        let m = self.sites[i].as_mut().unwrap();
+        let seq = m.flood(now, None, Bytes::from(data.to_string())).unwrap();
+        self.drain(i);
+        seq
+    }
+
+    /// Updates site `i` exported, as (origin, seq, data).
+    fn exports(&self, i: usize) -> Vec<(String, u64, String)> {
+        self.exported[i]
+            .iter()
+            .filter_map(|it| match it {
+                BundleItem::Update {
+                    origin, seq, data, ..
+                } => Some((
+                    origin.clone(),
+                    *seq,
+                    String::from_utf8_lossy(data).into_owned(),
+                )),
+                BundleItem::Lost { .. } => None,
+            })
+            .collect()
+    }
+
+    fn payloads(&self) -> u64 {
+        self.sites
+            .iter()
+            .flatten()
+            .map(|s| s.stats().payloads_sent)
+            .sum()
+    }
+
+    fn client(&mut self, i: usize, c: u64, local: bool) -> ClientId {
+        let id = ClientId(c);
+        let peer = if local {
+            "127.0.0.1:5000"
+        } else {
+            "10.9.9.9:5000"
+        };
+        let origin = ClientOrigin::tcp(
+            crate::machine::ListenerId(1),
+            peer.parse().unwrap(),
+            "127.0.0.1:7001".parse().unwrap(),
+        );
+        let now = self.now;
+        self.sites[i]
+            .as_mut()
+            .unwrap()
+            .handle(now, Input::ClientOpened { client: id, origin })
+            .unwrap();
+        self.drain(i);
+        self.take(id);
+        id
+    }
+
+    fn send(&mut self, i: usize, c: ClientId, bytes: &[u8]) -> String {
+        let now = self.now;
+        self.sites[i]
+            .as_mut()
+            .unwrap()
+            .handle(now, Input::ClientData(c, Bytes::copy_from_slice(bytes)))
+            .unwrap();
+        self.drain(i);
+        self.take(c)
+    }
+
+    fn take(&mut self, c: ClientId) -> String {
+        String::from_utf8(self.client_out.remove(&c).unwrap_or_default()).unwrap()
+    }
+}
+
+/// Every other site exports each update exactly once, and in tree mode each update is
+/// sent n - 1 times.
+#[test]
+fn an_update_reaches_every_other_site_once_along_a_tree() {
+    let n = 6;
+    let mut net = Net::new(config(n, 3, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    for i in 0..n {
+        assert_eq!(
+            net.site(i).topology("g").unwrap().members.len(),
+            n,
+            "s{}",
+            i + 1
+        );
+    }
+    let before = net.payloads();
+    let seq = net.flood(2, "hello");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(seq, 1);
+    assert_eq!(
+        net.payloads() - before,
+        n as u64 - 1,
+        "one payload per other site"
+    );
+    for i in 0..n {
+        let want: Vec<(String, u64, String)> = if i == 2 {
+            vec![]
+        } else {
+            vec![("s3".into(), 1, "hello".into())]
+        };
+        assert_eq!(net.exports(i), want, "s{}", i + 1);
+    }
+}
+
+/// Plain flooding (the seed's) sends every update over every link but the one it came
+/// by: 2|E| - n + 1 payloads, still exported once per site.
+#[test]
+fn plain_flooding_sends_over_every_link() {
+    let n = 6;
+    let mut net = Net::new(config(n, 3, "(:flooding plain)", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let links = net.site(0).topology("g").unwrap().links.len() as u64;
+    let before = net.payloads();
+    net.flood(0, "x");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.payloads() - before, 2 * links - n as u64 + 1);
+    for i in 1..n {
+        assert_eq!(net.exports(i).len(), 1, "s{}", i + 1);
+    }
+}
+
+/// A site whose tree parent is down still gets the update: its other neighbours'
+/// digests show it, and it pulls.
+#[test]
+fn a_failed_site_does_not_cut_off_the_rest() {
+    let n = 8;
+    let mut net = Net::new(config(n, 3, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.crash(4);
+    net.run_for(Duration::from_secs(3));
+    for k in 0..5 {
+        net.flood(1, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_secs(3));
+    for i in (0..n).filter(|&i| i != 1 && i != 4) {
+        assert_eq!(net.exports(i).len(), 5, "s{}: {:?}", i + 1, net.exports(i));
+    }
+}
+
+/// A partition: updates flooded on one side are missing on the other; after the heal,
+/// digests show them, they are reported missing and fetched, and exported once.
+#[test]
+fn a_partition_heals_with_gap_reports_and_recovery() {
+    let n = 6;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.flood(0, "before");
+    net.run_for(Duration::from_secs(1));
+    // Cut every link between {s1 s2 s3} and {s4 s5 s6}.
+    for a in 0..3 {
+        for b in 3..6 {
+            net.cut.insert((a, b));
+        }
+    }
+    for k in 0..4 {
+        net.flood(0, &format!("during{k}"));
+    }
+    net.run_for(Duration::from_secs(2));
+    for i in 3..6 {
+        assert_eq!(
+            net.exports(i).len(),
+            1,
+            "s{} got only what came before",
+            i + 1
+        );
+    }
+    net.cut.clear();
+    net.run_for(Duration::from_secs(3));
+    for i in 1..6 {
+        let got: Vec<String> = net.exports(i).into_iter().map(|e| e.2).collect();
+        assert_eq!(got.len(), 5, "s{}: {got:?}", i + 1);
+        let unique: BTreeSet<&String> = got.iter().collect();
+        assert_eq!(
+            unique.len(),
+            5,
+            "s{} exported something twice: {got:?}",
+            i + 1
+        );
+    }
+    let missing: u64 = (3..6).map(|i| net.site(i).stats().missing).sum();
+    let recovered: u64 = (3..6).map(|i| net.site(i).stats().recovered).sum();
+    assert!(missing >= 4, "missing {missing}");
+    assert_eq!(missing, recovered);
+    assert!(
+        net.events[3]
+            .iter()
+            .any(|e| matches!(e, FloodEvent::Missing { .. }))
+    );
+}
+
+/// What no neighbour holds any more is reported lost, to the export command too.
+#[test]
+fn updates_purged_everywhere_are_reported_lost() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", "(:log-purge-period 1)"), n);
+    net.run_for(Duration::from_secs(2));
+    // s4 knows the stream before it is cut off.
+    net.flood(0, "first");
+    net.run_for(Duration::from_millis(500));
+    for a in [0, 1, 2] {
+        net.cut.insert((a.min(3), a.max(3)));
+    }
+    for k in 0..3 {
+        net.flood(0, &format!("u{k}"));
+    }
+    // Long enough for every holder to purge them.
+    net.run_for(Duration::from_secs(4));
+    net.cut.clear();
+    net.run_for(Duration::from_secs(3));
+    let lost: Vec<&BundleItem> = net.exported[3]
+        .iter()
+        .filter(|i| matches!(i, BundleItem::Lost { .. }))
+        .collect();
+    assert_eq!(
+        lost,
+        [&BundleItem::Lost {
+            group: "g".into(),
+            origin: "s1".into(),
+            incarnation: net.site(0).incarnation(),
+            from: 2,
+            to: 4,
+            reason: LostReason::Purged,
+        }]
+    );
+    assert_eq!(net.site(3).stats().lost, 3);
+    assert_eq!(net.exports(3).len(), 1);
+}
+
+/// Storage never holds more than data-storage-max; when the export command keeps
+/// failing, the oldest waiting updates are dropped, counted and reported.
+#[test]
+fn storage_stays_within_its_bound_and_drops_in_order() {
+    let n = 3;
+    let max = 4 * (100 + store::ENTRY_OVERHEAD);
+    let mut net = Net::new(config(n, 2, "", &format!("(:data-storage-max {max})")), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Fail;
+    for k in 0..10 {
+        net.flood(0, &format!("{k:0>100}"));
+        net.run_for(Duration::from_millis(50));
+        for i in 0..n {
+            assert!(net.site(i).stored_bytes() <= max, "s{}", i + 1);
+        }
+    }
+    net.run_for(Duration::from_secs(1));
+    let s2 = net.site(1).stats().clone();
+    assert_eq!(s2.delivered, 10);
+    assert!(s2.dropped_unexported >= 5, "{s2:?}");
+    assert!(s2.export_failures >= 1, "{s2:?}");
+    // The export command works again: what is still stored is exported, and the drops
+    // are reported to it.
+    net.export = ExportMode::Succeed;
+    net.run_for(Duration::from_secs(70));
+    let exported = net.exports(1).len() as u64;
+    assert_eq!(exported + s2.dropped_unexported, 10);
+    assert!(net.exported[1].iter().any(|i| matches!(
+        i,
+        BundleItem::Lost {
+            reason: LostReason::Storage,
+            ..
+        }
+    )));
+}
+
+/// A hung export command is given up at its timeout, counted, and retried later with
+/// the same updates.
+#[test]
+fn a_hung_export_is_timed_out_and_retried() {
+    let n = 2;
+    let mut net = Net::new(config(n, 1, "", "(:export-timeout 5)"), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    net.flood(0, "x");
+    net.run_for(Duration::from_secs(6));
+    assert_eq!(net.site(1).stats().export_timeouts, 1);
+    net.export = ExportMode::Succeed;
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.exports(1), [("s1".to_string(), 1, "x".to_string())]);
+}
+
+/// A master that restarts rebuilds its group from the join requests.
+#[test]
+fn a_restarted_master_rebuilds_the_group_from_joins() {
+    let n = 5;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    // A site the master's file does not list joins by asking.
+    net.crash(0);
+    net.run_for(Duration::from_secs(1));
+    net.start(0);
+    net.drain(0);
+    net.run_for(Duration::from_secs(5));
+    let t = net.site(2).topology("g").unwrap();
+    assert_eq!(t.master_incarnation, net.site(0).incarnation());
+    assert_eq!(t.members.len(), n);
+    net.flood(4, "after");
+    net.run_for(Duration::from_secs(1));
+    for i in 0..4 {
+        assert_eq!(net.exports(i).len(), 1, "s{}", i + 1);
+    }
+}
+
+/// A site that restarts (without state) does not export again what it exported before:
+/// it takes streams from their next update on.
+#[test]
+fn a_restarted_site_does_not_export_again() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    for k in 0..3 {
+        net.flood(0, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.exports(2).len(), 3);
+    net.crash(2);
+    net.run_for(Duration::from_millis(300));
+    net.start(2);
+    net.drain(2);
+    net.run_for(Duration::from_secs(3));
+    net.flood(0, "new");
+    net.run_for(Duration::from_secs(1));
+    let got: Vec<String> = net.exports(2).into_iter().map(|e| e.2).collect();
+    assert_eq!(got, ["u0", "u1", "u2", "new"]);
+}
+
+/// The client port, as a person at telnet uses it.
+#[test]
+fn the_client_port_answers_every_command() {
+    let n = 3;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let c = net.client(1, 1, true);
+    let help = net.send(1, c, b"HELP\r\n");
+    assert!(
+        help.starts_with("214-help") && help.ends_with("214 end of help\n"),
+        "{help}"
+    );
+    assert_eq!(
+        net.send(1, c, b"groups\n"),
+        "250-g master=s1 members=3 mode=tree\n250 1 groups\n"
+    );
+    let group = net.send(1, c, b"group g\n");
+    assert!(
+        group.contains("250-s2 10.0.0.2:7000 client=7001 self\n"),
+        "{group}"
+    );
+    assert!(group.ends_with("250 3 sites in g\n"), "{group}");
+    assert_eq!(
+        net.send(1, c, b"data\n"),
+        "354 send the data; end it with a line holding a single \".\"\n"
+    );
+    let done = net.send(1, c, b"line one\r\n..dot\n.\n");
+    assert!(done.starts_with("250 flooded to g as s2 "), "{done}");
+    assert!(done.ends_with(" 1 (14 bytes)\n"), "{done}");
+    let bin = net.send(1, c, b"binary 5 g\n\x00\n.\n\xff");
+    assert!(bin.ends_with(" 2 (5 bytes)\n"), "{bin}");
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.exported[0].len(), 2);
+    let BundleItem::Update { data, .. } = &net.exported[0][0] else {
+        panic!()
+    };
+    assert_eq!(&data[..], b"line one\n.dot\n");
+    let BundleItem::Update { data, .. } = &net.exported[0][1] else {
+        panic!()
+    };
+    assert_eq!(&data[..], b"\x00\n.\n\xff");
+    let stats = net.send(1, c, b"statistics\n");
+    assert!(stats.contains("211-originated 2\n"), "{stats}");
+    let topo = net.send(1, c, b"topology\n");
+    assert!(
+        topo.starts_with("250-group g version 1 master s1 members 3\n"),
+        "{topo}"
+    );
+    let near = net.send(1, c, b"nearest\n");
+    assert!(
+        near.starts_with("250-s2 10.0.0.2:7001 rtt=0.000ms (this daemon)\n"),
+        "{near}"
+    );
+    assert_eq!(
+        net.send(1, c, b"frobnicate\n"),
+        "500 unknown command 'frobnicate' (try help)\n"
+    );
+    let bad = net.send(1, c, b"group nosuch\n");
+    assert!(bad.starts_with("501 no group nosuch here"), "{bad}");
+    assert!(
+        !net.closed.contains(&c),
+        "errors leave the connection usable"
+    );
+    assert_eq!(net.send(1, c, b"gaps\n"), "250 0 gaps in g\n");
+    let remote = net.client(1, 2, false);
+    assert_eq!(
+        net.send(1, remote, b"terminate\n"),
+        "530 terminate is accepted only from a client on the daemon's host\n"
+    );
+    assert_eq!(net.send(1, c, b"quit\n"), "221 bye\n");
+    assert!(net.closed.contains(&c));
+    let local = net.client(1, 3, true);
+    assert_eq!(net.send(1, local, b"terminate\n"), "221 terminating\n");
+    assert!(net.events[1].contains(&FloodEvent::Terminate));
+}
+
+/// A client that leaves a line unfinished is closed after the timeout, with a reason.
+#[test]
+fn an_unfinished_line_is_closed() {
+    let mut net = Net::new(config(2, 1, "", ""), 2);
+    let c = net.client(0, 1, true);
+    assert_eq!(net.send(0, c, b"gro"), "");
+    net.run_for(Duration::from_secs(31));
+    assert_eq!(
+        net.take(c),
+        "421 input left unfinished for 30.0s: closing the connection\n"
+    );
+    assert!(net.closed.contains(&c));
+}
+
+/// An update larger than the limit is refused; binary past the limit closes.
+#[test]
+fn oversized_updates_are_refused() {
+    let mut net = Net::new(config(2, 1, "", ""), 2);
+    let c = net.client(0, 1, true);
+    let max = crate::flood::MAX_UPDATE_BYTES;
+    let r = net.send(0, c, format!("binary {}\n", max + 1).as_bytes());
+    assert!(r.starts_with("552 "), "{r}");
+    assert!(net.closed.contains(&c));
+}
+
+/// The canary's bug (an update pulled after it arrived is exported again) is real: a
+/// duplicate pulled copy leads to a second export.
+#[test]
+fn the_canary_exports_a_pulled_duplicate_again() {
+    let cfg = config(2, 1, "", "");
+    let mut s = settings(&cfg, 1);
+    s.canary_duplicate_export = true;
+    let mut m = Flood::new(s, Instant::ZERO, Rng::from_seed(3));
+    let topo = FloodMsg::Topology {
+        group: "g".into(),
+        master_incarnation: 9,
+        version: 1,
+        members: settings(&cfg, 0).sites.clone(),
+        links: vec![(0, 1, 10)],
+    };
+    let t = Instant::from_millis(10);
+    m.handle(
+        t,
+        Input::Frame {
+            from: addr(0),
+            frame: topo.to_frame(),
+        },
+    )
+    .unwrap();
+    let update = |pulled| FloodMsg::Update {
+        group: "g".into(),
+        origin: "s1".into(),
+        incarnation: 5,
+        seq: 1,
+        data: Bytes::from_static(b"x"),
+        pulled,
+    };
+    let mut exports = 0;
+    for (k, pulled) in [(1, false), (2, true)] {
+        let now = Instant::from_millis(10 + k * 100);
+        m.handle(
+            now,
+            Input::Frame {
+                from: addr(0),
+                frame: update(pulled).to_frame(),
+            },
+        )
+        .unwrap();
+        while let Some(o) = m.poll_output() {
+            if let Output::Effect(r) = o {
+                exports += 1;
+                m.handle(
+                    now,
+                    Input::EffectDone {
+                        id: r.id,
+                        outcome: Ok(FloodEffectValue::Exported),
+                    },
+                )
+                .unwrap();
+            }
+        }
+    }
+    assert_eq!(exports, 2);
+}
+
+/// Frames that do not decode, or name another family, are refused with a typed error
+/// and leave the machine as it was.
+#[test]
+fn bad_frames_are_refused() {
+    let cfg = config(2, 1, "", "");
+    let mut m = Flood::new(settings(&cfg, 1), Instant::ZERO, Rng::from_seed(3));
+    let bad = Frame::new(crate::wire::Kind(0x0308), Bytes::from_static(b"\x00\x00"));
+    assert!(matches!(
+        m.handle(
+            Instant::ZERO,
+            Input::Frame {
+                from: addr(0),
+                frame: bad
+            }
+        ),
+        Err(FloodError::Decode(_))
+    ));
+    let other = Frame::new(crate::wire::Kind(0x0201), Bytes::new());
+    assert!(matches!(
+        m.handle(
+            Instant::ZERO,
+            Input::Frame {
+                from: addr(0),
+                frame: other
+            }
+        ),
+        Err(FloodError::Family(_))
+    ));
+    assert_eq!(m.stats().bad_frames, 2);
+}
+
+#[test]
+fn export_backoff_doubles_up_to_its_cap() {
+    let (min, max) = (Duration::from_secs(1), Duration::from_secs(60));
+    let got: Vec<u64> = (1..=8)
+        .map(|f| store::backoff(min, max, f).as_secs())
+        .collect();
+    assert_eq!(got, [1, 2, 4, 8, 16, 32, 60, 60]);
+}
+
+#[test]
+fn missing_ranges_of_a_stream() {
+    let mut s = Stream::new(1, Instant::ZERO);
+    for q in [1, 2, 5, 6, 9] {
+        s.arrive(q);
+    }
+    s.known = 12;
+    assert_eq!(s.missing_ranges(10), [(3, 4), (7, 8), (10, 12)]);
+    assert_eq!(s.missing_ranges(1), [(3, 4)]);
+    s.arrive(3);
+    s.arrive(4);
+    assert_eq!(s.through, 6);
+    assert!(s.is_missing_any());
+}
