@@ -292,8 +292,8 @@ fn topology(addr: SocketAddr) -> Option<(u64, usize, usize)> {
     Some((v.parse().ok()?, m.parse().ok()?, links))
 }
 
-/// Waits until every site in `live` has the same topology of `members` sites and at
-/// least two links.
+/// Waits until every site in `live` has the same topology of `members` sites, connected
+/// (at least `members - 1` links).
 fn wait_converged(live: &[&Site], members: usize) {
     wait_until(
         &format!("{members} sites to share a topology"),
@@ -301,7 +301,7 @@ fn wait_converged(live: &[&Site], members: usize) {
         || {
             let seen: Vec<_> = live.iter().map(|s| topology(s.client)).collect();
             let first = seen.first().copied().flatten()?;
-            (first.1 == members && first.2 >= 2 && seen.iter().all(|t| *t == Some(first)))
+            (first.1 == members && first.2 + 1 >= members && seen.iter().all(|t| *t == Some(first)))
                 .then_some(())
         },
     );
@@ -1039,5 +1039,185 @@ fn the_json_reader_reads_what_it_should_and_refuses_the_rest() {
         "\"\\q\"",
     ] {
         assert!(parse_json(bad).is_err(), "{bad}");
+    }
+}
+
+/// Floods `n` updates of `size` bytes through one connection with `binary`; the replies.
+fn flood_binary(addr: SocketAddr, n: usize, size: usize) -> Vec<Vec<String>> {
+    let (mut c, _) = Client::connect(addr);
+    (0..n)
+        .map(|k| {
+            let mut msg = format!("binary {size}\n").into_bytes();
+            let mut data = format!("update {k} ").into_bytes();
+            data.resize(size, b'.');
+            msg.extend_from_slice(&data);
+            c.send(&msg);
+            c.reply()
+        })
+        .collect()
+}
+
+/// `data-storage-max` with real daemons: a site whose export command always fails keeps
+/// no more than its bound, drops the oldest waiting updates and says so (`gaps`,
+/// `statistics`); at the origin an update of exactly the room there is taken and one
+/// byte more is refused, the connection staying usable.
+#[test]
+fn storage_stays_within_data_storage_max() {
+    let dir = TempDir::new("storage");
+    // Each stored update costs its bytes and 64: room for six of 1,000 bytes.
+    let max = 6 * (1000 + 64);
+    let s = sites(
+        &dir,
+        &[
+            ("a", "(:data-storage-max 2064)".to_string()),
+            (
+                "b",
+                format!("(:export-command \"exit 1\") (:data-storage-max {max})"),
+            ),
+        ],
+    );
+    let (a, b) = (&s[0], &s[1]);
+    let _da = start(a);
+    let _db = start(b);
+    wait_converged(&[a, b], 2);
+    // At the origin: exactly the room (2,064 - 64 bytes) fits, a byte more does not.
+    let replies = flood_binary(a.client, 1, 2000);
+    assert!(replies[0][0].starts_with("250 flooded"), "{replies:?}");
+    let (mut c, _) = Client::connect(a.client);
+    let mut msg = b"binary 2001\n".to_vec();
+    msg.extend_from_slice(&[b'x'; 2001]);
+    c.send(&msg);
+    assert_eq!(
+        c.reply(),
+        ["552 an update of 2001 bytes does not fit in data-storage-max (2064 bytes)"]
+    );
+    assert_eq!(c.ask("groups")[1], "250 1 groups");
+    // Twenty more, 1,000 bytes each, reach b one after the other.
+    for r in flood_binary(a.client, 20, 1000) {
+        assert!(r[0].starts_with("250 flooded"), "{r:?}");
+    }
+    wait_until("b to have received all 21", LIMIT, || {
+        (stat(b.client, "delivered") == 21).then_some(())
+    });
+    let held = stat(b.client, "storage-bytes");
+    assert!(held <= max as u64, "b holds {held} bytes, past {max}");
+    let dropped = stat(b.client, "dropped-unexported");
+    assert!(dropped >= 15, "dropped {dropped}");
+    assert_eq!(
+        stat(b.client, "lost"),
+        0,
+        "drops are counted apart from gaps"
+    );
+    let gaps = ask(b.client, "gaps");
+    assert!(
+        gaps.iter()
+            .any(|l| l.starts_with("250-lost a ") && l.ends_with(" storage")),
+        "{gaps:?}"
+    );
+}
+
+/// A `topology-generator` command decides the links: the master runs it, reads its
+/// output, and every site adopts that topology. One that fails leaves the master on the
+/// built-in generator, counted.
+#[test]
+fn a_topology_generator_command_decides_the_links() {
+    let dir = TempDir::new("generator");
+    let s = sites(
+        &dir,
+        &[
+            ("a", String::new()),
+            ("b", String::new()),
+            ("c", String::new()),
+        ],
+    );
+    // A chain a - b - c, whatever the input (which it reads, as a generator should).
+    let chain =
+        "(:topology-generator \"cat > /dev/null; printf 'a b\\\\n# a comment\\\\nb c\\\\n'\")";
+    let conf = std::fs::read_to_string(&s[0].conf).unwrap();
+    std::fs::write(
+        &s[0].conf,
+        conf.replace(
+            "(:digest-period 0.1))",
+            &format!("(:digest-period 0.1) {chain})"),
+        ),
+    )
+    .unwrap();
+    let daemons: Vec<Daemon> = s.iter().map(start).collect();
+    wait_until("the chain everywhere", LIMIT, || {
+        s.iter()
+            .all(|site| {
+                let lines = ask(site.client, "topology");
+                lines.len() == 4
+                    && lines[1] == "250-a b cost=100000us"
+                    && lines[2].starts_with("250-b c ")
+            })
+            .then_some(())
+    });
+    assert_eq!(stat(s[0].client, "generator-failures"), 0);
+    drop(daemons);
+    // A generator that fails: the built-in one is used, and the failure counted.
+    let conf = std::fs::read_to_string(&s[0].conf).unwrap();
+    std::fs::write(
+        &s[0].conf,
+        conf.replace(chain, "(:topology-generator \"exit 3\")"),
+    )
+    .unwrap();
+    let _daemons: Vec<Daemon> = s.iter().map(start).collect();
+    wait_converged(&[&s[0], &s[1], &s[2]], 3);
+    assert!(stat(s[0].client, "generator-failures") >= 1);
+}
+
+/// A client that sends 20,000 updates back to back, without waiting for replies, is
+/// slowed to the pace of the peer links rather than having its updates dropped: every
+/// other site exports them all, and none is ever found missing.
+#[test]
+fn a_pipelining_client_is_slowed_not_dropped() {
+    let dir = TempDir::new("pipeline");
+    let s = sites(
+        &dir,
+        &[
+            ("a", String::new()),
+            ("b", "(:export-command \"cat > /dev/null\")".to_string()),
+            ("c", "(:export-command \"cat > /dev/null\")".to_string()),
+        ],
+    );
+    let _daemons: Vec<Daemon> = s.iter().map(start).collect();
+    wait_converged(&[&s[0], &s[1], &s[2]], 3);
+    let n = 20_000;
+    let (c, _) = Client::connect(s[0].client);
+    let Client { w, mut r } = c;
+    let writer = std::thread::spawn(move || {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, w);
+        for k in 0..n {
+            let mut msg = b"binary 64\n".to_vec();
+            let mut data = format!("pipelined {k} ").into_bytes();
+            data.resize(64, b'.');
+            msg.extend_from_slice(&data);
+            w.write_all(&msg).unwrap();
+        }
+        w.flush().unwrap();
+        w
+    });
+    let mut line = String::new();
+    for k in 0..n {
+        line.clear();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "closed after {k} replies"
+        );
+        assert!(line.starts_with("250 flooded"), "reply {k}: {line}");
+    }
+    drop(writer.join().unwrap());
+    for site in &s[1..] {
+        wait_until("every update exported", LIMIT, || {
+            (stat(site.client, "exported") == n).then_some(())
+        });
+        assert_eq!(
+            stat(site.client, "missing"),
+            0,
+            "{}: updates went missing",
+            site.name
+        );
+        assert_eq!(stat(site.client, "lost"), 0);
     }
 }

@@ -23,7 +23,9 @@ fn payloads_per_update(scn: &Scenario<FloodProtocol>, seed: u64) -> f64 {
         .map(|m| m.stats().payloads_sent)
         .sum();
     let flooded = sim.protocol().flooded() as f64;
-    sent as f64 / (flooded * (n as f64 - 1.0))
+    let ratio = sent as f64 / (flooded * (n as f64 - 1.0));
+    println!("{n} sites: {ratio:.3} payloads per update per site");
+    ratio
 }
 
 /// Fifty sites, connectivity 3, 1% loss: every update is exported once at every other

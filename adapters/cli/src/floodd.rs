@@ -200,6 +200,10 @@ async fn serve(settings: FloodSettings) -> ExitCode {
     let mut config = DriverConfig::new(PeerTransport::Tcp)
         .with_listener(DATA, ListenAddr::Tcp(me.data), Carries::Peers)
         .with_listener(CLIENTS, ListenAddr::Tcp(client_addr), Carries::Clients);
+    // One chunk a client sends may hold a thousand small updates, each a frame for every
+    // neighbour: queues deep enough for that, so the driver holds clients back while they
+    // drain rather than dropping frames (SPEC.md §7).
+    config.peer_queue = 8192;
     let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
         format!(
             "421 too many connections ({cap} open, the most this daemon holds): try again later"

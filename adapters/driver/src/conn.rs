@@ -36,6 +36,10 @@ impl<T> Outlet<T> for Tx<T> {
             Err(mpsc::error::TrySendError::Closed(t)) => Offer::Closed(t),
         }
     }
+
+    fn room(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 /// What connection tasks tell the machine's task.
@@ -81,6 +85,9 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) open_clients: AtomicUsize,
     pub(crate) max_clients: usize,
     pub(crate) refusal: Bytes,
+    /// True while peer links are congested: client streams are not read then
+    /// (`crate::congestion`).
+    pub(crate) hold_clients: watch::Receiver<bool>,
 }
 
 impl<R: Runtime> Shared<R> {
@@ -547,9 +554,15 @@ async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
         return Ok(());
     }
     let mut chunk = vec![0u8; READ_CHUNK];
+    // A client that sends requests back to back without reading the replies is not read
+    // from while half its reply queue is full: it slows down instead of filling the
+    // queue and being closed.
+    let room = (shared.client_queue / 2).max(1);
+    let mut hold = shared.hold_clients.clone();
     loop {
+        let held = *hold.borrow_and_update();
         tokio::select! {
-            r = rd.read(&mut chunk) => {
+            r = rd.read(&mut chunk), if rx.len() < room && !held => {
                 let n = r?;
                 if n == 0 {
                     return Ok(());
@@ -566,6 +579,12 @@ async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
                     return Ok(());
                 }
             },
+            // Peers drained (or the node stopped): look again.
+            r = hold.changed(), if held => {
+                if r.is_err() {
+                    return Ok(());
+                }
+            }
         }
     }
 }

@@ -34,6 +34,7 @@
 
 pub mod client;
 pub mod config;
+mod congestion;
 mod conn;
 pub mod effects;
 pub mod flood_client;
@@ -200,6 +201,7 @@ impl<R: Runtime> Driver<R> {
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = watch::channel(());
         let (alive_tx, alive_rx) = mpsc::channel(1);
+        let (hold_tx, hold_clients) = watch::channel(false);
         let stats = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             rt: self.rt.clone(),
@@ -217,6 +219,7 @@ impl<R: Runtime> Driver<R> {
             open_clients: Default::default(),
             max_clients: c.max_clients,
             refusal: c.refusal.clone(),
+            hold_clients,
         });
         let unix_paths = self.bound.iter().filter_map(Bound::unix_path).collect();
         for b in self.bound {
@@ -231,6 +234,7 @@ impl<R: Runtime> Driver<R> {
             ev_tx,
             Arc::new(runner),
             c,
+            hold_tx,
         );
         let task = self.rt.spawn(node.run(
             inbound_rx,

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
 use crate::config::{DriverConfig, PeerTransport};
+use crate::congestion::Congestion;
 use crate::conn::{Inbound, Shared, Tx, dial};
 use crate::effects::{Admit, EffectQueue, EffectRunner};
 use crate::runtime::{Runtime, timeout};
@@ -94,6 +95,10 @@ pub(crate) struct Node<M: Machine, R: Runtime, X> {
     effect_timeout: Duration,
     /// Effects refused while draining (the queue was full): answered after the drain.
     overloaded: Vec<EffectId>,
+    congestion: Congestion,
+    /// Client input read before peers became congested, held in arrival order until they
+    /// drain (peer frames are never held).
+    parked: std::collections::VecDeque<Inbound>,
 }
 
 impl<M, R, X> Node<M, R, X>
@@ -106,6 +111,7 @@ where
     R: Runtime,
     X: EffectRunner<M::Effect, M::EffectValue>,
 {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         machine: M,
         epoch: Epoch,
@@ -114,6 +120,7 @@ where
         events: mpsc::Sender<M::Event>,
         runner: Arc<X>,
         c: &DriverConfig,
+        hold_clients: watch::Sender<bool>,
     ) -> Self {
         let effects = EffectQueue::new(c.effect_concurrency, c.effect_queue);
         // One slot per running effect: an effect's outcome can always be sent, even from
@@ -133,6 +140,8 @@ where
             effect_rx,
             effect_timeout: c.effect_timeout,
             overloaded: Vec::new(),
+            congestion: Congestion::new(c.peer_queue.max(1), hold_clients),
+            parked: std::collections::VecDeque::new(),
         }
     }
 
@@ -159,6 +168,27 @@ where
             let deadline = self.machine.poll_timeout();
             if deadline.is_some_and(|d| d <= now) {
                 self.machine.handle_timeout(now);
+                if self.flush(&mut shutdown).await.is_break() {
+                    break;
+                }
+                continue;
+            }
+            // While peers are congested, look at their queues again soon: client input
+            // waits for them to drain.
+            let recheck = match &self.peers {
+                PeerOut::Tcp(links) => self.congestion.recheck(now, |p| links.room(p)),
+                _ => None,
+            };
+            let deadline = match recheck {
+                Some(d) => Some(deadline.map_or(now + d, |t| t.min(now + d))),
+                None => deadline,
+            };
+            // Client input held back while peers were congested goes first once they
+            // have drained, one message per turn (each may congest them again).
+            if !self.congestion.holding()
+                && let Some(msg) = self.parked.pop_front()
+            {
+                self.handle_inbound(msg);
                 if self.flush(&mut shutdown).await.is_break() {
                     break;
                 }
@@ -265,6 +295,20 @@ where
     }
 
     fn on_inbound(&mut self, msg: Inbound) {
+        // Client input waits while peers are congested, and behind what already waits, so
+        // each client's opens, bytes and closes keep their order.
+        let client_input = matches!(
+            msg,
+            Inbound::ClientOpened { .. } | Inbound::ClientData(..) | Inbound::ClientGone(_)
+        );
+        if client_input && (self.congestion.holding() || !self.parked.is_empty()) {
+            self.parked.push_back(msg);
+            return;
+        }
+        self.handle_inbound(msg);
+    }
+
+    fn handle_inbound(&mut self, msg: Inbound) {
         match msg {
             Inbound::Frame { from, frame } => {
                 self.shared.stats.bump(Stat::FramesIn);
@@ -371,7 +415,12 @@ where
                 }
             }
             PeerOut::Tcp(links) => match links.send(t.to, t.frame) {
-                LinkSend::Queued => {}
+                LinkSend::Queued => {
+                    if let Some(room) = links.room(t.to) {
+                        let now = self.epoch.instant(self.shared.rt.now());
+                        self.congestion.queued(now, t.to, room);
+                    }
+                }
                 LinkSend::Dropped => {
                     stats.bump(Stat::FramesDropped);
                     debug!(peer = %t.to, "peer queue full: frame dropped");

@@ -240,6 +240,11 @@ pub enum Offer<T> {
 pub trait Outlet<T> {
     /// Queues `item` if there is room, never waiting.
     fn offer(&self, item: T) -> Offer<T>;
+
+    /// How many more items it takes now (for backpressure); unbounded by default.
+    fn room(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// What a peer link's queue was asked to carry.
@@ -304,6 +309,11 @@ impl<O: Outlet<Frame>> PeerLinks<O> {
         } else {
             false
         }
+    }
+
+    /// Free slots in the queue of the link to `peer`, if there is a link.
+    pub fn room(&self, peer: PeerAddr) -> Option<usize> {
+        self.links.get(&peer).map(|(_, o)| o.room())
     }
 
     /// Whether a link to `peer` exists (connected or dialing).

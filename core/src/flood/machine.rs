@@ -458,8 +458,9 @@ struct Stream {
     history_open: bool,
     /// Missing sequence numbers already reported (as `Missing`) up to here.
     reported: u64,
-    /// The pull in flight: whom, the first sequence number asked, attempts so far.
-    pull: Option<(String, u64, u32)>,
+    /// The pull in flight: whom, the first and last sequence numbers asked, attempts so
+    /// far.
+    pull: Option<Pull>,
     /// Last time anything about this stream arrived.
     touched: Instant,
 }
@@ -514,6 +515,19 @@ impl Stream {
         }
         out
     }
+}
+
+/// A pull in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pull {
+    /// Asked of this neighbour.
+    from: String,
+    /// The first sequence number asked.
+    first: u64,
+    /// The last one asked.
+    last: u64,
+    /// Pulls of `first` so far.
+    attempts: u32,
 }
 
 /// One group as this site sees it.
@@ -576,6 +590,8 @@ pub struct Flood {
     next_nonce: u64,
     next_effect: u64,
     stats: FloodStats,
+    /// Replies to the client being read, written once when its bytes are handled.
+    batch: Option<(ClientId, bytes::BytesMut)>,
 }
 
 /// Most probes of each kind remembered at once (unanswered ones are forgotten first).
@@ -669,6 +685,7 @@ impl Flood {
             next_nonce: 1,
             next_effect: 1,
             stats: FloodStats::default(),
+            batch: None,
         };
         let names: Vec<String> = f.groups.keys().cloned().collect();
         for g in names {

@@ -82,6 +82,8 @@ pub struct FloodProtocol {
     sent: BTreeMap<ClientId, u32>,
     /// Updates flooded: name → workload number.
     flooded: BTreeMap<UpdateId, u32>,
+    /// When each update was flooded, and when it last reached a site for the first time.
+    timing: BTreeMap<UpdateId, (Instant, Instant)>,
     /// What each site exported, over all its lives.
     exported: Vec<BTreeSet<UpdateId>>,
     /// Per update, how many sites exported it (a fast path for `all-exported`).
@@ -106,6 +108,7 @@ impl Default for FloodProtocol {
             connectivity: 2,
             sent: BTreeMap::new(),
             flooded: BTreeMap::new(),
+            timing: BTreeMap::new(),
             exported: Vec::new(),
             export_count: BTreeMap::new(),
             lost: Vec::new(),
@@ -162,6 +165,15 @@ impl FloodProtocol {
     /// Sites found updates missing this many times.
     pub fn missing_reported(&self) -> u64 {
         self.missing_reported
+    }
+
+    /// For every update flooded, how long it took to reach the last site it reached
+    /// (virtual time from the origin's acknowledgement to the last first delivery).
+    pub fn spread_times(&self) -> Vec<Duration> {
+        self.timing
+            .values()
+            .map(|(flooded, last)| last.saturating_duration_since(*flooded))
+            .collect()
     }
 
     fn configure_flood(&mut self, form: &Node, ctx: &ParseCtx) -> Result<(), SexprError> {
@@ -321,7 +333,7 @@ impl FloodProtocol {
         }
     }
 
-    fn on_reply(&mut self, client: ClientId, line: &str) {
+    fn on_reply(&mut self, now: Instant, client: ClientId, line: &str) {
         let Some((250, text)) = parse_reply(line) else {
             return;
         };
@@ -337,7 +349,9 @@ impl FloodProtocol {
         let (Ok(inc), Ok(seq)) = (u64::from_str_radix(inc, 16), seq.parse::<u64>()) else {
             return;
         };
-        self.flooded.insert((origin.to_string(), inc, seq), k);
+        let id = (origin.to_string(), inc, seq);
+        self.timing.insert(id.clone(), (now, now));
+        self.flooded.insert(id, k);
     }
 
     fn responsible(&self, world: &World<Flood>, node: usize, id: &UpdateId) -> bool {
@@ -487,7 +501,7 @@ impl Protocol for FloodProtocol {
         Flood::new(s, now, rng)
     }
 
-    fn observe(&mut self, _world: &World<Flood>, obs: ObservationOf<'_, Self>) {
+    fn observe(&mut self, world: &World<Flood>, obs: ObservationOf<'_, Self>) {
         match obs {
             Observation::FromClient { client, data, .. } => {
                 if let Some(nl) = data.iter().position(|&b| b == b'\n')
@@ -498,7 +512,7 @@ impl Protocol for FloodProtocol {
             }
             Observation::ToClient { client, data, .. } => {
                 for line in String::from_utf8_lossy(data).lines() {
-                    self.on_reply(client, line);
+                    self.on_reply(world.now(), client, line);
                 }
             }
             Observation::Event { node, event } => match event {
@@ -513,6 +527,16 @@ impl Protocol for FloodProtocol {
                     .or_default()
                     .push((*from, *to)),
                 FloodEvent::Missing { .. } => self.missing_reported += 1,
+                FloodEvent::Delivered {
+                    origin,
+                    incarnation,
+                    seq,
+                    ..
+                } => {
+                    if let Some(t) = self.timing.get_mut(&(origin.clone(), *incarnation, *seq)) {
+                        t.1 = t.1.max(world.now());
+                    }
+                }
                 _ => {}
             },
             _ => {}

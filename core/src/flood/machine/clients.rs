@@ -1,6 +1,6 @@
 //! The client port: floodd's commands, answered SMTP-style (SPEC.md §8.6).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::super::command::{ClientReader, Command, HELP, Request};
 use super::{Client, Flood, FloodError, FloodEvent, Timer, is_tree};
@@ -21,19 +21,38 @@ impl Flood {
             "floodd {} ready (help lists the commands)",
             self.cfg.me.name
         );
-        self.outbox.to_client(client, reply(220, &hello));
+        self.write(client, reply(220, &hello));
+    }
+
+    /// Writes to a client: into the batch of the client whose bytes are being read (one
+    /// write per chunk read, however many requests it held), else at once.
+    fn write(&mut self, client: ClientId, bytes: Bytes) {
+        match &mut self.batch {
+            Some((c, buf)) if *c == client => buf.extend_from_slice(&bytes),
+            _ => self.outbox.to_client(client, bytes),
+        }
+    }
+
+    fn flush_batch(&mut self) {
+        if let Some((c, buf)) = self.batch.take()
+            && !buf.is_empty()
+        {
+            self.outbox.to_client(c, buf.freeze());
+        }
     }
 
     fn say(&mut self, client: ClientId, code: u16, text: &str) {
-        self.outbox.to_client(client, reply(code, text));
+        self.write(client, reply(code, text));
     }
 
     fn say_lines(&mut self, client: ClientId, code: u16, lines: &[String]) {
-        self.outbox
-            .to_client(client, reply_lines(code, lines.iter().map(String::as_str)));
+        self.write(client, reply_lines(code, lines.iter().map(String::as_str)));
     }
 
     fn close(&mut self, client: ClientId) {
+        if self.batch.as_ref().is_some_and(|(c, _)| *c == client) {
+            self.flush_batch();
+        }
         self.outbox.close_client(client);
         self.clients.remove(&client);
         self.timers.cancel(&Timer::PartialLine(client));
@@ -49,9 +68,16 @@ impl Flood {
             return Err(FloodError::UnknownClient(client));
         };
         c.reader.push(data);
+        self.batch = Some((client, BytesMut::new()));
+        self.read_requests(now, client);
+        self.flush_batch();
+        Ok(())
+    }
+
+    fn read_requests(&mut self, now: Instant, client: ClientId) {
         loop {
             let Some(c) = self.clients.get_mut(&client) else {
-                return Ok(());
+                return;
             };
             let Some(next) = c.reader.next() else {
                 break;
@@ -62,7 +88,7 @@ impl Flood {
                     self.say(client, e.code(), &e.to_string());
                     if e.is_fatal() {
                         self.close(client);
-                        return Ok(());
+                        return;
                     }
                 }
             }
@@ -76,7 +102,6 @@ impl Flood {
         } else {
             self.timers.cancel(&key);
         }
-        Ok(())
     }
 
     pub(super) fn on_partial_line(&mut self, client: ClientId) {

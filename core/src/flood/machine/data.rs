@@ -295,7 +295,13 @@ impl Flood {
         let timer = Timer::Pull(name.to_string(), key.clone());
         let s = self.stream_mut(name, key);
         if s.is_missing_any() {
-            if !self.timers.contains(&timer) {
+            // Everything the pull in flight asked for has come: ask for the rest now
+            // rather than at the pull's timeout.
+            let answered = s.pull.as_ref().is_some_and(|p| s.through >= p.last);
+            if answered {
+                s.pull = None;
+                self.timers.set(timer, now);
+            } else if !self.timers.contains(&timer) {
                 self.timers.set(timer, now + delay);
             }
         } else {
@@ -578,7 +584,7 @@ impl Flood {
                 continue;
             }
             let attempt = match &tried {
-                Some((_, f, n)) if *f == first => n + 1,
+                Some(p) if p.first == first => p.attempts + 1,
                 _ => 1,
             };
             let pick = ((attempt - 1) / PULL_TRIES) as usize % holders.len();
@@ -598,8 +604,14 @@ impl Flood {
                 ask.push((a, b));
             }
             let wait = self.pull_timeout(&who);
+            let last = ask.last().map_or(first, |r| r.1);
             let s = self.stream_mut(name, key);
-            s.pull = Some((who, first, attempt));
+            s.pull = Some(super::Pull {
+                from: who,
+                first,
+                last,
+                attempts: attempt,
+            });
             self.stats.pulls_sent += 1;
             let msg = FloodMsg::Pull {
                 group: name.to_string(),
@@ -735,7 +747,7 @@ impl Flood {
             .get(name)
             .and_then(|g| g.streams.get(key))
             .and_then(|s| s.pull.as_ref())
-            .is_some_and(|(who, _, _)| who == sender);
+            .is_some_and(|p| p.from == sender);
         if asked_here {
             self.on_pull_timer(now, name, key);
         }
