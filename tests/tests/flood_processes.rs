@@ -795,9 +795,22 @@ fn configuration_checks_and_errors() {
         "{out:#?}"
     );
 
+    // A file of exactly the limit (a valid one, padded with a comment) is read; one byte
+    // more is refused.
+    let max = flotilla_core::flood::config::MAX_CONFIG_FILE_BYTES;
+    let mut text = std::fs::read(&s[0].conf).unwrap();
+    text.extend_from_slice(b";");
+    text.resize(max, b'x');
+    let edge = dir.join("edge.conf");
+    std::fs::write(&edge, &text).unwrap();
+    let out = run(
+        &["floodd", "--config", edge.to_str().unwrap(), "--check"],
+        Duration::ZERO,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:#?}");
     let huge = dir.join("huge.conf");
-    let size = flotilla_core::flood::config::MAX_CONFIG_FILE_BYTES + 1;
-    std::fs::write(&huge, vec![b' '; size]).unwrap();
+    text.push(b'x');
+    std::fs::write(&huge, &text).unwrap();
     let out = run(
         &["floodd", "--config", huge.to_str().unwrap(), "--check"],
         Duration::ZERO,
