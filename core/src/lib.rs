@@ -33,6 +33,7 @@ pub mod flood;
 pub mod heartbeat;
 pub mod line;
 pub mod machine;
+pub mod membership;
 pub mod rng;
 pub mod sexpr;
 pub mod ship;

@@ -91,6 +91,7 @@ pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
         .env_remove("CRMOTHERSHIP")
         .env_remove("CRDAUGHTERSHIP")
         .env_remove("FLOODD")
+        .env_remove("GROUPD")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
@@ -201,6 +202,17 @@ impl Daemon {
         let mut cmd = command(&["floodd", "--site", site]);
         cmd.arg("--config").arg(config);
         Daemon::start(cmd, data)
+    }
+
+    /// `flotilla groupd --name NAME --listen LISTEN` with `extra` arguments, once ready.
+    pub fn groupd<S: AsRef<std::ffi::OsStr>>(
+        name: &str,
+        listen: SocketAddr,
+        extra: &[S],
+    ) -> Daemon {
+        let mut cmd = command(&["groupd", "--name", name, "--listen", &listen.to_string()]);
+        cmd.args(extra);
+        Daemon::start(cmd, listen)
     }
 
     /// Spawns `cmd` (which must listen on `addr`) and waits for its ready line, which

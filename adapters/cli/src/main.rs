@@ -13,6 +13,9 @@
 //!
 //! Flood commands (seed 002): `floodd` runs a site's flood daemon; `flood` is a client of
 //! the daemon named by `--daemon` or `FLOODD` (default `127.0.0.1:2000`).
+//!
+//! Membership commands (seeds 001 and 004): `groupd` runs a group daemon; `members` asks
+//! the one named by `--daemon` or `GROUPD` (default `127.0.0.1:4803`) for its view.
 
 use std::error::Error;
 use std::hash::BuildHasher;
@@ -30,7 +33,9 @@ mod demo;
 mod flood_cli;
 mod flood_runner;
 mod floodd;
+mod groupd;
 mod heartbeat;
+mod members;
 mod mothership;
 mod ship_cli;
 mod ship_daemon;
@@ -71,6 +76,10 @@ enum Command {
     /// Ask a flood daemon: `stats`, `topology`, `groups`, or `send` an update to flood.
     #[command(subcommand_required = true)]
     Flood(flood_cli::Args),
+    /// Run the group daemon: one agreed view of which daemons are up (seeds 001, 004).
+    Groupd(groupd::Args),
+    /// Print the view a group daemon holds: its id, primary or not, every member.
+    Members(members::Args),
     /// Run simulator scenarios: built-in (`--list`) or your own (`--file`), by seed.
     Sim(sim::Args),
 }
@@ -78,7 +87,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Mothership(_) | Command::Daughtership(_) | Command::Floodd(_) => "info",
+        Command::Mothership(_)
+        | Command::Daughtership(_)
+        | Command::Floodd(_)
+        | Command::Groupd(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -109,6 +121,8 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Floodd(args) => floodd::run(args).await,
             Command::Flood(args) => flood_cli::run(args).await,
+            Command::Groupd(args) => groupd::run(args).await,
+            Command::Members(args) => members::run(args).await,
             Command::Sim(args) => sim::run(args).await,
         }
     });

@@ -22,6 +22,7 @@ use crate::check::{Failure, Source};
 use crate::protocol::Protocol;
 use crate::protocols::flood::FloodProtocol;
 use crate::protocols::heartbeat::HeartbeatProtocol;
+use crate::protocols::membership::MembershipProtocol;
 use crate::protocols::pair::PairProtocol;
 use crate::protocols::ship::ShipProtocol;
 use crate::scenario::{self, Scenario};
@@ -67,6 +68,16 @@ pub static PROTOCOLS: &[Registered] = &[
         name: "flood",
         check: |t| parse_only(t, FloodProtocol::default()),
         run: |t, s, l, a, io| go(t, FloodProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "membership",
+        check: |t| parse_only(t, MembershipProtocol::default()),
+        run: |t, s, l, a, io| go(t, MembershipProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "membership-canary",
+        check: |t| parse_only(t, MembershipProtocol::canary()),
+        run: |t, s, l, a, io| go(t, MembershipProtocol::canary(), s, l, a, io),
     },
     Registered {
         name: "flood-canary",

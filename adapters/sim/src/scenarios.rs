@@ -104,6 +104,46 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/flood-canary.scn"),
     ),
     (
+        "membership-crash",
+        "5 daemons: one crashes and restarts, then the coordinator, then a majority; survivors agree each time",
+        include_str!("../scenarios/membership-crash.scn"),
+    ),
+    (
+        "membership-partition",
+        "7 daemons split in two, healed, split in three, healed: one view per side, one primary, merged",
+        include_str!("../scenarios/membership-partition.scn"),
+    ),
+    (
+        "membership-loss",
+        "10 daemons, one frame in ten lost for a minute: nobody reachable is ever excluded",
+        include_str!("../scenarios/membership-loss.scn"),
+    ),
+    (
+        "membership-bursty",
+        "10 daemons under bursty loss (one frame in ten on average): nobody reachable is ever excluded",
+        include_str!("../scenarios/membership-bursty.scn"),
+    ),
+    (
+        "membership-join-storm",
+        "100 daemons start at once and join through one: one agreed view of all hundred",
+        include_str!("../scenarios/membership-join-storm.scn"),
+    ),
+    (
+        "membership-reload",
+        "6 listed daemons: a reload removes one and changes timings, another lists it again; a leave",
+        include_str!("../scenarios/membership-reload.scn"),
+    ),
+    (
+        "membership-swarm",
+        "7 daemons under faults drawn per seed (loss, bursts, partitions, crashes, pauses), then agreed",
+        include_str!("../scenarios/membership-swarm.scn"),
+    ),
+    (
+        "membership-canary",
+        "daemons with a planted bug (a proposal installed early, one member short); some seeds must fail",
+        include_str!("../scenarios/membership-canary.scn"),
+    ),
+    (
         "broker-1000",
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),

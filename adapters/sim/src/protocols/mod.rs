@@ -2,5 +2,6 @@
 
 pub mod flood;
 pub mod heartbeat;
+pub mod membership;
 pub mod pair;
 pub mod ship;

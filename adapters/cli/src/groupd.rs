@@ -1,0 +1,381 @@
+//! `flotilla groupd`: the group daemon (seeds 001 and 004; SPEC.md §9). Holds this
+//! daemon's membership machine on one TCP port (`--listen`) that carries both the other
+//! daemons' frames and local clients' lines (told apart by their first byte), logs every
+//! view change with its cause, reloads its configuration file on SIGHUP or a client's
+//! `reload`, and leaves the cluster on SIGTERM or Ctrl-C before it exits.
+//!
+//! `flotilla groupd --reload` asks the daemon at `--listen` to reload, prints its answer
+//! and exits.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use flotilla_core::Rng;
+use flotilla_core::membership::config_file::{self, MAX_CONFIG_FILE_BYTES, valid_name};
+use flotilla_core::membership::{
+    ClusterConfig, Membership, MembershipCommand, MembershipEvent, MembershipSettings, View,
+};
+use flotilla_tokio::client::LineClient;
+use flotilla_tokio::{Driver, DriverConfig};
+use tracing::{error, info, warn};
+
+use crate::Outcome;
+use crate::daemon::{self, EXIT_CONFIG, fail};
+use crate::ship_cli::CONNECT_TIMEOUT;
+
+/// The daemon's address when `--listen` is not given (Spread's port is 4803).
+pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:4803";
+
+/// How long a daemon asked to stop waits to be out of the view before it exits anyway.
+const LEAVE_LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// This daemon's name: 1 to 64 letters, digits, '.', '_' or '-', unique in the
+    /// cluster.
+    #[arg(long, value_name = "NAME", required_unless_present = "reload")]
+    name: Option<String>,
+    /// Where this daemon meets the other daemons and local clients (one TCP port). An
+    /// IP address: it is this daemon's identity on the wire. Default: the address the
+    /// configuration file lists for --name, else 127.0.0.1:4803.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// A running daemon to join through (any member); may be given several times.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Vec<String>,
+    /// A configuration file: (:daemon (:name N) (:address IP:PORT)) forms and a
+    /// (:timing …) form. Errors are reported as FILE:LINE:COL and exit with status 2.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ask the daemon at --listen to read its configuration file again and apply it to
+    /// the cluster (one view change), print its answer and exit.
+    #[arg(long)]
+    reload: bool,
+}
+
+pub(crate) async fn run(args: Args) -> Outcome {
+    if args.reload {
+        let addr = args.listen.as_deref().unwrap_or(DEFAULT_ADDR);
+        return Ok(ask_reload(addr).await);
+    }
+    let Some(name) = args.name.clone() else {
+        return Ok(fail(EXIT_CONFIG, "--name is required"));
+    };
+    if !valid_name(&name) {
+        return Ok(fail(
+            EXIT_CONFIG,
+            format_args!("--name {name:?}: use 1 to 64 letters, digits, '.', '_' or '-'"),
+        ));
+    }
+    let config = match &args.config {
+        Some(path) => match read_config(path) {
+            Ok(c) => c,
+            Err(e) => return Ok(fail(EXIT_CONFIG, e)),
+        },
+        None => ClusterConfig::default(),
+    };
+    let listed = config
+        .daemons
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a);
+    let listen = match (&args.listen, listed) {
+        (Some(l), _) => match resolve(l) {
+            Ok(a) => a,
+            Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("--listen {l}: {e}"))),
+        },
+        (None, Some(a)) => a,
+        (None, None) => DEFAULT_ADDR.parse().expect("a valid default address"),
+    };
+    if listen.ip().is_unspecified() {
+        return Ok(fail(
+            EXIT_CONFIG,
+            format_args!(
+                "--listen {listen}: give this host's own address, not a wildcard: other \
+                 daemons reach this one by it"
+            ),
+        ));
+    }
+    if let Some(a) = listed
+        && a != listen
+    {
+        return Ok(fail(
+            EXIT_CONFIG,
+            format_args!(
+                "the configuration file lists {name} at {a}, but --listen says {listen}: \
+                 change one of them"
+            ),
+        ));
+    }
+    let mut join = Vec::new();
+    for j in &args.join {
+        match resolve(j) {
+            Ok(a) => join.push(a),
+            Err(e) => return Ok(fail(EXIT_CONFIG, format_args!("--join {j}: {e}"))),
+        }
+    }
+    let mut settings = MembershipSettings::new(&name, listen);
+    settings.join = join;
+    settings.config = config;
+    Ok(serve(settings, args.config).await)
+}
+
+/// Resolves `HOST:PORT` to one address, IPv4 first.
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    let all: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("not a HOST:PORT that resolves ({e})"))?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// Reads and parses the file, refusing one past the size limit before reading it all.
+fn read_config(path: &Path) -> Result<ClusterConfig, String> {
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(format!(
+            "{shown}: larger than {MAX_CONFIG_FILE_BYTES} bytes, the most a group daemon \
+             configuration may hold"
+        ));
+    }
+    // SexprError displays as LINE:COL: message.
+    config_file::parse_bytes(&bytes).map_err(|e| format!("{shown}:{e}"))
+}
+
+/// `--reload`: one `reload` request to the daemon at `addr`.
+async fn ask_reload(addr: &str) -> ExitCode {
+    let client = tokio::time::timeout(CONNECT_TIMEOUT, LineClient::connect(addr)).await;
+    let mut client = match client {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return fail(1, format_args!("cannot reach groupd at {addr}: {e}")),
+        Err(_) => return fail(1, format_args!("cannot reach groupd at {addr}: no answer")),
+    };
+    match tokio::time::timeout(Duration::from_secs(10), client.request("reload")).await {
+        Ok(Ok(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => fail(1, format_args!("groupd at {addr}: {e}")),
+        Err(_) => fail(
+            1,
+            format_args!("groupd at {addr}: no answer to reload in 10s"),
+        ),
+    }
+}
+
+async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> ExitCode {
+    let name = settings.name.clone();
+    let listen = settings.addr;
+    let mut config = DriverConfig::tcp(listen);
+    let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
+        format!(
+            "421 too many connections ({cap} open, the most this daemon holds): try again later"
+        )
+    });
+    let driver = match Driver::bind(config).await {
+        Ok(d) => d,
+        Err(e) => {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                ": is another groupd running there?"
+            } else {
+                ""
+            };
+            return fail(
+                1,
+                format_args!("groupd {name}: cannot listen on {listen}: {e}{hint}"),
+            );
+        }
+    };
+    let listed = settings.config.daemons.len();
+    let joining: Vec<String> = settings.join.iter().map(ToString::to_string).collect();
+    let machine = Membership::new(settings, driver.now(), Rng::from_seed(crate::random_seed()));
+    info!(
+        name = %name,
+        incarnation = format_args!("{:016x}", machine.me().incarnation),
+        %listen,
+        listed,
+        join = joining.join(","),
+        clients_max = cap,
+        descriptor_limit = limit,
+        "groupd started"
+    );
+    let mut node = driver.start(machine);
+    println!("groupd {name} listening on {listen} (peers and clients)");
+    // Whoever waits for the ready line may be reading a pipe.
+    let _ = std::io::stdout().flush();
+
+    let mut hangups = hangup_signals();
+    let stop = daemon::stop_signal();
+    tokio::pin!(stop);
+    let mut last: Option<View> = None;
+    let code = loop {
+        tokio::select! {
+            ev = node.next_event() => match ev {
+                Some(MembershipEvent::ViewInstalled { view, joined, left }) => {
+                    log_view(&name, last.as_ref(), &view, &joined, &left);
+                    last = Some(view);
+                }
+                Some(MembershipEvent::ReloadRequested) => {
+                    reload(&node, config_path.as_deref(), "a client asked").await;
+                }
+                Some(MembershipEvent::Refused { reason }) => {
+                    break fail(1, format_args!("groupd {name} refused by the cluster: {reason}"));
+                }
+                Some(MembershipEvent::Left) => {
+                    info!("left the cluster as asked");
+                    break ExitCode::SUCCESS;
+                }
+                None => break fail(1, "the group daemon stopped unexpectedly"),
+            },
+            () = next_hangup(&mut hangups) => {
+                reload(&node, config_path.as_deref(), "SIGHUP").await;
+            }
+            r = &mut stop => match r {
+                Ok(why) => {
+                    info!("{why}: leaving the cluster");
+                    leave(&mut node).await;
+                    break ExitCode::SUCCESS;
+                }
+                Err(e) => break fail(1, e),
+            },
+        }
+    };
+    let stats = node.stats();
+    let machine = node.shutdown().await;
+    info!(?stats, membership = ?machine.stats(), "groupd stopped");
+    code
+}
+
+type Node = flotilla_tokio::NodeHandle<Membership>;
+
+/// Reads the configuration file again and hands it to the machine, which sends it to the
+/// coordinator; a file that cannot be read is reported to the clients that asked.
+async fn reload(node: &Node, path: Option<&Path>, why: &str) {
+    let cmd = match path {
+        None => {
+            warn!(
+                cause = why,
+                "reload asked, but this daemon was started without --config"
+            );
+            MembershipCommand::ReloadRefused(
+                "this daemon was started without --config: there is no file to read".into(),
+            )
+        }
+        Some(p) => match read_config(p) {
+            Ok(cfg) => {
+                info!(cause = why, file = %p.display(), daemons = cfg.daemons.len(), "configuration read again");
+                MembershipCommand::Reload(cfg)
+            }
+            Err(e) => {
+                error!(
+                    cause = why,
+                    "reload failed, the configuration in force is kept: {e}"
+                );
+                MembershipCommand::ReloadRefused(e)
+            }
+        },
+    };
+    if let Err(e) = node.command(cmd).await {
+        error!("reload not applied: {e}");
+    }
+}
+
+/// Leaves on purpose (the others install a view without this daemon at once) and waits
+/// for it, at most [`LEAVE_LIMIT`].
+async fn leave(node: &mut Node) {
+    if node.command(MembershipCommand::Leave).await.is_err() {
+        return;
+    }
+    let out = tokio::time::timeout(LEAVE_LIMIT, async {
+        while let Some(ev) = node.next_event().await {
+            if matches!(ev, MembershipEvent::Left) {
+                return;
+            }
+        }
+    })
+    .await;
+    if out.is_err() {
+        warn!("not out of the view within {LEAVE_LIMIT:?}: stopping anyway");
+    }
+}
+
+/// Logs a view change with its cause at info level.
+fn log_view(me: &str, last: Option<&View>, view: &View, joined: &[String], left: &[String]) {
+    let mut causes = Vec::new();
+    if last.is_none() {
+        causes.push("started".to_string());
+    }
+    let joined: Vec<&str> = joined
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != me)
+        .collect();
+    if !joined.is_empty() {
+        causes.push(format!("joined: {}", joined.join(",")));
+    }
+    if !left.is_empty() {
+        causes.push(format!(
+            "gone (failed, left or removed): {}",
+            left.join(",")
+        ));
+    }
+    if let Some(l) = last {
+        if l.config_version != view.config_version {
+            causes.push(format!("configuration {} applied", view.config_version));
+        }
+        if l.primary != view.primary {
+            causes.push(if view.primary {
+                "now primary (a majority of the last primary view is here)".to_string()
+            } else {
+                "no longer primary (no majority of the last primary view here)".to_string()
+            });
+        }
+    }
+    if causes.is_empty() {
+        causes.push("re-agreed".to_string());
+    }
+    let members: Vec<&str> = view.names().collect();
+    info!(
+        view = %view.id,
+        primary = view.primary,
+        members = members.join(","),
+        cause = causes.join("; "),
+        "view installed"
+    );
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangup_signals() -> Hangups {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+#[cfg(not(unix))]
+fn hangup_signals() -> Hangups {}
+
+/// Resolves at the next SIGHUP; never where there is none.
+async fn next_hangup(h: &mut Hangups) {
+    #[cfg(unix)]
+    if let Some(s) = h.as_mut()
+        && s.recv().await.is_some()
+    {
+        return;
+    }
+    let _ = h;
+    std::future::pending::<()>().await;
+}

@@ -1,0 +1,183 @@
+//! `flotilla members`: the view a group daemon holds (SPEC.md §9.6), from the daemon
+//! named by `--daemon` or `GROUPD` (default `127.0.0.1:4803`). Prints
+//!
+//! ```text
+//! view 7 n1 primary members=3 config=0
+//! n1 127.0.0.1:4803 incarnation=8d2c…
+//! …
+//! ```
+//!
+//! or, with `--json`, one object. Failures print `error: …` and exit 1.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use flotilla_tokio::client::LineClient;
+
+use crate::Outcome;
+use crate::flood_cli::json_string;
+use crate::ship_cli::{CONNECT_TIMEOUT, fail};
+
+/// A working daemon answers at once.
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// The group daemon to ask (its --listen address).
+    #[arg(long, env = "GROUPD", default_value = crate::groupd::DEFAULT_ADDR, value_name = "HOST:PORT")]
+    daemon: String,
+    /// Print one JSON object: {"view": {"epoch", "coordinator"}, "primary", "config",
+    /// "members": [{"name", "address", "incarnation"}]}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A view as the daemon printed it.
+#[derive(Debug, PartialEq, Eq)]
+struct Shown {
+    epoch: u64,
+    coordinator: String,
+    primary: bool,
+    config: u64,
+    members: Vec<(String, String, String)>,
+}
+
+pub(crate) async fn run(args: Args) -> Outcome {
+    let daemon = args.daemon.as_str();
+    let mut client = match tokio::time::timeout(CONNECT_TIMEOUT, LineClient::connect(daemon)).await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Ok(fail(format_args!("cannot reach groupd at {daemon}: {e}"))),
+        Err(_) => {
+            return Ok(fail(format_args!(
+                "cannot reach groupd at {daemon}: no connection within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    let text = match tokio::time::timeout(LIMIT, client.request("members")).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Ok(fail(format_args!("groupd at {daemon}: {e}"))),
+        Err(_) => {
+            return Ok(fail(format_args!(
+                "groupd at {daemon}: no answer within {}s",
+                LIMIT.as_secs()
+            )));
+        }
+    };
+    let _ = client.request("quit").await;
+    let shown = match parse(&text) {
+        Ok(s) => s,
+        Err(e) => return Ok(fail(format_args!("groupd at {daemon}: {e}"))),
+    };
+    if args.json {
+        println!("{}", to_json(&shown));
+    } else {
+        // The daemon's own lines, without the final count.
+        for line in text
+            .lines()
+            .filter(|l| !l.ends_with(" members") || l.starts_with("view "))
+        {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse(text: &str) -> Result<Shown, String> {
+    let bad = || format!("an answer to members that does not read as a view: {text:?}");
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().ok_or_else(bad)?.split_whitespace().collect();
+    let [view, epoch, coordinator, primary, count, config] = head[..] else {
+        return Err(bad());
+    };
+    if view != "view" {
+        return Err(bad());
+    }
+    let field = |kv: &str, key: &str| -> Result<u64, String> {
+        kv.strip_prefix(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)
+    };
+    let count = field(count, "members=")?;
+    let mut members = Vec::new();
+    for line in lines {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w[..] {
+            [name, addr, inc] => {
+                let inc = inc.strip_prefix("incarnation=").ok_or_else(bad)?;
+                members.push((name.to_string(), addr.to_string(), inc.to_string()));
+            }
+            [_, "members"] => {}
+            _ => return Err(bad()),
+        }
+    }
+    if members.len() as u64 != count {
+        return Err(bad());
+    }
+    Ok(Shown {
+        epoch: epoch.parse().map_err(|_| bad())?,
+        coordinator: coordinator.to_string(),
+        primary: match primary {
+            "primary" => true,
+            "non-primary" => false,
+            _ => return Err(bad()),
+        },
+        config: field(config, "config=")?,
+        members,
+    })
+}
+
+fn to_json(s: &Shown) -> String {
+    let members: Vec<String> = s
+        .members
+        .iter()
+        .map(|(n, a, i)| {
+            format!(
+                "{{\"name\":{},\"address\":{},\"incarnation\":{}}}",
+                json_string(n),
+                json_string(a),
+                json_string(i)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"view\":{{\"epoch\":{},\"coordinator\":{}}},\"primary\":{},\"config\":{},\"members\":[{}]}}",
+        s.epoch,
+        json_string(&s.coordinator),
+        s.primary,
+        s.config,
+        members.join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "view 3 n1 primary members=2 config=1\n\
+                        n1 127.0.0.1:4803 incarnation=00000000000000ff\n\
+                        n2 127.0.0.1:4804 incarnation=0000000000000100\n\
+                        2 members";
+
+    #[test]
+    fn reads_a_view_and_writes_json() {
+        let s = parse(TEXT).unwrap();
+        assert_eq!(s.epoch, 3);
+        assert!(s.primary);
+        assert_eq!(s.members[1].0, "n2");
+        assert_eq!(
+            to_json(&s),
+            "{\"view\":{\"epoch\":3,\"coordinator\":\"n1\"},\"primary\":true,\"config\":1,\
+             \"members\":[{\"name\":\"n1\",\"address\":\"127.0.0.1:4803\",\"incarnation\":\"00000000000000ff\"},\
+             {\"name\":\"n2\",\"address\":\"127.0.0.1:4804\",\"incarnation\":\"0000000000000100\"}]}"
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_view() {
+        assert!(parse("hello").is_err());
+        assert!(parse(&TEXT.replace("members=2", "members=3")).is_err());
+        assert!(parse(&TEXT.replace("primary", "maybe")).is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The machine's own consistency (`check_invariants`, SPEC.md §1.4).
+
+use super::super::view;
+use super::{Membership, Timer};
+
+impl Membership {
+    pub(super) fn check(&self) -> Result<(), String> {
+        self.timers.check()?;
+        let v = &self.view;
+        if v.member(&self.me.name) != Some(&self.me) {
+            return Err(format!("view {} does not hold this daemon", v.id));
+        }
+        if v.members.windows(2).any(|w| w[0].name >= w[1].name) {
+            return Err(format!("view {} is not sorted by name", v.id));
+        }
+        if self.highest < v.id || self.max_epoch < v.id.epoch {
+            return Err(format!(
+                "the installed view {} is above what this daemon has seen ({}, epoch {})",
+                v.id, self.highest, self.max_epoch
+            ));
+        }
+        let expected: Vec<&str> = view::neighbours(v, &self.me.name)
+            .into_iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        let mut mine: Vec<&str> = self.neighbours.iter().map(|m| m.name.as_str()).collect();
+        mine.sort_unstable();
+        let mut want = expected.clone();
+        want.sort_unstable();
+        if mine != want || self.heard.len() != self.neighbours.len() {
+            return Err("neighbours disagree with the view's ring".to_string());
+        }
+        if let Some(s) = self.suspects.iter().find(|s| !self.heard.contains_key(*s)) {
+            return Err(format!("suspect {s} is not a neighbour"));
+        }
+        if let Some(p) = &self.proposing {
+            if p.view.id <= v.id || p.view.id.coordinator != self.me.name {
+                return Err(format!("proposal {} is not above view {}", p.view.id, v.id));
+            }
+            if p.acks.keys().any(|a| !p.view.contains(a)) {
+                return Err("an acknowledgement from outside the proposal".into());
+            }
+            if !self.timers.contains(&Timer::ProposeRetry) {
+                return Err("a proposal with nothing to finish it".into());
+            }
+        }
+        if let Some(a) = &self.awaiting {
+            if a.view.id <= v.id {
+                return Err("awaiting a commit of a view not above the installed one".into());
+            }
+            if !self.timers.contains(&Timer::CommitWait) {
+                return Err("awaiting a commit with no timeout".into());
+            }
+        }
+        if self.gathering.is_some() && !self.timers.contains(&Timer::Gather) {
+            return Err("a gather with nothing to finish it".into());
+        }
+        if self.report.is_some() && !self.timers.contains(&Timer::ReportRetry) {
+            return Err("a report with nothing to retry it".into());
+        }
+        for n in self.verifying.keys() {
+            if !self.timers.contains(&Timer::Verify(n.clone())) {
+                return Err(format!("verifying {n} with no timer"));
+            }
+        }
+        for t in self.timers.keys() {
+            let ok = match t {
+                Timer::Verify(n) => self.verifying.contains_key(n),
+                Timer::PartialLine(c) => self.clients.contains_key(c),
+                _ => !self.stopped,
+            };
+            if !ok {
+                return Err(format!("timer {t:?} names something that is gone"));
+            }
+        }
+        for (c, client) in &self.clients {
+            if client.lines.pending() > 0 && !self.timers.contains(&Timer::PartialLine(*c)) {
+                return Err(format!("client {c} left a line unfinished with no timeout"));
+            }
+        }
+        Ok(())
+    }
+}
