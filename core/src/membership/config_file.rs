@@ -25,14 +25,7 @@ pub const MAX_CONFIG_FILE_BYTES: usize = 1 << 20;
 const MIN_TIMING: Duration = Duration::from_millis(1);
 const MAX_TIMING: Duration = Duration::from_secs(3600);
 
-/// Whether `name` is a daemon name: 1 to 64 letters, digits, `.`, `_` or `-`.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+pub use super::msg::valid_name;
 
 /// Reads a configuration file's text (its version is 0: versions are the cluster's).
 pub fn parse(text: &str) -> Result<ClusterConfig, SexprError> {
@@ -175,7 +168,10 @@ fn read_timing(form: &Node) -> Result<Timing, SexprError> {
             ));
         };
         let v = single(item, key)?;
+        // The wire carries microseconds: finer is rounded down here, so that what the
+        // file says is what every daemon runs with.
         let d = v.duration()?;
+        let d = Duration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         if !(MIN_TIMING..=MAX_TIMING).contains(&d) {
             return Err(SexprError::new(
                 v.pos,

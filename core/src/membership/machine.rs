@@ -133,6 +133,8 @@ pub struct MembershipStats {
     pub heartbeats: u64,
     /// Frames sent in all.
     pub frames_sent: u64,
+    /// Bytes of those frames, headers included (what a TCP stream carries for them).
+    pub bytes_sent: u64,
     /// Frames refused.
     pub bad_frames: u64,
 }
@@ -395,6 +397,7 @@ impl Membership {
             return;
         }
         self.stats.frames_sent += 1;
+        self.stats.bytes_sent += frame.encoded_len() as u64;
         self.outbox.transmit(to, frame);
     }
 
@@ -487,7 +490,15 @@ impl Membership {
             MemberMsg::Nack { id, higher } => self.on_nack(now, id, higher),
             MemberMsg::Commit { view, config } => self.on_commit(now, view, config),
             MemberMsg::Join { member } => self.on_join(now, member),
-            MemberMsg::Refuse { reason } => self.on_refuse(reason),
+            // A stranger cannot stop this daemon with a refusal it never asked for. A
+            // daemon asking to join hears from whichever member coordinates.
+            MemberMsg::Refuse { reason }
+                if self.knows_addr(from)
+                    || (self.view.members.len() <= 1 && self.timers.contains(&Timer::Join)) =>
+            {
+                self.on_refuse(reason)
+            }
+            MemberMsg::Refuse { .. } => {}
             MemberMsg::Leave { member } => self.on_leave(now, member),
             MemberMsg::Hello { view, from: m, .. } => self.on_hello(now, view, m),
             MemberMsg::ViewReq { .. } => {
@@ -504,7 +515,8 @@ impl Membership {
     }
 
     fn on_timer(&mut self, now: Instant, t: Timer) {
-        if self.stopped {
+        // Clients are still served after the daemon stops, and still timed out.
+        if self.stopped && !matches!(t, Timer::PartialLine(_)) {
             return;
         }
         match t {
@@ -587,6 +599,13 @@ impl Machine for Membership {
                 self.timers.cancel(&Timer::PartialLine(c));
                 Ok(())
             }
+            // A daemon that left or was refused takes no part any more: commands change
+            // nothing (a reload is answered, so that nobody waits for it).
+            Input::Command(MembershipCommand::Reload(_)) if self.stopped => {
+                self.answer_reload(451, "reload refused: this daemon is out of the cluster");
+                Ok(())
+            }
+            Input::Command(_) if self.stopped => Ok(()),
             Input::Command(MembershipCommand::Leave) => {
                 self.leave(now);
                 Ok(())
@@ -638,3 +657,6 @@ fn names_not_in(a: &View, b: &View) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

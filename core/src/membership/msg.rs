@@ -230,12 +230,22 @@ pub enum MemberMsg {
     },
 }
 
+/// Whether `name` is a daemon name: 1 to 64 letters, digits, `.`, `_` or `-` (names end
+/// up in client reply lines and logs, so nothing else gets in from the wire either).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn get_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
     let s = r.str("name", MAX_NAME)?;
-    if s.is_empty() {
+    if !valid_name(&s) {
         return Err(DecodeError::InvalidValue {
             field: "name",
-            value: 0,
+            value: s.len() as u64,
         });
     }
     Ok(s)
@@ -301,7 +311,17 @@ fn get_id(r: &mut Reader<'_>) -> Result<ViewId, DecodeError> {
     // so in its acknowledgements).
     Ok(ViewId {
         epoch: r.u64()?,
-        coordinator: r.str("coordinator", MAX_NAME)?,
+        coordinator: {
+            // Empty in "no view yet" (`ViewId::default()`), a daemon name otherwise.
+            let c = r.str("coordinator", MAX_NAME)?;
+            if !c.is_empty() && !valid_name(&c) {
+                return Err(DecodeError::InvalidValue {
+                    field: "coordinator",
+                    value: c.len() as u64,
+                });
+            }
+            c
+        },
         incarnation: r.u64()?,
     })
 }
@@ -315,13 +335,22 @@ fn put_view(w: &mut Writer, v: &View) {
 }
 
 fn get_view(r: &mut Reader<'_>) -> Result<View, DecodeError> {
-    Ok(View {
+    let v = View {
         id: get_id(r)?,
         members: get_members(r)?,
         primary: r.bool("primary")?,
         basis: get_names(r)?,
         config_version: r.u64()?,
-    })
+    };
+    // Views are looked up by binary search: a sender's list must be sorted, each name
+    // once.
+    if !super::view::is_sorted(&v) {
+        return Err(DecodeError::InvalidValue {
+            field: "members",
+            value: v.members.len() as u64,
+        });
+    }
+    Ok(v)
 }
 
 fn micros(d: Duration) -> u64 {
@@ -373,6 +402,13 @@ fn get_config(r: &mut Reader<'_>) -> Result<ClusterConfig, DecodeError> {
         commit_timeout: get_duration(r, "commit-timeout")?,
         hello: get_duration(r, "hello")?,
     };
+    // Timings a configuration file could not set are refused from the wire too.
+    if super::config_file::check_timing(&timing).is_err() {
+        return Err(DecodeError::InvalidValue {
+            field: "timing",
+            value: micros(timing.heartbeat),
+        });
+    }
     Ok(ClusterConfig {
         version,
         daemons,
@@ -655,7 +691,7 @@ mod tests {
         (
             any::<u64>(),
             proptest::collection::vec((name(), any::<[u8; 4]>(), any::<u16>()), 0..4),
-            1u64..10_000_000,
+            1u64..=200_000,
             proptest::collection::vec(name(), 0..3),
         )
             .prop_map(|(version, d, us, removed)| ClusterConfig {

@@ -128,6 +128,11 @@ fn ring_key(name: &str) -> (u64, &str) {
     (h, name)
 }
 
+/// Whether the members are sorted by name, without two of one name.
+pub fn is_sorted(v: &View) -> bool {
+    v.members.windows(2).all(|w| w[0].name < w[1].name)
+}
+
 /// How many ring neighbours on each side a daemon watches in a view of `n`:
 /// 2 + ⌈log₂ n⌉ (so the load per daemon grows as log n), at most n − 1 in all.
 pub fn watch_count(n: usize) -> usize {

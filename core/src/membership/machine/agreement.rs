@@ -365,6 +365,7 @@ impl Membership {
     /// Installs a view: neighbours, coordinator state and what is remembered of absent
     /// daemons all follow it.
     pub(super) fn install(&mut self, now: Instant, v: View, config: Option<ClusterConfig>) {
+        debug_assert!(view::is_sorted(&v), "view {} is not sorted by name", v.id);
         let joined = names_not_in(&v, &self.view);
         let left = names_not_in(&self.view, &v);
         let gone: Vec<_> = self

@@ -1,4 +1,4 @@
-//! The client side of the daemon's port: `members`, `reload`, `leave`, `help`, `quit`
+//! The client side of the daemon's port: `members`, `stats`, `reload`, `leave`, `help`, `quit`
 //! (SPEC.md §9.6).
 
 use core::time::Duration;
@@ -15,6 +15,7 @@ const PARTIAL_LINE: Duration = Duration::from_secs(30);
 
 const HELP: &[&str] = &[
     "members     the view this daemon holds: its id, primary or not, every member",
+    "stats       this daemon's counters, one 'name value' per line",
     "reload      read the configuration file again and apply it to the cluster",
     "leave       take this daemon out of the cluster; it stops once out",
     "quit        close this connection",
@@ -123,12 +124,33 @@ impl Membership {
                 let bytes = reply_lines(250, lines.iter().map(String::as_str));
                 self.outbox.to_client(client, bytes);
             }
+            "stats" => {
+                let st = &self.stats;
+                let lines = [
+                    format!("views {}", st.views),
+                    format!("proposals {}", st.proposals),
+                    format!("suspicions {}", st.suspicions),
+                    format!("refuted {}", st.refuted),
+                    format!("gathers {}", st.gathers),
+                    format!("heartbeats {}", st.heartbeats),
+                    format!("frames_sent {}", st.frames_sent),
+                    format!("bytes_sent {}", st.bytes_sent),
+                    format!("bad_frames {}", st.bad_frames),
+                    format!("neighbours {}", self.neighbours.len()),
+                    "end of stats".to_string(),
+                ];
+                let bytes = reply_lines(250, lines.iter().map(String::as_str));
+                self.outbox.to_client(client, bytes);
+            }
             "reload" => {
                 // Answered when the embedding program has read the file (or failed to).
                 if !self.reload_waiting.contains(&client) {
                     self.reload_waiting.push(client);
                 }
                 self.outbox.event(MembershipEvent::ReloadRequested);
+            }
+            "leave" if self.stopped => {
+                self.say(client, 451, "this daemon is already out of the cluster");
             }
             "leave" => {
                 self.say(client, 250, "leaving the cluster");

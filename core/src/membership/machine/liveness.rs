@@ -172,14 +172,13 @@ impl Membership {
         if self.verifying.contains_key(name) || self.unreachable.contains(name) {
             return;
         }
-        let Some(addr) = self.addr_of(name) else {
+        if !self.view.contains(name) {
             return;
-        };
+        }
         let nonce = self.nonce();
         let until = now + self.timing().verify_for;
         self.verifying
             .insert(name.to_string(), Verify { nonce, until });
-        let _ = addr;
         self.probe(name, nonce);
         self.timers
             .set(Timer::Verify(name.to_string()), now + self.timing().retry);
@@ -432,6 +431,15 @@ impl Membership {
         }
     }
 
+    /// Whether `addr` is a daemon this one knows: a member, a seed, a listed or absent
+    /// daemon (only those may refuse it).
+    pub(super) fn knows_addr(&self, addr: PeerAddr) -> bool {
+        self.view.members.iter().any(|m| m.addr == addr)
+            || self.seeds.contains(&addr)
+            || self.absent.values().any(|a| *a == addr)
+            || self.cfg.daemons.iter().any(|(_, a)| *a == addr)
+    }
+
     pub(super) fn on_refuse(&mut self, reason: String) {
         self.outbox.event(MembershipEvent::Refused { reason });
         self.stop();
@@ -457,6 +465,9 @@ impl Membership {
     /// Leaves on purpose: the coordinator is told (and every neighbour, in case it is
     /// gone); the daemon is out at the next view.
     pub(super) fn leave(&mut self, now: Instant) {
+        if self.stopped {
+            return;
+        }
         self.leaving = true;
         if self.view.members.len() <= 1 {
             self.outbox.event(MembershipEvent::Left);
