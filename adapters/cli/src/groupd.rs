@@ -120,6 +120,9 @@ pub(crate) async fn run(args: Args) -> Outcome {
     let mut settings = MembershipSettings::new(&name, listen);
     settings.join = join;
     settings.config = config;
+    if let Err(e) = settings.validate() {
+        return Ok(fail(EXIT_CONFIG, e));
+    }
     Ok(serve(settings, args.config).await)
 }
 

@@ -49,7 +49,39 @@ pub struct MembershipSettings {
     pub canary_install_early: bool,
 }
 
+/// Whether a configuration can be sent to other daemons: names valid and listed once,
+/// at most [`MAX_MEMBERS`](super::msg::MAX_MEMBERS) daemons, timings as SPEC.md §9.3
+/// says (what a configuration file or a frame must satisfy).
+pub fn check_config(c: &ClusterConfig) -> Result<(), String> {
+    super::config_file::check_timing(&c.timing)?;
+    if c.daemons.len() > super::msg::MAX_MEMBERS {
+        return Err(format!(
+            "{} daemons listed, at most {}",
+            c.daemons.len(),
+            super::msg::MAX_MEMBERS
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (n, _) in &c.daemons {
+        if !super::msg::valid_name(n) {
+            return Err(format!("daemon name {n:?} is not a name"));
+        }
+        if !seen.insert(n.as_str()) {
+            return Err(format!("daemon {n} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
 impl MembershipSettings {
+    /// Whether these settings make a working daemon: a valid name and configuration.
+    pub fn validate(&self) -> Result<(), String> {
+        if !super::msg::valid_name(&self.name) {
+            return Err(format!("{:?} is not a daemon name", self.name));
+        }
+        check_config(&self.config)
+    }
+
     /// Settings for `name` at `addr` with the default configuration.
     pub fn new(name: &str, addr: SocketAddr) -> Self {
         MembershipSettings {
@@ -114,6 +146,9 @@ pub enum MembershipError {
     /// Effects are not used.
     #[error("the membership machine runs no effects")]
     NoEffects,
+    /// A configuration that could not be sent to other daemons.
+    #[error("bad configuration: {0}")]
+    BadConfig(String),
 }
 
 /// Counters.
@@ -270,8 +305,19 @@ const INDIRECT: usize = 3;
 const MAX_EXTENSIONS: u32 = 2;
 
 impl Membership {
-    /// A daemon's machine at `now`; `rng` draws its incarnation.
-    pub fn new(s: MembershipSettings, now: Instant, mut rng: Rng) -> Self {
+    /// A daemon's machine at `now`; `rng` draws its incarnation. Settings that do not
+    /// [`validate`](MembershipSettings::validate) are made to: timings that break the
+    /// rules are replaced by the defaults and bad daemon entries dropped (check first to
+    /// refuse them instead, as `flotilla groupd` does).
+    pub fn new(mut s: MembershipSettings, now: Instant, mut rng: Rng) -> Self {
+        if super::config_file::check_timing(&s.config.timing).is_err() {
+            s.config.timing = super::msg::Timing::default();
+        }
+        let mut seen = BTreeSet::new();
+        s.config
+            .daemons
+            .retain(|(n, _)| super::msg::valid_name(n) && seen.insert(n.clone()));
+        s.config.daemons.truncate(super::msg::MAX_MEMBERS);
         let me = Member {
             name: s.name.clone(),
             incarnation: rng.next_u64() | 1,
@@ -609,6 +655,11 @@ impl Machine for Membership {
             Input::Command(MembershipCommand::Leave) => {
                 self.leave(now);
                 Ok(())
+            }
+            Input::Command(MembershipCommand::Reload(cfg)) if check_config(&cfg).is_err() => {
+                let why = check_config(&cfg).err().unwrap_or_default();
+                self.answer_reload(451, &format!("reload refused: {why}"));
+                Err(MembershipError::BadConfig(why))
             }
             Input::Command(MembershipCommand::Reload(cfg)) => {
                 let text = format!(

@@ -9,7 +9,7 @@ pub mod view;
 mod machine;
 
 pub use machine::{
-    Membership, MembershipCommand, MembershipError, MembershipEvent, MembershipSettings,
+    check_config, Membership, MembershipCommand, MembershipError, MembershipEvent, MembershipSettings,
     MembershipStats,
 };
 pub use msg::{ClusterConfig, MemberMsg, Timing};
