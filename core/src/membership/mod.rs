@@ -9,8 +9,8 @@ pub mod view;
 mod machine;
 
 pub use machine::{
-    check_config, Membership, MembershipCommand, MembershipError, MembershipEvent, MembershipSettings,
-    MembershipStats,
+    Membership, MembershipCommand, MembershipError, MembershipEvent, MembershipSettings,
+    MembershipStats, check_config,
 };
 pub use msg::{ClusterConfig, MemberMsg, Timing};
 pub use view::{Member, View, ViewId};
