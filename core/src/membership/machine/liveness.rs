@@ -424,6 +424,17 @@ impl Membership {
                 );
                 self.send(member.addr, &MemberMsg::Refuse { reason });
             }
+            None if self.view.members.len() + self.joins.len() + self.merge.len()
+                >= super::super::msg::MAX_MEMBERS
+                && !self.joins.contains_key(&member.name) =>
+            {
+                // A view holds at most MAX_MEMBERS (one frame): past it, a clear no.
+                let reason = format!(
+                    "the cluster is full: a view holds at most {} daemons",
+                    super::super::msg::MAX_MEMBERS
+                );
+                self.send(member.addr, &MemberMsg::Refuse { reason });
+            }
             _ => {
                 self.joins.insert(member.name.clone(), member);
                 self.changes_pending(now);

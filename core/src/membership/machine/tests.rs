@@ -700,6 +700,63 @@ fn a_peer_name_cannot_forge_client_reply_lines() {
     assert_eq!(net.m(0).stats().bad_frames, 1);
 }
 
+/// A view holds at most 4,096 daemons: the joins that would fill it are taken, the next
+/// one is refused with the reason, not left waiting.
+#[test]
+fn a_join_past_the_member_limit_is_refused() {
+    let mut net = Net::new();
+    net.add(MembershipSettings::new("alpha", addr(0)));
+    let max = crate::membership::msg::MAX_MEMBERS;
+    let joiner = |k: usize| Member {
+        name: format!("d{k}"),
+        incarnation: k as u64 + 1,
+        addr: SocketAddr::from(([10, 1, (k >> 8) as u8, k as u8], 9000)),
+    };
+    // alpha itself plus max - 1 joiners fill a view.
+    for k in 0..max - 1 {
+        let frame = MemberMsg::Join { member: joiner(k) }.to_frame();
+        net.nodes[0]
+            .m
+            .handle(
+                net.now,
+                Input::Frame {
+                    from: joiner(k).addr,
+                    frame,
+                },
+            )
+            .unwrap();
+    }
+    assert_eq!(net.m(0).joins.len(), max - 1);
+    let last = joiner(max);
+    let frame = MemberMsg::Join {
+        member: last.clone(),
+    }
+    .to_frame();
+    net.nodes[0]
+        .m
+        .handle(
+            net.now,
+            Input::Frame {
+                from: last.addr,
+                frame,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        net.m(0).joins.len(),
+        max - 1,
+        "the join past the limit was taken"
+    );
+    let refusal = std::iter::from_fn(|| net.nodes[0].m.poll_output()).find_map(|o| match o {
+        Output::Transmit(t) if t.to == last.addr => MemberMsg::decode(&t.frame).ok(),
+        _ => None,
+    });
+    match refusal {
+        Some(MemberMsg::Refuse { reason }) => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("no refusal: {other:?}"),
+    }
+}
+
 /// The harness itself: frames to and from a cut node go nowhere.
 #[test]
 fn the_harness_drops_frames_of_isolated_nodes() {
