@@ -29,6 +29,9 @@ use crate::ship_cli::CONNECT_TIMEOUT;
 /// The daemon's address when `--listen` is not given (Spread's port is 4803).
 pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:4803";
 
+/// How often a daemon still alone after asking to join says so.
+const LONELY_WARNING: Duration = Duration::from_secs(5);
+
 /// How long a daemon asked to stop waits to be out of the view before it exits anyway.
 const LEAVE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -219,6 +222,10 @@ async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> Ex
     // Whoever waits for the ready line may be reading a pipe.
     let _ = std::io::stdout().flush();
 
+    // A daemon that asked to join and is still alone says so (once a while), instead of
+    // waiting in silence on a seed that is down or mistyped.
+    let mut lonely = tokio::time::interval(LONELY_WARNING);
+    lonely.tick().await;
     let mut hangups = hangup_signals();
     let stop = daemon::stop_signal();
     tokio::pin!(stop);
@@ -242,6 +249,11 @@ async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> Ex
                 }
                 None => break fail(1, "the group daemon stopped unexpectedly"),
             },
+            _ = lonely.tick() => {
+                if last.as_ref().is_some_and(|v| v.members.len() == 1) && !joining.is_empty() {
+                    warn!(join = joining.join(","), "still alone: no daemon has taken this one in yet (still asking)");
+                }
+            }
             () = next_hangup(&mut hangups) => {
                 reload(&node, config_path.as_deref(), "SIGHUP").await;
             }

@@ -318,6 +318,8 @@ impl Membership {
             .daemons
             .retain(|(n, _)| super::msg::valid_name(n) && seen.insert(n.clone()));
         s.config.daemons.truncate(super::msg::MAX_MEMBERS);
+        // Joining through itself is no join: such a daemon is the first of its cluster.
+        s.join.retain(|a| *a != s.addr);
         let me = Member {
             name: s.name.clone(),
             incarnation: rng.next_u64() | 1,
