@@ -306,7 +306,7 @@ fn flags_sighup_sigterm_and_a_taken_name() {
     let conf = dir.file("n1.conf", "(:timing (:heartbeat 100ms))\n");
     let first = Daemon::groupd("n1", a[0], &["--config", conf.to_str().unwrap()]);
     let seed = a[0].to_string();
-    let d2 = Daemon::groupd("n2", a[1], &["--join", &seed]);
+    let mut d2 = Daemon::groupd("n2", a[1], &["--join", &seed]);
     let mut d3 = Daemon::groupd("n3", a[2], &["--join", &seed, "--join", &a[1].to_string()]);
     let v = wait_agreed("three daemons", &a, &["n1", "n2", "n3"]);
     assert!(v.primary && v.config == 0);
@@ -353,6 +353,25 @@ fn flags_sighup_sigterm_and_a_taken_name() {
         lines[0].starts_with("451") && lines[0].contains("--config"),
         "{lines:?}"
     );
+
+    // kill -9 and at once a new life under the name, before anyone noticed: one view
+    // change swaps the incarnation, and the log says so.
+    let before = members(a[0]).unwrap();
+    d2.kill();
+    d2 = Daemon::groupd("n2", a[1], &["--join", &seed]);
+    let swapped = wait_until("n2's new incarnation in every view", LIMIT, || {
+        let v = members(a[0])?;
+        (v.incarnation("n2") != before.incarnation("n2") && v.names() == ["n1", "n2", "n3"])
+            .then_some(v)
+    });
+    wait_agreed("everyone on n2's new life", &a, &["n1", "n2", "n3"]);
+    assert!(swapped.epoch > before.epoch);
+    wait_until("the restart logged with its cause", LIMIT, || {
+        first
+            .stderr()
+            .contains("restarted (new incarnation): n2")
+            .then_some(())
+    });
 
     // SIGTERM: out at once, exit 0.
     signal(&d3, "-TERM");

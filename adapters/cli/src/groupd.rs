@@ -347,6 +347,22 @@ fn log_view(me: &str, last: Option<&View>, view: &View, joined: &[String], left:
         ));
     }
     if let Some(l) = last {
+        // Same name, new incarnation: the daemon restarted between two views.
+        let restarted: Vec<&str> = view
+            .members
+            .iter()
+            .filter(|m| {
+                l.member(&m.name)
+                    .is_some_and(|o| o.incarnation != m.incarnation)
+            })
+            .map(|m| m.name.as_str())
+            .collect();
+        if !restarted.is_empty() {
+            causes.push(format!(
+                "restarted (new incarnation): {}",
+                restarted.join(",")
+            ));
+        }
         if l.config_version != view.config_version {
             causes.push(format!("configuration {} applied", view.config_version));
         }
