@@ -30,6 +30,7 @@
 
 pub mod compose;
 pub mod flood;
+pub mod groups;
 pub mod heartbeat;
 pub mod line;
 pub mod machine;

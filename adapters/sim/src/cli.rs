@@ -21,6 +21,7 @@ use crate::canary::CanaryProtocol;
 use crate::check::{Failure, Source};
 use crate::protocol::Protocol;
 use crate::protocols::flood::FloodProtocol;
+use crate::protocols::groups::GroupsProtocol;
 use crate::protocols::heartbeat::HeartbeatProtocol;
 use crate::protocols::membership::MembershipProtocol;
 use crate::protocols::pair::PairProtocol;
@@ -73,6 +74,16 @@ pub static PROTOCOLS: &[Registered] = &[
         name: "membership",
         check: |t| parse_only(t, MembershipProtocol::default()),
         run: |t, s, l, a, io| go(t, MembershipProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "groups",
+        check: |t| parse_only(t, GroupsProtocol::default()),
+        run: |t, s, l, a, io| go(t, GroupsProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "groups-canary",
+        check: |t| parse_only(t, GroupsProtocol::canary()),
+        run: |t, s, l, a, io| go(t, GroupsProtocol::canary(), s, l, a, io),
     },
     Registered {
         name: "membership-canary",

@@ -218,6 +218,19 @@ pub trait Protocol: Clone {
         Vec::new()
     }
 
+    /// Commands for one run, drawn from `rng` (derived from the run's seed): a list of
+    /// `(time, node, command)`, for workloads too large to write out as actions (messages
+    /// sent by a node's clients, say). Default: none.
+    fn commands(
+        &self,
+        nodes: usize,
+        end: Instant,
+        rng: &mut Rng,
+    ) -> Vec<(Instant, usize, CommandOf<Self>)> {
+        let _ = (nodes, end, rng);
+        Vec::new()
+    }
+
     /// The port node `node` is known by (the source of its frames, what others send
     /// to). Any port of a node's address reaches it. Default: 7000.
     fn port(&self, node: usize) -> u16 {

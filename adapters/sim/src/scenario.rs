@@ -433,6 +433,8 @@ impl<P: Protocol> Parser<'_, P> {
 
 /// Label of the random stream protocol workloads are drawn from.
 const WORKLOAD_STREAM: u64 = 0x776f_726b_6c6f_6164;
+/// The stream of a run's protocol commands (`Protocol::commands`).
+const COMMANDS_STREAM: u64 = 0x636f_6d6d_616e_6473;
 /// Label of the random stream swarm faults are drawn from.
 const SWARM_STREAM: u64 = 0x7377_6172_6d00_0000;
 
@@ -565,6 +567,14 @@ impl<P: Protocol> Scenario<P> {
         }
         for e in &self.expectations {
             sim.expect(e.clone());
+        }
+        // A stream of its own, so protocols without commands draw what they always did.
+        let mut crng = Rng::from_seed(derive_seed(seed, COMMANDS_STREAM));
+        for (t, node, cmd) in
+            self.protocol
+                .commands(self.nodes, Instant::ZERO + self.duration, &mut crng)
+        {
+            sim.schedule(t, Action::Command(node, cmd));
         }
         let mut rng = Rng::from_seed(derive_seed(seed, WORKLOAD_STREAM));
         let mut streams = BTreeMap::new();

@@ -144,6 +144,31 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/membership-canary.scn"),
     ),
     (
+        "groups-loss",
+        "client groups on 5 daemons, 10% loss, 300 messages: delivered once everywhere, in one order",
+        include_str!("../scenarios/groups-loss.scn"),
+    ),
+    (
+        "groups-crash",
+        "client groups while a daemon and then the sequencer crash and restart: order and virtual synchrony",
+        include_str!("../scenarios/groups-crash.scn"),
+    ),
+    (
+        "groups-partition",
+        "client groups on 6 daemons split in two and three and healed while messages flow",
+        include_str!("../scenarios/groups-partition.scn"),
+    ),
+    (
+        "groups-swarm",
+        "client groups under faults drawn per seed (loss, bursts, partitions, crashes, pauses)",
+        include_str!("../scenarios/groups-swarm.scn"),
+    ),
+    (
+        "groups-canary",
+        "client groups with a planted bug (delivery past a gap); some seeds must fail",
+        include_str!("../scenarios/groups-canary.scn"),
+    ),
+    (
         "broker-1000",
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),

@@ -703,6 +703,12 @@ impl Machine for Membership {
     }
 }
 
+impl crate::compose::Part for Membership {
+    fn owns_family(&self, family: u8) -> bool {
+        family == super::msg::FAMILY
+    }
+}
+
 /// Members of `a` not in `b`, by name.
 fn names_not_in(a: &View, b: &View) -> Vec<String> {
     a.names()

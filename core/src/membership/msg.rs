@@ -240,7 +240,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn get_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+pub(crate) fn get_name(r: &mut Reader<'_>) -> Result<String, DecodeError> {
     let s = r.str("name", MAX_NAME)?;
     if !valid_name(&s) {
         return Err(DecodeError::InvalidValue {
@@ -302,11 +302,11 @@ fn get_names(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
     Ok(out)
 }
 
-fn put_id(w: &mut Writer, id: &ViewId) {
+pub(crate) fn put_id(w: &mut Writer, id: &ViewId) {
     w.u64(id.epoch).str(&id.coordinator).u64(id.incarnation);
 }
 
-fn get_id(r: &mut Reader<'_>) -> Result<ViewId, DecodeError> {
+pub(crate) fn get_id(r: &mut Reader<'_>) -> Result<ViewId, DecodeError> {
     // An empty coordinator is the "no view" id (a daemon never in a primary view says
     // so in its acknowledgements).
     Ok(ViewId {

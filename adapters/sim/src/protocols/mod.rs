@@ -1,6 +1,7 @@
 //! The protocol plug-ins shipped with the simulator, one module each.
 
 pub mod flood;
+pub mod groups;
 pub mod heartbeat;
 pub mod membership;
 pub mod pair;

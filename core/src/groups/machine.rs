@@ -1,0 +1,1125 @@
+//! The client-groups machine of one daemon (SPEC.md §10): agreed order through the view's
+//! sequencer (the least name of the membership view), virtual synchrony through a flush
+//! at every view change.
+//!
+//! **In a view.** A daemon takes its clients' joins, leaves and messages as *items*,
+//! numbers them (`lseq`) and submits them to the sequencer until it sees them ordered.
+//! The sequencer orders each origin's items in `lseq` order (so order is also FIFO per
+//! sender), gives each the view's next number, and sends it to every member once (one
+//! copy per daemon, however many of its clients are in the group). Members deliver in
+//! number order, ask again for gaps, and acknowledge what they delivered; items every
+//! member has delivered are *stable* and forgotten.
+//!
+//! **Between views.** When membership installs a new view, every daemon freezes its
+//! previous one. The new sequencer asks every member what it delivered there and what it
+//! holds that may not be stable (`FlushState`); for each previous view it takes the
+//! highest number any member delivered and sends every member the items it lacks up to
+//! it (`Start`). So daemons that pass together from one view to the next deliver the same
+//! items in the former. The group table of the new view is the union of each member's
+//! own clients' groups; items submitted and not delivered are submitted again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use core::time::Duration;
+use thiserror::Error;
+
+use super::msg::{Fill, GroupMsg, Item, MAX_PAYLOAD, MsgId, Numbered, What, valid_group};
+use crate::machine::{Input, Machine, NoEffect, Outbox, OutputOf, PeerAddr, Timers, debug_check};
+use crate::membership::view::{Member, View, ViewId};
+use crate::time::Instant;
+use crate::wire::Frame;
+
+/// Items ordered beyond the stable point at most (the sequencer holds further submits).
+pub const WINDOW: u64 = 1024;
+/// Items a daemon has submitted and not yet seen delivered, at most.
+pub const MAX_PENDING: usize = 1024;
+/// How often a message that wants an answer is sent again.
+const RETRY: Duration = Duration::from_millis(50);
+/// How often a member acknowledges what it delivered.
+const ACK_EVERY: Duration = Duration::from_millis(100);
+/// Items resent for one gap request at most.
+const RESEND_BURST: usize = 256;
+
+/// What a groups machine is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupsSettings {
+    /// This daemon as membership knows it (name, incarnation, address).
+    pub me: Member,
+    /// Planted bug for the simulator's canary: a member delivers an item as soon as it
+    /// arrives, even past a gap.
+    #[doc(hidden)]
+    pub canary_deliver_early: bool,
+}
+
+/// Commands from the embedding program (or, for `View`, from membership through a link).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupsCommand {
+    /// Membership installed this view.
+    View(View),
+    /// A local client joins a group.
+    Join {
+        /// The group.
+        group: String,
+        /// The client's name.
+        client: String,
+    },
+    /// A local client leaves a group.
+    Leave {
+        /// The group.
+        group: String,
+        /// The client's name.
+        client: String,
+    },
+    /// A local client (or anyone: senders need not be members) sends to a group.
+    Send {
+        /// The group.
+        group: String,
+        /// The sender's name.
+        sender: String,
+        /// The bytes.
+        payload: Bytes,
+    },
+}
+
+/// Why a group's membership changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A client joined.
+    Join,
+    /// A client left.
+    Leave,
+    /// The daemons' view changed (daemons failed, left, joined or merged).
+    Network,
+}
+
+/// What the machine tells the embedding program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupsEvent {
+    /// An item of a group's total order was delivered here (every daemon delivers every
+    /// message once, in one order; its clients in the group receive it).
+    Delivered {
+        /// The view it was ordered in.
+        view: ViewId,
+        /// Its number there.
+        seq: u64,
+        /// Its identity.
+        id: MsgId,
+        /// The group.
+        group: String,
+        /// The sender.
+        sender: String,
+        /// The bytes.
+        payload: Bytes,
+    },
+    /// An item came again in a later view and was not delivered again: its origin was
+    /// cut off from the sequencer before it learnt the item was ordered, and sent it
+    /// again (this daemon delivered it in an earlier view).
+    Skipped {
+        /// The view it was ordered in again.
+        view: ViewId,
+        /// Its number there.
+        seq: u64,
+        /// Its identity.
+        id: MsgId,
+    },
+    /// A group's membership changed.
+    GroupView {
+        /// The group.
+        group: String,
+        /// The daemons' view.
+        view: ViewId,
+        /// The number of the item that changed it (0: the view's start).
+        seq: u64,
+        /// Members: (client, daemon).
+        members: Vec<(String, String)>,
+        /// Why.
+        cause: Cause,
+    },
+    /// A view was finished: every daemon coming from it with this one delivered its
+    /// items up to `upto`.
+    Closed {
+        /// The finished view.
+        old: ViewId,
+        /// The view that follows.
+        new: ViewId,
+        /// The last item of `old` delivered.
+        upto: u64,
+    },
+}
+
+/// Why an input was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum GroupsError {
+    /// A frame that does not decode.
+    #[error("bad frame: {0}")]
+    Decode(#[from] crate::wire::DecodeError),
+    /// A group or client name that is not one.
+    #[error("bad name {0:?}: 1 to 64 printable characters, no spaces")]
+    BadName(String),
+    /// A message over the size limit.
+    #[error("message of {0} bytes: at most {MAX_PAYLOAD}")]
+    TooLarge(usize),
+    /// Too many items submitted and not yet delivered.
+    #[error("{MAX_PENDING} messages already on their way: try again")]
+    Busy,
+    /// Client streams go to the client-protocol layer, not here.
+    #[error("the groups machine takes no client streams")]
+    NoClients,
+    /// Effects are not used.
+    #[error("the groups machine runs no effects")]
+    NoEffects,
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupsStats {
+    /// Items delivered.
+    pub delivered: u64,
+    /// Items ordered as sequencer.
+    pub ordered: u64,
+    /// Items sent again (submits and orders).
+    pub resent: u64,
+    /// Flushes finished.
+    pub flushes: u64,
+    /// Frames refused.
+    pub bad_frames: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Retry,
+    Ack,
+}
+
+/// The sequencer's side of the active view.
+#[derive(Debug, Default)]
+struct Sequencer {
+    next: u64,
+    /// Items ordered and not yet stable.
+    log: BTreeMap<u64, Item>,
+    /// Highest number each member acknowledged.
+    acks: BTreeMap<String, u64>,
+    /// Each member's acknowledgement at the previous acknowledgement period (a member
+    /// stuck below the last item lost the tail: it cannot see a gap, so it is sent again).
+    acks_before: BTreeMap<String, u64>,
+    /// Per origin life: the next `lseq` to order, and items that came early.
+    expected: BTreeMap<(String, u64), u64>,
+    early: BTreeMap<(String, u64), BTreeMap<u64, Item>>,
+}
+
+/// What a member said of its previous view.
+type State = (ViewId, u64, Numbered, Vec<(String, String)>);
+
+/// A flush in progress: the new view, and (at its sequencer) the states collected.
+#[derive(Debug)]
+struct Flush {
+    view: View,
+    /// Member → (its previous view, delivered up to, items held, its clients' groups).
+    states: BTreeMap<String, State>,
+    /// The start sent (sequencer), to resend until every member acknowledges it.
+    start: Option<GroupMsg>,
+    started: BTreeSet<String>,
+}
+
+/// The client-groups machine of one daemon.
+#[derive(Debug)]
+pub struct Groups {
+    me: Member,
+    canary: bool,
+    /// The view items are ordered in (frozen while a flush runs).
+    view: View,
+    delivered: u64,
+    stable: u64,
+    /// Delivered items not known stable (what a flush may need from this daemon).
+    held: BTreeMap<u64, Item>,
+    /// Items received past a gap.
+    ahead: BTreeMap<u64, Item>,
+    seq: Option<Sequencer>,
+    flush: Option<Flush>,
+    /// Own items submitted and not yet delivered: lseq → item.
+    pending: BTreeMap<u64, Item>,
+    next_lseq: u64,
+    /// Every group's members: group → {(client, daemon)}.
+    table: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// This daemon's clients' groups, as ordered: (group, client).
+    locals: BTreeSet<(String, String)>,
+    last_ack: u64,
+    /// Per origin life, the highest `lseq` delivered here (an origin's items are
+    /// delivered in `lseq` order, so anything at or below is a duplicate).
+    seen: BTreeMap<(String, u64), u64>,
+    /// The start this daemon sent as a view's sequencer, and who acknowledged it: sent
+    /// again to the others until all did.
+    starting: Option<(GroupMsg, BTreeSet<String>)>,
+    timers: Timers<Timer>,
+    outbox: Outbox<GroupsEvent, NoEffect>,
+    stats: GroupsStats,
+}
+
+impl Groups {
+    /// A daemon's groups machine, alone in its own view until membership says more.
+    pub fn new(s: GroupsSettings, now: Instant) -> Self {
+        let view = View::alone(&s.me, 0, Vec::new());
+        let mut g = Groups {
+            me: s.me,
+            canary: s.canary_deliver_early,
+            view,
+            delivered: 0,
+            stable: 0,
+            held: BTreeMap::new(),
+            ahead: BTreeMap::new(),
+            seq: None,
+            flush: None,
+            pending: BTreeMap::new(),
+            next_lseq: 1,
+            table: BTreeMap::new(),
+            locals: BTreeSet::new(),
+            last_ack: 0,
+            seen: BTreeMap::new(),
+            starting: None,
+            timers: Timers::default(),
+            outbox: Outbox::default(),
+            stats: GroupsStats::default(),
+        };
+        g.seq = Some(Sequencer {
+            next: 1,
+            ..Sequencer::default()
+        });
+        g.timers.set(Timer::Retry, now + RETRY);
+        g.timers.set(Timer::Ack, now + ACK_EVERY);
+        debug_check(&g);
+        g
+    }
+
+    /// The view items are ordered in (the previous one while a flush runs).
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Whether a flush to a new view is running.
+    pub fn flushing(&self) -> bool {
+        self.flush.is_some()
+    }
+
+    /// Every group's members: (client, daemon).
+    pub fn members(&self, group: &str) -> Vec<(String, String)> {
+        self.table
+            .get(group)
+            .map(|m| m.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Items submitted here and not yet delivered.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &GroupsStats {
+        &self.stats
+    }
+
+    fn sequencer_of(v: &View) -> &Member {
+        // Views are sorted by name: the least name orders.
+        &v.members[0]
+    }
+
+    fn is_sequencer(&self) -> bool {
+        Self::sequencer_of(&self.view).name == self.me.name
+    }
+
+    fn send(&mut self, to: PeerAddr, msg: &GroupMsg) {
+        self.send_frame(to, msg.to_frame());
+    }
+
+    fn send_frame(&mut self, to: PeerAddr, frame: Frame) {
+        if to != self.me.addr {
+            self.outbox.transmit(to, frame);
+        }
+    }
+
+    // ----- items from local clients -----
+
+    fn submit_new(&mut self, now: Instant, group: String, what: What) -> Result<(), GroupsError> {
+        if !valid_group(&group) {
+            return Err(GroupsError::BadName(group));
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(GroupsError::Busy);
+        }
+        let item = Item {
+            id: MsgId {
+                origin: self.me.name.clone(),
+                incarnation: self.me.incarnation,
+                lseq: self.next_lseq,
+            },
+            group,
+            what,
+        };
+        self.next_lseq += 1;
+        self.pending.insert(item.id.lseq, item.clone());
+        if self.flush.is_none() {
+            self.submit(now, item);
+        }
+        Ok(())
+    }
+
+    /// Hands an item to the sequencer (itself, or over the network).
+    fn submit(&mut self, now: Instant, item: Item) {
+        let view = self.view.id.clone();
+        let floor = self.pending.keys().next().copied().unwrap_or(item.id.lseq);
+        if self.is_sequencer() {
+            self.on_submit(now, view, floor, item);
+        } else {
+            let to = Self::sequencer_of(&self.view).addr;
+            self.send(to, &GroupMsg::Submit { view, floor, item });
+        }
+    }
+
+    // ----- the sequencer -----
+
+    fn on_submit(&mut self, now: Instant, view: ViewId, floor: u64, item: Item) {
+        if view != self.view.id || self.flush.is_some() || !self.is_sequencer() {
+            return;
+        }
+        let Some(s) = &mut self.seq else {
+            return;
+        };
+        let origin = (item.id.origin.clone(), item.id.incarnation);
+        // The origin says where its undelivered items start: everything below was
+        // ordered (items are ordered per origin in lseq order).
+        let exp = s.expected.entry(origin.clone()).or_insert(floor);
+        *exp = (*exp).max(floor.min(item.id.lseq));
+        if item.id.lseq < *exp {
+            return; // Ordered already: a resend.
+        }
+        let early = s.early.entry(origin.clone()).or_default();
+        if early.len() < MAX_PENDING {
+            early.insert(item.id.lseq, item);
+        }
+        self.order_ready(now);
+    }
+
+    /// Orders every origin's items that are next in line, within the window.
+    fn order_ready(&mut self, now: Instant) {
+        loop {
+            let Some(s) = &mut self.seq else {
+                return;
+            };
+            if s.next.saturating_sub(self.stable) > WINDOW {
+                return;
+            }
+            let mut found = None;
+            for (origin, items) in &mut s.early {
+                let exp = s.expected.get(origin).copied().unwrap_or(1);
+                // Items below what is expected were ordered already.
+                while items.first_key_value().is_some_and(|(l, _)| *l < exp) {
+                    items.pop_first();
+                }
+                if let Some(it) = items.remove(&exp) {
+                    found = Some((origin.clone(), it));
+                    break;
+                }
+            }
+            let Some((origin, item)) = found else {
+                return;
+            };
+            s.expected.insert(origin, item.id.lseq + 1);
+            let seq = s.next;
+            s.next += 1;
+            s.log.insert(seq, item.clone());
+            self.stats.ordered += 1;
+            let msg = GroupMsg::Order {
+                view: self.view.id.clone(),
+                seq,
+                stable: self.stable,
+                item,
+            };
+            let frame = msg.to_frame();
+            let targets: Vec<PeerAddr> = self.view.members.iter().map(|m| m.addr).collect();
+            for to in targets {
+                self.send_frame(to, frame.clone());
+            }
+            if let GroupMsg::Order { seq, item, .. } = msg {
+                self.on_order_item(now, seq, item);
+            }
+        }
+    }
+
+    fn on_ack(&mut self, from: &str, view: ViewId, upto: u64) {
+        if view != self.view.id || !self.is_sequencer() {
+            return;
+        }
+        let delivered = self.delivered;
+        let Some(s) = &mut self.seq else {
+            return;
+        };
+        if self.view.member(from).is_none() {
+            return;
+        }
+        let a = s.acks.entry(from.to_string()).or_insert(0);
+        *a = (*a).max(upto.min(s.next.saturating_sub(1)));
+        let stable = self
+            .view
+            .members
+            .iter()
+            .map(|m| {
+                if m.name == self.me.name {
+                    delivered
+                } else {
+                    s.acks.get(&m.name).copied().unwrap_or(0)
+                }
+            })
+            .min()
+            .unwrap_or(0);
+        if stable > self.stable {
+            self.stable = stable;
+            s.log = s.log.split_off(&(stable + 1));
+            self.held = self.held.split_off(&(stable + 1));
+        }
+    }
+
+    /// Members whose acknowledgement did not move for a period while items above it were
+    /// ordered get those items again.
+    fn resend_tails(&mut self) {
+        let Some(s) = &mut self.seq else {
+            return;
+        };
+        let last = s.next.saturating_sub(1);
+        let mut stuck = Vec::new();
+        for m in &self.view.members {
+            if m.name == self.me.name {
+                continue;
+            }
+            let a = s.acks.get(&m.name).copied().unwrap_or(0);
+            if a < last && s.acks_before.get(&m.name) == Some(&a) {
+                stuck.push((m.addr, a + 1));
+            }
+            s.acks_before.insert(m.name.clone(), a);
+        }
+        let view = self.view.id.clone();
+        for (to, from) in stuck {
+            self.on_nack(to, view.clone(), from);
+        }
+    }
+
+    fn on_nack(&mut self, to: PeerAddr, view: ViewId, from: u64) {
+        if view != self.view.id || !self.is_sequencer() {
+            return;
+        }
+        let Some(s) = &self.seq else {
+            return;
+        };
+        let items: Vec<(u64, Item)> = s
+            .log
+            .range(from..)
+            .take(RESEND_BURST)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (seq, item) in items {
+            self.stats.resent += 1;
+            let msg = GroupMsg::Order {
+                view: self.view.id.clone(),
+                seq,
+                stable: self.stable,
+                item,
+            };
+            self.send(to, &msg);
+        }
+    }
+
+    // ----- members: delivery -----
+
+    fn on_order(&mut self, now: Instant, view: ViewId, seq: u64, stable: u64, item: Item) {
+        if view != self.view.id || self.flush.is_some() {
+            return;
+        }
+        if stable > self.stable && stable <= self.delivered {
+            self.stable = stable;
+            self.held = self.held.split_off(&(stable + 1));
+        }
+        self.on_order_item(now, seq, item);
+    }
+
+    fn on_order_item(&mut self, now: Instant, seq: u64, item: Item) {
+        if seq <= self.delivered {
+            return;
+        }
+        if seq == self.delivered + 1 || self.canary {
+            self.deliver(now, seq, item);
+            while let Some(it) = self.ahead.remove(&(self.delivered + 1)) {
+                self.deliver(now, self.delivered + 1, it);
+            }
+            self.ahead = self.ahead.split_off(&(self.delivered + 1));
+        } else if self.ahead.len() < (2 * WINDOW) as usize {
+            self.ahead.insert(seq, item);
+        }
+    }
+
+    fn deliver(&mut self, _now: Instant, seq: u64, item: Item) {
+        self.delivered = seq;
+        self.held.insert(seq, item.clone());
+        let view = self.view.id.clone();
+        if item.id.origin == self.me.name && item.id.incarnation == self.me.incarnation {
+            self.pending.remove(&item.id.lseq);
+        }
+        let origin = (item.id.origin.clone(), item.id.incarnation);
+        if self.seen.get(&origin).is_some_and(|l| *l >= item.id.lseq) {
+            self.outbox.event(GroupsEvent::Skipped {
+                view,
+                seq,
+                id: item.id,
+            });
+            return;
+        }
+        self.seen.insert(origin, item.id.lseq);
+        self.stats.delivered += 1;
+        let mine = item.id.origin == self.me.name;
+        match item.what {
+            What::Data { sender, payload } => {
+                self.outbox.event(GroupsEvent::Delivered {
+                    view,
+                    seq,
+                    id: item.id,
+                    group: item.group,
+                    sender,
+                    payload,
+                });
+            }
+            What::Join { client } => {
+                if mine {
+                    self.locals.insert((item.group.clone(), client.clone()));
+                }
+                let m = (client, item.id.origin);
+                if self.table.entry(item.group.clone()).or_default().insert(m) {
+                    self.group_view(&item.group, seq, Cause::Join);
+                }
+            }
+            What::Leave { client } => {
+                if mine {
+                    self.locals.remove(&(item.group.clone(), client.clone()));
+                }
+                let m = (client, item.id.origin);
+                let removed = self
+                    .table
+                    .get_mut(&item.group)
+                    .is_some_and(|s| s.remove(&m));
+                if self.table.get(&item.group).is_some_and(BTreeSet::is_empty) {
+                    self.table.remove(&item.group);
+                }
+                if removed {
+                    self.group_view(&item.group, seq, Cause::Leave);
+                }
+            }
+        }
+    }
+
+    fn group_view(&mut self, group: &str, seq: u64, cause: Cause) {
+        let members = self.members(group);
+        self.outbox.event(GroupsEvent::GroupView {
+            group: group.to_string(),
+            view: self.view.id.clone(),
+            seq,
+            members,
+            cause,
+        });
+    }
+
+    // ----- view changes: the flush -----
+
+    fn on_view(&mut self, now: Instant, v: View) {
+        let current = self.flush.as_ref().map_or(&self.view.id, |f| &f.view.id);
+        if v.id <= *current
+            || v.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation)
+        {
+            return;
+        }
+        self.flush = Some(Flush {
+            view: v,
+            states: BTreeMap::new(),
+            start: None,
+            started: BTreeSet::new(),
+        });
+        self.flush_step(now);
+    }
+
+    /// The new sequencer asks for states (again) and, once it has them all, starts.
+    fn flush_step(&mut self, now: Instant) {
+        let Some(f) = &self.flush else {
+            return;
+        };
+        let seqr = Self::sequencer_of(&f.view).clone();
+        if seqr.name != self.me.name {
+            return;
+        }
+        if f.start.is_some() {
+            return;
+        }
+        if !f.states.contains_key(&self.me.name) {
+            let mine = self.flush_state();
+            if let (
+                Some(f),
+                GroupMsg::FlushState {
+                    old,
+                    upto,
+                    held,
+                    locals,
+                    ..
+                },
+            ) = (&mut self.flush, mine)
+            {
+                f.states
+                    .insert(self.me.name.clone(), (old, upto, held, locals));
+            }
+        }
+        let Some(f) = &self.flush else {
+            return;
+        };
+        let missing: Vec<PeerAddr> = f
+            .view
+            .members
+            .iter()
+            .filter(|m| !f.states.contains_key(&m.name))
+            .map(|m| m.addr)
+            .collect();
+        if !missing.is_empty() {
+            let frame = GroupMsg::FlushReq {
+                view: f.view.id.clone(),
+            }
+            .to_frame();
+            for to in missing {
+                self.send_frame(to, frame.clone());
+            }
+            return;
+        }
+        // Every state is in: per previous view, the highest number delivered there and
+        // the items above the lowest.
+        let mut per_old: BTreeMap<ViewId, (u64, u64, BTreeMap<u64, Item>)> = BTreeMap::new();
+        let mut table = Vec::new();
+        for (daemon, (old, upto, held, locals)) in &f.states {
+            let e = per_old
+                .entry(old.clone())
+                .or_insert((u64::MAX, 0, BTreeMap::new()));
+            e.0 = e.0.min(*upto);
+            e.1 = e.1.max(*upto);
+            for (s, it) in held {
+                e.2.insert(*s, it.clone());
+            }
+            for (g, c) in locals {
+                table.push((g.clone(), c.clone(), daemon.clone()));
+            }
+        }
+        let fills: Vec<Fill> = per_old
+            .into_iter()
+            .map(|(old, (lo, hi, items))| {
+                let items = items
+                    .into_iter()
+                    .filter(|(s, _)| *s > lo && *s <= hi)
+                    .collect();
+                (old, hi, items)
+            })
+            .collect();
+        let start = GroupMsg::Start {
+            view: f.view.id.clone(),
+            fills,
+            table,
+        };
+        if let Some(f) = &mut self.flush {
+            f.start = Some(start.clone());
+            f.started.insert(self.me.name.clone());
+        }
+        let frame = start.to_frame();
+        let targets: Vec<PeerAddr> = self
+            .flush
+            .as_ref()
+            .map(|f| f.view.members.iter().map(|m| m.addr).collect())
+            .unwrap_or_default();
+        for to in targets {
+            self.send_frame(to, frame.clone());
+        }
+        if let GroupMsg::Start { view, fills, table } = start {
+            self.on_start(now, view, fills, table);
+        }
+    }
+
+    /// This daemon's answer to a flush request.
+    fn flush_state(&self) -> GroupMsg {
+        GroupMsg::FlushState {
+            view: self
+                .flush
+                .as_ref()
+                .map_or(self.view.id.clone(), |f| f.view.id.clone()),
+            old: self.view.id.clone(),
+            upto: self.delivered,
+            held: self.held.iter().map(|(s, it)| (*s, it.clone())).collect(),
+            locals: self.locals.iter().cloned().collect(),
+            from: self.me.name.clone(),
+        }
+    }
+
+    fn on_flush_req(&mut self, to: PeerAddr, view: ViewId) {
+        if self.flush.as_ref().is_some_and(|f| f.view.id == view) {
+            let st = self.flush_state();
+            self.send(to, &st);
+        }
+    }
+
+    fn on_flush_state(&mut self, now: Instant, msg: GroupMsg) {
+        let GroupMsg::FlushState {
+            view,
+            old,
+            upto,
+            held,
+            locals,
+            from,
+        } = msg
+        else {
+            return;
+        };
+        let Some(f) = &mut self.flush else {
+            return;
+        };
+        if f.view.id != view || f.start.is_some() || f.view.member(&from).is_none() {
+            return;
+        }
+        f.states.insert(from, (old, upto, held, locals));
+        if f.states.len() == f.view.members.len() {
+            self.flush_step(now);
+        }
+    }
+
+    fn on_start(
+        &mut self,
+        now: Instant,
+        view: ViewId,
+        fills: Vec<Fill>,
+        table: Vec<(String, String, String)>,
+    ) {
+        let Some(f) = &self.flush else {
+            // Started already: the sequencer did not hear it; say so again.
+            if view == self.view.id && !self.is_sequencer() {
+                let to = Self::sequencer_of(&self.view).addr;
+                self.send(
+                    to,
+                    &GroupMsg::Ack {
+                        view,
+                        upto: self.delivered,
+                    },
+                );
+            }
+            return;
+        };
+        if f.view.id != view {
+            return;
+        }
+        let new = f.view.clone();
+        let old = self.view.id.clone();
+        // Finish the previous view as everyone coming from it does.
+        let mut upto = self.delivered;
+        if let Some((_, hi, items)) = fills.into_iter().find(|(o, _, _)| *o == old) {
+            let mut items: BTreeMap<u64, Item> = items.into_iter().collect();
+            items.extend(std::mem::take(&mut self.ahead));
+            while self.delivered < hi {
+                let Some(it) = items.remove(&(self.delivered + 1)) else {
+                    break;
+                };
+                self.deliver(now, self.delivered + 1, it);
+            }
+            upto = self.delivered;
+        }
+        self.outbox.event(GroupsEvent::Closed {
+            old,
+            new: new.id.clone(),
+            upto,
+        });
+        // The new view, its table, and notices where a group changed.
+        let mut fresh: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        for (g, c, d) in table {
+            fresh.entry(g).or_default().insert((c, d));
+        }
+        let before = std::mem::replace(&mut self.table, fresh);
+        self.view = new;
+        self.delivered = 0;
+        self.stable = 0;
+        self.last_ack = 0;
+        self.held.clear();
+        self.ahead.clear();
+        self.seq = self.is_sequencer().then(|| Sequencer {
+            next: 1,
+            ..Sequencer::default()
+        });
+        // The sequencer keeps its start to send again until every member acknowledges it.
+        self.starting = self
+            .flush
+            .take()
+            .filter(|_| self.is_sequencer())
+            .and_then(|f| f.start.map(|st| (st, f.started)));
+        // Origins of other views that are gone are forgotten past a bound.
+        if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {
+            let keep: BTreeSet<String> = self.view.names().map(str::to_string).collect();
+            self.seen.retain(|(o, _), _| keep.contains(o));
+        }
+        self.stats.flushes += 1;
+        let groups: BTreeSet<String> = before.keys().chain(self.table.keys()).cloned().collect();
+        for g in groups {
+            if before.get(&g) != self.table.get(&g) {
+                self.group_view(&g, 0, Cause::Network);
+            }
+        }
+        if !self.is_sequencer() {
+            let to = Self::sequencer_of(&self.view).addr;
+            let view = self.view.id.clone();
+            self.send(to, &GroupMsg::Ack { view, upto: 0 });
+        }
+        // What was submitted and not delivered goes again, in lseq order.
+        let again: Vec<Item> = self.pending.values().cloned().collect();
+        for it in again {
+            self.submit(now, it);
+        }
+    }
+
+    // ----- timers -----
+
+    fn on_retry(&mut self, now: Instant) {
+        // The new view's sequencer drives a flush (asks again, sends the start again);
+        // other members answer it.
+        if self
+            .flush
+            .as_ref()
+            .is_some_and(|f| Self::sequencer_of(&f.view).name == self.me.name)
+        {
+            self.flush_step(now);
+        }
+        if let Some((start, started)) = &self.starting {
+            let missing: Vec<PeerAddr> = self
+                .view
+                .members
+                .iter()
+                .filter(|m| !started.contains(&m.name) && m.name != self.me.name)
+                .map(|m| m.addr)
+                .collect();
+            let frame = start.to_frame();
+            for to in missing {
+                self.send_frame(to, frame.clone());
+            }
+        }
+        let flushing_here = self.flush.is_some();
+        if !flushing_here {
+            let again: Vec<Item> = self.pending.values().take(RESEND_BURST).cloned().collect();
+            if !self.is_sequencer() {
+                self.stats.resent += again.len() as u64;
+            }
+            for it in again {
+                self.submit(now, it);
+            }
+            if !self.ahead.is_empty() && !self.is_sequencer() {
+                let to = Self::sequencer_of(&self.view).addr;
+                let msg = GroupMsg::Nack {
+                    view: self.view.id.clone(),
+                    from: self.delivered + 1,
+                };
+                self.send(to, &msg);
+            }
+            self.order_ready(now);
+        }
+        self.timers.set(Timer::Retry, now + RETRY);
+    }
+
+    fn on_ack_timer(&mut self, now: Instant) {
+        if self.is_sequencer() {
+            let me = self.me.name.clone();
+            let (view, upto) = (self.view.id.clone(), self.delivered);
+            self.on_ack(&me, view, upto);
+            self.resend_tails();
+            self.order_ready(now);
+        } else if self.delivered != self.last_ack || self.delivered > self.stable {
+            self.last_ack = self.delivered;
+            let to = Self::sequencer_of(&self.view).addr;
+            let msg = GroupMsg::Ack {
+                view: self.view.id.clone(),
+                upto: self.delivered,
+            };
+            self.send(to, &msg);
+        }
+        self.timers.set(Timer::Ack, now + ACK_EVERY);
+    }
+
+    fn on_frame(&mut self, now: Instant, from: PeerAddr, frame: &Frame) -> Result<(), GroupsError> {
+        let msg = GroupMsg::decode(frame)?;
+        let sender = self
+            .view
+            .members
+            .iter()
+            .chain(self.flush.iter().flat_map(|f| f.view.members.iter()))
+            .find(|m| m.addr == from)
+            .map(|m| m.name.clone());
+        match msg {
+            GroupMsg::Submit { view, floor, item } => self.on_submit(now, view, floor, item),
+            GroupMsg::Order {
+                view,
+                seq,
+                stable,
+                item,
+            } => self.on_order(now, view, seq, stable, item),
+            GroupMsg::Ack { view, upto } => {
+                if let Some(n) = sender {
+                    if view == self.view.id
+                        && let Some((_, started)) = &mut self.starting
+                    {
+                        started.insert(n.clone());
+                        if started.len() >= self.view.members.len() {
+                            self.starting = None;
+                        }
+                    }
+                    self.on_ack(&n, view, upto);
+                }
+            }
+            GroupMsg::Nack { view, from: f } => self.on_nack(from, view, f),
+            GroupMsg::FlushReq { view } => self.on_flush_req(from, view),
+            m @ GroupMsg::FlushState { .. } => self.on_flush_state(now, m),
+            GroupMsg::Start { view, fills, table } => self.on_start(now, view, fills, table),
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.timers.check()?;
+        if self.view.member(&self.me.name) != Some(&self.me) {
+            return Err(format!("view {} does not hold this daemon", self.view.id));
+        }
+        if self.stable > self.delivered {
+            return Err(format!(
+                "stable {} above delivered {}",
+                self.stable, self.delivered
+            ));
+        }
+        if let Some((k, _)) = self.held.first_key_value()
+            && *k <= self.stable
+        {
+            return Err(format!("item {k} held though stable ({})", self.stable));
+        }
+        if let Some((k, _)) = self.held.last_key_value()
+            && *k > self.delivered
+        {
+            return Err(format!("item {k} held though not delivered"));
+        }
+        if let Some((k, _)) = self.ahead.first_key_value()
+            && *k <= self.delivered + 1
+            && !self.canary
+        {
+            return Err(format!("item {k} waits though it is next"));
+        }
+        match (&self.seq, self.is_sequencer()) {
+            (Some(s), true) => {
+                if s.next <= self.delivered {
+                    return Err("the sequencer delivered past what it ordered".into());
+                }
+                if s.log.keys().any(|k| *k <= self.stable || *k >= s.next) {
+                    return Err("the sequencer's log holds items outside (stable, next)".into());
+                }
+            }
+            (None, false) => {}
+            _ => return Err("sequencer state disagrees with the view".into()),
+        }
+        if let Some(f) = &self.flush
+            && f.view.id <= self.view.id
+            && f.start.is_none()
+        {
+            return Err("a flush to a view not above the current one".into());
+        }
+        if self.pending.len() > MAX_PENDING {
+            return Err("too many items pending".into());
+        }
+        if !self.timers.contains(&Timer::Retry) || !self.timers.contains(&Timer::Ack) {
+            return Err("a periodic timer is missing".into());
+        }
+        Ok(())
+    }
+}
+
+impl Machine for Groups {
+    type Command = GroupsCommand;
+    type Event = GroupsEvent;
+    type Error = GroupsError;
+    type Effect = NoEffect;
+    type EffectValue = NoEffect;
+
+    fn handle(
+        &mut self,
+        now: Instant,
+        input: Input<GroupsCommand, NoEffect>,
+    ) -> Result<(), GroupsError> {
+        let r = match input {
+            Input::Frame { from, frame } => {
+                let r = self.on_frame(now, from, &frame);
+                if r.is_err() {
+                    self.stats.bad_frames += 1;
+                }
+                r
+            }
+            Input::Command(GroupsCommand::View(v)) => {
+                self.on_view(now, v);
+                Ok(())
+            }
+            Input::Command(GroupsCommand::Join { group, client }) => {
+                if !valid_group(&client) {
+                    return Err(GroupsError::BadName(client));
+                }
+                self.submit_new(now, group, What::Join { client })
+            }
+            Input::Command(GroupsCommand::Leave { group, client }) => {
+                if !valid_group(&client) {
+                    return Err(GroupsError::BadName(client));
+                }
+                self.submit_new(now, group, What::Leave { client })
+            }
+            Input::Command(GroupsCommand::Send {
+                group,
+                sender,
+                payload,
+            }) => {
+                if !valid_group(&sender) {
+                    return Err(GroupsError::BadName(sender));
+                }
+                if payload.len() > MAX_PAYLOAD {
+                    return Err(GroupsError::TooLarge(payload.len()));
+                }
+                self.submit_new(now, group, What::Data { sender, payload })
+            }
+            Input::ClientOpened { .. } | Input::ClientData(..) | Input::ClientClosed(_) => {
+                Err(GroupsError::NoClients)
+            }
+            Input::EffectDone { .. } => Err(GroupsError::NoEffects),
+        };
+        debug_check(self);
+        r
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(t) = self.timers.pop_due(now) {
+            match t {
+                Timer::Retry => self.on_retry(now),
+                Timer::Ack => self.on_ack_timer(now),
+            }
+        }
+        debug_check(self);
+    }
+
+    fn poll_output(&mut self) -> Option<OutputOf<Self>> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.check()
+    }
+}
+
+impl crate::compose::Part for Groups {
+    fn owns_family(&self, family: u8) -> bool {
+        family == super::msg::FAMILY
+    }
+}

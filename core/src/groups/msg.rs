@@ -1,0 +1,488 @@
+//! Daemon-to-daemon messages of client groups (family 0x05; SPEC.md §10.4).
+
+use bytes::Bytes;
+
+use crate::membership::msg::{get_id, get_name, put_id};
+use crate::membership::view::ViewId;
+use crate::wire::{DecodeError, Frame, Kind, Reader, Writer};
+
+/// The protocol family of every groups frame.
+pub const FAMILY: u8 = 0x05;
+
+const fn kind(n: u8) -> Kind {
+    Kind(((FAMILY as u16) << 8) | n as u16)
+}
+
+const SUBMIT: Kind = kind(0x01);
+const ORDER: Kind = kind(0x02);
+const ACK: Kind = kind(0x03);
+const NACK: Kind = kind(0x04);
+const FLUSH_REQ: Kind = kind(0x05);
+const FLUSH_STATE: Kind = kind(0x06);
+const START: Kind = kind(0x07);
+
+/// Longest group or client name.
+pub const MAX_NAME: usize = 64;
+/// Largest message body.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// Most items in one list (flush states and starts, group tables).
+pub const MAX_ITEMS: usize = 65_536;
+
+/// A message's identity: the daemon life that took it and its number there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MsgId {
+    /// The daemon that took it from its client.
+    pub origin: String,
+    /// That daemon's incarnation.
+    pub incarnation: u64,
+    /// Its number among the origin's messages.
+    pub lseq: u64,
+}
+
+/// What gets a place in a group's total order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum What {
+    /// A message to a group.
+    Data {
+        /// The sender (a client name, `#CLIENT#DAEMON`).
+        sender: String,
+        /// The bytes.
+        payload: Bytes,
+    },
+    /// A client joins the group.
+    Join {
+        /// The client.
+        client: String,
+    },
+    /// A client leaves the group.
+    Leave {
+        /// The client.
+        client: String,
+    },
+}
+
+/// One ordered item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Its identity.
+    pub id: MsgId,
+    /// The group.
+    pub group: String,
+    /// What it is.
+    pub what: What,
+}
+
+/// Numbered items: `(seq, item)`.
+pub type Numbered = Vec<(u64, Item)>;
+
+/// How to finish one previous view: its id, the last number everyone coming from it
+/// delivers, and the items above the lowest such member's.
+pub type Fill = (ViewId, u64, Numbered);
+
+/// Every groups message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupMsg {
+    /// To the sequencer: order this item in `view`.
+    Submit {
+        /// The sender's view.
+        view: ViewId,
+        /// The lowest `lseq` the sender has not yet seen delivered (everything below
+        /// was ordered: the sequencer starts this origin there).
+        floor: u64,
+        /// The item.
+        item: Item,
+    },
+    /// From the sequencer: item number `seq` of `view` (also a resend).
+    Order {
+        /// The view.
+        view: ViewId,
+        /// Its number in the view, from 1.
+        seq: u64,
+        /// Every member holds items up to this number (they may be forgotten).
+        stable: u64,
+        /// The item.
+        item: Item,
+    },
+    /// To the sequencer: items up to `upto` delivered here.
+    Ack {
+        /// The view.
+        view: ViewId,
+        /// The highest number delivered.
+        upto: u64,
+    },
+    /// To the sequencer: send again from `from`.
+    Nack {
+        /// The view.
+        view: ViewId,
+        /// The first number missing.
+        from: u64,
+    },
+    /// From a new view's sequencer: say what you delivered in your previous view.
+    FlushReq {
+        /// The new view.
+        view: ViewId,
+    },
+    /// A member's answer.
+    FlushState {
+        /// The new view.
+        view: ViewId,
+        /// The member's previous view.
+        old: ViewId,
+        /// Items up to this number of `old` delivered.
+        upto: u64,
+        /// Items of `old` the member holds that not every member may have: `(seq, item)`.
+        held: Numbered,
+        /// The member's own clients' groups: `(group, client)`.
+        locals: Vec<(String, String)>,
+        /// The member's incarnation (for its clients' names in the table).
+        from: String,
+    },
+    /// From the sequencer: finish your previous view with these items, then start the
+    /// new view with this group table.
+    Start {
+        /// The new view.
+        view: ViewId,
+        /// Per previous view: up to which number everyone coming from it delivers, and
+        /// the items above the lowest such member's.
+        fills: Vec<Fill>,
+        /// Every group's members at the start: `(group, client, daemon)`.
+        table: Vec<(String, String, String)>,
+    },
+}
+
+fn put_item(w: &mut Writer, it: &Item) {
+    w.str(&it.id.origin)
+        .u64(it.id.incarnation)
+        .u64(it.id.lseq)
+        .str(&it.group);
+    match &it.what {
+        What::Data { sender, payload } => {
+            w.u8(0).str(sender).bytes(payload);
+        }
+        What::Join { client } => {
+            w.u8(1).str(client);
+        }
+        What::Leave { client } => {
+            w.u8(2).str(client);
+        }
+    }
+}
+
+/// A group or client name: 1 to 64 bytes of printable ASCII without spaces.
+pub fn valid_group(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn get_label(r: &mut Reader<'_>, field: &'static str) -> Result<String, DecodeError> {
+    let s = r.str(field, MAX_NAME)?;
+    if !valid_group(&s) {
+        return Err(DecodeError::InvalidValue {
+            field,
+            value: s.len() as u64,
+        });
+    }
+    Ok(s)
+}
+
+fn get_item(r: &mut Reader<'_>) -> Result<Item, DecodeError> {
+    let id = MsgId {
+        origin: get_name(r)?,
+        incarnation: r.u64()?,
+        lseq: r.u64()?,
+    };
+    let group = get_label(r, "group")?;
+    let what = match r.u8()? {
+        0 => What::Data {
+            sender: get_label(r, "sender")?,
+            payload: r.bytes("payload", MAX_PAYLOAD)?,
+        },
+        1 => What::Join {
+            client: get_label(r, "client")?,
+        },
+        2 => What::Leave {
+            client: get_label(r, "client")?,
+        },
+        v => {
+            return Err(DecodeError::InvalidValue {
+                field: "item",
+                value: u64::from(v),
+            });
+        }
+    };
+    Ok(Item { id, group, what })
+}
+
+fn put_items(w: &mut Writer, items: &[(u64, Item)]) {
+    w.count(items.len());
+    for (s, it) in items {
+        w.u64(*s);
+        put_item(w, it);
+    }
+}
+
+fn get_items(r: &mut Reader<'_>) -> Result<Vec<(u64, Item)>, DecodeError> {
+    let n = r.count("items", MAX_ITEMS, 30)?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push((r.u64()?, get_item(r)?));
+    }
+    Ok(v)
+}
+
+impl GroupMsg {
+    /// Encodes into a frame.
+    pub fn to_frame(&self) -> Frame {
+        let mut w = Writer::new();
+        let k = match self {
+            GroupMsg::Submit { view, floor, item } => {
+                put_id(&mut w, view);
+                w.u64(*floor);
+                put_item(&mut w, item);
+                SUBMIT
+            }
+            GroupMsg::Order {
+                view,
+                seq,
+                stable,
+                item,
+            } => {
+                put_id(&mut w, view);
+                w.u64(*seq).u64(*stable);
+                put_item(&mut w, item);
+                ORDER
+            }
+            GroupMsg::Ack { view, upto } => {
+                put_id(&mut w, view);
+                w.u64(*upto);
+                ACK
+            }
+            GroupMsg::Nack { view, from } => {
+                put_id(&mut w, view);
+                w.u64(*from);
+                NACK
+            }
+            GroupMsg::FlushReq { view } => {
+                put_id(&mut w, view);
+                FLUSH_REQ
+            }
+            GroupMsg::FlushState {
+                view,
+                old,
+                upto,
+                held,
+                locals,
+                from,
+            } => {
+                put_id(&mut w, view);
+                put_id(&mut w, old);
+                w.u64(*upto);
+                put_items(&mut w, held);
+                w.count(locals.len());
+                for (g, c) in locals {
+                    w.str(g).str(c);
+                }
+                w.str(from);
+                FLUSH_STATE
+            }
+            GroupMsg::Start { view, fills, table } => {
+                put_id(&mut w, view);
+                w.count(fills.len());
+                for (old, upto, items) in fills {
+                    put_id(&mut w, old);
+                    w.u64(*upto);
+                    put_items(&mut w, items);
+                }
+                w.count(table.len());
+                for (g, c, d) in table {
+                    w.str(g).str(c).str(d);
+                }
+                START
+            }
+        };
+        Frame::new(k, w.finish())
+    }
+
+    /// Decodes a frame of this family.
+    pub fn decode(frame: &Frame) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(&frame.payload);
+        let r = &mut reader;
+        let msg = match frame.kind {
+            SUBMIT => GroupMsg::Submit {
+                view: get_id(r)?,
+                floor: r.u64()?,
+                item: get_item(r)?,
+            },
+            ORDER => GroupMsg::Order {
+                view: get_id(r)?,
+                seq: r.u64()?,
+                stable: r.u64()?,
+                item: get_item(r)?,
+            },
+            ACK => GroupMsg::Ack {
+                view: get_id(r)?,
+                upto: r.u64()?,
+            },
+            NACK => GroupMsg::Nack {
+                view: get_id(r)?,
+                from: r.u64()?,
+            },
+            FLUSH_REQ => GroupMsg::FlushReq { view: get_id(r)? },
+            FLUSH_STATE => {
+                let view = get_id(r)?;
+                let old = get_id(r)?;
+                let upto = r.u64()?;
+                let held = get_items(r)?;
+                let n = r.count("locals", MAX_ITEMS, 10)?;
+                let mut locals = Vec::with_capacity(n);
+                for _ in 0..n {
+                    locals.push((get_label(r, "group")?, get_label(r, "client")?));
+                }
+                GroupMsg::FlushState {
+                    view,
+                    old,
+                    upto,
+                    held,
+                    locals,
+                    from: get_name(r)?,
+                }
+            }
+            START => {
+                let view = get_id(r)?;
+                let n = r.count("fills", MAX_ITEMS, 30)?;
+                let mut fills = Vec::with_capacity(n);
+                for _ in 0..n {
+                    fills.push((get_id(r)?, r.u64()?, get_items(r)?));
+                }
+                let n = r.count("table", MAX_ITEMS, 15)?;
+                let mut table = Vec::with_capacity(n);
+                for _ in 0..n {
+                    table.push((
+                        get_label(r, "group")?,
+                        get_label(r, "client")?,
+                        get_name(r)?,
+                    ));
+                }
+                GroupMsg::Start { view, fills, table }
+            }
+            k => return Err(DecodeError::UnknownKind(k)),
+        };
+        reader.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z#0-9]{1,12}"
+    }
+
+    fn id() -> impl Strategy<Value = ViewId> {
+        (any::<u64>(), "[a-z0-9]{1,8}", any::<u64>()).prop_map(
+            |(epoch, coordinator, incarnation)| ViewId {
+                epoch,
+                coordinator,
+                incarnation,
+            },
+        )
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        (
+            "[a-z0-9]{1,8}",
+            any::<u64>(),
+            any::<u64>(),
+            label(),
+            0u8..3,
+            label(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(origin, incarnation, lseq, group, k, who, bytes)| Item {
+                id: MsgId {
+                    origin,
+                    incarnation,
+                    lseq,
+                },
+                group,
+                what: match k {
+                    0 => What::Data {
+                        sender: who,
+                        payload: Bytes::from(bytes),
+                    },
+                    1 => What::Join { client: who },
+                    _ => What::Leave { client: who },
+                },
+            })
+    }
+
+    fn msg() -> impl Strategy<Value = GroupMsg> {
+        prop_oneof![
+            (id(), any::<u64>(), item()).prop_map(|(view, floor, item)| GroupMsg::Submit {
+                view,
+                floor,
+                item
+            }),
+            (id(), any::<u64>(), any::<u64>(), item()).prop_map(|(view, seq, stable, item)| {
+                GroupMsg::Order {
+                    view,
+                    seq,
+                    stable,
+                    item,
+                }
+            }),
+            (id(), any::<u64>()).prop_map(|(view, upto)| GroupMsg::Ack { view, upto }),
+            (id(), any::<u64>()).prop_map(|(view, from)| GroupMsg::Nack { view, from }),
+            id().prop_map(|view| GroupMsg::FlushReq { view }),
+            (
+                id(),
+                id(),
+                any::<u64>(),
+                proptest::collection::vec((any::<u64>(), item()), 0..4),
+                proptest::collection::vec((label(), label()), 0..4),
+                "[a-z0-9]{1,8}"
+            )
+                .prop_map(|(view, old, upto, held, locals, from)| {
+                    GroupMsg::FlushState {
+                        view,
+                        old,
+                        upto,
+                        held,
+                        locals,
+                        from,
+                    }
+                }),
+            (
+                id(),
+                proptest::collection::vec(
+                    (
+                        id(),
+                        any::<u64>(),
+                        proptest::collection::vec((any::<u64>(), item()), 0..3)
+                    ),
+                    0..3
+                ),
+                proptest::collection::vec((label(), label(), "[a-z0-9]{1,8}"), 0..4)
+            )
+                .prop_map(|(view, fills, table)| GroupMsg::Start {
+                    view,
+                    fills,
+                    table
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_round_trips(m in msg()) {
+            prop_assert_eq!(GroupMsg::decode(&m.to_frame()).unwrap(), m);
+        }
+
+        #[test]
+        fn arbitrary_payloads_never_panic(k in 1u8..9, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = GroupMsg::decode(&Frame::new(kind(k), Bytes::from(bytes)));
+        }
+    }
+}
