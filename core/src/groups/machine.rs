@@ -574,7 +574,7 @@ impl Groups {
         }
         self.seen.insert(origin, item.id.lseq);
         self.stats.delivered += 1;
-        let mine = item.id.origin == self.me.name;
+        let mine = item.id.origin == self.me.name && item.id.incarnation == self.me.incarnation;
         match item.what {
             What::Data { sender, payload } => {
                 self.outbox.event(GroupsEvent::Delivered {
@@ -953,6 +953,12 @@ impl Groups {
             .chain(self.flush.iter().flat_map(|f| f.view.members.iter()))
             .find(|m| m.addr == from)
             .map(|m| m.name.clone());
+        // Only the view's sequencer orders, and only a flush view's sequencer starts it.
+        let from_sequencer = from == Self::sequencer_of(&self.view).addr && !self.is_sequencer();
+        let from_flusher = self
+            .flush
+            .as_ref()
+            .is_some_and(|f| from == Self::sequencer_of(&f.view).addr);
         match msg {
             GroupMsg::Submit { view, floor, item } => self.on_submit(now, view, floor, item),
             GroupMsg::Order {
@@ -960,7 +966,8 @@ impl Groups {
                 seq,
                 stable,
                 item,
-            } => self.on_order(now, view, seq, stable, item),
+            } if from_sequencer => self.on_order(now, view, seq, stable, item),
+            GroupMsg::Order { .. } => {}
             GroupMsg::Ack { view, upto } => {
                 if let Some(n) = sender {
                     if view == self.view.id
@@ -974,10 +981,19 @@ impl Groups {
                     self.on_ack(&n, view, upto);
                 }
             }
-            GroupMsg::Nack { view, from: f } => self.on_nack(from, view, f),
+            GroupMsg::Nack { view, from: f } if sender.is_some() => self.on_nack(from, view, f),
+            GroupMsg::Nack { .. } => {}
             GroupMsg::FlushReq { view } => self.on_flush_req(from, view),
-            m @ GroupMsg::FlushState { .. } => self.on_flush_state(now, m),
-            GroupMsg::Start { view, fills, table } => self.on_start(now, view, fills, table),
+            // A member answers for itself only.
+            m @ GroupMsg::FlushState { .. } if matches!(&m, GroupMsg::FlushState { from: f, .. } if sender.as_deref() == Some(f.as_str())) =>
+            {
+                self.on_flush_state(now, m);
+            }
+            GroupMsg::FlushState { .. } => {}
+            GroupMsg::Start { view, fills, table } if from_flusher || from_sequencer => {
+                self.on_start(now, view, fills, table);
+            }
+            GroupMsg::Start { .. } => {}
         }
         Ok(())
     }

@@ -40,3 +40,6 @@ impl Link<Membership, Groups> for MembershipLink {
         Some(event)
     }
 }
+
+#[cfg(test)]
+mod tests;

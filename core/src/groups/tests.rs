@@ -1,0 +1,583 @@
+//! Client-groups machines on their own and wired together by hand: a FIFO of frames
+//! between them (frames arrive in the order they were sent, some may be dropped), and a
+//! virtual clock that steps to the earliest timer once no frame is on its way.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::{BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::msg::MAX_PAYLOAD;
+use super::{GroupMsg, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
+use crate::machine::{Input, Machine, Output};
+use crate::membership::view::{Member, View, ViewId};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::wire::Frame;
+
+/// Frames handled plus timer rounds a run may take before the harness gives up.
+const MAX_STEPS: u64 = 200_000;
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5100 + i as u16))
+}
+
+fn member(name: &str) -> Member {
+    let i = usize::from(name.as_bytes()[0] - b'a');
+    Member {
+        name: name.to_string(),
+        incarnation: 10 + i as u64,
+        addr: addr(i),
+    }
+}
+
+/// The view of `names` (sorted), numbered `epoch`, proposed by its least name.
+fn view(epoch: u64, names: &[&str]) -> View {
+    let mut members: Vec<Member> = names.iter().map(|n| member(n)).collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    View {
+        id: ViewId {
+            epoch,
+            coordinator: members[0].name.clone(),
+            incarnation: members[0].incarnation,
+        },
+        basis: members.iter().map(|m| m.name.clone()).collect(),
+        primary: true,
+        config_version: 0,
+        members,
+    }
+}
+
+fn machine(name: &str) -> Groups {
+    Groups::new(
+        GroupsSettings {
+            me: member(name),
+            canary_deliver_early: false,
+        },
+        Instant::ZERO,
+    )
+}
+
+fn send_cmd(sender: &str, payload: &[u8]) -> Input<GroupsCommand, crate::machine::NoEffect> {
+    Input::Command(GroupsCommand::Send {
+        group: "g".into(),
+        sender: sender.into(),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+/// What a frame carries, for drop rules.
+fn decoded(frame: &Frame) -> GroupMsg {
+    GroupMsg::decode(frame).expect("every frame a machine sends decodes")
+}
+
+/// Decides, per frame (from, to, message), whether the network drops it.
+type DropRule = Box<dyn FnMut(usize, usize, &GroupMsg) -> bool>;
+
+struct Node {
+    g: Groups,
+    addr: SocketAddr,
+    events: Vec<GroupsEvent>,
+}
+
+impl Node {
+    /// Data delivered here: (view, seq, payload), in delivery order.
+    fn delivered(&self) -> Vec<(ViewId, u64, Bytes)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                GroupsEvent::Delivered {
+                    view, seq, payload, ..
+                } => Some((view.clone(), *seq, payload.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn payloads(&self) -> Vec<Bytes> {
+        self.delivered().into_iter().map(|(_, _, p)| p).collect()
+    }
+
+    /// Every `Closed` event: (old, new, upto).
+    fn closed(&self) -> Vec<(ViewId, ViewId, u64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                GroupsEvent::Closed { old, new, upto } => Some((old.clone(), new.clone(), *upto)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct Net {
+    now: Instant,
+    nodes: Vec<Node>,
+    /// (from, to, frame), in sending order.
+    queue: VecDeque<(usize, usize, Frame)>,
+    drop: DropRule,
+    dropped: u64,
+    steps: u64,
+}
+
+impl Net {
+    fn new(names: &[&str]) -> Self {
+        Net {
+            now: Instant::ZERO,
+            nodes: names
+                .iter()
+                .map(|n| Node {
+                    g: machine(n),
+                    addr: member(n).addr,
+                    events: Vec::new(),
+                })
+                .collect(),
+            queue: VecDeque::new(),
+            drop: Box::new(|_, _, _| false),
+            dropped: 0,
+            steps: 0,
+        }
+    }
+
+    fn index_of(&self, a: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.addr == a)
+    }
+
+    /// Moves node `i`'s outputs to the queue and its events to its log; checks it.
+    fn drain(&mut self, i: usize) {
+        while let Some(out) = self.nodes[i].g.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    let msg = decoded(&t.frame);
+                    let Some(to) = self.index_of(t.to) else {
+                        panic!("frame to an unknown address {}", t.to);
+                    };
+                    assert_ne!(to, i, "a machine sent a frame to itself");
+                    if (self.drop)(i, to, &msg) {
+                        self.dropped += 1;
+                    } else {
+                        self.queue.push_back((i, to, t.frame));
+                    }
+                }
+                Output::Event(e) => self.nodes[i].events.push(e),
+                other => panic!("unexpected output {other:?}"),
+            }
+        }
+        if let Err(e) = self.nodes[i].g.check_invariants() {
+            panic!("node {i} inconsistent: {e}");
+        }
+    }
+
+    fn input(
+        &mut self,
+        i: usize,
+        input: Input<GroupsCommand, crate::machine::NoEffect>,
+    ) -> Result<(), GroupsError> {
+        let r = self.nodes[i].g.handle(self.now, input);
+        self.drain(i);
+        r
+    }
+
+    /// Hands `v` to every node in `to`.
+    fn install(&mut self, v: &View, to: &[usize]) {
+        for &i in to {
+            self.input(i, Input::Command(GroupsCommand::View(v.clone())))
+                .expect("views are accepted");
+        }
+    }
+
+    /// One step: the next frame, or else the earliest timers.
+    fn step(&mut self) {
+        self.steps += 1;
+        assert!(self.steps < MAX_STEPS, "the run did not settle");
+        if let Some((from, to, frame)) = self.queue.pop_front() {
+            let from = self.nodes[from].addr;
+            let _ = self.nodes[to]
+                .g
+                .handle(self.now, Input::Frame { from, frame });
+            self.drain(to);
+            return;
+        }
+        let next = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.g.poll_timeout())
+            .min()
+            .expect("machines always have timers");
+        self.now = self.now.max(next);
+        for i in 0..self.nodes.len() {
+            self.nodes[i].g.handle_timeout(self.now);
+            self.drain(i);
+        }
+    }
+
+    /// Steps until `done` holds.
+    fn run_until(&mut self, mut done: impl FnMut(&Net) -> bool) {
+        while !done(self) {
+            self.step();
+        }
+    }
+
+    /// Steps for `d` of virtual time (and every frame on its way by then).
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end || !self.queue.is_empty() {
+            self.step();
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| !n.g.flushing() && n.g.pending() == 0)
+    }
+}
+
+// ----- (a) a daemon alone -----
+
+#[test]
+fn a_daemon_alone_delivers_its_own_send_at_once() {
+    let mut g = machine("a");
+    g.handle(Instant::ZERO, send_cmd("#c#a", b"hello"))
+        .expect("a good send is taken");
+    let outs: Vec<_> = std::iter::from_fn(|| g.poll_output()).collect();
+    assert_eq!(outs.len(), 1, "one output, and no frame: {outs:?}");
+    match &outs[0] {
+        Output::Event(GroupsEvent::Delivered {
+            view,
+            seq,
+            id,
+            group,
+            sender,
+            payload,
+        }) => {
+            assert_eq!(*view, g.view().id);
+            assert_eq!(*seq, 1);
+            assert_eq!((id.origin.as_str(), id.incarnation, id.lseq), ("a", 10, 1));
+            assert_eq!(group, "g");
+            assert_eq!(sender, "#c#a");
+            assert_eq!(payload.as_ref(), b"hello");
+        }
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+    assert_eq!(g.pending(), 0);
+    assert_eq!(g.stats().delivered, 1);
+    assert_eq!(g.stats().ordered, 1);
+    g.check_invariants().unwrap();
+}
+
+// ----- (b) refusals -----
+
+#[test]
+fn bad_names_and_oversized_payloads_are_refused_and_change_nothing() {
+    let mut g = machine("a");
+    let long = "x".repeat(65);
+    let bad_names = ["", "a b", "tab\there", "é", long.as_str()];
+    let stats = g.stats().clone();
+    for bad in bad_names {
+        let cases = [
+            (
+                GroupsCommand::Join {
+                    group: bad.into(),
+                    client: "#c#a".into(),
+                },
+                bad,
+            ),
+            (
+                GroupsCommand::Join {
+                    group: "g".into(),
+                    client: bad.into(),
+                },
+                bad,
+            ),
+            (
+                GroupsCommand::Leave {
+                    group: bad.into(),
+                    client: "#c#a".into(),
+                },
+                bad,
+            ),
+            (
+                GroupsCommand::Leave {
+                    group: "g".into(),
+                    client: bad.into(),
+                },
+                bad,
+            ),
+            (
+                GroupsCommand::Send {
+                    group: bad.into(),
+                    sender: "#c#a".into(),
+                    payload: Bytes::from_static(b"x"),
+                },
+                bad,
+            ),
+            (
+                GroupsCommand::Send {
+                    group: "g".into(),
+                    sender: bad.into(),
+                    payload: Bytes::from_static(b"x"),
+                },
+                bad,
+            ),
+        ];
+        for (cmd, name) in cases {
+            assert_eq!(
+                g.handle(Instant::ZERO, Input::Command(cmd.clone())),
+                Err(GroupsError::BadName(name.to_string())),
+                "{cmd:?}"
+            );
+        }
+    }
+    let big = Bytes::from(vec![7u8; MAX_PAYLOAD + 1]);
+    assert_eq!(
+        g.handle(
+            Instant::ZERO,
+            Input::Command(GroupsCommand::Send {
+                group: "g".into(),
+                sender: "#c#a".into(),
+                payload: big,
+            })
+        ),
+        Err(GroupsError::TooLarge(MAX_PAYLOAD + 1))
+    );
+    // Nothing changed: no output, nothing pending, no member, same counters.
+    assert!(g.poll_output().is_none());
+    assert_eq!(g.pending(), 0);
+    assert!(g.members("g").is_empty());
+    assert_eq!(*g.stats(), stats);
+    g.check_invariants().unwrap();
+    // And no number was used up: the next good message is the first, and the largest
+    // allowed payload goes through.
+    g.handle(
+        Instant::ZERO,
+        Input::Command(GroupsCommand::Send {
+            group: "g".into(),
+            sender: "#c#a".into(),
+            payload: Bytes::from(vec![1u8; MAX_PAYLOAD]),
+        }),
+    )
+    .expect("a payload of exactly the limit is taken");
+    match g.poll_output() {
+        Some(Output::Event(GroupsEvent::Delivered {
+            seq, id, payload, ..
+        })) => {
+            assert_eq!((seq, id.lseq, payload.len()), (1, 1, MAX_PAYLOAD));
+        }
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+// ----- (c) three daemons, one order -----
+
+#[test]
+fn three_daemons_deliver_fifty_sends_in_one_order_despite_losses() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v = view(1, &["a", "b", "c"]);
+    net.install(&v, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    for n in &net.nodes {
+        assert_eq!(n.g.view().id, v.id);
+        assert_eq!(n.closed().len(), 1);
+    }
+    // From now on the network loses about one frame in eight of every kind.
+    let mut rng = Rng::from_seed(7);
+    net.drop = Box::new(move |_, _, _| rng.chance(0.125));
+    let names = ["a", "b", "c"];
+    for (i, n) in names.iter().enumerate() {
+        net.input(
+            i,
+            Input::Command(GroupsCommand::Join {
+                group: "g".into(),
+                client: format!("#c{n}#{n}"),
+            }),
+        )
+        .unwrap();
+    }
+    net.run_until(|n| n.settled());
+    let mut rng = Rng::from_seed(11);
+    let mut sent = Vec::new();
+    for k in 0..50 {
+        let i = rng.below(3) as usize;
+        let payload = format!("m{k:02} from {}", names[i]);
+        net.input(
+            i,
+            send_cmd(&format!("#c{}#{}", names[i], names[i]), payload.as_bytes()),
+        )
+        .unwrap();
+        sent.push(payload);
+        // A few frames move between sends.
+        for _ in 0..rng.below(6) {
+            net.step();
+        }
+    }
+    net.run_until(|n| n.settled() && n.nodes.iter().all(|x| x.payloads().len() >= 50));
+    net.run_for(Duration::from_millis(500));
+    assert!(net.dropped > 0, "the test meant to lose frames");
+    let first = net.nodes[0].payloads();
+    assert_eq!(first.len(), 50, "every send delivered once");
+    let got: BTreeSet<&[u8]> = first.iter().map(|p| p.as_ref()).collect();
+    let want: BTreeSet<&[u8]> = sent.iter().map(|p| p.as_bytes()).collect();
+    assert_eq!(got, want);
+    for n in &net.nodes {
+        assert_eq!(
+            n.delivered(),
+            net.nodes[0].delivered(),
+            "one order everywhere"
+        );
+        assert_eq!(n.g.pending(), 0);
+    }
+    // FIFO per sender: each daemon's messages come in the order it sent them.
+    for d in names {
+        let tail = format!("from {d}");
+        let mine: Vec<&Bytes> = first
+            .iter()
+            .filter(|p| p.ends_with(tail.as_bytes()))
+            .collect();
+        let mut sorted = mine.clone();
+        sorted.sort();
+        assert_eq!(mine, sorted, "{d}'s messages out of order");
+    }
+    let members: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (format!("#c{n}#{n}"), n.to_string()))
+        .collect();
+    for n in &net.nodes {
+        assert_eq!(n.g.members("g"), members);
+    }
+}
+
+// ----- (d) a view change after losses -----
+
+#[test]
+fn a_view_change_finishes_the_old_view_alike_where_orders_were_lost() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    // Orders of v1 to b are lost from now on, and so are b's requests to send again.
+    let old = v1.id.clone();
+    net.drop = Box::new(move |_, to, m| {
+        to == 1 && matches!(m, GroupMsg::Order { view, .. } if *view == old)
+            || matches!(m, GroupMsg::Nack { .. })
+    });
+    for k in 0..4 {
+        net.input(0, send_cmd("#x#a", format!("a{k}").as_bytes()))
+            .unwrap();
+    }
+    net.input(2, send_cmd("#x#c", b"c0")).unwrap();
+    net.input(1, send_cmd("#x#b", b"b0")).unwrap();
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.nodes[0].payloads().len(), 6, "a ordered all six");
+    assert!(net.nodes[1].payloads().is_empty(), "b got none of them yet");
+    // c goes: nothing reaches it or comes from it any more.
+    let old = v1.id.clone();
+    net.drop = Box::new(move |from, to, m| {
+        from == 2 || to == 2 || to == 1 && matches!(m, GroupMsg::Order { view, .. } if *view == old)
+    });
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0, 1]);
+    net.run_until(|n| {
+        n.nodes[..2]
+            .iter()
+            .all(|x| !x.g.flushing() && x.g.pending() == 0)
+    });
+    net.run_for(Duration::from_millis(300));
+    let (ca, cb) = (net.nodes[0].closed(), net.nodes[1].closed());
+    let want = (v1.id.clone(), v2.id.clone(), 6);
+    assert_eq!(ca.last(), Some(&want));
+    assert_eq!(cb.last(), Some(&want));
+    let in_v1 = |n: &Node| -> Vec<(u64, Bytes)> {
+        n.delivered()
+            .into_iter()
+            .filter(|(v, _, _)| *v == v1.id)
+            .map(|(_, s, p)| (s, p))
+            .collect()
+    };
+    assert_eq!(in_v1(&net.nodes[0]).len(), 6);
+    assert_eq!(in_v1(&net.nodes[0]), in_v1(&net.nodes[1]));
+    assert_eq!(net.nodes[0].delivered(), net.nodes[1].delivered());
+    assert_eq!(net.nodes[1].g.view().id, v2.id);
+}
+
+// ----- (e) items not ordered when the view changes -----
+
+#[test]
+fn items_not_yet_ordered_are_delivered_once_in_the_new_view() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.input(1, send_cmd("#x#b", b"early")).unwrap();
+    net.run_until(|n| n.nodes.iter().all(|x| x.payloads().len() == 1));
+    // b's submits are lost: its next items wait, submitted again and again.
+    net.drop = Box::new(|from, _, m| from == 1 && matches!(m, GroupMsg::Submit { .. }));
+    for k in 0..3 {
+        net.input(1, send_cmd("#x#b", format!("b{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.nodes[1].g.pending(), 3);
+    assert_eq!(net.nodes[0].payloads().len(), 1);
+    // A new view (c gone); submits go through again.
+    net.drop = Box::new(|from, to, _| from == 2 || to == 2);
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0, 1]);
+    net.run_until(|n| {
+        n.nodes[..2]
+            .iter()
+            .all(|x| !x.g.flushing() && x.g.pending() == 0)
+    });
+    net.run_for(Duration::from_millis(300));
+    for n in &net.nodes[..2] {
+        let d = n.delivered();
+        let late: Vec<&[u8]> = d
+            .iter()
+            .filter(|(v, _, _)| *v == v2.id)
+            .map(|(_, _, p)| p.as_ref())
+            .collect();
+        assert_eq!(
+            late,
+            [&b"b0"[..], b"b1", b"b2"],
+            "in the new view, in order"
+        );
+        assert_eq!(d.len(), 4, "each delivered once: {d:?}");
+        let skipped = n
+            .events
+            .iter()
+            .filter(|e| matches!(e, GroupsEvent::Skipped { .. }))
+            .count();
+        assert_eq!(skipped, 0);
+    }
+    assert_eq!(net.nodes[0].delivered(), net.nodes[1].delivered());
+}
+
+// ----- (e') the same when the old submits arrive late -----
+
+#[test]
+fn submits_of_an_old_view_arriving_late_are_not_ordered_twice() {
+    let mut net = Net::new(&["a", "b"]);
+    let v1 = view(1, &["a", "b"]);
+    net.install(&v1, &[0, 1]);
+    net.run_until(|n| n.settled());
+    // b sends; before a hears the submit, the view changes at a.
+    net.input(1, send_cmd("#x#b", b"late")).unwrap();
+    let held: Vec<_> = net.queue.drain(..).collect();
+    assert!(
+        held.iter()
+            .any(|(f, _, fr)| *f == 1 && matches!(decoded(fr), GroupMsg::Submit { .. })),
+        "b submitted"
+    );
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0, 1]);
+    // The old submit arrives after the flush began.
+    net.queue.extend(held);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    for n in &net.nodes {
+        let d = n.payloads();
+        assert_eq!(d, [Bytes::from_static(b"late")], "once");
+    }
+    assert_eq!(net.nodes[0].delivered(), net.nodes[1].delivered());
+}
