@@ -102,8 +102,17 @@ pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
 /// # Panics
 /// If no port can be bound.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local address")
+    // The kernel may hand the same ephemeral port out again as soon as it is released:
+    // a test that asks for several addresses in a row must get distinct ones.
+    static GIVEN: OnceLock<Mutex<std::collections::BTreeSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Default::default);
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let a = l.local_addr().expect("local address");
+        if given.lock().unwrap().insert(a.port()) {
+            return a;
+        }
+    }
 }
 
 /// Polls `f` every 50 ms until it gives a value; panics naming `what` after `limit`.
