@@ -32,6 +32,10 @@ use crate::wire::Frame;
 
 /// Items ordered beyond the stable point at most (the sequencer holds further submits).
 pub const WINDOW: u64 = 1024;
+/// Payload bytes ordered beyond the stable point at most (one more item may pass it):
+/// what a member holds for a flush, and what a start carries per previous view, stays
+/// well inside a frame (1 MiB) for merges of up to three previous views.
+pub const LOG_BYTES: usize = 192 * 1024;
 /// Items a daemon has submitted and not yet seen delivered, at most.
 pub const MAX_PENDING: usize = 1024;
 /// How often a message that wants an answer is sent again.
@@ -196,8 +200,9 @@ enum Timer {
 #[derive(Debug, Default)]
 struct Sequencer {
     next: u64,
-    /// Items ordered and not yet stable.
+    /// Items ordered and not yet stable, and their payload bytes.
     log: BTreeMap<u64, Item>,
+    log_bytes: usize,
     /// Highest number each member acknowledged.
     acks: BTreeMap<String, u64>,
     /// Each member's acknowledgement at the previous acknowledgement period (a member
@@ -406,7 +411,7 @@ impl Groups {
             let Some(s) = &mut self.seq else {
                 return;
             };
-            if s.next.saturating_sub(self.stable) > WINDOW {
+            if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes > LOG_BYTES {
                 return;
             }
             let mut found = None;
@@ -427,6 +432,7 @@ impl Groups {
             s.expected.insert(origin, item.id.lseq + 1);
             let seq = s.next;
             s.next += 1;
+            s.log_bytes += payload_len(&item);
             s.log.insert(seq, item.clone());
             self.stats.ordered += 1;
             let msg = GroupMsg::Order {
@@ -475,6 +481,7 @@ impl Groups {
         if stable > self.stable {
             self.stable = stable;
             s.log = s.log.split_off(&(stable + 1));
+            s.log_bytes = s.log.values().map(payload_len).sum();
             self.held = self.held.split_off(&(stable + 1));
         }
     }
@@ -1033,6 +1040,9 @@ impl Groups {
                 if s.log.keys().any(|k| *k <= self.stable || *k >= s.next) {
                     return Err("the sequencer's log holds items outside (stable, next)".into());
                 }
+                if s.log_bytes > LOG_BYTES + MAX_PAYLOAD {
+                    return Err(format!("{} unstable bytes ordered", s.log_bytes));
+                }
             }
             (None, false) => {}
             _ => return Err("sequencer state disagrees with the view".into()),
@@ -1131,6 +1141,14 @@ impl Machine for Groups {
 
     fn check_invariants(&self) -> Result<(), String> {
         self.check()
+    }
+}
+
+/// The payload bytes of an item (what the byte bound counts).
+fn payload_len(it: &Item) -> usize {
+    match &it.what {
+        What::Data { payload, .. } => payload.len(),
+        _ => 0,
     }
 }
 

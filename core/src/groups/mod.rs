@@ -9,7 +9,7 @@ pub mod msg;
 mod machine;
 
 pub use machine::{
-    Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings, GroupsStats,
+    Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings, GroupsStats, LOG_BYTES,
     MAX_PENDING, WINDOW,
 };
 pub use msg::{Fill, GroupMsg, Item, MsgId, Numbered, What};

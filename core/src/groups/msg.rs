@@ -23,8 +23,9 @@ const START: Kind = kind(0x07);
 
 /// Longest group or client name.
 pub const MAX_NAME: usize = 64;
-/// Largest message body.
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// Largest message body. Small enough that the items a flush carries fit one frame
+/// (see `machine::LOG_BYTES`).
+pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Most items in one list (flush states and starts, group tables).
 pub const MAX_ITEMS: usize = 65_536;
 

@@ -581,3 +581,53 @@ fn submits_of_an_old_view_arriving_late_are_not_ordered_twice() {
     }
     assert_eq!(net.nodes[0].delivered(), net.nodes[1].delivered());
 }
+
+// ----- the byte bound: what a flush carries fits a frame -----
+
+/// Large messages while one member hears no orders and nobody acknowledges: the
+/// sequencer stops ordering past `LOG_BYTES` of unstable payload, and after a view change
+/// every `FlushState` and `Start` stays inside a 1 MiB frame; everything is delivered.
+#[test]
+fn unstable_bytes_are_bounded_so_a_flush_fits_a_frame() {
+    use super::machine::LOG_BYTES;
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let old = v1.id.clone();
+    net.drop = Box::new(move |_, to, m| {
+        matches!(m, GroupMsg::Ack { .. })
+            || to == 2 && matches!(m, GroupMsg::Order { view, .. } if *view == old)
+    });
+    let big = vec![9u8; MAX_PAYLOAD];
+    for k in 0..40 {
+        let mut p = big.clone();
+        p[0] = k as u8;
+        net.input(1, send_cmd("#x#b", &p)).unwrap();
+    }
+    net.run_for(Duration::from_millis(300));
+    let ordered = net.nodes[0].payloads().len();
+    assert!(
+        ordered * MAX_PAYLOAD <= LOG_BYTES + MAX_PAYLOAD,
+        "{ordered} large items ordered past the byte bound"
+    );
+    assert!(ordered >= 2, "{ordered}: nothing was ordered");
+    // A view change with everything: the flush frames stay under a frame's limit.
+    let largest = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let seen = largest.clone();
+    net.drop = Box::new(move |_, _, m| {
+        if matches!(m, GroupMsg::FlushState { .. } | GroupMsg::Start { .. }) {
+            seen.set(seen.get().max(m.to_frame().encoded_len()));
+        }
+        false
+    });
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    assert!(largest.get() > 0, "no flush frame was seen");
+    assert!(largest.get() < 1 << 20, "a flush frame of {} bytes", largest.get());
+    for n in &net.nodes {
+        assert_eq!(n.payloads().len(), 40, "every large message delivered everywhere");
+    }
+}
