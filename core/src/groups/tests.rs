@@ -626,8 +626,16 @@ fn unstable_bytes_are_bounded_so_a_flush_fits_a_frame() {
     net.run_until(|n| n.settled());
     net.run_for(Duration::from_millis(300));
     assert!(largest.get() > 0, "no flush frame was seen");
-    assert!(largest.get() < 1 << 20, "a flush frame of {} bytes", largest.get());
+    assert!(
+        largest.get() < 1 << 20,
+        "a flush frame of {} bytes",
+        largest.get()
+    );
     for n in &net.nodes {
-        assert_eq!(n.payloads().len(), 40, "every large message delivered everywhere");
+        assert_eq!(
+            n.payloads().len(),
+            40,
+            "every large message delivered everywhere"
+        );
     }
 }
