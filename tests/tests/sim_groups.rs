@@ -47,6 +47,14 @@ fn swarm_faults_over_a_thousand_seeds() {
     swept("groups-swarm", 0..1000);
 }
 
+/// Harsh faults on seven daemons; seed 169 excluded a live daemon after the faults until
+/// the coordinator began to trust its own recent heartbeats over silent probes.
+#[test]
+fn harsh_faults_exclude_nobody_alive() {
+    swept("groups-heavy", 169..170);
+    swept("groups-heavy", 0..40);
+}
+
 /// The planted bug (delivery past a gap) is caught on every seed, and the same scenario
 /// passes without it.
 #[test]

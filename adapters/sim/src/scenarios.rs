@@ -164,6 +164,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/groups-swarm.scn"),
     ),
     (
+        "groups-heavy",
+        "client groups on 7 daemons under harsh faults (15% loss, long bursts, partitions, crashes)",
+        include_str!("../scenarios/groups-heavy.scn"),
+    ),
+    (
         "groups-canary",
         "client groups with a planted bug (delivery past a gap); some seeds must fail",
         include_str!("../scenarios/groups-canary.scn"),

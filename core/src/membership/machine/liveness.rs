@@ -215,6 +215,18 @@ impl Membership {
         };
         if now >= v.until {
             self.verifying.remove(name);
+            // This daemon's own evidence wins over its probes' silence: a neighbour it
+            // heard from lately is alive, whatever a bursty link to it lost since.
+            let suspect_after = self.timing().suspect_after;
+            let heard_lately = self
+                .heard
+                .get(name)
+                .is_some_and(|t| now.saturating_duration_since(*t) < suspect_after)
+                && !self.suspects.contains(name);
+            if heard_lately {
+                self.stats.refuted += 1;
+                return;
+            }
             self.node_down(now, name);
             return;
         }
