@@ -16,6 +16,29 @@ pub(crate) fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Reads a configuration file of at most `limit` bytes, refusing a larger one before
+/// reading it all; errors name the file (`PATH: why`). `what` names the kind of file in
+/// the refusal ("a flood configuration").
+pub(crate) fn read_config_file(
+    path: &std::path::Path,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() > limit {
+        return Err(format!(
+            "{shown}: larger than {limit} bytes, the most {what} may hold"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The process's open-file limit (the soft one), from `/proc/self/limits` where there is
 /// one.
 fn descriptor_limit() -> Option<u64> {

@@ -8,7 +8,7 @@
 //! the client port is bound on the same IP address.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,20 +91,9 @@ pub(crate) async fn run(args: Args) -> Outcome {
 
 /// Reads and parses the file, refusing one past the size limit before reading it all.
 fn read_config(path: &Path) -> Result<FloodConfig, String> {
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    if bytes.len() > MAX_CONFIG_FILE_BYTES {
-        return Err(format!(
-            "{shown}: larger than {MAX_CONFIG_FILE_BYTES} bytes, the most a flood \
-             configuration may hold"
-        ));
-    }
+    let bytes = daemon::read_config_file(path, MAX_CONFIG_FILE_BYTES, "a flood configuration")?;
     // SexprError displays as LINE:COL: message.
-    FloodConfig::parse_bytes(&bytes).map_err(|e| format!("{shown}:{e}"))
+    FloodConfig::parse_bytes(&bytes).map_err(|e| format!("{}:{e}", path.display()))
 }
 
 /// This machine's host name, as the kernel has it.

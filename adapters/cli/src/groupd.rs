@@ -7,7 +7,7 @@
 //! `flotilla groupd --reload` asks the daemon at `--listen` to reload, prints its answer
 //! and exits.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -144,20 +144,10 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
 
 /// Reads and parses the file, refusing one past the size limit before reading it all.
 fn read_config(path: &Path) -> Result<ClusterConfig, String> {
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{shown}: {e}"))?;
-    if bytes.len() > MAX_CONFIG_FILE_BYTES {
-        return Err(format!(
-            "{shown}: larger than {MAX_CONFIG_FILE_BYTES} bytes, the most a group daemon \
-             configuration may hold"
-        ));
-    }
+    let bytes =
+        daemon::read_config_file(path, MAX_CONFIG_FILE_BYTES, "a group daemon configuration")?;
     // SexprError displays as LINE:COL: message.
-    config_file::parse_bytes(&bytes).map_err(|e| format!("{shown}:{e}"))
+    config_file::parse_bytes(&bytes).map_err(|e| format!("{}:{e}", path.display()))
 }
 
 /// `--reload`: one `reload` request to the daemon at `addr`.

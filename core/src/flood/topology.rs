@@ -1632,42 +1632,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "prints times; run with --release -- --ignored --nocapture"]
-    #[allow(clippy::disallowed_methods)] // the test reads the clock, the code under test does not
-    fn timing() {
-        use std::time::Instant;
-        for n in [100usize, 1000, 4096] {
-            let pos = random_positions(n, 11);
-            let geo = |a: u32, b: u32| {
-                link_cost(None, None, Some(pos[a as usize]), Some(pos[b as usize]))
-            };
-            let t = Instant::now();
-            let edges = generate(n, 3, &geo, &mut Rng::from_seed(11));
-            let gen_time = t.elapsed();
-            let t = Instant::now();
-            let ok = is_k_connected(n, &edges, 3);
-            let check_time = t.elapsed();
-            let t = Instant::now();
-            let d = diameter(n, &edges);
-            let diameter_time = t.elapsed();
-            let cheap = random_cost(11, 1000);
-            let t = Instant::now();
-            let _ = generate(n, 3, &cheap, &mut Rng::from_seed(11));
-            let cheap_time = t.elapsed();
-            let t = Instant::now();
-            let more = generate(n, 6, &geo, &mut Rng::from_seed(11));
-            let six_time = t.elapsed();
-            println!(
-                "n={n} k=3: generate {gen_time:?} (great-circle costs), {cheap_time:?} \
-                 (hashed costs); {} edges; is_k_connected {check_time:?} = {ok}; \
-                 diameter {d:?} in {diameter_time:?}; k=6 generate {six_time:?}, {} edges",
-                edges.len(),
-                more.len()
-            );
-        }
-    }
-
-    #[test]
     fn generator_input_example() {
         let sites = vec![
             GeneratorSite {

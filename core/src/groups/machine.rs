@@ -222,9 +222,6 @@ struct Flush {
     view: View,
     /// Member → (its previous view, delivered up to, items held, its clients' groups).
     states: BTreeMap<String, State>,
-    /// The start sent (sequencer), to resend until every member acknowledges it.
-    start: Option<GroupMsg>,
-    started: BTreeSet<String>,
 }
 
 /// The client-groups machine of one daemon.
@@ -644,8 +641,6 @@ impl Groups {
         self.flush = Some(Flush {
             view: v,
             states: BTreeMap::new(),
-            start: None,
-            started: BTreeSet::new(),
         });
         self.flush_step(now);
     }
@@ -657,9 +652,6 @@ impl Groups {
         };
         let seqr = Self::sequencer_of(&f.view).clone();
         if seqr.name != self.me.name {
-            return;
-        }
-        if f.start.is_some() {
             return;
         }
         if !f.states.contains_key(&self.me.name) {
@@ -731,10 +723,8 @@ impl Groups {
             fills,
             table,
         };
-        if let Some(f) = &mut self.flush {
-            f.start = Some(start.clone());
-            f.started.insert(self.me.name.clone());
-        }
+        // Kept to send again until every member acknowledges it.
+        self.starting = Some((start.clone(), BTreeSet::from([self.me.name.clone()])));
         let frame = start.to_frame();
         let targets: Vec<PeerAddr> = self
             .flush
@@ -786,7 +776,7 @@ impl Groups {
         let Some(f) = &mut self.flush else {
             return;
         };
-        if f.view.id != view || f.start.is_some() || f.view.member(&from).is_none() {
+        if f.view.id != view || f.view.member(&from).is_none() {
             return;
         }
         f.states.insert(from, (old, upto, held, locals));
@@ -855,12 +845,17 @@ impl Groups {
             next: 1,
             ..Sequencer::default()
         });
-        // The sequencer keeps its start to send again until every member acknowledges it.
-        self.starting = self
-            .flush
-            .take()
-            .filter(|_| self.is_sequencer())
-            .and_then(|f| f.start.map(|st| (st, f.started)));
+        self.flush = None;
+        let everyone = self.view.members.len();
+        if !self.is_sequencer()
+            || self
+                .starting
+                .as_ref()
+                .is_some_and(|(_, s)| s.len() >= everyone)
+        {
+            // A start sent for an earlier view is moot; one every member has is done.
+            self.starting = None;
+        }
         // Origins of other views that are gone are forgotten past a bound.
         if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {
             let keep: BTreeSet<String> = self.view.names().map(str::to_string).collect();
@@ -953,13 +948,6 @@ impl Groups {
 
     fn on_frame(&mut self, now: Instant, from: PeerAddr, frame: &Frame) -> Result<(), GroupsError> {
         let msg = GroupMsg::decode(frame)?;
-        let sender = self
-            .view
-            .members
-            .iter()
-            .chain(self.flush.iter().flat_map(|f| f.view.members.iter()))
-            .find(|m| m.addr == from)
-            .map(|m| m.name.clone());
         // Only the view's sequencer orders, and only a flush view's sequencer starts it.
         let from_sequencer = from == Self::sequencer_of(&self.view).addr && !self.is_sequencer();
         let from_flusher = self
@@ -976,7 +964,7 @@ impl Groups {
             } if from_sequencer => self.on_order(now, view, seq, stable, item),
             GroupMsg::Order { .. } => {}
             GroupMsg::Ack { view, upto } => {
-                if let Some(n) = sender {
+                if let Some(n) = self.name_at(from) {
                     if view == self.view.id
                         && let Some((_, started)) = &mut self.starting
                     {
@@ -988,11 +976,13 @@ impl Groups {
                     self.on_ack(&n, view, upto);
                 }
             }
-            GroupMsg::Nack { view, from: f } if sender.is_some() => self.on_nack(from, view, f),
+            GroupMsg::Nack { view, from: f } if self.name_at(from).is_some() => {
+                self.on_nack(from, view, f);
+            }
             GroupMsg::Nack { .. } => {}
             GroupMsg::FlushReq { view } => self.on_flush_req(from, view),
             // A member answers for itself only.
-            m @ GroupMsg::FlushState { .. } if matches!(&m, GroupMsg::FlushState { from: f, .. } if sender.as_deref() == Some(f.as_str())) =>
+            m @ GroupMsg::FlushState { .. } if matches!(&m, GroupMsg::FlushState { from: f, .. } if self.name_at(from).as_deref() == Some(f.as_str())) =>
             {
                 self.on_flush_state(now, m);
             }
@@ -1003,6 +993,17 @@ impl Groups {
             GroupMsg::Start { .. } => {}
         }
         Ok(())
+    }
+
+    /// The member (of the view, or of the one being flushed to) at `addr`. Looked up only
+    /// for the messages that need a sender's name, not for every order.
+    fn name_at(&self, addr: PeerAddr) -> Option<String> {
+        self.view
+            .members
+            .iter()
+            .chain(self.flush.iter().flat_map(|f| f.view.members.iter()))
+            .find(|m| m.addr == addr)
+            .map(|m| m.name.clone())
     }
 
     fn check(&self) -> Result<(), String> {
@@ -1049,7 +1050,6 @@ impl Groups {
         }
         if let Some(f) = &self.flush
             && f.view.id <= self.view.id
-            && f.start.is_none()
         {
             return Err("a flush to a view not above the current one".into());
         }

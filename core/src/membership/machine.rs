@@ -670,7 +670,7 @@ impl Machine for Membership {
                     self.coordinator().name
                 );
                 self.answer_reload(250, &text);
-                self.request_reload(now, cfg);
+                self.on_reload(now, cfg);
                 Ok(())
             }
             Input::Command(MembershipCommand::ReloadRefused(why)) => {

@@ -626,11 +626,8 @@ impl Membership {
         }
     }
 
-    /// This daemon's configuration was read again: it goes to the coordinator.
-    pub(super) fn request_reload(&mut self, now: Instant, config: ClusterConfig) {
-        self.on_reload(now, config);
-    }
-
+    /// A configuration read again (here, or passed on by a member): the coordinator
+    /// applies it; anyone else passes it on.
     pub(super) fn on_reload(&mut self, now: Instant, mut config: ClusterConfig) {
         if !self.is_coordinator() {
             let c = self.coordinator().addr;
