@@ -102,6 +102,75 @@ impl LineBuffer {
     }
 }
 
+/// Writes bytes as text that fits on one line (SPEC.md §10.6): printable UTF-8 as it
+/// is; a backslash as `\\`; newline, carriage return and tab as `\n`, `\r`, `\t`; every
+/// other byte (control bytes, bytes that are not UTF-8) as `\xHH`. [`unescape`] undoes it.
+pub fn escape(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len());
+    for chunk in data.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            match ch {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Why escaped text could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("bad escape at byte {at}: use \\\\, \\n, \\r, \\t or \\xHH")]
+pub struct EscapeError {
+    /// Where the bad escape starts.
+    pub at: usize,
+}
+
+/// Reads text written by [`escape`] back into bytes. A backslash followed by anything but
+/// `\`, `n`, `r`, `t` or `x` and two hex digits is an error (so a typo is not silently
+/// taken as data).
+pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let bad = EscapeError { at: i };
+        match b.get(i + 1) {
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'x') => {
+                let hex = b.get(i + 2..i + 4).ok_or(bad.clone())?;
+                let hex = core::str::from_utf8(hex).map_err(|_| bad.clone())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad)?);
+                i += 4;
+                continue;
+            }
+            _ => return Err(bad),
+        }
+        i += 2;
+    }
+    Ok(out)
+}
+
 /// A reply line: `code text\n`.
 pub fn reply(code: u16, text: &str) -> Bytes {
     debug_assert!((100..700).contains(&code), "reply code {code} out of range");
@@ -253,7 +322,7 @@ pub struct ReplyReader {
 impl Default for ReplyReader {
     fn default() -> Self {
         ReplyReader {
-            lines: LineBuffer::new(64 * 1024),
+            lines: LineBuffer::new(1024 * 1024),
             partial: None,
             max_reply_lines: 100_000,
             queued: VecDeque::new(),
@@ -328,6 +397,31 @@ impl ReplyReader {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn escape_keeps_text_readable_and_unescape_refuses_typos() {
+        assert_eq!(escape(b"hello world"), "hello world");
+        assert_eq!(escape("h\u{e9}llo".as_bytes()), "h\u{e9}llo");
+        assert_eq!(escape(b"a\\b\nc\x00\xff"), "a\\\\b\\nc\\x00\\xff");
+        assert_eq!(
+            unescape("a\\\\b\\nc\\x00\\xff").unwrap(),
+            b"a\\b\nc\x00\xff"
+        );
+        assert_eq!(unescape("a\\q"), Err(EscapeError { at: 1 }));
+        assert_eq!(unescape("tail\\"), Err(EscapeError { at: 4 }));
+        assert_eq!(unescape("\\x4"), Err(EscapeError { at: 0 }));
+        assert_eq!(unescape("\\xzz"), Err(EscapeError { at: 0 }));
+    }
+
+    proptest! {
+        #[test]
+        fn escape_round_trips_and_stays_on_one_line(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let text = escape(&data);
+            prop_assert!(!text.contains(['\n', '\r']));
+            prop_assert!(!text.chars().any(char::is_control));
+            prop_assert_eq!(unescape(&text).unwrap(), data);
+        }
+    }
 
     #[test]
     fn splits_lines_and_strips_cr() {
