@@ -15,7 +15,9 @@
 //! the daemon named by `--daemon` or `FLOODD` (default `127.0.0.1:2000`).
 //!
 //! Membership commands (seeds 001 and 004): `groupd` runs a group daemon; `members` asks
-//! the one named by `--daemon` or `GROUPD` (default `127.0.0.1:4803`) for its view.
+//! the one named by `--daemon` or `GROUPD` (default `127.0.0.1:4803`) for its view;
+//! `group` and `service` are clients of the same daemon's groups and services (SPEC.md
+//! §10.6).
 
 use std::error::Error;
 use std::hash::BuildHasher;
@@ -33,6 +35,7 @@ mod demo;
 mod flood_cli;
 mod flood_runner;
 mod floodd;
+mod group_cli;
 mod groupd;
 mod heartbeat;
 mod members;
@@ -80,6 +83,12 @@ enum Command {
     Groupd(groupd::Args),
     /// Print the view a group daemon holds: its id, primary or not, every member.
     Members(members::Args),
+    /// Client groups at a group daemon: `join`, `watch`, `send`, `members`, `list`.
+    #[command(subcommand_required = true)]
+    Group(group_cli::GroupArgs),
+    /// Services at a group daemon: `bind` (and hold), `release`, `resolve`, `list`.
+    #[command(subcommand_required = true)]
+    Service(group_cli::ServiceArgs),
     /// Run simulator scenarios: built-in (`--list`) or your own (`--file`), by seed.
     Sim(sim::Args),
 }
@@ -123,6 +132,8 @@ fn main() -> ExitCode {
             Command::Flood(args) => flood_cli::run(args).await,
             Command::Groupd(args) => groupd::run(args).await,
             Command::Members(args) => members::run(args).await,
+            Command::Group(args) => group_cli::run_group(args).await,
+            Command::Service(args) => group_cli::run_service(args).await,
             Command::Sim(args) => sim::run(args).await,
         }
     });

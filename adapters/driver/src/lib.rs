@@ -38,6 +38,7 @@ mod congestion;
 mod conn;
 pub mod effects;
 pub mod flood_client;
+pub mod group_client;
 mod node;
 pub mod runtime;
 pub mod ship_client;
@@ -57,7 +58,8 @@ pub use tables::DriverStats;
 
 /// Re-exports the driver and the client libraries for one runtime under that runtime
 /// crate's names: `Driver`, `NodeHandle<M>`, `client::LineClient`,
-/// `ship_client::ShipClient`, `flood_client::FloodClient`, and the configuration types.
+/// `ship_client::ShipClient`, `flood_client::FloodClient`, `group_client::GroupClient`,
+/// and the configuration types.
 /// `flotilla-tokio` and `flotilla-smol` each invoke it once with their runtime type.
 #[macro_export]
 macro_rules! runtime_api {
@@ -94,6 +96,17 @@ macro_rules! runtime_api {
             };
             /// A flood daemon connection under this runtime.
             pub type FloodClient = $crate::flood_client::FloodClient<$rt>;
+        }
+
+        /// A client of a group daemon's client protocol: groups and services (SPEC.md
+        /// §10.6).
+        pub mod group_client {
+            pub use $crate::group_client::{
+                Cause, Daemon, DaemonView, Error, GroupMembers, GroupNotice, MAX_LISTED, MemberId,
+                Service, ViewId,
+            };
+            /// A group daemon connection under this runtime.
+            pub type GroupClient = $crate::group_client::GroupClient<$rt>;
         }
     };
 }

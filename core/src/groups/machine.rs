@@ -75,6 +75,14 @@ pub enum GroupsCommand {
         /// The client's name.
         client: String,
     },
+    /// A local client's connection closed while it was in `group`: it leaves with the
+    /// cause `Disconnect`.
+    Disconnect {
+        /// The group.
+        group: String,
+        /// The client's name.
+        client: String,
+    },
     /// A local client (or anyone: senders need not be members) sends to a group.
     Send {
         /// The group.
@@ -93,6 +101,8 @@ pub enum Cause {
     Join,
     /// A client left.
     Leave,
+    /// A client's connection to its daemon closed.
+    Disconnect,
     /// The daemons' view changed (daemons failed, left, joined or merged).
     Network,
 }
@@ -126,6 +136,12 @@ pub enum GroupsEvent {
         seq: u64,
         /// Its identity.
         id: MsgId,
+        /// The group.
+        group: String,
+        /// The message's bytes (empty for a join or a leave): a layer above that keeps
+        /// replicated state in a group's messages processes it at this place, so daemons
+        /// that delivered it earlier and daemons that deliver it now stay alike.
+        payload: Bytes,
     },
     /// A group's membership changed.
     GroupView {
@@ -311,6 +327,11 @@ impl Groups {
             .unwrap_or_default()
     }
 
+    /// The last item of the view delivered here.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
     /// Items submitted here and not yet delivered.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -346,7 +367,9 @@ impl Groups {
         if !valid_group(&group) {
             return Err(GroupsError::BadName(group));
         }
-        if self.pending.len() >= MAX_PENDING {
+        // A disconnection is never refused: a lost one would leave a member that is gone
+        // in the group for ever. Its count is bounded by the groups a client may join.
+        if self.pending.len() >= MAX_PENDING && !matches!(what, What::Gone { .. }) {
             return Err(GroupsError::Busy);
         }
         let item = Item {
@@ -569,16 +592,27 @@ impl Groups {
         }
         let origin = (item.id.origin.clone(), item.id.incarnation);
         if self.seen.get(&origin).is_some_and(|l| *l >= item.id.lseq) {
+            let payload = match item.what {
+                What::Data { payload, .. } => payload,
+                _ => Bytes::new(),
+            };
             self.outbox.event(GroupsEvent::Skipped {
                 view,
                 seq,
                 id: item.id,
+                group: item.group,
+                payload,
             });
             return;
         }
         self.seen.insert(origin, item.id.lseq);
         self.stats.delivered += 1;
         let mine = item.id.origin == self.me.name && item.id.incarnation == self.me.incarnation;
+        let leave_cause = if matches!(item.what, What::Gone { .. }) {
+            Cause::Disconnect
+        } else {
+            Cause::Leave
+        };
         match item.what {
             What::Data { sender, payload } => {
                 self.outbox.event(GroupsEvent::Delivered {
@@ -599,7 +633,7 @@ impl Groups {
                     self.group_view(&item.group, seq, Cause::Join);
                 }
             }
-            What::Leave { client } => {
+            What::Leave { client } | What::Gone { client } => {
                 if mine {
                     self.locals.remove(&(item.group.clone(), client.clone()));
                 }
@@ -612,7 +646,7 @@ impl Groups {
                     self.table.remove(&item.group);
                 }
                 if removed {
-                    self.group_view(&item.group, seq, Cause::Leave);
+                    self.group_view(&item.group, seq, leave_cause);
                 }
             }
         }
@@ -863,10 +897,11 @@ impl Groups {
         }
         self.stats.flushes += 1;
         let groups: BTreeSet<String> = before.keys().chain(self.table.keys()).cloned().collect();
+        // Every group of the old or the new table, changed or not: layers above that keep
+        // state of their own per group (service groups) must see the same sequence at
+        // every daemon of the new view, whatever table each held before.
         for g in groups {
-            if before.get(&g) != self.table.get(&g) {
-                self.group_view(&g, 0, Cause::Network);
-            }
+            self.group_view(&g, 0, Cause::Network);
         }
         if !self.is_sequencer() {
             let to = Self::sequencer_of(&self.view).addr;
@@ -1053,7 +1088,12 @@ impl Groups {
         {
             return Err("a flush to a view not above the current one".into());
         }
-        if self.pending.len() > MAX_PENDING {
+        let forced = self
+            .pending
+            .values()
+            .filter(|it| matches!(it.what, What::Gone { .. }))
+            .count();
+        if self.pending.len() > MAX_PENDING + forced {
             return Err("too many items pending".into());
         }
         if !self.timers.contains(&Timer::Retry) || !self.timers.contains(&Timer::Ack) {
@@ -1098,6 +1138,12 @@ impl Machine for Groups {
                     return Err(GroupsError::BadName(client));
                 }
                 self.submit_new(now, group, What::Leave { client })
+            }
+            Input::Command(GroupsCommand::Disconnect { group, client }) => {
+                if !valid_group(&client) {
+                    return Err(GroupsError::BadName(client));
+                }
+                self.submit_new(now, group, What::Gone { client })
             }
             Input::Command(GroupsCommand::Send {
                 group,

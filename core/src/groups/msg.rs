@@ -60,6 +60,12 @@ pub enum What {
         /// The client.
         client: String,
     },
+    /// A client's connection to its daemon closed: it leaves every group it was in (one
+    /// item per group), told apart from a leave so members see the cause.
+    Gone {
+        /// The client.
+        client: String,
+    },
 }
 
 /// One ordered item.
@@ -166,6 +172,9 @@ fn put_item(w: &mut Writer, it: &Item) {
         What::Leave { client } => {
             w.u8(2).str(client);
         }
+        What::Gone { client } => {
+            w.u8(3).str(client);
+        }
     }
 }
 
@@ -201,6 +210,9 @@ fn get_item(r: &mut Reader<'_>) -> Result<Item, DecodeError> {
             client: get_label(r, "client")?,
         },
         2 => What::Leave {
+            client: get_label(r, "client")?,
+        },
+        3 => What::Gone {
             client: get_label(r, "client")?,
         },
         v => {
@@ -397,7 +409,7 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             label(),
-            0u8..3,
+            0u8..4,
             label(),
             proptest::collection::vec(any::<u8>(), 0..40),
         )
@@ -414,7 +426,8 @@ mod tests {
                         payload: Bytes::from(bytes),
                     },
                     1 => What::Join { client: who },
-                    _ => What::Leave { client: who },
+                    2 => What::Leave { client: who },
+                    _ => What::Gone { client: who },
                 },
             })
     }

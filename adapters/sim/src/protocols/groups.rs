@@ -23,8 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use flotilla_core::compose::Either;
+use flotilla_core::groups::front::{FrontCommand, FrontEvent, FrontSettings, GroupsFront};
 use flotilla_core::groups::{
-    GroupDaemon, Groups, GroupsCommand, GroupsEvent, GroupsSettings, MembershipLink, MsgId,
+    GroupDaemon, GroupsCommand, GroupsEvent, GroupsSettings, MembershipLink, MsgId,
 };
 use flotilla_core::membership::{Membership, MembershipSettings, ViewId};
 use flotilla_core::sexpr::{Node, SexprError};
@@ -173,7 +174,7 @@ impl Protocol for GroupsProtocol {
                         node.pos.line * 1000 + node.pos.col
                     )),
                 };
-                Ok(Some((at, Either::B(cmd))))
+                Ok(Some((at, Either::B(FrontCommand::Groups(cmd)))))
             }
             (Some("send"), _) => Err(err(form, "expected (:send NODE)")),
             _ => Ok(None),
@@ -194,10 +195,10 @@ impl Protocol for GroupsProtocol {
             out.push((
                 join_at,
                 n,
-                Either::B(GroupsCommand::Join {
+                Either::B(FrontCommand::Groups(GroupsCommand::Join {
                     group: self.group(),
                     client: format!("#c#n{}", n + 1),
-                }),
+                })),
             ));
         }
         for k in 0..self.messages {
@@ -207,11 +208,11 @@ impl Protocol for GroupsProtocol {
             out.push((
                 t,
                 n,
-                Either::B(GroupsCommand::Send {
+                Either::B(FrontCommand::Groups(GroupsCommand::Send {
                     group: self.group(),
                     sender: format!("#c#n{}", n + 1),
                     payload: Bytes::from(format!("m{k}")),
-                }),
+                })),
             ));
         }
         out.sort_by_key(|(t, _, _)| *t);
@@ -240,13 +241,12 @@ impl Protocol for GroupsProtocol {
             s.join = vec![node.addrs[0]];
         }
         let m = Membership::new(s, now, rng);
-        let g = Groups::new(
-            GroupsSettings {
-                me: m.me().clone(),
-                canary_deliver_early: self.canary,
-            },
-            now,
-        );
+        let mut settings = FrontSettings::new(GroupsSettings {
+            me: m.me().clone(),
+            canary_deliver_early: self.canary,
+        });
+        settings.report_groups = true;
+        let g = GroupsFront::new(settings, now);
         GroupDaemon::linked(m, g, MembershipLink)
     }
 
@@ -254,14 +254,14 @@ impl Protocol for GroupsProtocol {
         match obs {
             Observation::Command {
                 node,
-                command: Either::B(GroupsCommand::Send { payload, .. }),
+                command: Either::B(FrontCommand::Groups(GroupsCommand::Send { payload, .. })),
                 accepted: true,
             } => {
                 self.sent.insert(payload.clone(), node);
             }
             Observation::Event {
                 node,
-                event: Either::B(ev),
+                event: Either::B(FrontEvent::Groups(ev)),
             } => self.on_event(world, node, ev),
             _ => {}
         }
@@ -286,7 +286,7 @@ impl Protocol for GroupsProtocol {
                 world
                     .node(i)
                     .machine()
-                    .is_some_and(|p| p.b().pending() == 0 && !p.b().flushing())
+                    .is_some_and(|p| p.b().groups().pending() == 0 && !p.b().groups().flushing())
             }),
             "all-delivered" => {
                 let steady: Vec<usize> = up
@@ -317,7 +317,7 @@ impl GroupsProtocol {
                 self.on_place(node, &name, view, *seq, id, true);
                 self.got[node].insert(payload.clone());
             }
-            GroupsEvent::Skipped { view, seq, id } => {
+            GroupsEvent::Skipped { view, seq, id, .. } => {
                 self.on_place(node, &name, view, *seq, id, false);
             }
             GroupsEvent::Closed { old, new, .. } => {

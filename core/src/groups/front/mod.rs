@@ -1,0 +1,1272 @@
+//! The group daemon's client side (SPEC.md §10.6–10.7): the line protocol local clients
+//! speak (join, leave, send, members, bind, release, resolve, done), around the groups
+//! machine that orders their items, and the service-group table kept in that order.
+//!
+//! One copy of each message reaches a daemon; this layer hands it to every local client
+//! in the group. Replies that wait for the agreed order (a join is answered once it is in
+//! the order) hold the client's later requests back, so replies keep the order of
+//! requests. Lines for the daemon itself (`members`, `stats`, `reload`, `leave` without
+//! an argument) are forwarded to membership through the node's link.
+
+mod request;
+pub mod services;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{Bytes, BytesMut};
+use core::time::Duration;
+use thiserror::Error;
+
+pub use request::{Refusal, Request, parse_request};
+use services::{CONTROL_SENDER, Change, Control, Place, Services, service_group, service_of};
+
+use super::machine::{Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
+use crate::line::{LineBuffer, escape, reply, reply_lines};
+use crate::machine::{
+    ClientId, ClientOrigin, Input, Machine, NoEffect, Outbox, Output, OutputOf, Timers, debug_check,
+};
+use crate::membership::view::{View, ViewId};
+use crate::time::Instant;
+
+/// Longest request line: a 64 KiB message escaped byte by byte, and its command.
+pub const MAX_REQUEST_LINE: usize = 4 * super::msg::MAX_PAYLOAD + 1024;
+/// Groups one connection may be in at once.
+pub const MAX_GROUPS_PER_CLIENT: usize = 256;
+/// Members a `610` notice lists (the count is always whole; `members GROUP` lists all).
+pub const NOTICE_MEMBERS: usize = 1000;
+/// A client that leaves a line unfinished this long is closed.
+const PARTIAL_LINE: Duration = Duration::from_secs(30);
+
+const HELP: &[&str] = &[
+    "name NAME            this connection's client name (before joining)",
+    "join GROUP           join; answered once the join is in the agreed order",
+    "leave GROUP          leave; answered once the leave is in the agreed order",
+    "send GROUP TEXT      send TEXT (escaped: \\\\ \\n \\r \\t \\xHH) to GROUP's members",
+    "members GROUP        GROUP's members, CLIENT@DAEMON",
+    "groups               every group with members",
+    "bind SERVICE         this node's agent of SERVICE: prints its cluster port",
+    "release SERVICE      give this node's binding of SERVICE up",
+    "resolve NODE SERVICE where SERVICE's agent on NODE listens (also NODE:SERVICE)",
+    "services             every bound service: port and nodes",
+    "done SERVICE [EVENT] this node's agent finished recovery",
+    "members | stats | reload | leave   (no argument) the daemon's own",
+    "quit                 close this connection",
+];
+
+/// What a client-side layer is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontSettings {
+    /// The groups machine's settings.
+    pub groups: GroupsSettings,
+    /// Cluster ports handed to services, `lo..=hi`; every daemon must use the same range.
+    pub ports: (u16, u16),
+    /// Pass every groups event out as [`FrontEvent::Groups`] (the simulator's checks and
+    /// tests read them; a daemon serving clients need not).
+    pub report_groups: bool,
+    /// How long a recovery barrier may wait before the members not done are reported.
+    pub barrier_report: Duration,
+    /// Planted bug for the simulator's canary: a port conflict after a heal is kept.
+    #[doc(hidden)]
+    pub canary_port_conflicts: bool,
+}
+
+impl FrontSettings {
+    /// Defaults around a groups machine: ports 7000–7999, barriers reported after 10 s.
+    pub fn new(groups: GroupsSettings) -> Self {
+        FrontSettings {
+            groups,
+            ports: (7000, 7999),
+            report_groups: false,
+            barrier_report: Duration::from_secs(10),
+            canary_port_conflicts: false,
+        }
+    }
+}
+
+/// Commands from the embedding program (or, for `View`, from membership through a link).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrontCommand {
+    /// Membership installed this view.
+    View(View),
+    /// A command for the groups machine itself, for programs that act as clients without
+    /// a stream.
+    Groups(GroupsCommand),
+}
+
+/// What a line for membership carries through the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// The client's first line for membership: open it there.
+    Open(ClientOrigin),
+    /// A line.
+    Line(Bytes),
+    /// The client is gone.
+    Close,
+}
+
+/// What the layer tells the embedding program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrontEvent {
+    /// An event of the groups machine (only with `report_groups`).
+    Groups(GroupsEvent),
+    /// A line for membership (a link feeds it there).
+    Forward {
+        /// The client.
+        client: ClientId,
+        /// What.
+        what: Forward,
+    },
+    /// A service's port changed after a heal (both sides had handed it out).
+    PortMoved {
+        /// The service.
+        service: String,
+        /// Its new port (0: none was left).
+        port: u16,
+    },
+    /// A recovery barrier waited past the limit.
+    BarrierWaiting {
+        /// The service.
+        service: String,
+        /// The barrier.
+        event: String,
+        /// The nodes that have not said done.
+        missing: Vec<String>,
+    },
+}
+
+/// Why an input was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum FrontError {
+    /// The groups machine refused it.
+    #[error(transparent)]
+    Groups(#[from] GroupsError),
+    /// Bytes for a client never opened.
+    #[error("unknown client {0}")]
+    UnknownClient(ClientId),
+    /// A client opened twice.
+    #[error("client {0} is already open")]
+    DuplicateClient(ClientId),
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrontStats {
+    /// Requests read.
+    pub requests: u64,
+    /// Notices written (one per client per notice).
+    pub notices: u64,
+    /// Control messages of service groups that did not read.
+    pub bad_control: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Waiting {
+    Join(String),
+    Leave(String),
+    Bind(String),
+    Release { service: String, holder: String },
+}
+
+#[derive(Debug)]
+struct Conn {
+    name: String,
+    origin: ClientOrigin,
+    lines: LineBuffer,
+    /// Groups joined or being joined.
+    joined: BTreeSet<String>,
+    /// Services bound or being bound.
+    binds: BTreeSet<String>,
+    waiting: Option<Waiting>,
+    forwarded: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    PartialLine(ClientId),
+    Barrier(String),
+}
+
+#[derive(Clone, Debug, Default)]
+struct GroupTable {
+    view: Option<ViewId>,
+    members: Vec<(String, String)>,
+}
+
+/// The client side of a group daemon, holding its groups machine. See the module docs.
+#[derive(Debug)]
+pub struct GroupsFront {
+    groups: Groups,
+    me: String,
+    daemon_view: View,
+    report_groups: bool,
+    barrier_report: Duration,
+    clients: BTreeMap<ClientId, Conn>,
+    names: BTreeMap<String, ClientId>,
+    tables: BTreeMap<String, GroupTable>,
+    /// Local clients in each group, as of the last membership change delivered.
+    local: BTreeMap<String, BTreeSet<ClientId>>,
+    services: Services,
+    /// This node's agent of each service (binding or bound).
+    binders: BTreeMap<String, ClientId>,
+    /// What this daemon last told its agent of each service: (port, since).
+    told: BTreeMap<String, (u16, Place)>,
+    out: BTreeMap<ClientId, BytesMut>,
+    /// Groups that clients gone during this input leave (submitted before it ends).
+    pending_gone: Vec<(String, String)>,
+    /// The groups machine's outputs are being taken: a command issued meanwhile leaves
+    /// its outputs to that loop, so events are handled in the order they came.
+    draining: bool,
+    timers: Timers<Timer>,
+    outbox: Outbox<FrontEvent, NoEffect>,
+    stats: FrontStats,
+}
+
+impl GroupsFront {
+    /// A daemon's client side and groups machine.
+    pub fn new(s: FrontSettings, now: Instant) -> Self {
+        let me = s.groups.me.name.clone();
+        let daemon_view = View::alone(&s.groups.me, 0, Vec::new());
+        let f = GroupsFront {
+            groups: Groups::new(s.groups, now),
+            me,
+            daemon_view,
+            report_groups: s.report_groups,
+            barrier_report: s.barrier_report,
+            clients: BTreeMap::new(),
+            names: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            local: BTreeMap::new(),
+            services: Services::new(s.ports.0, s.ports.1, s.canary_port_conflicts),
+            binders: BTreeMap::new(),
+            told: BTreeMap::new(),
+            out: BTreeMap::new(),
+            pending_gone: Vec::new(),
+            draining: false,
+            timers: Timers::default(),
+            outbox: Outbox::default(),
+            stats: FrontStats::default(),
+        };
+        debug_check(&f);
+        f
+    }
+
+    /// The groups machine.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// The service table.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FrontStats {
+        &self.stats
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    // ----- writing to clients -----
+
+    fn say(&mut self, c: ClientId, code: u16, text: &str) {
+        self.write(c, &reply(code, text));
+    }
+
+    fn write(&mut self, c: ClientId, b: &[u8]) {
+        if self.clients.contains_key(&c) {
+            self.out.entry(c).or_default().extend_from_slice(b);
+        }
+    }
+
+    fn notice(&mut self, c: ClientId, text: &str) {
+        if self.clients.contains_key(&c) {
+            self.stats.notices += 1;
+            let o = self.out.entry(c).or_default();
+            o.extend_from_slice(text.as_bytes());
+            o.extend_from_slice(b"\n");
+        }
+    }
+
+    fn flush_client(&mut self, c: ClientId) {
+        if let Some(b) = self.out.remove(&c) {
+            self.outbox.to_client(c, b.freeze());
+        }
+    }
+
+    /// Everything written during one input goes out as one write per client: a burst of
+    /// deliveries is one entry in the driver's queue, not hundreds.
+    fn flush_all(&mut self) {
+        for (c, b) in std::mem::take(&mut self.out) {
+            self.outbox.to_client(c, b.freeze());
+        }
+    }
+
+    fn close(&mut self, c: ClientId) {
+        self.flush_client(c);
+        self.outbox.close_client(c);
+        self.forget(c);
+    }
+
+    // ----- the groups machine -----
+
+    fn groups_cmd(&mut self, now: Instant, cmd: GroupsCommand) -> Result<(), GroupsError> {
+        let r = self.groups.handle(now, Input::Command(cmd));
+        self.drain(now);
+        r
+    }
+
+    /// Takes everything the groups machine produced, in order.
+    fn drain(&mut self, now: Instant) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        while let Some(o) = self.groups.poll_output() {
+            match o {
+                Output::Transmit(t) => self.outbox.transmit(t.to, t.frame),
+                Output::Event(e) => self.on_groups_event(now, e),
+                // The groups machine has no clients and no effects.
+                Output::ToClient(..) | Output::CloseClient(_) | Output::Effect(_) => {}
+            }
+        }
+        self.draining = false;
+    }
+
+    fn on_groups_event(&mut self, now: Instant, e: GroupsEvent) {
+        if self.report_groups {
+            self.outbox.event(FrontEvent::Groups(e.clone()));
+        }
+        match e {
+            GroupsEvent::Delivered {
+                view,
+                seq,
+                id,
+                group,
+                sender,
+                payload,
+            } => {
+                if let Some(s) = service_of(&group) {
+                    let s = s.to_string();
+                    self.on_control(now, &s, &id.origin, &payload, Place { view, seq });
+                    return;
+                }
+                let Some(to) = self.local.get(&group).filter(|l| !l.is_empty()) else {
+                    return;
+                };
+                let to: Vec<ClientId> = to.iter().copied().collect();
+                let line = format!(
+                    "600 {group} {sender}@{} {view} {seq} {}",
+                    id.origin,
+                    escape(&payload)
+                );
+                for c in to {
+                    self.notice(c, &line);
+                }
+            }
+            GroupsEvent::Skipped {
+                view,
+                seq,
+                id,
+                group,
+                payload,
+            } => {
+                // Service control messages are processed at their place here too: the
+                // daemons that deliver them now must end up where this one is.
+                if let Some(s) = service_of(&group) {
+                    let s = s.to_string();
+                    self.on_control(now, &s, &id.origin, &payload, Place { view, seq });
+                }
+            }
+            GroupsEvent::GroupView {
+                group,
+                view,
+                seq,
+                members,
+                cause,
+            } => self.on_group_view(now, group, view, seq, members, cause),
+            GroupsEvent::Closed { .. } => self.on_closed(now),
+        }
+    }
+
+    fn on_group_view(
+        &mut self,
+        now: Instant,
+        group: String,
+        view: ViewId,
+        seq: u64,
+        members: Vec<(String, String)>,
+        cause: Cause,
+    ) {
+        let here: BTreeSet<ClientId> = members
+            .iter()
+            .filter(|(_, d)| *d == self.me)
+            .filter_map(|(c, _)| self.names.get(c).copied())
+            .collect();
+        let before = self.local.remove(&group).unwrap_or_default();
+        if !here.is_empty() {
+            self.local.insert(group.clone(), here.clone());
+        }
+        let place = Place {
+            view: view.clone(),
+            seq,
+        };
+        let old_members = self
+            .tables
+            .get(&group)
+            .map(|t| t.members.clone())
+            .unwrap_or_default();
+        if members.is_empty() {
+            self.tables.remove(&group);
+        } else {
+            self.tables.insert(
+                group.clone(),
+                GroupTable {
+                    view: Some(view.clone()),
+                    members: members.clone(),
+                },
+            );
+        }
+        if let Some(s) = service_of(&group) {
+            let s = s.to_string();
+            let nodes: BTreeSet<String> = members.iter().map(|(_, d)| d.clone()).collect();
+            let changes = self.services.members(&s, nodes, &place);
+            self.apply(now, changes);
+            self.answer_service_waiters(now, &s, &members);
+            return;
+        }
+        let cause = match cause {
+            Cause::Join => "join",
+            Cause::Leave => "leave",
+            Cause::Disconnect => "disconnect",
+            Cause::Network => "network",
+        };
+        let mut line = format!("610 {group} {view} {seq} {cause} {}", members.len());
+        for (c, d) in members.iter().take(NOTICE_MEMBERS) {
+            line.push_str(&format!(" {c}@{d}"));
+        }
+        if !(cause == "network" && old_members == members) {
+            for c in before.union(&here).copied().collect::<Vec<_>>() {
+                self.notice(c, &line);
+            }
+        }
+        // Joins and leaves waiting for this change are answered after its notice.
+        let waiting: Vec<(ClientId, Waiting)> = self
+            .clients
+            .iter()
+            .filter_map(|(id, c)| c.waiting.clone().map(|w| (*id, w)))
+            .collect();
+        for (id, w) in waiting {
+            let name = &self.clients[&id].name;
+            let member = members.iter().any(|(c, d)| c == name && *d == self.me);
+            match w {
+                Waiting::Join(g) if g == group && member => {
+                    self.say(id, 250, &format!("joined {g}"));
+                    self.unblock(now, id);
+                }
+                Waiting::Leave(g) if g == group && !member => {
+                    self.say(id, 250, &format!("left {g}"));
+                    self.unblock(now, id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Binds and releases waiting on service `s`, after a change of its members.
+    fn answer_service_waiters(&mut self, now: Instant, s: &str, members: &[(String, String)]) {
+        let waiting: Vec<(ClientId, Waiting)> = self
+            .clients
+            .iter()
+            .filter_map(|(id, c)| c.waiting.clone().map(|w| (*id, w)))
+            .collect();
+        for (id, w) in waiting {
+            match w {
+                Waiting::Bind(x) if x == s => {
+                    let name = &self.clients[&id].name;
+                    let member = members.iter().any(|(c, d)| c == name && *d == self.me);
+                    if member && let Some(h) = self.services.port(s) {
+                        let (port, since) = (h.port, h.since.clone());
+                        self.answer_bind(now, id, s, port, since);
+                    }
+                    // Otherwise the port comes with a claim (right after a view change).
+                }
+                Waiting::Release { service, holder } if service == s => {
+                    let still = members.iter().any(|(c, d)| *c == holder && *d == self.me);
+                    if !still {
+                        if let Some(h) = self.names.get(&holder).copied()
+                            && h != id
+                        {
+                            self.notice(h, &format!("625 {s} released"));
+                        }
+                        self.say(id, 250, &format!("released {s}"));
+                        self.unblock(now, id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A view change finished: the service table starts again and every daemon says what
+    /// it told its own agents.
+    fn on_closed(&mut self, now: Instant) {
+        self.services.reset();
+        let claims: Vec<(String, u16, Place)> = self
+            .binders
+            .keys()
+            .map(|s| match self.told.get(s) {
+                Some((p, since)) => (s.clone(), *p, since.clone()),
+                None => (
+                    s.clone(),
+                    0,
+                    Place {
+                        view: self.groups.view().id.clone(),
+                        seq: 0,
+                    },
+                ),
+            })
+            .collect();
+        for (s, port, since) in claims {
+            self.control(now, &s, &Control::Claim { port, since });
+        }
+    }
+
+    /// Sends a control message to service `s`'s group (never refused: a control message
+    /// lost would stall a service).
+    fn control(&mut self, now: Instant, s: &str, c: &Control) {
+        let _ = self.groups_cmd(
+            now,
+            GroupsCommand::Send {
+                group: service_group(s),
+                sender: CONTROL_SENDER.to_string(),
+                payload: Bytes::from(c.encode()),
+            },
+        );
+    }
+
+    fn on_control(&mut self, now: Instant, s: &str, origin: &str, payload: &[u8], place: Place) {
+        let changes = match Control::decode(payload) {
+            Some(Control::Claim { port, since }) => self.services.claim(s, port, since, &place),
+            Some(Control::Done(event)) => self.services.done(s, &event, origin),
+            None => {
+                self.stats.bad_control += 1;
+                return;
+            }
+        };
+        self.apply(now, changes);
+    }
+
+    /// Tells this node's agents what the service table's changes mean for them.
+    fn apply(&mut self, now: Instant, changes: Vec<Change>) {
+        for ch in changes {
+            match ch {
+                Change::Port { service, port } => {
+                    let Some(&agent) = self.binders.get(&service) else {
+                        continue;
+                    };
+                    let since = self.services.port(&service).map(|h| h.since.clone());
+                    let Some(since) = since else { continue };
+                    let waiting = self.clients.get(&agent).and_then(|c| c.waiting.clone());
+                    if waiting == Some(Waiting::Bind(service.clone())) {
+                        // Answered when its join shows in the table (it may be this
+                        // very change, handled by the caller next).
+                        let member = self.is_local_member(&service, agent);
+                        if member {
+                            self.answer_bind(now, agent, &service, port, since);
+                        }
+                        continue;
+                    }
+                    let before = self.told.insert(service.clone(), (port, since));
+                    if before.is_some_and(|(p, _)| p != port) {
+                        self.notice(agent, &format!("624 {service} moved {port}"));
+                        self.outbox.event(FrontEvent::PortMoved { service, port });
+                    }
+                }
+                Change::Exhausted(service) => {
+                    let Some(&agent) = self.binders.get(&service) else {
+                        continue;
+                    };
+                    let (lo, hi) = self.services.range();
+                    let waiting = self.clients.get(&agent).and_then(|c| c.waiting.clone());
+                    if waiting == Some(Waiting::Bind(service.clone())) {
+                        self.say(
+                            agent,
+                            452,
+                            &format!("no free cluster port in {lo}-{hi}: {service} not bound"),
+                        );
+                        self.give_up_binding(now, agent, &service);
+                        self.unblock(now, agent);
+                    } else if self.told.remove(&service).is_some() {
+                        self.notice(agent, &format!("624 {service} moved 0"));
+                        self.outbox
+                            .event(FrontEvent::PortMoved { service, port: 0 });
+                    }
+                }
+                Change::Freed(service) => {
+                    self.told.remove(&service);
+                }
+                Change::Begun(service) => self.barrier_begun(now, &service),
+                Change::Finished { service, event } => {
+                    self.timers.cancel(&Timer::Barrier(service.clone()));
+                    if let Some(&agent) = self.binders.get(&service)
+                        && self.is_local_member(&service, agent)
+                    {
+                        self.notice(agent, &format!("622 {service} finish {event}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_local_member(&self, service: &str, agent: ClientId) -> bool {
+        self.local
+            .get(&service_group(service))
+            .is_some_and(|l| l.contains(&agent))
+    }
+
+    fn barrier_begun(&mut self, now: Instant, s: &str) {
+        let Some(b) = self.services.barrier(s) else {
+            return;
+        };
+        let event = b.event.clone();
+        let nodes: Vec<String> = b.members.iter().cloned().collect();
+        let port = self.services.port(s).map_or(0, |h| h.port);
+        self.timers
+            .set(Timer::Barrier(s.to_string()), now + self.barrier_report);
+        // An agent whose bind is not answered yet hears of it right after the answer.
+        if let Some(&agent) = self.binders.get(s)
+            && self.is_local_member(s, agent)
+            && self
+                .clients
+                .get(&agent)
+                .is_some_and(|c| c.waiting.is_none())
+        {
+            self.notice(agent, &format!("620 {s} stop {event}"));
+            self.notice(
+                agent,
+                &format!(
+                    "621 {s} start {event} {port} {} {}",
+                    nodes.len(),
+                    nodes.join(" ")
+                ),
+            );
+        }
+    }
+
+    /// A bind is answered with its port; the barrier in progress follows.
+    fn answer_bind(&mut self, now: Instant, agent: ClientId, s: &str, port: u16, since: Place) {
+        self.told.insert(s.to_string(), (port, since));
+        self.say(agent, 250, &port.to_string());
+        if let Some(c) = self.clients.get_mut(&agent) {
+            c.waiting = None;
+        }
+        if self.services.barrier(s).is_some() && self.services.port(s).is_some() {
+            self.barrier_begun(now, s);
+        }
+        self.unblock(now, agent);
+    }
+
+    fn on_barrier_timer(&mut self, s: &str) {
+        let Some(b) = self.services.barrier(s) else {
+            return;
+        };
+        let missing: Vec<String> = b.members.difference(&b.done).cloned().collect();
+        let event = b.event.clone();
+        if let Some(&agent) = self.binders.get(s)
+            && self.is_local_member(s, agent)
+        {
+            self.notice(
+                agent,
+                &format!("623 {s} waiting {event} {}", missing.join(" ")),
+            );
+        }
+        self.outbox.event(FrontEvent::BarrierWaiting {
+            service: s.to_string(),
+            event,
+            missing,
+        });
+    }
+
+    /// A binding that will not be: the client leaves the service group again.
+    fn give_up_binding(&mut self, now: Instant, agent: ClientId, service: &str) {
+        let Some(c) = self.clients.get_mut(&agent) else {
+            return;
+        };
+        c.binds.remove(service);
+        let name = c.name.clone();
+        self.binders.remove(service);
+        let _ = self.groups_cmd(
+            now,
+            GroupsCommand::Disconnect {
+                group: service_group(service),
+                client: name,
+            },
+        );
+    }
+
+    // ----- clients -----
+
+    fn on_opened(
+        &mut self,
+        now: Instant,
+        client: ClientId,
+        origin: ClientOrigin,
+    ) -> Result<(), FrontError> {
+        if self.clients.contains_key(&client) {
+            return Err(FrontError::DuplicateClient(client));
+        }
+        let name = format!("c{}", client.0);
+        self.names.insert(name.clone(), client);
+        self.clients.insert(
+            client,
+            Conn {
+                name,
+                origin,
+                lines: LineBuffer::new(MAX_REQUEST_LINE),
+                joined: BTreeSet::new(),
+                binds: BTreeSet::new(),
+                waiting: None,
+                forwarded: false,
+            },
+        );
+        let _ = now;
+        Ok(())
+    }
+
+    fn on_data(&mut self, now: Instant, client: ClientId, data: &[u8]) -> Result<(), FrontError> {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return Err(FrontError::UnknownClient(client));
+        };
+        c.lines.push(data);
+        self.pump(now, client);
+        Ok(())
+    }
+
+    /// Reads and answers the client's complete lines, until one must wait.
+    fn pump(&mut self, now: Instant, client: ClientId) {
+        loop {
+            let Some(c) = self.clients.get_mut(&client) else {
+                return;
+            };
+            if c.waiting.is_some() {
+                // Requests sent while one waits are kept, up to a bound.
+                if c.lines.pending() > 2 * MAX_REQUEST_LINE {
+                    self.say(
+                        client,
+                        421,
+                        "too many requests sent while one waits: closing",
+                    );
+                    self.close(client);
+                }
+                break;
+            }
+            match c.lines.next_line() {
+                Ok(Some(line)) => {
+                    self.stats.requests += 1;
+                    self.on_line(now, client, &line);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.say(client, 500, &e.to_string());
+                    self.close(client);
+                    return;
+                }
+            }
+        }
+        let partial = self
+            .clients
+            .get(&client)
+            .is_some_and(|c| c.waiting.is_none() && c.lines.pending() > 0);
+        if partial {
+            if !self.timers.contains(&Timer::PartialLine(client)) {
+                self.timers
+                    .set(Timer::PartialLine(client), now + PARTIAL_LINE);
+            }
+        } else {
+            self.timers.cancel(&Timer::PartialLine(client));
+        }
+    }
+
+    fn unblock(&mut self, now: Instant, client: ClientId) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.waiting = None;
+            self.pump(now, client);
+        }
+    }
+
+    fn wait(&mut self, client: ClientId, w: Waiting) {
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.waiting = Some(w);
+        }
+    }
+
+    fn busy(&mut self, client: ClientId, e: GroupsError) {
+        match e {
+            GroupsError::Busy => self.say(
+                client,
+                451,
+                "busy: too many messages on their way, try again",
+            ),
+            other => self.say(client, 501, &other.to_string()),
+        }
+    }
+
+    fn on_line(&mut self, now: Instant, client: ClientId, line: &str) {
+        let req = match parse_request(line) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(r) => {
+                self.say(client, r.code, &r.text);
+                return;
+            }
+        };
+        let (name, joined, binds) = {
+            let c = &self.clients[&client];
+            (c.name.clone(), c.joined.len(), c.binds.len())
+        };
+        match req {
+            Request::Name(n) => {
+                if joined + binds > 0 {
+                    self.say(client, 450, "a name is set before joining or binding");
+                } else if n
+                    .strip_prefix('c')
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    self.say(
+                        client,
+                        501,
+                        "names c<digits> are the daemon's own: choose another",
+                    );
+                } else if n != name && (self.names.contains_key(&n) || self.named_in_tables(&n)) {
+                    self.say(client, 450, &format!("{n} is taken on this daemon"));
+                } else {
+                    self.names.remove(&name);
+                    self.names.insert(n.clone(), client);
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.name = n.clone();
+                    }
+                    self.say(client, 250, &n);
+                }
+            }
+            Request::Join(g) => {
+                if self.clients[&client].joined.contains(&g) {
+                    self.say(client, 450, &format!("already a member of {g}"));
+                } else if joined >= MAX_GROUPS_PER_CLIENT {
+                    self.say(
+                        client,
+                        452,
+                        &format!("at most {MAX_GROUPS_PER_CLIENT} groups per connection"),
+                    );
+                } else {
+                    // Waiting before the command: on the sequencer the join may be
+                    // delivered inside it.
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.joined.insert(g.clone());
+                    }
+                    self.wait(client, Waiting::Join(g.clone()));
+                    let cmd = GroupsCommand::Join {
+                        group: g.clone(),
+                        client: name,
+                    };
+                    if let Err(e) = self.groups_cmd(now, cmd) {
+                        if let Some(c) = self.clients.get_mut(&client) {
+                            c.joined.remove(&g);
+                            c.waiting = None;
+                        }
+                        self.busy(client, e);
+                    }
+                }
+            }
+            Request::Leave(g) => {
+                if !self.clients[&client].joined.contains(&g) {
+                    self.say(client, 450, &format!("not a member of {g}"));
+                } else {
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.joined.remove(&g);
+                    }
+                    self.wait(client, Waiting::Leave(g.clone()));
+                    let cmd = GroupsCommand::Leave {
+                        group: g.clone(),
+                        client: name,
+                    };
+                    if let Err(e) = self.groups_cmd(now, cmd) {
+                        if let Some(c) = self.clients.get_mut(&client) {
+                            c.joined.insert(g);
+                            c.waiting = None;
+                        }
+                        self.busy(client, e);
+                    }
+                }
+            }
+            Request::Send { group, payload } => {
+                match self.groups_cmd(
+                    now,
+                    GroupsCommand::Send {
+                        group,
+                        sender: name,
+                        payload: Bytes::from(payload),
+                    },
+                ) {
+                    Ok(()) => self.say(client, 250, "sent"),
+                    Err(e) => self.busy(client, e),
+                }
+            }
+            Request::Members(g) => {
+                let t = self.tables.get(&g).cloned().unwrap_or_default();
+                let view = t
+                    .view
+                    .map_or_else(|| self.groups.view().id.to_string(), |v| v.to_string());
+                let mut lines = vec![format!("group {g} view {view} members={}", t.members.len())];
+                lines.extend(t.members.iter().map(|(c, d)| format!("{c}@{d}")));
+                lines.push(format!("{} members", t.members.len()));
+                let b = reply_lines(250, lines.iter().map(String::as_str));
+                self.write(client, &b);
+            }
+            Request::Groups => {
+                let mut lines: Vec<String> = self
+                    .tables
+                    .iter()
+                    .filter(|(g, _)| service_of(g).is_none())
+                    .map(|(g, t)| format!("{g} {}", t.members.len()))
+                    .collect();
+                lines.push(format!("{} groups", lines.len()));
+                let b = reply_lines(250, lines.iter().map(String::as_str));
+                self.write(client, &b);
+            }
+            Request::Services => {
+                let mut lines: Vec<String> = self
+                    .services
+                    .list()
+                    .map(|(s, p, n)| {
+                        format!(
+                            "{s} {} {}",
+                            p.unwrap_or(0),
+                            n.iter().cloned().collect::<Vec<_>>().join(",")
+                        )
+                    })
+                    .collect();
+                lines.push(format!("{} services", lines.len()));
+                let b = reply_lines(250, lines.iter().map(String::as_str));
+                self.write(client, &b);
+            }
+            Request::Bind(s) => self.on_bind(now, client, name, s),
+            Request::Release(s) => self.on_release(now, client, s),
+            Request::Resolve { node, service } => self.on_resolve(client, &node, &service),
+            Request::Done { service, event } => self.on_done(now, client, &service, event),
+            Request::Daemon => {
+                self.flush_client(client);
+                let origin = self.clients[&client].origin;
+                if let Some(c) = self.clients.get_mut(&client)
+                    && !c.forwarded
+                {
+                    c.forwarded = true;
+                    self.outbox.event(FrontEvent::Forward {
+                        client,
+                        what: Forward::Open(origin),
+                    });
+                }
+                self.outbox.event(FrontEvent::Forward {
+                    client,
+                    what: Forward::Line(Bytes::from(format!("{line}\n"))),
+                });
+            }
+            Request::Help => {
+                let mut lines: Vec<&str> = HELP.to_vec();
+                lines.push("end of help");
+                let b = reply_lines(214, lines);
+                self.write(client, &b);
+            }
+            Request::Quit => {
+                self.say(client, 221, "bye");
+                self.close(client);
+            }
+        }
+    }
+
+    fn named_in_tables(&self, n: &str) -> bool {
+        self.tables
+            .values()
+            .any(|t| t.members.iter().any(|(c, d)| c == n && *d == self.me))
+    }
+
+    fn on_bind(&mut self, now: Instant, client: ClientId, name: String, s: String) {
+        let here = self
+            .services
+            .nodes(&s)
+            .is_some_and(|n| n.contains(&self.me));
+        if self.binders.contains_key(&s) || here {
+            let me = self.me.clone();
+            self.say(
+                client,
+                450,
+                &format!("{s} is already bound on {me} (one agent per node per service)"),
+            );
+            return;
+        }
+        self.binders.insert(s.clone(), client);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.binds.insert(s.clone());
+        }
+        self.wait(client, Waiting::Bind(s.clone()));
+        let cmd = GroupsCommand::Join {
+            group: service_group(&s),
+            client: name,
+        };
+        if let Err(e) = self.groups_cmd(now, cmd) {
+            self.binders.remove(&s);
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.binds.remove(&s);
+                c.waiting = None;
+            }
+            self.busy(client, e);
+        }
+    }
+
+    fn on_release(&mut self, now: Instant, client: ClientId, s: String) {
+        let holder = self.binders.get(&s).copied();
+        let bound = holder.is_some_and(|h| {
+            self.clients
+                .get(&h)
+                .is_some_and(|c| c.waiting != Some(Waiting::Bind(s.clone())))
+        });
+        let (Some(h), true) = (holder, bound) else {
+            let me = self.me.clone();
+            self.say(client, 450, &format!("{s} is not bound on {me}"));
+            return;
+        };
+        let holder_name = self.clients[&h].name.clone();
+        self.binders.remove(&s);
+        if let Some(c) = self.clients.get_mut(&h) {
+            c.binds.remove(&s);
+        }
+        self.wait(
+            client,
+            Waiting::Release {
+                service: s.clone(),
+                holder: holder_name.clone(),
+            },
+        );
+        let cmd = GroupsCommand::Leave {
+            group: service_group(&s),
+            client: holder_name,
+        };
+        if let Err(e) = self.groups_cmd(now, cmd) {
+            self.binders.insert(s.clone(), h);
+            if let Some(c) = self.clients.get_mut(&h) {
+                c.binds.insert(s);
+            }
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.waiting = None;
+            }
+            self.busy(client, e);
+        }
+    }
+
+    fn on_resolve(&mut self, client: ClientId, node: &str, s: &str) {
+        let Some(m) = self.daemon_view.member(node) else {
+            self.say(client, 450, &format!("no daemon {node} in the view"));
+            return;
+        };
+        let ip = m.addr.ip();
+        if !self.services.nodes(s).is_some_and(|n| n.contains(node)) {
+            self.say(client, 450, &format!("{s} is not bound on {node}"));
+            return;
+        }
+        match self.services.port(s) {
+            Some(h) => {
+                let addr = core::net::SocketAddr::new(ip, h.port);
+                self.say(client, 250, &addr.to_string());
+            }
+            None => self.say(
+                client,
+                451,
+                &format!("{s} has no port yet (a view change is settling): try again"),
+            ),
+        }
+    }
+
+    fn on_done(&mut self, now: Instant, client: ClientId, s: &str, event: Option<String>) {
+        if self.binders.get(s) != Some(&client) {
+            let me = self.me.clone();
+            self.say(
+                client,
+                450,
+                &format!("this connection is not {s}'s agent on {me}"),
+            );
+            return;
+        }
+        let current = self.services.barrier(s).map(|b| b.event.clone());
+        let Some(event) = event.or(current) else {
+            self.say(
+                client,
+                450,
+                &format!("no recovery barrier of {s} is waiting"),
+            );
+            return;
+        };
+        self.control(now, s, &Control::Done(event.clone()));
+        self.say(client, 250, &format!("done {s} {event}"));
+    }
+
+    /// A client is gone: it leaves every group it was in, and its bindings.
+    fn forget(&mut self, client: ClientId) {
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        self.out.remove(&client);
+        self.timers.cancel(&Timer::PartialLine(client));
+        if self.names.get(&c.name) == Some(&client) {
+            self.names.remove(&c.name);
+        }
+        for l in self.local.values_mut() {
+            l.remove(&client);
+        }
+        self.local.retain(|_, l| !l.is_empty());
+        if c.forwarded {
+            self.outbox.event(FrontEvent::Forward {
+                client,
+                what: Forward::Close,
+            });
+        }
+        let mut gone: Vec<String> = c.joined.iter().cloned().collect();
+        for s in &c.binds {
+            if self.binders.get(s) == Some(&client) {
+                self.binders.remove(s);
+                self.told.remove(s);
+            }
+            gone.push(service_group(s));
+        }
+        self.pending_gone
+            .extend(gone.into_iter().map(|g| (g, c.name.clone())));
+    }
+
+    fn submit_gone(&mut self, now: Instant) {
+        for (group, client) in std::mem::take(&mut self.pending_gone) {
+            let _ = self.groups_cmd(now, GroupsCommand::Disconnect { group, client });
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.groups.check_invariants()?;
+        self.services.check()?;
+        if !self.out.is_empty() {
+            return Err("client output left unflushed".into());
+        }
+        for (n, id) in &self.names {
+            if self.clients.get(id).map(|c| &c.name) != Some(n) {
+                return Err(format!("name {n} points at a client that is not it"));
+            }
+        }
+        if self.names.len() != self.clients.len() {
+            return Err("a client without its name".into());
+        }
+        for (s, b) in &self.binders {
+            if !self.clients.get(b).is_some_and(|c| c.binds.contains(s)) {
+                return Err(format!("the agent of {s} does not hold it"));
+            }
+        }
+        for (g, l) in &self.local {
+            if l.is_empty() || !l.iter().all(|c| self.clients.contains_key(c)) {
+                return Err(format!("local members of {g} that are not clients"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Machine for GroupsFront {
+    type Command = FrontCommand;
+    type Event = FrontEvent;
+    type Error = FrontError;
+    type Effect = NoEffect;
+    type EffectValue = NoEffect;
+
+    fn handle(
+        &mut self,
+        now: Instant,
+        input: Input<FrontCommand, NoEffect>,
+    ) -> Result<(), FrontError> {
+        let r = match input {
+            Input::Frame { from, frame } => {
+                let r = self.groups.handle(now, Input::Frame { from, frame });
+                self.drain(now);
+                r.map_err(FrontError::from)
+            }
+            Input::Command(FrontCommand::View(v)) => {
+                if v.id > self.daemon_view.id || self.daemon_view.id.epoch == 0 {
+                    self.daemon_view = v.clone();
+                }
+                self.groups_cmd(now, GroupsCommand::View(v))
+                    .map_err(FrontError::from)
+            }
+            Input::Command(FrontCommand::Groups(c)) => {
+                self.groups_cmd(now, c).map_err(FrontError::from)
+            }
+            Input::ClientOpened { client, origin } => self.on_opened(now, client, origin),
+            Input::ClientData(client, data) => self.on_data(now, client, &data),
+            // A client this layer closed itself is already forgotten.
+            Input::ClientClosed(client) => {
+                self.forget(client);
+                Ok(())
+            }
+            Input::EffectDone { .. } => Ok(()),
+        };
+        self.submit_gone(now);
+        self.flush_all();
+        debug_check(self);
+        r
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.groups.poll_timeout().is_some_and(|t| t <= now) {
+            self.groups.handle_timeout(now);
+            self.drain(now);
+        }
+        while let Some(t) = self.timers.pop_due(now) {
+            match t {
+                Timer::PartialLine(c) => {
+                    if self.clients.contains_key(&c) {
+                        self.say(
+                            c,
+                            421,
+                            "line left unfinished for 30s: closing the connection",
+                        );
+                        self.close(c);
+                    }
+                }
+                Timer::Barrier(s) => self.on_barrier_timer(&s),
+            }
+        }
+        self.submit_gone(now);
+        self.flush_all();
+        debug_check(self);
+    }
+
+    fn poll_output(&mut self) -> Option<OutputOf<Self>> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.groups.poll_timeout(), self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.check()
+    }
+}
+
+impl crate::compose::Part for GroupsFront {
+    fn owns_family(&self, family: u8) -> bool {
+        family == super::msg::FAMILY
+    }
+}
+
+#[cfg(test)]
+mod tests;

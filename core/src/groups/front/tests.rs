@@ -1,0 +1,511 @@
+//! The client side of group daemons wired together by hand: clients are streams that
+//! write request lines and collect what the daemon writes back; frames between daemons
+//! go through a FIFO that can cut pairs apart (a partition); views are installed by the
+//! test as membership would.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::{Forward, FrontCommand, FrontEvent, FrontSettings, GroupsFront};
+use crate::groups::GroupsSettings;
+use crate::machine::{ClientId, ClientOrigin, Input, ListenerId, Machine, Output};
+use crate::membership::view::{Member, View, ViewId};
+use crate::time::Instant;
+use crate::wire::Frame;
+
+const MAX_STEPS: u64 = 100_000;
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1 + i as u8], 4803))
+}
+
+fn member(i: usize) -> Member {
+    Member {
+        name: ((b'a' + i as u8) as char).to_string(),
+        incarnation: 100 + i as u64,
+        addr: addr(i),
+    }
+}
+
+fn view(epoch: u64, nodes: &[usize]) -> View {
+    let members: Vec<Member> = nodes.iter().map(|&i| member(i)).collect();
+    View {
+        id: ViewId {
+            epoch,
+            coordinator: members[0].name.clone(),
+            incarnation: members[0].incarnation,
+        },
+        basis: members.iter().map(|m| m.name.clone()).collect(),
+        primary: true,
+        config_version: 0,
+        members,
+    }
+}
+
+struct Net {
+    now: Instant,
+    nodes: Vec<GroupsFront>,
+    queue: VecDeque<(usize, usize, Frame)>,
+    cut: BTreeSet<(usize, usize)>,
+    /// What each client read: (node, client) → text.
+    read: BTreeMap<(usize, u64), String>,
+    closed: BTreeSet<(usize, u64)>,
+    events: Vec<(usize, FrontEvent)>,
+    steps: u64,
+}
+
+impl Net {
+    fn new(n: usize, ports: (u16, u16)) -> Self {
+        let nodes = (0..n)
+            .map(|i| {
+                let mut s = FrontSettings::new(GroupsSettings {
+                    me: member(i),
+                    canary_deliver_early: false,
+                });
+                s.ports = ports;
+                GroupsFront::new(s, Instant::ZERO)
+            })
+            .collect();
+        let mut net = Net {
+            now: Instant::ZERO,
+            nodes,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            read: BTreeMap::new(),
+            closed: BTreeSet::new(),
+            events: Vec::new(),
+            steps: 0,
+        };
+        let all: Vec<usize> = (0..n).collect();
+        net.install(&view(1, &all), &all);
+        net.settle();
+        net
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(o) = self.nodes[i].poll_output() {
+            match o {
+                Output::Transmit(t) => {
+                    let to = (0..self.nodes.len())
+                        .find(|&k| addr(k) == t.to)
+                        .expect("frames go to daemons");
+                    if !self.cut.contains(&(i, to)) {
+                        self.queue.push_back((i, to, t.frame));
+                    }
+                }
+                Output::ToClient(c, b) => {
+                    assert!(!self.closed.contains(&(i, c.0)), "bytes after a close");
+                    self.read
+                        .entry((i, c.0))
+                        .or_default()
+                        .push_str(std::str::from_utf8(&b).unwrap());
+                }
+                Output::CloseClient(c) => {
+                    self.closed.insert((i, c.0));
+                }
+                Output::Event(e) => self.events.push((i, e)),
+                Output::Effect(_) => unreachable!("no effects"),
+            }
+        }
+        if let Err(e) = self.nodes[i].check_invariants() {
+            panic!("node {i} inconsistent: {e}");
+        }
+    }
+
+    fn install(&mut self, v: &View, to: &[usize]) {
+        for &i in to {
+            self.nodes[i]
+                .handle(self.now, Input::Command(FrontCommand::View(v.clone())))
+                .unwrap();
+            self.drain(i);
+        }
+    }
+
+    fn open(&mut self, i: usize, c: u64) {
+        let origin = ClientOrigin::unix(ListenerId(0));
+        self.nodes[i]
+            .handle(
+                self.now,
+                Input::ClientOpened {
+                    client: ClientId(c),
+                    origin,
+                },
+            )
+            .unwrap();
+        self.drain(i);
+    }
+
+    fn line(&mut self, i: usize, c: u64, text: &str) {
+        let data = Bytes::from(format!("{text}\n"));
+        self.nodes[i]
+            .handle(self.now, Input::ClientData(ClientId(c), data))
+            .unwrap();
+        self.drain(i);
+    }
+
+    fn close(&mut self, i: usize, c: u64) {
+        self.nodes[i]
+            .handle(self.now, Input::ClientClosed(ClientId(c)))
+            .unwrap();
+        self.closed.insert((i, c));
+        self.drain(i);
+    }
+
+    fn step(&mut self) {
+        self.steps += 1;
+        assert!(self.steps < MAX_STEPS, "the run did not settle");
+        if let Some((from, to, frame)) = self.queue.pop_front() {
+            let _ = self.nodes[to].handle(
+                self.now,
+                Input::Frame {
+                    from: addr(from),
+                    frame,
+                },
+            );
+            self.drain(to);
+            return;
+        }
+        let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+        self.now = self.now.max(next.expect("machines have timers"));
+        for i in 0..self.nodes.len() {
+            self.nodes[i].handle_timeout(self.now);
+            self.drain(i);
+        }
+    }
+
+    /// Runs until nothing is pending or flushing anywhere, and no frame is on its way.
+    fn settle(&mut self) {
+        let quiet = |n: &Net| {
+            n.queue.is_empty()
+                && n.nodes
+                    .iter()
+                    .all(|f| f.groups().pending() == 0 && !f.groups().flushing())
+        };
+        // Two timer rounds past quiet let acknowledgements and stability settle.
+        while !quiet(self) {
+            self.step();
+        }
+        for _ in 0..3 {
+            self.step();
+        }
+        while !quiet(self) {
+            self.step();
+        }
+    }
+
+    fn text(&self, i: usize, c: u64) -> &str {
+        self.read.get(&(i, c)).map_or("", String::as_str)
+    }
+
+    fn lines(&self, i: usize, c: u64, prefix: &str) -> Vec<String> {
+        self.text(i, c)
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn members_of_three_daemons_see_one_order_and_every_membership_change() {
+    let mut net = Net::new(3, (7000, 7009));
+    for i in 0..3 {
+        net.open(i, 1);
+        net.line(i, 1, &format!("name app{i}"));
+        net.line(i, 1, "join g");
+        // Pipelined: answered only after the join, in request order.
+        net.line(i, 1, &format!("send g hello from {i}"));
+    }
+    net.settle();
+    for i in 0..3 {
+        let t = net.text(i, 1).to_string();
+        let joined = t.find("250 joined g").expect("join answered");
+        let sent = t.find("250 sent").expect("send answered");
+        assert!(joined < sent, "replies in request order:\n{t}");
+        assert!(t.starts_with(&format!("250 app{i}\n")));
+    }
+    // Everyone has the same sequence of messages (those sent after it joined).
+    let msgs: Vec<Vec<String>> = (0..3).map(|i| net.lines(i, 1, "600 ")).collect();
+    let last = &msgs[2];
+    for m in &msgs {
+        assert!(
+            last.ends_with(m) || m.ends_with(last),
+            "one order: {msgs:?}"
+        );
+    }
+    for i in 0..3 {
+        net.line(i, 1, &format!("send g round two {i}"));
+    }
+    net.settle();
+    let tails: Vec<Vec<String>> = (0..3)
+        .map(|i| net.lines(i, 1, "600 ").into_iter().rev().take(3).collect())
+        .collect();
+    assert_eq!(tails[0], tails[1]);
+    assert_eq!(tails[1], tails[2]);
+    assert!(
+        tails[0]
+            .iter()
+            .any(|l| l.contains("app1@b") && l.ends_with("round two 1"))
+    );
+    // The join notices name every member with its daemon.
+    let views = net.lines(0, 1, "610 g ");
+    assert!(
+        views
+            .last()
+            .unwrap()
+            .contains(" join 3 app0@a app1@b app2@c"),
+        "{views:?}"
+    );
+    // A client that disconnects is gone with that cause.
+    net.close(1, 1);
+    net.settle();
+    let v = net.lines(0, 1, "610 g ");
+    assert!(
+        v.last().unwrap().contains(" disconnect 2 app0@a app2@c"),
+        "{v:?}"
+    );
+    // A leave is answered after its notice, which the leaver gets too.
+    net.line(2, 1, "leave g");
+    net.settle();
+    let t = net.text(2, 1);
+    let notice = t.rfind("610 g").unwrap();
+    assert!(t[notice..].contains("leave 1 app0@a"));
+    assert!(t.ends_with("250 left g\n"), "{t}");
+    // members GROUP and groups answer from the agreed table.
+    net.line(0, 1, "members g");
+    assert!(net.text(0, 1).ends_with("250-app0@a\n250 1 members\n"));
+    net.line(0, 1, "groups");
+    assert!(net.text(0, 1).ends_with("250-g 1\n250 1 groups\n"));
+}
+
+#[test]
+fn a_message_reaches_each_daemon_once_and_every_local_member() {
+    let mut net = Net::new(2, (7000, 7009));
+    for c in 1..=3 {
+        net.open(1, c);
+        net.line(1, c, "join g");
+    }
+    net.settle();
+    net.open(0, 9);
+    net.line(0, 9, "send g bytes\\x00\\xff\\\\ and spaces  ");
+    net.settle();
+    for c in 1..=3 {
+        let m = net.lines(1, c, "600 g ");
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].starts_with("600 g c9@a "));
+        assert!(m[0].ends_with(" bytes\\x00\\xff\\\\ and spaces  "));
+    }
+    assert_eq!(
+        net.text(0, 9),
+        "250 sent\n",
+        "a sender that is no member gets no copy"
+    );
+    assert_eq!(
+        net.nodes[1].groups().stats().delivered,
+        net.nodes[0].groups().stats().delivered
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_and_a_client_may_not_take_a_name_in_use() {
+    let mut net = Net::new(1, (7000, 7009));
+    net.open(0, 1);
+    net.open(0, 2);
+    net.line(0, 1, "name x");
+    net.line(0, 2, "name x");
+    net.line(0, 2, "name c7");
+    net.line(0, 2, "join #svc:web");
+    net.line(0, 2, "frob");
+    net.line(0, 2, "send g \\q");
+    net.line(0, 2, "leave g");
+    net.line(0, 2, "done web");
+    net.line(0, 2, "help");
+    let t = net.text(0, 2);
+    for code in [
+        "450 x is taken",
+        "501 names c<digits>",
+        "501 group names starting",
+        "500 unknown",
+        "501 bad escape",
+        "450 not a member of g",
+        "450 this connection is not web's agent",
+        "214 end of help",
+    ] {
+        assert!(t.contains(code), "{code} missing in:\n{t}");
+    }
+    // A line past the limit closes the connection with a reason.
+    let long = "x".repeat(super::MAX_REQUEST_LINE + 10);
+    net.line(0, 2, &long);
+    assert!(net.closed.contains(&(0, 2)));
+    assert!(net.text(0, 2).contains("500 line longer than"));
+    // quit
+    net.line(0, 1, "quit");
+    assert!(net.text(0, 1).ends_with("221 bye\n"));
+    assert!(net.closed.contains(&(0, 1)));
+    assert_eq!(net.nodes[0].clients(), 0);
+}
+
+#[test]
+fn daemon_lines_are_forwarded_in_order() {
+    let mut net = Net::new(1, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "members");
+    net.line(0, 1, "stats");
+    net.close(0, 1);
+    let fw: Vec<&Forward> = net
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            FrontEvent::Forward { what, .. } => Some(what),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(fw[0], Forward::Open(_)));
+    assert_eq!(fw[1], &Forward::Line(Bytes::from_static(b"members\n")));
+    assert_eq!(fw[2], &Forward::Line(Bytes::from_static(b"stats\n")));
+    assert_eq!(fw[3], &Forward::Close);
+}
+
+#[test]
+fn services_get_one_port_per_service_one_agent_per_node_and_resolve_everywhere() {
+    let mut net = Net::new(3, (7000, 7001));
+    net.open(0, 1);
+    net.line(0, 1, "bind web");
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.open(1, 2);
+    net.line(1, 2, "bind db");
+    net.settle();
+    assert!(
+        net.text(0, 1).starts_with("250 7000\n"),
+        "{}",
+        net.text(0, 1)
+    );
+    assert!(net.text(1, 1).starts_with("250 7000\n"));
+    assert!(net.text(1, 2).starts_with("250 7001\n"));
+    // One agent per node per service.
+    net.open(1, 3);
+    net.line(1, 3, "bind web");
+    assert!(
+        net.text(1, 3)
+            .contains("450 web is already bound on b (one agent per node per service)")
+    );
+    // Out of ports.
+    net.line(1, 3, "bind mail");
+    net.settle();
+    assert!(
+        net.text(1, 3)
+            .contains("452 no free cluster port in 7000-7001: mail not bound")
+    );
+    // Resolve from a third daemon.
+    net.open(2, 1);
+    net.line(2, 1, "resolve b:web");
+    net.line(2, 1, "resolve a db");
+    net.line(2, 1, "resolve zz web");
+    net.line(2, 1, "services");
+    let t = net.text(2, 1);
+    assert!(t.contains("250 127.0.0.2:7000\n"), "{t}");
+    assert!(t.contains("450 db is not bound on a"));
+    assert!(t.contains("450 no daemon zz in the view"));
+    assert!(
+        t.contains("250-db 7001 b\n250-web 7000 a,b\n250 2 services\n"),
+        "{t}"
+    );
+    // Every daemon holds the same table.
+    let tables: Vec<_> = net.nodes.iter().map(|n| n.services().ports()).collect();
+    assert_eq!(tables[0], tables[1]);
+    assert_eq!(tables[1], tables[2]);
+    // A release from another connection of the node: the holder is told.
+    net.line(1, 3, "release db");
+    net.settle();
+    assert!(net.text(1, 3).ends_with("250 released db\n"));
+    assert!(net.text(1, 2).contains("625 db released\n"));
+    // The port is free again once the last member left.
+    net.line(2, 1, "bind mail");
+    net.settle();
+    assert!(net.text(2, 1).ends_with("250 7001\n") || net.text(2, 1).contains("250 7001\n"));
+    // Disconnecting releases too.
+    net.close(2, 1);
+    net.settle();
+    assert!(net.nodes[0].services().port("mail").is_none());
+}
+
+#[test]
+fn a_barrier_runs_stop_start_done_finish_and_reports_who_is_late() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "bind web");
+    net.settle();
+    net.line(0, 1, "done web");
+    net.settle();
+    let t = net.text(0, 1).to_string();
+    assert!(t.contains("620 web stop 1.a:"), "{t}");
+    assert!(t.contains("621 web start 1.a:"));
+    assert!(t.contains(" 7000 1 a\n"));
+    assert!(t.contains("622 web finish"), "{t}");
+    // A second node's agent starts a new barrier for both; only a says done.
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    net.line(0, 1, "done web");
+    // Ten seconds later, the one not done is reported to both.
+    let until = net.now + core::time::Duration::from_secs(11);
+    while net.now < until {
+        net.step();
+    }
+    assert!(
+        net.text(0, 1).contains("623 web waiting"),
+        "{}",
+        net.text(0, 1)
+    );
+    assert!(
+        net.text(0, 1).trim_end().ends_with("waiting 1.a:2 b") || net.text(0, 1).contains(" b\n")
+    );
+    assert!(net.events.iter().any(|(_, e)| matches!(e, FrontEvent::BarrierWaiting { missing, .. } if missing == &vec!["b".to_string()])));
+    net.line(1, 1, "done web");
+    net.settle();
+    assert!(net.lines(0, 1, "622 web finish").len() == 2);
+    assert!(net.lines(1, 1, "622 web finish").len() == 1);
+}
+
+#[test]
+fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
+    let mut net = Net::new(2, (7000, 7009));
+    // Apart: each side hands out 7000, a's first.
+    net.cut = [(0, 1), (1, 0)].into_iter().collect();
+    net.install(&view(2, &[0]), &[0]);
+    net.install(&view(2, &[1]), &[1]);
+    net.settle();
+    net.open(0, 1);
+    net.line(0, 1, "bind old");
+    net.settle();
+    net.install(&view(3, &[1]), &[1]);
+    net.settle();
+    net.open(1, 1);
+    net.line(1, 1, "bind young");
+    net.settle();
+    assert!(net.text(0, 1).starts_with("250 7000"));
+    assert!(net.text(1, 1).starts_with("250 7000"));
+    // Healed.
+    net.cut.clear();
+    net.install(&view(4, &[0, 1]), &[0, 1]);
+    net.settle();
+    let a = net.nodes[0].services().ports();
+    let b = net.nodes[1].services().ports();
+    assert_eq!(a, b, "one table");
+    assert_eq!(a["old"], 7000, "the older binding keeps its port");
+    assert_eq!(a["young"], 7001);
+    assert!(
+        net.text(1, 1).contains("624 young moved 7001\n"),
+        "{}",
+        net.text(1, 1)
+    );
+    assert!(!net.text(0, 1).contains("624"));
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 1 && matches!(e, FrontEvent::PortMoved { port: 7001, .. }))
+    );
+}
