@@ -1,8 +1,9 @@
-//! `flotilla groupd`: the group daemon (seeds 001 and 004; SPEC.md §9). Holds this
-//! daemon's membership machine on one TCP port (`--listen`) that carries both the other
-//! daemons' frames and local clients' lines (told apart by their first byte), logs every
-//! view change with its cause, reloads its configuration file on SIGHUP or a client's
-//! `reload`, and leaves the cluster on SIGTERM or Ctrl-C before it exits.
+//! `flotilla groupd`: the group daemon (seeds 001, 003 and 004; SPEC.md §9–10). Runs this
+//! daemon's membership, client groups and service groups (`GroupDaemon`) on one TCP port
+//! (`--listen`) that carries both the other daemons' frames and local clients' lines
+//! (told apart by their first byte), and on a Unix socket for clients (`--socket`); logs
+//! every view change with its cause, reloads its configuration file on SIGHUP or a
+//! client's `reload`, and leaves the cluster on SIGTERM or Ctrl-C before it exits.
 //!
 //! `flotilla groupd --reload` asks the daemon at `--listen` to reload, prints its answer
 //! and exits.
@@ -13,13 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use flotilla_core::Rng;
+use flotilla_core::compose::Either;
+use flotilla_core::groups::front::{FrontEvent, FrontSettings, GroupsFront};
+use flotilla_core::groups::{GroupDaemon, GroupsSettings, MembershipLink};
 use flotilla_core::membership::config_file::{self, MAX_CONFIG_FILE_BYTES, valid_name};
 use flotilla_core::membership::{
     ClusterConfig, Membership, MembershipCommand, MembershipEvent, MembershipSettings, View,
 };
+use flotilla_core::{ListenerId, Rng};
 use flotilla_tokio::client::LineClient;
-use flotilla_tokio::{Driver, DriverConfig};
+use flotilla_tokio::{Carries, Driver, DriverConfig, ListenAddr};
 use tracing::{error, info, warn};
 
 use crate::Outcome;
@@ -57,6 +61,26 @@ pub(crate) struct Args {
     /// the cluster (one view change), print its answer and exit.
     #[arg(long)]
     reload: bool,
+    /// A Unix-domain socket for local clients, besides the TCP port (a stale socket file
+    /// is replaced; the file is removed when the daemon stops).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Cluster ports handed to services by `bind` (every daemon of a cluster must use the
+    /// same range).
+    #[arg(long, value_name = "LO-HI", default_value = "7000-7999", value_parser = parse_ports)]
+    ports: (u16, u16),
+}
+
+/// Reads `LO-HI` (1 ≤ LO ≤ HI ≤ 65535).
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?}: expected LO-HI, two ports with LO <= HI, such as 7000-7999");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -126,7 +150,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
     if let Err(e) = settings.validate() {
         return Ok(fail(EXIT_CONFIG, e));
     }
-    Ok(serve(settings, args.config).await)
+    Ok(serve(settings, args.config, args.socket, args.ports).await)
 }
 
 /// Resolves `HOST:PORT` to one address, IPv4 first.
@@ -171,10 +195,26 @@ async fn ask_reload(addr: &str) -> ExitCode {
     }
 }
 
-async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> ExitCode {
+/// The Unix socket listener's number.
+const SOCKET: ListenerId = ListenerId(1);
+
+/// What a client too slow to read its notices reads before the daemon closes it.
+const SLOW_NOTICE: &[u8] =
+    b"\n699 closing: this client fell too far behind reading its messages and notices\n";
+
+async fn serve(
+    settings: MembershipSettings,
+    config_path: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    ports: (u16, u16),
+) -> ExitCode {
     let name = settings.name.clone();
     let listen = settings.addr;
     let mut config = DriverConfig::tcp(listen);
+    if let Some(p) = &socket {
+        config = config.with_listener(SOCKET, ListenAddr::Unix(p.clone()), Carries::Clients);
+    }
+    config.slow_notice = bytes::Bytes::from_static(SLOW_NOTICE);
     let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
         format!(
             "421 too many connections ({cap} open, the most this daemon holds): try again later"
@@ -188,19 +228,33 @@ async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> Ex
             } else {
                 ""
             };
+            let at = match &socket {
+                Some(p) => format!("{listen} and {}", p.display()),
+                None => listen.to_string(),
+            };
             return fail(
                 1,
-                format_args!("groupd {name}: cannot listen on {listen}: {e}{hint}"),
+                format_args!("groupd {name}: cannot listen on {at}: {e}{hint}"),
             );
         }
     };
     let listed = settings.config.daemons.len();
     let joining: Vec<String> = settings.join.iter().map(ToString::to_string).collect();
-    let machine = Membership::new(settings, driver.now(), Rng::from_seed(crate::random_seed()));
+    let membership = Membership::new(settings, driver.now(), Rng::from_seed(crate::random_seed()));
+    let incarnation = membership.me().incarnation;
+    let mut front = FrontSettings::new(GroupsSettings {
+        me: membership.me().clone(),
+        canary_deliver_early: false,
+    });
+    front.ports = ports;
+    let front = GroupsFront::new(front, driver.now());
+    let machine = GroupDaemon::linked(membership, front, MembershipLink);
     info!(
         name = %name,
-        incarnation = format_args!("{:016x}", machine.me().incarnation),
+        incarnation = format_args!("{incarnation:016x}"),
         %listen,
+        socket = socket.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        ports = format_args!("{}-{}", ports.0, ports.1),
         listed,
         join = joining.join(","),
         clients_max = cap,
@@ -208,7 +262,13 @@ async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> Ex
         "groupd started"
     );
     let mut node = driver.start(machine);
-    println!("groupd {name} listening on {listen} (peers and clients)");
+    match &socket {
+        Some(p) => println!(
+            "groupd {name} listening on {listen} (peers and clients) and {} (clients)",
+            p.display()
+        ),
+        None => println!("groupd {name} listening on {listen} (peers and clients)"),
+    }
     // Whoever waits for the ready line may be reading a pipe.
     let _ = std::io::stdout().flush();
 
@@ -223,17 +283,24 @@ async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> Ex
     let code = loop {
         tokio::select! {
             ev = node.next_event() => match ev {
-                Some(MembershipEvent::ViewInstalled { view, joined, left }) => {
+                Some(Either::B(FrontEvent::PortMoved { service, port })) => {
+                    warn!(service, port, "a partition healed with this port handed out twice: the younger binding moved");
+                }
+                Some(Either::B(FrontEvent::BarrierWaiting { service, event, missing })) => {
+                    warn!(service, event, missing = missing.join(","), "recovery barrier still waiting for these nodes");
+                }
+                Some(Either::B(_)) => {}
+                Some(Either::A(MembershipEvent::ViewInstalled { view, joined, left })) => {
                     log_view(&name, last.as_ref(), &view, &joined, &left);
                     last = Some(view);
                 }
-                Some(MembershipEvent::ReloadRequested) => {
+                Some(Either::A(MembershipEvent::ReloadRequested)) => {
                     reload(&node, config_path.as_deref(), "a client asked").await;
                 }
-                Some(MembershipEvent::Refused { reason }) => {
+                Some(Either::A(MembershipEvent::Refused { reason })) => {
                     break fail(1, format_args!("groupd {name} refused by the cluster: {reason}"));
                 }
-                Some(MembershipEvent::Left) => {
+                Some(Either::A(MembershipEvent::Left)) => {
                     info!("left the cluster as asked");
                     break ExitCode::SUCCESS;
                 }
@@ -259,11 +326,11 @@ async fn serve(settings: MembershipSettings, config_path: Option<PathBuf>) -> Ex
     };
     let stats = node.stats();
     let machine = node.shutdown().await;
-    info!(?stats, membership = ?machine.stats(), "groupd stopped");
+    info!(?stats, membership = ?machine.a().stats(), groups = ?machine.b().groups().stats(), front = ?machine.b().stats(), "groupd stopped");
     code
 }
 
-type Node = flotilla_tokio::NodeHandle<Membership>;
+type Node = flotilla_tokio::NodeHandle<GroupDaemon>;
 
 /// Reads the configuration file again and hands it to the machine, which sends it to the
 /// coordinator; a file that cannot be read is reported to the clients that asked.
@@ -292,7 +359,7 @@ async fn reload(node: &Node, path: Option<&Path>, why: &str) {
             }
         },
     };
-    if let Err(e) = node.command(cmd).await {
+    if let Err(e) = node.command(Either::A(cmd)).await {
         error!("reload not applied: {e}");
     }
 }
@@ -300,12 +367,16 @@ async fn reload(node: &Node, path: Option<&Path>, why: &str) {
 /// Leaves on purpose (the others install a view without this daemon at once) and waits
 /// for it, at most [`LEAVE_LIMIT`].
 async fn leave(node: &mut Node) {
-    if node.command(MembershipCommand::Leave).await.is_err() {
+    if node
+        .command(Either::A(MembershipCommand::Leave))
+        .await
+        .is_err()
+    {
         return;
     }
     let out = tokio::time::timeout(LEAVE_LIMIT, async {
         while let Some(ev) = node.next_event().await {
-            if matches!(ev, MembershipEvent::Left) {
+            if matches!(ev, Either::A(MembershipEvent::Left)) {
                 return;
             }
         }

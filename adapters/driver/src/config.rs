@@ -89,6 +89,9 @@ pub struct DriverConfig {
     pub max_clients: usize,
     /// What a client refused at `max_clients` reads before its connection closes.
     pub refusal: Bytes,
+    /// What a client closed for being too slow (its write queue full) reads, if it can
+    /// take it within a second, before its connection closes; empty: nothing.
+    pub slow_notice: Bytes,
     /// Longest wait for a TCP dial, or for a peer's hello after its first byte.
     pub connect_timeout: Duration,
     /// Effects running at once; more wait in order.
@@ -113,6 +116,7 @@ impl DriverConfig {
             client_queue: 256,
             max_clients: 100_000,
             refusal: Bytes::from_static(b"503 too many connections: try again later\n"),
+            slow_notice: Bytes::new(),
             connect_timeout: Duration::from_secs(5),
             effect_concurrency: 16,
             effect_queue: 1024,

@@ -24,6 +24,8 @@ use crate::tables::{
 
 /// Bytes read per call on a stream.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a client evicted as too slow is given to take its notice.
+const SLOW_NOTICE_WAIT: Duration = Duration::from_secs(1);
 
 /// A bounded channel as the core's routing tables see it.
 pub(crate) struct Tx<T>(pub(crate) mpsc::Sender<T>);
@@ -85,6 +87,7 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) open_clients: AtomicUsize,
     pub(crate) max_clients: usize,
     pub(crate) refusal: Bytes,
+    pub(crate) slow_notice: Bytes,
     /// True while peer links are congested: client streams are not read then
     /// (`crate::congestion`).
     pub(crate) hold_clients: watch::Receiver<bool>,
@@ -526,9 +529,17 @@ async fn client_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
         return;
     }
     let ended = tokio::select! {
-        r = pump_client(shared, rd, &mut wr, id, rx, first) => r,
+        r = pump_client(shared, rd, &mut wr, id, rx, first) => Some(r),
         // Evicted: the machine already knows, and dropping the stream closes it.
-        _ = killed => return,
+        _ = killed => None,
+    };
+    let Some(ended) = ended else {
+        if !shared.slow_notice.is_empty() {
+            // Best effort: a client too slow to read may not take even this.
+            let write = wr.write_all(&shared.slow_notice);
+            let _ = crate::runtime::timeout(&shared.rt, SLOW_NOTICE_WAIT, write).await;
+        }
+        return;
     };
     if let Err(e) = ended {
         debug!(client = %id, error = %e, "client stream failed");

@@ -232,6 +232,7 @@ impl<R: Runtime> Driver<R> {
             open_clients: Default::default(),
             max_clients: c.max_clients,
             refusal: c.refusal.clone(),
+            slow_notice: c.slow_notice.clone(),
             hold_clients,
         });
         let unix_paths = self.bound.iter().filter_map(Bound::unix_path).collect();

@@ -210,6 +210,8 @@ pub struct GroupsFront {
     binders: BTreeMap<String, ClientId>,
     /// What this daemon last told its agent of each service: (port, since).
     told: BTreeMap<String, (u16, Place)>,
+    /// The barrier each agent was last told of (told once, whichever path comes first).
+    told_barrier: BTreeMap<String, String>,
     out: BTreeMap<ClientId, BytesMut>,
     /// Groups that clients gone during this input leave (submitted before it ends).
     pending_gone: Vec<(String, String)>,
@@ -239,6 +241,7 @@ impl GroupsFront {
             services: Services::new(s.ports.0, s.ports.1, s.canary_port_conflicts),
             binders: BTreeMap::new(),
             told: BTreeMap::new(),
+            told_barrier: BTreeMap::new(),
             out: BTreeMap::new(),
             pending_gone: Vec::new(),
             draining: false,
@@ -644,7 +647,9 @@ impl GroupsFront {
                 .clients
                 .get(&agent)
                 .is_some_and(|c| c.waiting.is_none())
+            && self.told_barrier.get(s) != Some(&event)
         {
+            self.told_barrier.insert(s.to_string(), event.clone());
             self.notice(agent, &format!("620 {s} stop {event}"));
             self.notice(
                 agent,
@@ -699,6 +704,7 @@ impl GroupsFront {
         c.binds.remove(service);
         let name = c.name.clone();
         self.binders.remove(service);
+        self.told_barrier.remove(service);
         let _ = self.groups_cmd(
             now,
             GroupsCommand::Disconnect {
@@ -1018,6 +1024,7 @@ impl GroupsFront {
         };
         if let Err(e) = self.groups_cmd(now, cmd) {
             self.binders.remove(&s);
+            self.told_barrier.remove(&s);
             if let Some(c) = self.clients.get_mut(&client) {
                 c.binds.remove(&s);
                 c.waiting = None;
@@ -1040,6 +1047,7 @@ impl GroupsFront {
         };
         let holder_name = self.clients[&h].name.clone();
         self.binders.remove(&s);
+        self.told_barrier.remove(&s);
         if let Some(c) = self.clients.get_mut(&h) {
             c.binds.remove(&s);
         }
@@ -1136,6 +1144,7 @@ impl GroupsFront {
         for s in &c.binds {
             if self.binders.get(s) == Some(&client) {
                 self.binders.remove(s);
+                self.told_barrier.remove(s);
                 self.told.remove(s);
             }
             gone.push(service_group(s));

@@ -467,6 +467,10 @@ fn a_barrier_runs_stop_start_done_finish_and_reports_who_is_late() {
     net.line(1, 1, "done web");
     net.settle();
     assert!(net.lines(0, 1, "622 web finish").len() == 2);
+    // Each barrier is told once: a's agent saw two, b's one.
+    assert_eq!(net.lines(0, 1, "620 web stop").len(), 2);
+    assert_eq!(net.lines(0, 1, "621 web start").len(), 2);
+    assert_eq!(net.lines(1, 1, "620 web stop").len(), 1);
     assert!(net.lines(1, 1, "622 web finish").len() == 1);
 }
 
