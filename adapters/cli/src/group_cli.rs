@@ -422,7 +422,9 @@ async fn follow_group(
             r = &mut stop => return r.map(|_| ExitCode::SUCCESS).map_err(fail),
         };
         match notice {
-            Ok(n @ GroupNotice::View { .. }) => out.line(&notice_line(out.json, &n))?,
+            Ok(n @ (GroupNotice::View { .. } | GroupNotice::Change { .. })) => {
+                out.line(&notice_line(out.json, &n))?;
+            }
             Ok(n @ GroupNotice::Message { .. }) if messages => {
                 out.line(&notice_line(out.json, &n))?;
             }
@@ -543,6 +545,17 @@ fn notice_text(n: &GroupNotice) -> String {
             let m: Vec<String> = members.iter().map(member_text).collect();
             format!("view {group} {view} {seq} {cause} {count}{}", words(&m))
         }
+        GroupNotice::Change {
+            group,
+            view,
+            seq,
+            cause,
+            count,
+            member,
+        } => format!(
+            "change {group} {view} {seq} {cause} {count} {}",
+            member_text(member)
+        ),
         GroupNotice::Stop { service, event } => format!("stop {service} {event}"),
         GroupNotice::Start {
             service,
@@ -638,6 +651,20 @@ fn notice_json(n: &GroupNotice) -> String {
             json_string(group),
             view_json(view),
             members_json(members)
+        ),
+        GroupNotice::Change {
+            group,
+            view,
+            seq,
+            cause,
+            count,
+            member: (c, d),
+        } => format!(
+            "{{\"type\":\"change\",\"group\":{},\"view\":{},\"seq\":{seq},\"cause\":\"{cause}\",\"count\":{count},\"member\":{{\"client\":{},\"daemon\":{}}}}}",
+            json_string(group),
+            view_json(view),
+            json_string(c),
+            json_string(d)
         ),
         GroupNotice::Stop { service, event } => format!(
             "{},\"event\":{}}}",

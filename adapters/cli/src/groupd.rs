@@ -69,6 +69,11 @@ pub(crate) struct Args {
     /// same range).
     #[arg(long, value_name = "LO-HI", default_value = "7000-7999", value_parser = parse_ports)]
     ports: (u16, u16),
+    /// Bytes of messages and notices a client may leave unread before it is closed as
+    /// too slow (after a `699` notice), so one stuck reader cannot hold the daemon's
+    /// memory.
+    #[arg(long, value_name = "BYTES", default_value_t = CLIENT_BYTES, value_parser = clap::value_parser!(u64).range(65_536..=1 << 30))]
+    client_buffer: u64,
 }
 
 /// Reads `LO-HI` (1 ≤ LO ≤ HI ≤ 65535).
@@ -150,7 +155,8 @@ pub(crate) async fn run(args: Args) -> Outcome {
     if let Err(e) = settings.validate() {
         return Ok(fail(EXIT_CONFIG, e));
     }
-    Ok(serve(settings, args.config, args.socket, args.ports).await)
+    let buffer = usize::try_from(args.client_buffer).unwrap_or(usize::MAX);
+    Ok(serve(settings, args.config, args.socket, (args.ports, buffer)).await)
 }
 
 /// Resolves `HOST:PORT` to one address, IPv4 first.
@@ -195,6 +201,11 @@ async fn ask_reload(addr: &str) -> ExitCode {
     }
 }
 
+/// Writes queued for one client at most.
+const CLIENT_WRITES: usize = 65_536;
+/// Bytes queued for one client at most: a client further behind is closed as too slow.
+const CLIENT_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The Unix socket listener's number.
 const SOCKET: ListenerId = ListenerId(1);
 
@@ -206,7 +217,7 @@ async fn serve(
     settings: MembershipSettings,
     config_path: Option<PathBuf>,
     socket: Option<PathBuf>,
-    ports: (u16, u16),
+    (ports, client_bytes): ((u16, u16), usize),
 ) -> ExitCode {
     let name = settings.name.clone();
     let listen = settings.addr;
@@ -215,6 +226,10 @@ async fn serve(
         config = config.with_listener(SOCKET, ListenAddr::Unix(p.clone()), Carries::Clients);
     }
     config.slow_notice = bytes::Bytes::from_static(SLOW_NOTICE);
+    // A burst (a thousand members joining) is many small writes to every member: count
+    // writes generously and bound what a client may let pile up in bytes instead.
+    config.client_queue = CLIENT_WRITES;
+    config.client_bytes = client_bytes;
     let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
         format!(
             "421 too many connections ({cap} open, the most this daemon holds): try again later"

@@ -85,12 +85,15 @@ pub struct DriverConfig {
     pub peer_queue: usize,
     /// Writes queued per client; a client that lets it fill is closed as too slow.
     pub client_queue: usize,
+    /// Bytes queued per client and not yet taken by its socket; a client that lets more
+    /// pile up is closed as too slow (one write always goes to an empty queue).
+    pub client_bytes: usize,
     /// Client connections open at once; one more is answered with `refusal` and closed.
     pub max_clients: usize,
     /// What a client refused at `max_clients` reads before its connection closes.
     pub refusal: Bytes,
     /// What a client closed for being too slow (its write queue full) reads, if it can
-    /// take it within a second, before its connection closes; empty: nothing.
+    /// take it within ten seconds, before its connection closes; empty: nothing.
     pub slow_notice: Bytes,
     /// Longest wait for a TCP dial, or for a peer's hello after its first byte.
     pub connect_timeout: Duration,
@@ -114,6 +117,7 @@ impl DriverConfig {
             inbound_capacity: 1024,
             peer_queue: 256,
             client_queue: 256,
+            client_bytes: 16 * 1024 * 1024,
             max_clients: 100_000,
             refusal: Bytes::from_static(b"503 too many connections: try again later\n"),
             slow_notice: Bytes::new(),

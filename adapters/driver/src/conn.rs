@@ -24,8 +24,9 @@ use crate::tables::{
 
 /// Bytes read per call on a stream.
 const READ_CHUNK: usize = 16 * 1024;
-/// How long a client evicted as too slow is given to take its notice.
-const SLOW_NOTICE_WAIT: Duration = Duration::from_secs(1);
+/// How long a client evicted as too slow is given to take its notice (it still has
+/// what was in flight to read first).
+const SLOW_NOTICE_WAIT: Duration = Duration::from_secs(10);
 
 /// A bounded channel as the core's routing tables see it.
 pub(crate) struct Tx<T>(pub(crate) mpsc::Sender<T>);
@@ -41,6 +42,41 @@ impl<T> Outlet<T> for Tx<T> {
 
     fn room(&self) -> usize {
         self.0.capacity()
+    }
+}
+
+/// A client's write queue, bounded in writes by the channel and in bytes here: bytes
+/// queued and not yet written to the socket. A burst of many small writes to a client
+/// that reads is fine; a client that lets megabytes pile up is too slow.
+pub(crate) struct ClientTx {
+    pub(crate) tx: mpsc::Sender<ClientWrite>,
+    pub(crate) queued: Arc<AtomicUsize>,
+    pub(crate) max_bytes: usize,
+}
+
+impl Outlet<ClientWrite> for ClientTx {
+    fn offer(&self, item: ClientWrite) -> Offer<ClientWrite> {
+        let len = match &item {
+            ClientWrite::Data(b) => b.len(),
+            ClientWrite::Close => 0,
+        };
+        let now = self.queued.load(Ordering::Relaxed);
+        // One write always goes to a client that has nothing queued, however large.
+        if now > 0 && now + len > self.max_bytes {
+            return Offer::Full(item);
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => {
+                self.queued.fetch_add(len, Ordering::Relaxed);
+                Offer::Accepted
+            }
+            Err(mpsc::error::TrySendError::Full(t)) => Offer::Full(t),
+            Err(mpsc::error::TrySendError::Closed(t)) => Offer::Closed(t),
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.tx.capacity()
     }
 }
 
@@ -62,7 +98,7 @@ pub(crate) enum Inbound {
     ClientOpened {
         id: ClientId,
         origin: ClientOrigin,
-        tx: mpsc::Sender<ClientWrite>,
+        tx: ClientTx,
         kill: oneshot::Sender<()>,
     },
     ClientData(ClientId, Bytes),
@@ -79,6 +115,7 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) limits: Limits,
     pub(crate) peer_queue: usize,
     pub(crate) client_queue: usize,
+    pub(crate) client_bytes: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) me: Option<SocketAddr>,
     pub(crate) stop: watch::Receiver<()>,
@@ -518,6 +555,12 @@ async fn client_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
 ) {
     let id = shared.ids.allocate();
     let (tx, rx) = mpsc::channel(shared.client_queue);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let tx = ClientTx {
+        tx,
+        queued: queued.clone(),
+        max_bytes: shared.client_bytes,
+    };
     let (kill, killed) = oneshot::channel();
     let opened = Inbound::ClientOpened {
         id,
@@ -529,7 +572,7 @@ async fn client_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
         return;
     }
     let ended = tokio::select! {
-        r = pump_client(shared, rd, &mut wr, id, rx, first) => Some(r),
+        r = pump_client(shared, rd, &mut wr, id, (rx, &queued), first) => Some(r),
         // Evicted: the machine already knows, and dropping the stream closes it.
         _ = killed => None,
     };
@@ -552,7 +595,7 @@ async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     mut rd: Rd,
     wr: &mut Wr,
     id: ClientId,
-    mut rx: mpsc::Receiver<ClientWrite>,
+    (mut rx, queued): (mpsc::Receiver<ClientWrite>, &AtomicUsize),
     first: Option<Bytes>,
 ) -> io::Result<()> {
     if let Some(b) = first
@@ -584,7 +627,10 @@ async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
                 }
             }
             w = rx.recv() => match w {
-                Some(ClientWrite::Data(b)) => wr.write_all(&b).await?,
+                Some(ClientWrite::Data(b)) => {
+                    wr.write_all(&b).await?;
+                    queued.fetch_sub(b.len(), Ordering::Relaxed);
+                }
                 Some(ClientWrite::Close) | None => {
                     wr.shutdown().await?;
                     return Ok(());

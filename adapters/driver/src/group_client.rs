@@ -183,6 +183,22 @@ pub enum GroupNotice {
         /// first [`MAX_LISTED`].
         members: Vec<MemberId>,
     },
+    /// `611`: one member joined or left a group this client is in (the whole list goes
+    /// only to the member that joined or left, and to everyone at a network change).
+    Change {
+        /// The group.
+        group: String,
+        /// The new view.
+        view: ViewId,
+        /// Its place in the group's order.
+        seq: u64,
+        /// Why it changed.
+        cause: Cause,
+        /// How many members the group has now.
+        count: usize,
+        /// The member that joined or left.
+        member: MemberId,
+    },
     /// `620`: recovery barrier `event` of a service begins: stop using the old members.
     Stop {
         /// The service.
@@ -683,6 +699,14 @@ fn parse_notice(code: u16, text: &str) -> Result<GroupNotice, ClientError> {
                     .collect::<Result<_, _>>()?,
             }
         }
+        (611, [group, view, seq, cause, count, member]) => GroupNotice::Change {
+            group: group.to_string(),
+            view: parse_view(view).ok_or_else(bad)?,
+            seq: number(what, text, seq)?,
+            cause: Cause::parse(cause).ok_or_else(bad)?,
+            count: number(what, text, count)?,
+            member: parse_member(member).ok_or_else(bad)?,
+        },
         (620, [service, "stop", event]) => GroupNotice::Stop {
             service: service.to_string(),
             event: event.to_string(),
@@ -714,7 +738,7 @@ fn parse_notice(code: u16, text: &str) -> Result<GroupNotice, ClientError> {
         (625, [service, "released"]) => GroupNotice::Released {
             service: service.to_string(),
         },
-        (610 | 620..=625, _) => return Err(bad()),
+        (610 | 611 | 620..=625, _) => return Err(bad()),
         _ => GroupNotice::Other {
             code,
             text: text.to_string(),
@@ -777,6 +801,14 @@ mod tests {
                 count,
                 members: m,
             } => format!("610 {group} {view} {seq} {cause} {count}{}\n", members(m)),
+            GroupNotice::Change {
+                group,
+                view,
+                seq,
+                cause,
+                count,
+                member: (c, d),
+            } => format!("611 {group} {view} {seq} {cause} {count} {c}@{d}\n"),
             GroupNotice::Stop { service, event } => format!("620 {service} stop {event}\n"),
             GroupNotice::Start {
                 service,
@@ -1151,6 +1183,24 @@ mod tests {
                     cause,
                     count: members.len(),
                     members,
+                }),
+            (
+                group(),
+                view_id(),
+                any::<u64>(),
+                Just(Cause::Join),
+                any::<u32>(),
+                member()
+            )
+                .prop_map(|(group, view, seq, cause, count, member)| {
+                    GroupNotice::Change {
+                        group,
+                        view,
+                        seq,
+                        cause,
+                        count: count as usize,
+                        member,
+                    }
                 }),
             (name(), event()).prop_map(|(service, event)| GroupNotice::Stop { service, event }),
             (name(), event(), any::<u16>(), nodes()).prop_map(|(service, event, port, nodes)| {

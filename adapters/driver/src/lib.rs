@@ -225,6 +225,7 @@ impl<R: Runtime> Driver<R> {
             limits: c.limits,
             peer_queue: c.peer_queue.max(1),
             client_queue: c.client_queue.max(1),
+            client_bytes: c.client_bytes.max(1),
             connect_timeout: c.connect_timeout,
             me: self.local.peer,
             stop: stop_rx,

@@ -17,10 +17,10 @@ use tracing::debug;
 
 use crate::config::{DriverConfig, PeerTransport};
 use crate::congestion::Congestion;
-use crate::conn::{Inbound, Shared, Tx, dial};
+use crate::conn::{ClientTx, Inbound, Shared, Tx, dial};
 use crate::effects::{Admit, EffectQueue, EffectRunner};
 use crate::runtime::{Runtime, timeout};
-use crate::tables::{ClientSend, ClientTable, ClientWrite, Epoch, LinkSend, PeerLinks, Stat};
+use crate::tables::{ClientSend, ClientTable, Epoch, LinkSend, PeerLinks, Stat};
 
 /// A command and, when the sender waits for it, where the machine's verdict goes.
 pub(crate) type CommandMsg<M> = (
@@ -84,7 +84,7 @@ pub(crate) struct Node<M: Machine, R: Runtime, X> {
     epoch: Epoch,
     shared: Arc<Shared<R>>,
     peers: PeerOut<R>,
-    clients: ClientTable<Tx<ClientWrite>, oneshot::Sender<()>>,
+    clients: ClientTable<ClientTx, oneshot::Sender<()>>,
     events: mpsc::Sender<M::Event>,
     /// Clients evicted while draining: the machine hears `ClientClosed` after the drain.
     evicted: Vec<ClientId>,
@@ -333,7 +333,7 @@ where
                 kill,
             } => {
                 self.shared.stats.bump(Stat::ClientsOpened);
-                self.clients.opened(id, Tx(tx), kill);
+                self.clients.opened(id, tx, kill);
                 let _ = self.feed(Input::ClientOpened { client: id, origin });
             }
             Inbound::ClientData(id, data) => {

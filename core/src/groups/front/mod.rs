@@ -447,13 +447,48 @@ impl GroupsFront {
             Cause::Disconnect => "disconnect",
             Cause::Network => "network",
         };
-        let mut line = format!("610 {group} {view} {seq} {cause} {}", members.len());
-        for (c, d) in members.iter().take(NOTICE_MEMBERS) {
-            line.push_str(&format!(" {c}@{d}"));
-        }
-        if !(cause == "network" && old_members == members) {
-            for c in before.union(&here).copied().collect::<Vec<_>>() {
-                self.notice(c, &line);
+        // The whole list goes to whom it is news (the client that joined or left, and
+        // everyone at a network change); the others hear only who came or went, so a
+        // group of n members costs O(n) per change, not O(n²).
+        let full = || {
+            let mut line = format!("610 {group} {view} {seq} {cause} {}", members.len());
+            for (c, d) in members.iter().take(NOTICE_MEMBERS) {
+                line.push_str(&format!(" {c}@{d}"));
+            }
+            line
+        };
+        let audience: Vec<ClientId> = before.union(&here).copied().collect();
+        if cause == "network" {
+            if old_members != members {
+                let line = full();
+                for c in audience {
+                    self.notice(c, &line);
+                }
+            }
+        } else {
+            let old: BTreeSet<&(String, String)> = old_members.iter().collect();
+            let new: BTreeSet<&(String, String)> = members.iter().collect();
+            let changed: Vec<(String, String)> = old
+                .symmetric_difference(&new)
+                .map(|m| (*m).clone())
+                .collect();
+            let causers: BTreeSet<ClientId> = changed
+                .iter()
+                .filter(|(_, d)| *d == self.me)
+                .filter_map(|(c, _)| self.names.get(c).copied())
+                .collect();
+            let line = full();
+            for c in &causers {
+                self.notice(*c, &line);
+            }
+            for (who, d) in &changed {
+                let delta = format!(
+                    "611 {group} {view} {seq} {cause} {} {who}@{d}",
+                    members.len()
+                );
+                for c in audience.iter().filter(|c| !causers.contains(c)) {
+                    self.notice(*c, &delta);
+                }
             }
         }
         // Joins and leaves waiting for this change are answered after its notice.

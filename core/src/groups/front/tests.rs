@@ -249,23 +249,26 @@ fn members_of_three_daemons_see_one_order_and_every_membership_change() {
             .iter()
             .any(|l| l.contains("app1@b") && l.ends_with("round two 1"))
     );
-    // The join notices name every member with its daemon.
-    let views = net.lines(0, 1, "610 g ");
+    // The joiner's notice names every member with its daemon; the others hear who came.
+    let whole: Vec<String> = (0..3).flat_map(|i| net.lines(i, 1, "610 g ")).collect();
+    assert_eq!(whole.len(), 3, "one whole list per joiner: {whole:?}");
     assert!(
-        views
-            .last()
-            .unwrap()
-            .contains(" join 3 app0@a app1@b app2@c"),
-        "{views:?}"
+        whole
+            .iter()
+            .any(|l| l.contains(" join 3 app0@a app1@b app2@c")),
+        "{whole:?}"
+    );
+    let deltas: Vec<String> = (0..3).flat_map(|i| net.lines(i, 1, "611 g ")).collect();
+    assert_eq!(
+        deltas.len(),
+        3,
+        "the first joiner hears of two, the second of one: {deltas:?}"
     );
     // A client that disconnects is gone with that cause.
     net.close(1, 1);
     net.settle();
-    let v = net.lines(0, 1, "610 g ");
-    assert!(
-        v.last().unwrap().contains(" disconnect 2 app0@a app2@c"),
-        "{v:?}"
-    );
+    let v = net.lines(0, 1, "611 g ");
+    assert!(v.last().unwrap().ends_with(" disconnect 2 app1@b"), "{v:?}");
     // A leave is answered after its notice, which the leaver gets too.
     net.line(2, 1, "leave g");
     net.settle();

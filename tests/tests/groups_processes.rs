@@ -1,0 +1,459 @@
+//! Client groups and service groups (SPEC.md §10) as users run them: `flotilla groupd`
+//! processes on loopback, clients on their TCP port and Unix socket speaking the line
+//! protocol, the `flotilla group …` and `flotilla service …` commands, `kill -9`, a
+//! thousand clients on one daemon, and the limits past their edge.
+//!
+//! Every wait is bounded and polls; nothing here measures time.
+
+// Tests drive processes: they need threads, sleeps and the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flotilla_tests::process::{Daemon, LIMIT, Running, free_addr, run, wait_until};
+
+/// One client connection, blocking, with a read timeout.
+struct Client {
+    r: BufReader<Box<dyn Read + Send>>,
+    w: Box<dyn Write + Send>,
+    /// Notices read while waiting for replies.
+    notices: Vec<String>,
+}
+
+impl Client {
+    fn tcp(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let w = s.try_clone().unwrap();
+        Client {
+            r: BufReader::new(Box::new(s)),
+            w: Box::new(w),
+            notices: Vec::new(),
+        }
+    }
+
+    fn unix(path: &Path) -> Client {
+        let s = UnixStream::connect(path).expect("connect to the socket");
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let w = s.try_clone().unwrap();
+        Client {
+            r: BufReader::new(Box::new(s)),
+            w: Box::new(w),
+            notices: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.w.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// The next line; empty at the end of the stream.
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        match self.r.read_line(&mut l) {
+            Ok(_) => l.trim_end_matches('\n').to_string(),
+            Err(e) => panic!("no line within {LIMIT:?}: {e}"),
+        }
+    }
+
+    /// The final line of the next reply; notices on the way are kept.
+    fn reply(&mut self) -> String {
+        loop {
+            let l = self.line();
+            if l.starts_with('6') {
+                self.notices.push(l);
+            } else if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return l;
+            }
+        }
+    }
+
+    fn request(&mut self, line: &str) -> String {
+        self.send(line);
+        self.reply()
+    }
+
+    /// The next notice starting with `prefix` (kept ones first); others are kept.
+    fn notice(&mut self, prefix: &str) -> String {
+        if let Some(k) = self.notices.iter().position(|n| n.starts_with(prefix)) {
+            return self.notices.remove(k);
+        }
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "the daemon closed the connection");
+            if l.starts_with(prefix) {
+                return l;
+            }
+            self.notices.push(l);
+        }
+    }
+}
+
+/// Waits until the daemon at `addr` answers `members` with `n` members.
+fn wait_members(addr: SocketAddr, n: usize) {
+    wait_until(&format!("{addr} to see {n} daemons"), LIMIT, || {
+        let mut c = Client::tcp(addr);
+        let r = c.request("members");
+        (r == format!("250 {n} members")).then_some(())
+    });
+}
+
+/// Three daemons joined through the first; `extra_a` for the first only, `extra` for all.
+fn three(extra_a: &[&str], extra: &[&str]) -> (Vec<Daemon>, Vec<SocketAddr>) {
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let mut first: Vec<String> = extra_a.iter().map(|s| s.to_string()).collect();
+    first.extend(extra.iter().map(|s| s.to_string()));
+    let a = Daemon::groupd("a", addrs[0], &first);
+    let mut join = vec!["--join".to_string(), addrs[0].to_string()];
+    join.extend(extra.iter().map(|s| s.to_string()));
+    let b = Daemon::groupd("b", addrs[1], &join);
+    let c = Daemon::groupd("c", addrs[2], &join);
+    for &x in &addrs {
+        wait_members(x, 3);
+    }
+    (vec![a, b, c], addrs)
+}
+
+fn socket_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "flotilla-groups-{}-{name}.sock",
+        std::process::id()
+    ))
+}
+
+/// (sender, view, seq, text) of a `600` line.
+fn message(l: &str) -> (String, String, String, String) {
+    let mut w = l.splitn(6, ' ');
+    let _code = w.next();
+    let _group = w.next();
+    let sender = w.next().unwrap().to_string();
+    let view = w.next().unwrap().to_string();
+    let seq = w.next().unwrap().to_string();
+    (sender, view, seq, w.next().unwrap_or("").to_string())
+}
+
+#[test]
+fn three_daemons_deliver_one_order_everywhere_and_clients_hear_of_a_crash() {
+    let sock = socket_path("order");
+    let extra = ["--socket", sock.to_str().unwrap()];
+    let (mut daemons, addrs) = three(&extra, &[]);
+    // Two members on each daemon; one of a's through the Unix socket.
+    let mut members: Vec<Client> = Vec::new();
+    for (i, &addr) in addrs.iter().enumerate() {
+        for k in 0..2 {
+            let mut c = if i == 0 && k == 1 {
+                Client::unix(&sock)
+            } else {
+                Client::tcp(addr)
+            };
+            assert_eq!(c.request(&format!("name m{i}{k}")), format!("250 m{i}{k}"));
+            assert_eq!(c.request("join chat"), "250 joined chat");
+            members.push(c);
+        }
+    }
+    // Every daemon's senders at once, requests pipelined.
+    const EACH: usize = 40;
+    let senders: Vec<std::thread::JoinHandle<()>> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            std::thread::spawn(move || {
+                let mut s = Client::tcp(addr);
+                for k in 0..EACH {
+                    s.send(&format!("send chat from {i} number {k}"));
+                }
+                for _ in 0..EACH {
+                    assert_eq!(s.reply(), "250 sent");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let mut seen: Vec<Vec<(String, String, String, String)>> = Vec::new();
+    for c in &mut members {
+        let got: Vec<_> = (0..3 * EACH)
+            .map(|_| message(&c.notice("600 chat ")))
+            .collect();
+        seen.push(got);
+    }
+    for s in &seen[1..] {
+        assert_eq!(s, &seen[0], "every member delivers one order");
+    }
+    // FIFO per sender, and nothing twice.
+    for i in 0..3 {
+        let mine: Vec<&String> = seen[0]
+            .iter()
+            .filter(|m| m.3.starts_with(&format!("from {i} ")))
+            .map(|m| &m.3)
+            .collect();
+        let want: Vec<String> = (0..EACH).map(|k| format!("from {i} number {k}")).collect();
+        assert_eq!(mine.iter().map(|s| s.as_str()).collect::<Vec<_>>(), want);
+    }
+    let places: BTreeSet<(String, String)> =
+        seen[0].iter().map(|m| (m.1.clone(), m.2.clone())).collect();
+    assert_eq!(places.len(), 3 * EACH);
+
+    // kill -9 c: the members on a and b are told, with the network as the cause.
+    daemons[2].kill();
+    for c in members.iter_mut().take(4) {
+        let n = loop {
+            let n = c.notice("610 chat ");
+            if n.contains(" network ") {
+                break n;
+            }
+        };
+        assert!(n.contains(" network 4 "), "{n}");
+        assert!(!n.contains("@c"), "{n}");
+    }
+    // The group carries on among the survivors.
+    let mut s = Client::tcp(addrs[1]);
+    assert_eq!(s.request("send chat after the crash"), "250 sent");
+    for c in members.iter_mut().take(4) {
+        let m = c.notice("600 chat ");
+        assert!(m.ends_with(" after the crash"), "{m}");
+    }
+    // Stopped on purpose, a daemon removes its socket file.
+    assert!(sock.exists());
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &daemons[0].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(daemons[0].wait_exit(LIMIT).is_some_and(|s| s.success()));
+    assert!(
+        !sock.exists(),
+        "the socket file is removed when the daemon stops: {}",
+        daemons[0].stderr()
+    );
+}
+
+#[test]
+fn the_commands_watch_send_bind_resolve_and_release() {
+    let (daemons, addrs) = three(&[], &["--ports", "7100-7101"]);
+    let at = |i: usize| addrs[i].to_string();
+    let watch = Running::spawn(&["group", "watch", "news", "--daemon", &at(0)]);
+    let json = Running::spawn(&["group", "watch", "news", "--daemon", &at(2), "--json"]);
+    // Both joined once the members list has two.
+    wait_until("two watchers", LIMIT, || {
+        let mut c = Client::tcp(addrs[1]);
+        let r = c.request("members news");
+        (r == "250 2 members").then_some(())
+    });
+    run(
+        &["group", "send", "news", "hello, world", "--daemon", &at(1)],
+        Duration::ZERO,
+    )
+    .expect_success("group send");
+    let members = run(
+        &["group", "members", "news", "--daemon", &at(1)],
+        Duration::ZERO,
+    )
+    .expect_success("group members");
+    assert!(
+        members.stdout.contains("@a\n") && members.stdout.contains("@c\n"),
+        "{members:?}"
+    );
+
+    // A service bound on b resolves from a; a second agent on b is refused.
+    let bind = Running::spawn(&["service", "bind", "web", "--daemon", &at(1)]);
+    let port = wait_until("the bind to print its port", LIMIT, || {
+        let mut c = Client::tcp(addrs[0]);
+        let r = c.request("resolve b web");
+        r.strip_prefix("250 ").map(str::to_string)
+    });
+    assert!(
+        port == "127.0.0.1:7100" || port == "127.0.0.1:7101",
+        "{port}"
+    );
+    let r = run(
+        &["service", "resolve", "b:web", "--daemon", &at(2)],
+        Duration::ZERO,
+    )
+    .expect_success("service resolve");
+    assert_eq!(r.stdout.trim(), port);
+    let second = run(
+        &["service", "bind", "web", "--daemon", &at(1)],
+        Duration::ZERO,
+    );
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("web is already bound on b (one agent per node per service)"),
+        "{second:?}"
+    );
+    // Another node's agent of web shares its port; another service gets the other one;
+    // a third service finds none left.
+    let bind_c = Running::spawn(&["service", "bind", "web", "--daemon", &at(2)]);
+    let db = Running::spawn(&["service", "bind", "db", "--daemon", &at(0)]);
+    wait_until("db bound", LIMIT, || {
+        let mut c = Client::tcp(addrs[1]);
+        let r = c.request("resolve a:db");
+        r.starts_with("250 ").then_some(())
+    });
+    let none = run(
+        &["service", "bind", "mail", "--daemon", &at(0)],
+        Duration::ZERO,
+    );
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        none.stderr
+            .contains("no free cluster port in 7100-7101: mail not bound"),
+        "{none:?}"
+    );
+    let list = run(&["service", "list", "--daemon", &at(2)], Duration::ZERO)
+        .expect_success("service list");
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with("web ") && l.ends_with(" b,c")),
+        "{list:?}"
+    );
+    // A release from another shell ends the bind command, which exits 0.
+    run(
+        &["service", "release", "web", "--daemon", &at(1)],
+        Duration::ZERO,
+    )
+    .expect_success("service release");
+    let bound = bind.finish(LIMIT);
+    assert!(bound.status.success(), "{bound:?}");
+    let first = bound.stdout.lines().next().unwrap();
+    assert_eq!(format!("127.0.0.1:{first}"), port);
+    assert!(
+        bound.stdout.contains("start web "),
+        "barrier notices shown: {bound:?}"
+    );
+    let gone = run(
+        &["service", "resolve", "b", "web", "--daemon", &at(0)],
+        Duration::ZERO,
+    );
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(gone.stderr.contains("web is not bound on b"), "{gone:?}");
+    drop(bind_c);
+    drop(db);
+
+    // The watchers saw the message and the changes, plain and as JSON.
+    drop(daemons);
+    let w = watch.finish(LIMIT);
+    assert!(w.stdout.contains(" hello, world\n"), "{w:?}");
+    assert!(
+        w.stdout
+            .lines()
+            .any(|l| l.starts_with("message news ") && l.contains("@b "))
+    );
+    let j = json.finish(LIMIT);
+    assert!(j.stdout.contains("\"type\":\"message\""), "{j:?}");
+    assert!(j.stdout.contains("\"payload\":\"hello, world\""), "{j:?}");
+}
+
+#[test]
+fn a_thousand_clients_on_one_daemon_each_get_the_message() {
+    let addr = free_addr();
+    let _d = Daemon::groupd("solo", addr, &[] as &[&str]);
+    const N: usize = 1000;
+    let mut clients: Vec<Client> = (0..N).map(|_| Client::tcp(addr)).collect();
+    for c in &mut clients {
+        c.send("join crowd");
+    }
+    for c in &mut clients {
+        assert_eq!(c.reply(), "250 joined crowd");
+    }
+    let mut s = Client::tcp(addr);
+    assert_eq!(s.request("members crowd"), format!("250 {N} members"));
+    assert_eq!(s.request("send crowd to all"), "250 sent");
+    for c in &mut clients {
+        let m = c.notice("600 crowd ");
+        assert!(m.ends_with(" to all"), "{m}");
+    }
+    // Each heard the whole list once (at its own join), then each later join as one
+    // short line, not the whole list again.
+    for c in &clients {
+        let whole: Vec<&String> = c.notices.iter().filter(|n| n.starts_with("610 ")).collect();
+        assert_eq!(whole.len(), 1);
+        let at_join: usize = whole[0].split(' ').nth(5).unwrap().parse().unwrap();
+        let deltas = c.notices.iter().filter(|n| n.starts_with("611 ")).count();
+        assert_eq!(at_join + deltas, N);
+    }
+}
+
+#[test]
+fn limits_are_refused_clearly_at_and_past_their_edge() {
+    let addr = free_addr();
+    let _d = Daemon::groupd("edge", addr, &["--client-buffer", "1048576"]);
+    let mut c = Client::tcp(addr);
+    assert_eq!(c.request("join g"), "250 joined g");
+    // A message of 65,536 bytes goes; one byte more is refused, the connection kept.
+    let edge = "x".repeat(65_536);
+    assert_eq!(c.request(&format!("send g {edge}")), "250 sent");
+    let m = c.notice("600 g ");
+    assert!(m.ends_with(&edge));
+    let r = c.request(&format!("send g {edge}y"));
+    assert!(r.starts_with("552 message of 65537 bytes"), "{r}");
+    // Escaped, the largest message still fits a line.
+    let binary = "\\xff".repeat(65_536);
+    assert_eq!(c.request(&format!("send g {binary}")), "250 sent");
+    let m = c.notice("600 g ");
+    assert!(m.ends_with(&binary));
+    // A line past the limit closes the connection with a reason.
+    let mut long = Client::tcp(addr);
+    long.send(&"z".repeat(300_000));
+    let r = long.line();
+    assert!(r.starts_with("500 line longer than"), "{r}");
+    assert_eq!(long.line(), "", "closed");
+    // Groups per connection.
+    let mut many = Client::tcp(addr);
+    for k in 0..256 {
+        many.send(&format!("join g{k}"));
+    }
+    for _ in 0..256 {
+        assert!(many.reply().starts_with("250 joined"));
+    }
+    let r = many.request("join one-more");
+    assert!(r.starts_with("452 at most 256 groups"), "{r}");
+    // A client that stops reading is closed once a mebibyte waits for it, after a
+    // notice; the others carry on.
+    let mut slow = Client::tcp(addr);
+    assert_eq!(slow.request("join flood"), "250 joined flood");
+    let mut fast = Client::tcp(addr);
+    assert_eq!(fast.request("join flood"), "250 joined flood");
+    const FLOOD: usize = 200;
+    let sender = std::thread::spawn(move || {
+        let mut s = Client::tcp(addr);
+        let big = "b".repeat(60_000);
+        for _ in 0..FLOOD {
+            s.send(&format!("send flood {big}"));
+        }
+        s.send("send flood end");
+        for _ in 0..=FLOOD {
+            assert_eq!(s.reply(), "250 sent");
+        }
+    });
+    let mut n = 0;
+    while !fast.notice("600 flood ").ends_with(" end") {
+        n += 1;
+    }
+    assert_eq!(n, FLOOD, "the client that keeps up gets every message");
+    sender.join().unwrap();
+    // Only now does the slow one read: what was in flight, the notice, the end.
+    let mut text = Vec::new();
+    let _ = slow.r.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("\n699 closing: this client fell too far behind"),
+        "{} bytes read, tail {:?}",
+        text.len(),
+        &text[text.len().saturating_sub(200)..]
+    );
+    assert!(
+        text.len() < 60_000 * FLOOD / 2,
+        "closed long before the end"
+    );
+    assert_eq!(fast.request("members flood"), "250 1 members");
+}
