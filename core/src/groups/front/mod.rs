@@ -552,24 +552,23 @@ impl GroupsFront {
     /// A view change finished: the service table starts again and every daemon says what
     /// it told its own agents.
     fn on_closed(&mut self, now: Instant) {
-        self.services.reset();
-        let claims: Vec<(String, u16, Place)> = self
+        let mine = self.services.range();
+        // Each claim names the range its port came from, for a move after a conflict.
+        let claims: Vec<(String, Control)> = self
             .binders
             .keys()
-            .map(|s| match self.told.get(s) {
-                Some((p, since)) => (s.clone(), *p, since.clone()),
-                None => (
-                    s.clone(),
-                    0,
-                    Place {
-                        view: self.groups.view().id.clone(),
-                        seq: 0,
-                    },
-                ),
+            .map(|s| {
+                let range = self.services.port(s).map_or(mine, |h| h.range);
+                let (port, since) = self.told.get(s).cloned().unwrap_or_else(|| {
+                    let view = self.groups.view().id.clone();
+                    (0, Place { view, seq: 0 })
+                });
+                (s.clone(), Control::Claim { port, since, range })
             })
             .collect();
-        for (s, port, since) in claims {
-            self.control(now, &s, &Control::Claim { port, since });
+        self.services.reset();
+        for (s, claim) in claims {
+            self.control(now, &s, &claim);
         }
     }
 
@@ -588,7 +587,13 @@ impl GroupsFront {
 
     fn on_control(&mut self, now: Instant, s: &str, origin: &str, payload: &[u8], place: Place) {
         let changes = match Control::decode(payload) {
-            Some(Control::Claim { port, since }) => self.services.claim(s, port, since, &place),
+            Some(Control::Claim { port, since, range }) => {
+                self.services.claim(s, (port, since, range), &place)
+            }
+            Some(Control::Range(lo, hi)) => {
+                self.services.range_for(s, (lo, hi));
+                Vec::new()
+            }
             Some(Control::Done(event)) => self.services.done(s, &event, origin),
             None => {
                 self.stats.bad_control += 1;
@@ -1048,6 +1053,10 @@ impl GroupsFront {
             );
             return;
         }
+        // The range goes just ahead of the join (FIFO per daemon): every daemon then
+        // hands the port from the same range, whatever its own configuration says.
+        let (lo, hi) = self.services.range();
+        self.control(now, &s, &Control::Range(lo, hi));
         self.binders.insert(s.clone(), client);
         if let Some(c) = self.clients.get_mut(&client) {
             c.binds.insert(s.clone());

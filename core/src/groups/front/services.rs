@@ -21,6 +21,9 @@ pub fn service_of(g: &str) -> Option<&str> {
     g.strip_prefix("#svc:")
 }
 
+/// Services waiting for a port whose range is remembered, at most.
+const MAX_RANGES: usize = 100_000;
+
 /// The sender name daemons use for control messages.
 pub const CONTROL_SENDER: &str = "#daemon";
 
@@ -46,6 +49,8 @@ pub struct Held {
     pub port: u16,
     /// Where it was handed out.
     pub since: Place,
+    /// The range it came from (a move after a conflict stays in it).
+    pub range: (u16, u16),
 }
 
 /// A recovery barrier: members are the nodes hosting the service.
@@ -96,6 +101,8 @@ pub struct Services {
     barriers: BTreeMap<String, Barrier>,
     /// Services that had members when the view began and wait for a claim.
     awaiting: BTreeSet<String>,
+    /// The range a service without a port takes it from (the binding daemon's).
+    ranges: BTreeMap<String, (u16, u16)>,
     /// Planted bug (canary): a conflict after a heal is not resolved.
     canary: bool,
 }
@@ -103,13 +110,19 @@ pub struct Services {
 /// A control message of a service group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Control {
-    /// A daemon says what port it told its members (0: none) and since when.
+    /// A daemon says what port it told its members (0: none) and since when, and the
+    /// range it hands ports from.
     Claim {
         /// The port.
         port: u16,
         /// Where it was handed out.
         since: Place,
+        /// The claiming daemon's range.
+        range: (u16, u16),
     },
+    /// Sent just before a daemon's agent joins: the range to hand the service's port
+    /// from if it has none (so daemons configured with different ranges still agree).
+    Range(u16, u16),
     /// A node's member finished recovery for this barrier.
     Done(String),
 }
@@ -118,11 +131,17 @@ impl Control {
     /// The message's bytes.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Control::Claim { port, since } => format!(
-                "claim {port} {} {} {:x} {}",
-                since.view.epoch, since.view.coordinator, since.view.incarnation, since.seq
+            Control::Claim { port, since, range } => format!(
+                "claim {port} {} {} {:x} {} {} {}",
+                since.view.epoch,
+                since.view.coordinator,
+                since.view.incarnation,
+                since.seq,
+                range.0,
+                range.1
             )
             .into_bytes(),
+            Control::Range(lo, hi) => format!("range {lo} {hi}").into_bytes(),
             Control::Done(e) => format!("done {e}").into_bytes(),
         }
     }
@@ -142,12 +161,21 @@ impl Control {
                     },
                     seq: w.next()?.parse().ok()?,
                 },
+                range: valid_range(w.next()?.parse().ok()?, w.next()?.parse().ok()?)?,
             },
+            "range" => {
+                let (lo, hi) = valid_range(w.next()?.parse().ok()?, w.next()?.parse().ok()?)?;
+                Control::Range(lo, hi)
+            }
             "done" => Control::Done(w.next()?.to_string()),
             _ => return None,
         };
         w.next().is_none().then_some(c)
     }
+}
+
+fn valid_range(lo: u16, hi: u16) -> Option<(u16, u16)> {
+    (lo > 0 && lo <= hi).then_some((lo, hi))
 }
 
 impl Services {
@@ -198,16 +226,34 @@ impl Services {
         self.barriers.iter()
     }
 
-    fn free_port(&self) -> Option<u16> {
-        (self.lo..=self.hi).find(|p| !self.by_port.contains_key(p))
+    /// The range `s` takes a port from: the binding daemon's, else the one it held.
+    fn range_of(&self, s: &str) -> (u16, u16) {
+        self.ranges
+            .get(s)
+            .copied()
+            .or_else(|| self.held.get(s).map(|h| h.range))
+            .unwrap_or((self.lo, self.hi))
     }
 
-    fn give(&mut self, s: &str, port: u16, since: Place) {
+    fn free_port(&self, range: (u16, u16)) -> Option<u16> {
+        (range.0..=range.1).find(|p| !self.by_port.contains_key(p))
+    }
+
+    /// The range the binding daemon hands ports from, for `s` if it has no port yet.
+    pub fn range_for(&mut self, s: &str, range: (u16, u16)) {
+        // Bounded: one entry per service bound, and at most this many waiting.
+        if !self.held.contains_key(s) && self.ranges.len() < MAX_RANGES {
+            self.ranges.insert(s.to_string(), range);
+        }
+    }
+
+    fn give(&mut self, s: &str, port: u16, since: Place, range: (u16, u16)) {
+        self.ranges.remove(s);
         if let Some(old) = self.held.remove(s) {
             self.by_port.remove(&old.port);
         }
         self.by_port.insert(port, s.to_string());
-        self.held.insert(s.to_string(), Held { port, since });
+        self.held.insert(s.to_string(), Held { port, since, range });
     }
 
     fn take(&mut self, s: &str) {
@@ -226,6 +272,7 @@ impl Services {
         self.by_port.clear();
         self.barriers.clear();
         self.awaiting.clear();
+        self.ranges.clear();
     }
 
     /// The nodes hosting `s` are now `nodes` (from the group's agreed membership), at
@@ -236,6 +283,7 @@ impl Services {
             self.nodes.remove(s);
             self.barriers.remove(s);
             self.awaiting.remove(s);
+            self.ranges.remove(s);
             if self.held.contains_key(s) {
                 self.take(s);
                 out.push(Change::Freed(s.to_string()));
@@ -268,19 +316,26 @@ impl Services {
     }
 
     /// A daemon's claim for `s`, at `place`.
-    pub fn claim(&mut self, s: &str, port: u16, since: Place, place: &Place) -> Vec<Change> {
+    pub fn claim(
+        &mut self,
+        s: &str,
+        (port, since, range): (u16, Place, (u16, u16)),
+        place: &Place,
+    ) -> Vec<Change> {
         let mut out = Vec::new();
         if !self.awaiting.remove(s) {
             // No members, settled by an earlier claim (first claim wins), or not in
             // question.
             return out;
         }
-        let usable = port != 0 && (self.lo..=self.hi).contains(&port);
+        self.ranges.insert(s.to_string(), range);
+        // The port was agreed once; the range only matters for a new one.
+        let usable = port != 0;
         let holder = self.by_port.get(&port).cloned();
         match holder {
             _ if !usable => self.fresh(s, place, &mut out),
             None => {
-                self.give(s, port, since);
+                self.give(s, port, since, range);
                 out.push(Change::Port {
                     service: s.to_string(),
                     port,
@@ -288,7 +343,7 @@ impl Services {
             }
             Some(_) if self.canary => {
                 // Planted bug: both keep the port.
-                self.held.insert(s.to_string(), Held { port, since });
+                self.held.insert(s.to_string(), Held { port, since, range });
                 out.push(Change::Port {
                     service: s.to_string(),
                     port,
@@ -297,9 +352,12 @@ impl Services {
             Some(other) => {
                 let theirs = self.held[&other].since.clone();
                 if since < theirs {
-                    // The older binding keeps the port; the younger moves.
+                    // The older binding keeps the port; the younger moves (within
+                    // its own range).
+                    let theirs_range = self.held[&other].range;
                     self.take(&other);
-                    self.give(s, port, since);
+                    self.ranges.insert(other.clone(), theirs_range);
+                    self.give(s, port, since, range);
                     out.push(Change::Port {
                         service: s.to_string(),
                         port,
@@ -317,9 +375,10 @@ impl Services {
     }
 
     fn fresh(&mut self, s: &str, place: &Place, out: &mut Vec<Change>) {
-        match self.free_port() {
+        let range = self.range_of(s);
+        match self.free_port(range) {
             Some(p) => {
-                self.give(s, p, place.clone());
+                self.give(s, p, place.clone(), range);
                 out.push(Change::Port {
                     service: s.to_string(),
                     port: p,
@@ -359,8 +418,8 @@ impl Services {
             ));
         }
         for (s, h) in &self.held {
-            if !(self.lo..=self.hi).contains(&h.port) {
-                return Err(format!("{s} holds port {} out of range", h.port));
+            if h.port == 0 {
+                return Err(format!("{s} holds port 0"));
             }
             if self.by_port.get(&h.port) != Some(s) {
                 return Err(format!("port {} is held by {s} and someone else", h.port));
@@ -435,9 +494,9 @@ mod tests {
         s.members("db", nodes(&["b"]), &place(5, 0));
         s.members("web", nodes(&["a"]), &place(5, 0));
         assert!(s.port("db").is_none(), "no port before a claim");
-        s.claim("db", 7000, place(4, 9), &place(5, 1));
+        s.claim("db", (7000, place(4, 9), (7000, 7009)), &place(5, 1));
         assert_eq!(s.port("db").unwrap().port, 7000);
-        let c = s.claim("web", 7000, place(3, 2), &place(5, 2));
+        let c = s.claim("web", (7000, place(3, 2), (7000, 7009)), &place(5, 2));
         assert_eq!(s.port("web").unwrap().port, 7000);
         assert_eq!(s.port("db").unwrap().port, 7001);
         assert!(c.contains(&Change::Port {
@@ -445,7 +504,10 @@ mod tests {
             port: 7001
         }));
         // A later claim for a settled service changes nothing.
-        assert!(s.claim("web", 7005, place(1, 1), &place(5, 3)).is_empty());
+        assert!(
+            s.claim("web", (7005, place(1, 1), (7000, 7009)), &place(5, 3))
+                .is_empty()
+        );
         s.check().unwrap();
     }
 
@@ -454,8 +516,8 @@ mod tests {
         let mut s = Services::new(7000, 7009, true);
         s.members("db", nodes(&["b"]), &place(5, 0));
         s.members("web", nodes(&["a"]), &place(5, 0));
-        s.claim("db", 7000, place(4, 9), &place(5, 1));
-        s.claim("web", 7000, place(3, 2), &place(5, 2));
+        s.claim("db", (7000, place(4, 9), (7000, 7009)), &place(5, 1));
+        s.claim("web", (7000, place(3, 2), (7000, 7009)), &place(5, 2));
         assert!(s.check().is_err());
     }
 
@@ -489,14 +551,18 @@ mod tests {
             Control::Claim {
                 port: 7003,
                 since: place(9, 4),
+                range: (7000, 7099),
             },
+            Control::Range(100, 200),
             Control::Done("9.a:4".into()),
         ] {
             assert_eq!(Control::decode(&c.encode()), Some(c));
         }
         for junk in [
             &b"claim"[..],
-            b"claim x 1 a 1 2",
+            b"claim x 1 a 1 2 1 2",
+            b"claim 1 1 a 1 2 5 4",
+            b"range 0 3",
             b"done",
             b"done a b",
             b"\xff",

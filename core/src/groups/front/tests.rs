@@ -58,13 +58,19 @@ struct Net {
 
 impl Net {
     fn new(n: usize, ports: (u16, u16)) -> Self {
+        Net::with_ranges(&vec![ports; n])
+    }
+
+    /// One daemon per range, each configured with its own.
+    fn with_ranges(ranges: &[(u16, u16)]) -> Self {
+        let n = ranges.len();
         let nodes = (0..n)
             .map(|i| {
                 let mut s = FrontSettings::new(GroupsSettings {
                     me: member(i),
                     canary_deliver_early: false,
                 });
-                s.ports = ports;
+                s.ports = ranges[i];
                 GroupsFront::new(s, Instant::ZERO)
             })
             .collect();
@@ -515,4 +521,34 @@ fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
             .iter()
             .any(|(i, e)| *i == 1 && matches!(e, FrontEvent::PortMoved { port: 7001, .. }))
     );
+}
+
+#[test]
+fn daemons_configured_with_different_ranges_still_agree_on_every_port() {
+    let mut net = Net::with_ranges(&[(7000, 7009), (8000, 8009)]);
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.open(0, 1);
+    net.line(0, 1, "bind db");
+    net.settle();
+    net.open(0, 2);
+    net.line(0, 2, "bind web");
+    net.settle();
+    assert!(
+        net.text(1, 1).starts_with("250 8000\n"),
+        "{}",
+        net.text(1, 1)
+    );
+    assert!(net.text(0, 1).starts_with("250 7000\n"));
+    assert!(
+        net.text(0, 2).starts_with("250 8000\n"),
+        "the port web already has"
+    );
+    let a = net.nodes[0].services().ports();
+    assert_eq!(a, net.nodes[1].services().ports());
+    // And after a view change, from the claims.
+    net.install(&view(2, &[0, 1]), &[0, 1]);
+    net.settle();
+    assert_eq!(a, net.nodes[0].services().ports());
+    assert_eq!(a, net.nodes[1].services().ports());
 }
