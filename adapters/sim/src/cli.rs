@@ -86,6 +86,11 @@ pub static PROTOCOLS: &[Registered] = &[
         run: |t, s, l, a, io| go(t, GroupsProtocol::canary(), s, l, a, io),
     },
     Registered {
+        name: "services-canary",
+        check: |t| parse_only(t, GroupsProtocol::canary_ports()),
+        run: |t, s, l, a, io| go(t, GroupsProtocol::canary_ports(), s, l, a, io),
+    },
+    Registered {
         name: "membership-canary",
         check: |t| parse_only(t, MembershipProtocol::canary()),
         run: |t, s, l, a, io| go(t, MembershipProtocol::canary(), s, l, a, io),

@@ -174,6 +174,21 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/groups-canary.scn"),
     ),
     (
+        "services-partition",
+        "service groups bound on both sides of a partition: one port table after the heal, every barrier finished",
+        include_str!("../scenarios/services-partition.scn"),
+    ),
+    (
+        "services-swarm",
+        "service groups and messages under faults drawn per seed, agents binding and disconnecting",
+        include_str!("../scenarios/services-swarm.scn"),
+    ),
+    (
+        "services-canary",
+        "service groups with a planted bug (a port kept by two services after a heal); some seeds must fail",
+        include_str!("../scenarios/services-canary.scn"),
+    ),
+    (
         "broker-1000",
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),

@@ -728,8 +728,7 @@ impl Groups {
         // Every state is in: per previous view, the highest number delivered there and
         // the items above the lowest.
         let mut per_old: BTreeMap<ViewId, (u64, u64, BTreeMap<u64, Item>)> = BTreeMap::new();
-        let mut table = Vec::new();
-        for (daemon, (old, upto, held, locals)) in &f.states {
+        for (old, upto, held, _) in f.states.values() {
             let e = per_old
                 .entry(old.clone())
                 .or_insert((u64::MAX, 0, BTreeMap::new()));
@@ -738,8 +737,34 @@ impl Groups {
             for (s, it) in held {
                 e.2.insert(*s, it.clone());
             }
-            for (g, c) in locals {
-                table.push((g.clone(), c.clone(), daemon.clone()));
+        }
+        // A member's own clients as they will be once it has delivered the fills: its
+        // joins and leaves above what it delivered are applied here, or the table would
+        // bring back a client whose leave the fill delivers (or miss one it joins).
+        let mut table = Vec::new();
+        for (daemon, (old, upto, _, locals)) in &f.states {
+            let mut mine: BTreeSet<(String, String)> = locals.iter().cloned().collect();
+            let incarnation = f.view.member(daemon).map(|m| m.incarnation);
+            if let Some((_, hi, items)) = per_old.get(old) {
+                let above = items.range(upto.saturating_add(1)..);
+                for (_, it) in above.take_while(|(s, _)| **s <= *hi) {
+                    if it.id.origin != *daemon || Some(it.id.incarnation) != incarnation {
+                        continue;
+                    }
+                    let key = |c: &String| (it.group.clone(), c.clone());
+                    match &it.what {
+                        What::Join { client } => {
+                            mine.insert(key(client));
+                        }
+                        What::Leave { client } | What::Gone { client } => {
+                            mine.remove(&key(client));
+                        }
+                        What::Data { .. } => {}
+                    }
+                }
+            }
+            for (g, c) in mine {
+                table.push((g, c, daemon.clone()));
             }
         }
         let fills: Vec<Fill> = per_old

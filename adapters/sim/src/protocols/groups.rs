@@ -18,6 +18,15 @@
 //! Predicates: `quiet` (no daemon has a message on its way or a flush running),
 //! `all-delivered` (every message sent by a daemon that never crashed was delivered by
 //! every daemon that never crashed: for runs without partitions).
+//!
+//! Service groups: `(:services (:agents N) (:names K) (:ports LO HI) (:from T) (:to T)
+//! (:churn N))` opens N client streams on every node that each bind one of K services
+//! (`s0`…) at a random time in `[from, to]` and say `done` every 300 ms from then on;
+//! `churn` more streams bind and disconnect again within the window. Checked after every
+//! step besides each daemon's own checks (one service per port, ports only for services
+//! with members): daemons in one view that delivered the same items hold the same port
+//! table. Predicates: `services-settled` (every service with members has its port
+//! everywhere), `barriers-finished` (no recovery barrier waits anywhere).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,16 +40,34 @@ use flotilla_core::membership::{Membership, MembershipSettings, ViewId};
 use flotilla_core::sexpr::{Node, SexprError};
 use flotilla_core::{Instant, Rng};
 
-use crate::protocol::{CommandOf, NodeSpec, Observation, ObservationOf, ParseCtx, Protocol};
+use crate::protocol::{
+    CommandOf, NodeSpec, Observation, ObservationOf, ParseCtx, Protocol, Workload,
+};
 use crate::world::{Status, World};
 
 /// A node's life number, the last place it delivered, and what it delivered in it.
 type Life = (u64, Option<(ViewId, u64)>, BTreeSet<MsgId>);
 
+/// The service-group workload of a scenario.
+#[derive(Clone, Debug)]
+struct ServiceLoad {
+    agents: u64,
+    names: u64,
+    ports: (u16, u16),
+    from: Instant,
+    to: Option<Instant>,
+    churn: u64,
+}
+
+/// How often a simulated agent says `done`.
+const DONE_EVERY: core::time::Duration = core::time::Duration::from_millis(300);
+
 /// The client-groups protocol as the simulator sees it.
 #[derive(Clone, Debug, Default)]
 pub struct GroupsProtocol {
     canary: bool,
+    canary_ports: bool,
+    services: Option<ServiceLoad>,
     messages: u64,
     from: Option<Instant>,
     to: Option<Instant>,
@@ -92,6 +119,15 @@ impl GroupsProtocol {
         }
     }
 
+    /// Daemons with the planted bug of service groups (protocol `services-canary`): a port
+    /// handed out on both sides of a partition is kept by both after the heal.
+    pub fn canary_ports() -> Self {
+        GroupsProtocol {
+            canary_ports: true,
+            ..Self::default()
+        }
+    }
+
     /// Messages delivered in the run, all daemons together.
     pub fn deliveries(&self) -> usize {
         self.got.iter().map(BTreeSet::len).sum()
@@ -127,12 +163,17 @@ impl Protocol for GroupsProtocol {
     fn name(&self) -> &'static str {
         if self.canary {
             "groups-canary"
+        } else if self.canary_ports {
+            "services-canary"
         } else {
             "groups"
         }
     }
 
     fn configure(&mut self, form: &Node, _ctx: &ParseCtx) -> Result<bool, SexprError> {
+        if form.head() == Some("services") {
+            return self.configure_services(form).map(|()| true);
+        }
         if form.head() != Some("groups") {
             return Ok(false);
         }
@@ -219,8 +260,73 @@ impl Protocol for GroupsProtocol {
         out
     }
 
+    fn workload(&self, nodes: usize, end: Instant, rng: &mut Rng) -> Vec<(Instant, Workload)> {
+        let Some(load) = &self.services else {
+            return Vec::new();
+        };
+        let to = load.to.unwrap_or(end).max(load.from);
+        let span = to.saturating_duration_since(load.from);
+        let mut out = Vec::new();
+        let mut next = 0u32;
+        let mut agent = |out: &mut Vec<(Instant, Workload)>,
+                         rng: &mut Rng,
+                         node: usize,
+                         leave: Option<Instant>| {
+            let k = next;
+            next += 1;
+            let open = Instant::ZERO + load.from.saturating_duration_since(Instant::ZERO) / 2;
+            out.push((open, Workload::Open { node, client: k }));
+            let at = load.from + rng.duration_between(core::time::Duration::ZERO, span);
+            let name = rng.below(load.names.max(1));
+            out.push((
+                at,
+                Workload::Send {
+                    client: k,
+                    data: Bytes::from(format!("bind s{name}\n")),
+                },
+            ));
+            let last = leave.unwrap_or(end);
+            let mut t = at + DONE_EVERY;
+            while t < last {
+                out.push((
+                    t,
+                    Workload::Send {
+                        client: k,
+                        data: Bytes::from(format!("done s{name}\n")),
+                    },
+                ));
+                t += DONE_EVERY;
+            }
+            if let Some(l) = leave {
+                out.push((l, Workload::Close { client: k }));
+            }
+        };
+        for node in 0..nodes {
+            for _ in 0..load.agents {
+                agent(&mut out, rng, node, None);
+            }
+        }
+        for _ in 0..load.churn {
+            let node = rng.below(nodes as u64) as usize;
+            let leave = load.from + rng.duration_between(core::time::Duration::ZERO, span);
+            agent(
+                &mut out,
+                rng,
+                node,
+                Some(leave + core::time::Duration::from_millis(500)),
+            );
+        }
+        out.sort_by_key(|(t, w)| (*t, matches!(w, Workload::Close { .. })));
+        out
+    }
+
     fn predicates(&self) -> &'static [&'static str] {
-        &["quiet", "all-delivered"]
+        &[
+            "quiet",
+            "all-delivered",
+            "services-settled",
+            "barriers-finished",
+        ]
     }
 
     fn build(&mut self, node: &NodeSpec<'_>, rng: Rng, now: Instant) -> GroupDaemon {
@@ -246,6 +352,10 @@ impl Protocol for GroupsProtocol {
             canary_deliver_early: self.canary,
         });
         settings.report_groups = true;
+        settings.canary_port_conflicts = self.canary_ports;
+        if let Some(load) = &self.services {
+            settings.ports = load.ports;
+        }
         let g = GroupsFront::new(settings, now);
         GroupDaemon::linked(m, g, MembershipLink)
     }
@@ -273,10 +383,13 @@ impl Protocol for GroupsProtocol {
                 self.crashed.insert(i);
             }
         }
-        match &self.violation {
-            Some(v) => Err(v.clone()),
-            None => Ok(()),
+        if let Some(v) = &self.violation {
+            return Err(v.clone());
         }
+        if self.services.is_some() {
+            Self::check_port_tables(world)?;
+        }
+        Ok(())
     }
 
     fn predicate(&self, name: &str, world: &World<GroupDaemon>) -> bool {
@@ -287,6 +400,18 @@ impl Protocol for GroupsProtocol {
                     .node(i)
                     .machine()
                     .is_some_and(|p| p.b().groups().pending() == 0 && !p.b().groups().flushing())
+            }),
+            "services-settled" => up.iter().all(|&i| {
+                world.node(i).machine().is_some_and(|p| {
+                    let s = p.b().services();
+                    s.list().all(|(_, port, _)| port.is_some())
+                })
+            }),
+            "barriers-finished" => up.iter().all(|&i| {
+                world
+                    .node(i)
+                    .machine()
+                    .is_some_and(|p| p.b().services().barriers().next().is_none())
             }),
             "all-delivered" => {
                 let steady: Vec<usize> = up
@@ -304,6 +429,70 @@ impl Protocol for GroupsProtocol {
 }
 
 impl GroupsProtocol {
+    fn configure_services(&mut self, form: &Node) -> Result<(), SexprError> {
+        let mut load = ServiceLoad {
+            agents: 1,
+            names: 3,
+            ports: (7000, 7999),
+            from: Instant::from_secs(2),
+            to: None,
+            churn: 0,
+        };
+        for item in form.args() {
+            match (item.head(), item.args()) {
+                (Some("agents"), [n]) => load.agents = n.int_in(0, 1000)? as u64,
+                (Some("names"), [n]) => load.names = n.int_in(1, 1000)? as u64,
+                (Some("churn"), [n]) => load.churn = n.int_in(0, 10_000)? as u64,
+                (Some("from"), [t]) => load.from = Instant::ZERO + t.duration()?,
+                (Some("to"), [t]) => load.to = Some(Instant::ZERO + t.duration()?),
+                (Some("ports"), [lo, hi]) => {
+                    let lo = lo.int_in(1, 65_535)? as u16;
+                    let hi = hi.int_in(i64::from(lo), 65_535)? as u16;
+                    load.ports = (lo, hi);
+                }
+                _ => {
+                    return Err(err(
+                        item,
+                        "expected (:agents N), (:names K), (:ports LO HI), (:from T), (:to T) or (:churn N)",
+                    ));
+                }
+            }
+        }
+        self.services = Some(load);
+        Ok(())
+    }
+
+    /// Daemons in one view that delivered the same items hold the same port table.
+    fn check_port_tables(world: &World<GroupDaemon>) -> Result<(), String> {
+        let mut seen: BTreeMap<(ViewId, u64), (String, BTreeMap<String, u16>)> = BTreeMap::new();
+        for i in Self::running(world) {
+            let Some(p) = world.node(i).machine() else {
+                continue;
+            };
+            let g = p.b().groups();
+            if g.flushing() {
+                continue;
+            }
+            let at = (g.view().id.clone(), g.delivered());
+            let table = p.b().services().ports();
+            match seen.get(&at) {
+                Some((who, t)) if *t != table => {
+                    return Err(format!(
+                        "port tables differ at {} #{}: {who} has {t:?}, {} has {table:?}",
+                        at.0,
+                        at.1,
+                        world.name(i)
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(at, (world.name(i).to_string(), table));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn on_event(&mut self, world: &World<GroupDaemon>, node: usize, ev: &GroupsEvent) {
         let name = world.name(node).to_string();
         match ev {

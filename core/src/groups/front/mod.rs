@@ -588,7 +588,8 @@ impl GroupsFront {
     fn on_control(&mut self, now: Instant, s: &str, origin: &str, payload: &[u8], place: Place) {
         let changes = match Control::decode(payload) {
             Some(Control::Claim { port, since, range }) => {
-                self.services.claim(s, (port, since, range), &place)
+                let mine = self.binders.contains_key(s);
+                self.services.claim(s, (port, since, range), &place, mine)
             }
             Some(Control::Range(lo, hi)) => {
                 self.services.range_for(s, (lo, hi));

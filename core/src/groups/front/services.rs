@@ -103,7 +103,8 @@ pub struct Services {
     awaiting: BTreeSet<String>,
     /// The range a service without a port takes it from (the binding daemon's).
     ranges: BTreeMap<String, (u16, u16)>,
-    /// Planted bug (canary): a conflict after a heal is not resolved.
+    /// Planted bug (canary): a conflict after a heal goes to the service of this daemon's
+    /// own agent.
     canary: bool,
 }
 
@@ -321,6 +322,7 @@ impl Services {
         s: &str,
         (port, since, range): (u16, Place, (u16, u16)),
         place: &Place,
+        mine: bool,
     ) -> Vec<Change> {
         let mut out = Vec::new();
         if !self.awaiting.remove(s) {
@@ -341,17 +343,16 @@ impl Services {
                     port,
                 });
             }
-            Some(_) if self.canary => {
-                // Planted bug: both keep the port.
-                self.held.insert(s.to_string(), Held { port, since, range });
-                out.push(Change::Port {
-                    service: s.to_string(),
-                    port,
-                });
-            }
             Some(other) => {
                 let theirs = self.held[&other].since.clone();
-                if since < theirs {
+                // Planted bug (canary): a daemon favours the service its own agent holds,
+                // so daemons decide one conflict differently.
+                let older = if self.canary && mine {
+                    true
+                } else {
+                    since < theirs
+                };
+                if older {
                     // The older binding keeps the port; the younger moves (within
                     // its own range).
                     let theirs_range = self.held[&other].range;
@@ -494,9 +495,14 @@ mod tests {
         s.members("db", nodes(&["b"]), &place(5, 0));
         s.members("web", nodes(&["a"]), &place(5, 0));
         assert!(s.port("db").is_none(), "no port before a claim");
-        s.claim("db", (7000, place(4, 9), (7000, 7009)), &place(5, 1));
+        s.claim("db", (7000, place(4, 9), (7000, 7009)), &place(5, 1), false);
         assert_eq!(s.port("db").unwrap().port, 7000);
-        let c = s.claim("web", (7000, place(3, 2), (7000, 7009)), &place(5, 2));
+        let c = s.claim(
+            "web",
+            (7000, place(3, 2), (7000, 7009)),
+            &place(5, 2),
+            false,
+        );
         assert_eq!(s.port("web").unwrap().port, 7000);
         assert_eq!(s.port("db").unwrap().port, 7001);
         assert!(c.contains(&Change::Port {
@@ -505,20 +511,34 @@ mod tests {
         }));
         // A later claim for a settled service changes nothing.
         assert!(
-            s.claim("web", (7005, place(1, 1), (7000, 7009)), &place(5, 3))
-                .is_empty()
+            s.claim(
+                "web",
+                (7005, place(1, 1), (7000, 7009)),
+                &place(5, 3),
+                false
+            )
+            .is_empty()
         );
         s.check().unwrap();
     }
 
     #[test]
-    fn the_canary_keeps_both_and_the_check_sees_it() {
-        let mut s = Services::new(7000, 7009, true);
-        s.members("db", nodes(&["b"]), &place(5, 0));
-        s.members("web", nodes(&["a"]), &place(5, 0));
-        s.claim("db", (7000, place(4, 9), (7000, 7009)), &place(5, 1));
-        s.claim("web", (7000, place(3, 2), (7000, 7009)), &place(5, 2));
-        assert!(s.check().is_err());
+    fn the_canary_decides_a_conflict_by_who_asks() {
+        let run = |mine: bool| {
+            let mut s = Services::new(7000, 7009, true);
+            s.members("web", nodes(&["a"]), &place(5, 0));
+            s.members("db", nodes(&["b"]), &place(5, 0));
+            s.claim(
+                "web",
+                (7000, place(3, 2), (7000, 7009)),
+                &place(5, 1),
+                false,
+            );
+            s.claim("db", (7000, place(4, 9), (7000, 7009)), &place(5, 2), mine);
+            s.check().unwrap();
+            s.ports()
+        };
+        assert_ne!(run(true), run(false), "two daemons, two tables");
     }
 
     #[test]
