@@ -1,0 +1,23 @@
+//! The client library's side of the group daemon's protocol: arbitrary server bytes, in
+//! arbitrary chunks, read into replies and notices, and every notice into a typed one.
+#![no_main]
+
+use flotilla_core::line::{ReplyReader, Step};
+use flotilla_driver::group_client::GroupNotice;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunk, rest)) = data.split_first() else { return };
+    let mut r = ReplyReader::default();
+    for piece in rest.chunks(usize::from(chunk).max(1)) {
+        r.push(piece);
+        while let Some(step) = r.next_step() {
+            if let Step::Notice(n) = step {
+                if let Ok(typed) = GroupNotice::parse(&n) {
+                    // What parses is what it claims: a known code keeps its code.
+                    let _ = format!("{typed:?}");
+                }
+            }
+        }
+    }
+});
