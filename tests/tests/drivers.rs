@@ -25,6 +25,7 @@ use flotilla_core::wire::{Frame, Kind, Limits, decode_frame, split_frame, transp
 use flotilla_core::{ClientRemote, EffectError, ListenerId, Rng};
 use flotilla_driver::client::{Error, LineClient};
 use flotilla_driver::flood_client::{FloodClient, GroupSummary};
+use flotilla_driver::group_client::{Cause, GroupClient, GroupNotice};
 use flotilla_driver::ship_client::ShipClient;
 use flotilla_driver::{
     Carries, CommandError, Driver, DriverConfig, ListenAddr, NodeHandle, PeerTransport, ReadHalf,
@@ -932,6 +933,176 @@ fn on_tokio<F: Future<Output = ()>>(body: impl FnOnce(flotilla_tokio::Tokio) -> 
         .block_on(body(flotilla_tokio::Tokio));
 }
 
+// ----- the group client --------------------------------------------------------------
+
+/// Two group daemons (membership, groups, services) in this process on loopback, the
+/// second joined through the first. Returns each node with its address.
+async fn group_daemons<R: Runtime>(
+    rt: &R,
+) -> Vec<(
+    NodeHandle<flotilla_core::groups::GroupDaemon, R>,
+    SocketAddr,
+)> {
+    use flotilla_core::groups::front::{FrontSettings, GroupsFront};
+    use flotilla_core::groups::{GroupDaemon, GroupsSettings, MembershipLink};
+    use flotilla_core::membership::{Membership, MembershipSettings};
+    let mut out: Vec<(NodeHandle<GroupDaemon, R>, SocketAddr)> = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let d = Driver::<R>::bind(DriverConfig::tcp(any()))
+            .await
+            .expect("bind");
+        let addr = d.local_addrs().peer();
+        let mut s = MembershipSettings::new(name, addr);
+        if let Some((_, first)) = out.first() {
+            s.join = vec![*first];
+        }
+        let m = Membership::new(s, d.now(), Rng::from_seed(90 + i as u64));
+        let mut fs = FrontSettings::new(GroupsSettings {
+            me: m.me().clone(),
+            canary_deliver_early: false,
+        });
+        fs.ports = (7300, 7309);
+        let g = GroupsFront::new(fs, d.now());
+        let mut node = d.start(GroupDaemon::linked(m, g, MembershipLink));
+        drop(node.take_events());
+        out.push((node, addr));
+    }
+    let at = out[1].1.to_string();
+    within(rt, "two daemons in one view", async {
+        loop {
+            let mut c = GroupClient::<R>::connect(&at).await.expect("connect");
+            if c.daemon_view().await.is_ok_and(|v| v.members.len() == 2) {
+                break;
+            }
+            sleep(rt, Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    out
+}
+
+/// Every request of the group client against real daemons: names, joins, messages in
+/// order with their notices, members, services bound, resolved, recovered and released,
+/// refusals typed.
+async fn group_client_groups_and_services<R: Runtime>(rt: R) {
+    let daemons = group_daemons(&rt).await;
+    let (a, b) = (daemons[0].1.to_string(), daemons[1].1.to_string());
+    let mut alice = GroupClient::<R>::connect(&a).await.expect("connect");
+    let mut bob = GroupClient::<R>::connect(&b).await.expect("connect");
+    assert_eq!(alice.set_name("alice").await.unwrap(), "alice");
+    bob.set_name("bob").await.unwrap();
+    alice.join("chat").await.unwrap();
+    bob.join("chat").await.unwrap();
+    // Alice's first notice is her own join (the whole list), then bob's arrival.
+    match alice.next_notice().await.unwrap() {
+        GroupNotice::View { cause, members, .. } => {
+            assert_eq!(cause, Cause::Join);
+            assert_eq!(members, vec![("alice".to_string(), "a".to_string())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match alice.next_notice().await.unwrap() {
+        GroupNotice::Change {
+            cause,
+            count,
+            member,
+            ..
+        } => {
+            assert_eq!((cause, count), (Cause::Join, 2));
+            assert_eq!(member, ("bob".to_string(), "b".to_string()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let payload = b"any bytes: \x00\n\xff";
+    bob.send("chat", payload).await.unwrap();
+    alice.send("chat", b"second").await.unwrap();
+    let mut got = Vec::new();
+    for c in [&mut alice, &mut bob] {
+        let mut mine = Vec::new();
+        while mine.len() < 2 {
+            if let GroupNotice::Message {
+                sender,
+                daemon,
+                view,
+                seq,
+                payload,
+                ..
+            } = within(&rt, "a message", c.next_notice()).await.unwrap()
+            {
+                mine.push((sender, daemon, view, seq, payload));
+            }
+        }
+        got.push(mine);
+    }
+    assert_eq!(got[0], got[1], "one order at both daemons");
+    assert!(
+        got[0]
+            .iter()
+            .any(|m| m.0 == "bob" && m.1 == "b" && m.4 == payload)
+    );
+    let m = bob.members("chat").await.unwrap();
+    assert_eq!(m.members.len(), 2);
+    assert_eq!(bob.groups().await.unwrap(), vec![("chat".to_string(), 2)]);
+    assert_eq!(alice.daemon_view().await.unwrap().members.len(), 2);
+    let e = alice.leave("nothing").await.unwrap_err();
+    assert_eq!(refused_code(&e), Some(450), "{e}");
+    let e = alice.send("#svc:x", b"no").await.unwrap_err();
+    assert!(matches!(e, Error::Server(_)), "{e}");
+
+    // Services: one port per service, resolved from the other daemon, one agent per node.
+    let mut agent = GroupClient::<R>::connect(&b).await.expect("connect");
+    let port = within(&rt, "bind", agent.bind("web")).await.unwrap();
+    assert!((7300..=7309).contains(&port));
+    let addr = alice.resolve("b", "web").await.unwrap();
+    assert_eq!(addr.port(), port);
+    let e = bob.bind("web").await.unwrap_err();
+    assert_eq!(refused_code(&e), Some(450), "{e}");
+    let s = alice.services().await.unwrap();
+    assert_eq!(
+        (s[0].name.as_str(), s[0].port, s[0].nodes.clone()),
+        ("web", port, vec!["b".to_string()])
+    );
+    let event = loop {
+        if let GroupNotice::Start {
+            event,
+            port: p,
+            nodes,
+            ..
+        } = agent.next_notice().await.unwrap()
+        {
+            assert_eq!((p, nodes), (port, vec!["b".to_string()]));
+            break event;
+        }
+    };
+    assert_eq!(agent.done("web", Some(&event)).await.unwrap(), event);
+    loop {
+        if let GroupNotice::Finish { event: e, .. } =
+            within(&rt, "the barrier to finish", agent.next_notice())
+                .await
+                .unwrap()
+        {
+            assert_eq!(e, event);
+            break;
+        }
+    }
+    bob.release("web").await.unwrap();
+    loop {
+        if let GroupNotice::Released { service } =
+            within(&rt, "the agent told of the release", agent.next_notice())
+                .await
+                .unwrap()
+        {
+            assert_eq!(service, "web");
+            break;
+        }
+    }
+    let e = alice.resolve("b", "web").await.unwrap_err();
+    assert_eq!(refused_code(&e), Some(450), "{e}");
+    for (node, _) in daemons {
+        node.shutdown().await;
+    }
+}
+
 fn on_smol<F: Future<Output = ()>>(body: impl FnOnce(flotilla_smol::Smol) -> F) {
     smol::block_on(body(flotilla_smol::Smol));
 }
@@ -964,4 +1135,5 @@ on_every_runtime!(
     ship_client_a_closed_ship_is_an_io_error,
     ship_client_a_waiting_connect_meets_a_later_accept,
     flood_client_floods_and_reads_back,
+    group_client_groups_and_services,
 );
