@@ -565,6 +565,101 @@ mod tests {
         s.check().unwrap();
     }
 
+    /// One view of agreed steps: the services with members at its start (each with
+    /// its nodes), the claims in the order delivered (service, port, age), then later
+    /// steps: (service, nodes) membership changes and dones.
+    type Round = (
+        Vec<(u8, Vec<u8>)>,
+        Vec<(u8, u16, u64)>,
+        Vec<(u8, Vec<u8>, u8)>,
+    );
+
+    fn round() -> impl proptest::strategy::Strategy<Value = Round> {
+        use proptest::prelude::*;
+        let nodes = || proptest::collection::vec(0u8..4, 1..3);
+        (
+            proptest::collection::vec((0u8..4, nodes()), 0..4),
+            proptest::collection::vec(
+                (0u8..4, prop_oneof![Just(0u16), 7000u16..7003], 0u64..20),
+                0..6,
+            ),
+            proptest::collection::vec(
+                (0u8..4, proptest::collection::vec(0u8..4, 0..3), 0u8..4),
+                0..6,
+            ),
+        )
+    }
+
+    /// Runs the rounds on two daemons that differ only in which services their own
+    /// agents hold; returns both tables after every step.
+    fn run_rounds(rounds: &[Round], canary: bool) -> Result<(), String> {
+        let mut a = Services::new(7000, 7003, canary);
+        let mut b = Services::new(7000, 7003, false);
+        let name = |k: &u8| format!("s{k}");
+        let set = |n: &[u8]| {
+            n.iter()
+                .map(|k| format!("n{k}"))
+                .collect::<BTreeSet<String>>()
+        };
+        for (epoch, (start, claims, later)) in rounds.iter().enumerate() {
+            let epoch = epoch as u64 + 1;
+            a.reset();
+            b.reset();
+            for (s, n) in start {
+                a.members(&name(s), set(n), &place(epoch, 0));
+                b.members(&name(s), set(n), &place(epoch, 0));
+            }
+            let mut seq = 0;
+            for (s, p, age) in claims {
+                seq += 1;
+                let c = (*p, place(0, *age), (7000, 7003));
+                a.claim(&name(s), c.clone(), &place(epoch, seq), true);
+                b.claim(&name(s), c, &place(epoch, seq), false);
+                a.check()?;
+                if a.ports() != b.ports() {
+                    return Err(format!("{:?} and {:?}", a.ports(), b.ports()));
+                }
+            }
+            for (s, n, done) in later {
+                seq += 1;
+                a.members(&name(s), set(n), &place(epoch, seq));
+                b.members(&name(s), set(n), &place(epoch, seq));
+                let ev = a
+                    .barrier(&name(s))
+                    .map(|x| x.event.clone())
+                    .unwrap_or_default();
+                a.done(&name(s), &ev, &format!("n{done}"));
+                b.done(&name(s), &ev, &format!("n{done}"));
+                a.check()?;
+                if a.ports() != b.ports() {
+                    return Err(format!("{:?} and {:?}", a.ports(), b.ports()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Any sequence of agreed steps keeps one service per port, and two daemons that
+        /// take the same steps hold the same table, whatever their own agents are.
+        #[test]
+        fn the_same_steps_give_the_same_table(rounds in proptest::collection::vec(round(), 1..5)) {
+            proptest::prop_assert!(run_rounds(&rounds, false).is_ok(), "{:?}", run_rounds(&rounds, false));
+        }
+    }
+
+    /// The same property fails with the canary's planted bug: it can fail.
+    #[test]
+    fn the_table_property_catches_the_canary() {
+        let rounds: Vec<Round> = vec![(
+            vec![(1, vec![1]), (2, vec![2])],
+            vec![(1, 7000, 3), (2, 7000, 9)],
+            vec![],
+        )];
+        assert!(run_rounds(&rounds, false).is_ok());
+        assert!(run_rounds(&rounds, true).is_err());
+    }
+
     #[test]
     fn control_messages_round_trip_and_junk_is_ignored() {
         for c in [
