@@ -389,17 +389,20 @@ fn bad_input_gets_clear_refusals() {
     let dir = TempDir::new("bad");
     let a = free_addr();
     let d = Daemon::groupd("solo", a, &[] as &[&str]);
-    // A line of exactly the limit (4096 bytes) is read; one byte more closes the client.
-    let at = "x".repeat(4096);
+    // A line of exactly the limit (263,168 bytes: the client protocol's, SPEC.md §10.6)
+    // is read; one byte more closes the client.
+    let limit = flotilla_core::groups::front::MAX_REQUEST_LINE;
+    let at = "x".repeat(limit);
     let lines = request(a, &at).unwrap();
     assert!(lines[0].starts_with("500 unknown command"), "{lines:?}");
-    let past = "x".repeat(4097);
+    let past = "x".repeat(limit + 1);
     let lines = request(a, &past).unwrap();
     assert!(
-        lines[0].starts_with("500 line longer than 4096"),
+        lines[0].starts_with(&format!("500 line longer than {limit}")),
         "{lines:?}"
     );
-    let lines = request(a, "members now").unwrap();
+    // (`members GROUP` is a group's members now: `stats` takes no argument.)
+    let lines = request(a, "stats now").unwrap();
     assert!(lines[0].starts_with("501"), "{lines:?}");
     let help = request(a, "help").unwrap();
     assert!(help.iter().any(|l| l.contains("members")) && help.last().unwrap().starts_with("214 "));

@@ -201,6 +201,8 @@ async fn ask_reload(addr: &str) -> ExitCode {
     }
 }
 
+/// Frames queued for one peer at most (several sequencer windows).
+const PEER_FRAMES: usize = 4096;
 /// Writes queued for one client at most.
 const CLIENT_WRITES: usize = 65_536;
 /// Bytes queued for one client at most: a client further behind is closed as too slow.
@@ -229,6 +231,8 @@ async fn serve(
     // A burst (a thousand members joining) is many small writes to every member: count
     // writes generously and bound what a client may let pile up in bytes instead.
     config.client_queue = CLIENT_WRITES;
+    // The sequencer sends a window of up to 1,024 orders to every member at once.
+    config.peer_queue = PEER_FRAMES;
     config.client_bytes = client_bytes;
     let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
         format!(

@@ -38,6 +38,9 @@ use flotilla_driver::{ReadHalf, TcpAccepted, WriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream, tcp, unix};
 
+/// Connections waiting to be accepted on a TCP listener, at most.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// The tokio runtime, as the driver sees it. Use it inside a tokio runtime.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tokio;
@@ -129,7 +132,17 @@ impl flotilla_driver::Runtime for Tokio {
     }
 
     async fn tcp_bind(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        TcpListener::bind(addr).await
+        // A deep accept queue: thousands of clients connecting at once are not left to
+        // retry their SYNs a second later (the default backlog is 128).
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
     }
 
     fn tcp_local_addr(&self, l: &TcpListener) -> io::Result<SocketAddr> {

@@ -40,8 +40,14 @@ pub const LOG_BYTES: usize = 192 * 1024;
 pub const MAX_PENDING: usize = 1024;
 /// How often a message that wants an answer is sent again.
 const RETRY: Duration = Duration::from_millis(50);
-/// How often a member acknowledges what it delivered.
+/// How often a member acknowledges what it delivered (when nothing else made it).
 const ACK_EVERY: Duration = Duration::from_millis(100);
+/// A member acknowledges at once after this many items delivered since its last
+/// acknowledgement, or this many payload bytes: the sequencer's window (bounded by
+/// [`WINDOW`] and [`LOG_BYTES`] beyond the stable point) moves with the traffic instead
+/// of once per [`ACK_EVERY`].
+const ACK_STRIDE: u64 = 64;
+const ACK_BYTES: usize = 32 * 1024;
 /// Items resent for one gap request at most.
 const RESEND_BURST: usize = 256;
 
@@ -263,6 +269,8 @@ pub struct Groups {
     /// This daemon's clients' groups, as ordered: (group, client).
     locals: BTreeSet<(String, String)>,
     last_ack: u64,
+    /// Payload bytes delivered since the last acknowledgement.
+    unacked_bytes: usize,
     /// Per origin life, the highest `lseq` delivered here (an origin's items are
     /// delivered in `lseq` order, so anything at or below is a duplicate).
     seen: BTreeMap<(String, u64), u64>,
@@ -293,6 +301,7 @@ impl Groups {
             table: BTreeMap::new(),
             locals: BTreeSet::new(),
             last_ack: 0,
+            unacked_bytes: 0,
             seen: BTreeMap::new(),
             starting: None,
             timers: Timers::default(),
@@ -585,6 +594,7 @@ impl Groups {
 
     fn deliver(&mut self, _now: Instant, seq: u64, item: Item) {
         self.delivered = seq;
+        self.unacked_bytes += payload_len(&item);
         self.held.insert(seq, item.clone());
         let view = self.view.id.clone();
         if item.id.origin == self.me.name && item.id.incarnation == self.me.incarnation {
@@ -898,6 +908,7 @@ impl Groups {
         self.delivered = 0;
         self.stable = 0;
         self.last_ack = 0;
+        self.unacked_bytes = 0;
         self.held.clear();
         self.ahead.clear();
         self.seq = self.is_sequencer().then(|| Sequencer {
@@ -996,6 +1007,7 @@ impl Groups {
             self.order_ready(now);
         } else if self.delivered != self.last_ack || self.delivered > self.stable {
             self.last_ack = self.delivered;
+            self.unacked_bytes = 0;
             let to = Self::sequencer_of(&self.view).addr;
             let msg = GroupMsg::Ack {
                 view: self.view.id.clone(),
@@ -1004,6 +1016,24 @@ impl Groups {
             self.send(to, &msg);
         }
         self.timers.set(Timer::Ack, now + ACK_EVERY);
+    }
+
+    /// Acknowledges at once when enough was delivered since the last acknowledgement.
+    fn ack_if_due(&mut self) {
+        if self.is_sequencer() || self.flush.is_some() {
+            return;
+        }
+        let items = self.delivered.saturating_sub(self.last_ack);
+        if items >= ACK_STRIDE || (items > 0 && self.unacked_bytes >= ACK_BYTES) {
+            self.last_ack = self.delivered;
+            self.unacked_bytes = 0;
+            let to = Self::sequencer_of(&self.view).addr;
+            let msg = GroupMsg::Ack {
+                view: self.view.id.clone(),
+                upto: self.delivered,
+            };
+            self.send(to, &msg);
+        }
     }
 
     fn on_frame(&mut self, now: Instant, from: PeerAddr, frame: &Frame) -> Result<(), GroupsError> {
@@ -1021,7 +1051,10 @@ impl Groups {
                 seq,
                 stable,
                 item,
-            } if from_sequencer => self.on_order(now, view, seq, stable, item),
+            } if from_sequencer => {
+                self.on_order(now, view, seq, stable, item);
+                self.ack_if_due();
+            }
             GroupMsg::Order { .. } => {}
             GroupMsg::Ack { view, upto } => {
                 if let Some(n) = self.name_at(from) {
@@ -1034,6 +1067,11 @@ impl Groups {
                         }
                     }
                     self.on_ack(&n, view, upto);
+                    // A window freed by this acknowledgement is filled at once, not at
+                    // the next timer.
+                    if self.is_sequencer() && self.flush.is_none() {
+                        self.order_ready(now);
+                    }
                 }
             }
             GroupMsg::Nack { view, from: f } if self.name_at(from).is_some() => {

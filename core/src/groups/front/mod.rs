@@ -30,6 +30,9 @@ use crate::time::Instant;
 
 /// Longest request line: a 64 KiB message escaped byte by byte, and its command.
 pub const MAX_REQUEST_LINE: usize = 4 * super::msg::MAX_PAYLOAD + 1024;
+/// Bytes of requests a client may send ahead while one of its requests waits (a sender
+/// that pipelines messages is slowed here, not refused).
+pub const MAX_BACKLOG: usize = 4 * 1024 * 1024;
 /// Groups one connection may be in at once.
 pub const MAX_GROUPS_PER_CLIENT: usize = 256;
 /// Members a `610` notice lists (the count is always whole; `members GROUP` lists all).
@@ -164,7 +167,12 @@ enum Waiting {
     Join(String),
     Leave(String),
     Bind(String),
-    Release { service: String, holder: String },
+    Release {
+        service: String,
+        holder: String,
+    },
+    /// A request refused for want of room, to make again.
+    Room(String),
 }
 
 #[derive(Debug)]
@@ -215,6 +223,8 @@ pub struct GroupsFront {
     out: BTreeMap<ClientId, BytesMut>,
     /// Groups that clients gone during this input leave (submitted before it ends).
     pending_gone: Vec<(String, String)>,
+    /// The request line being answered (kept for one held for room).
+    current: Option<String>,
     /// The groups machine's outputs are being taken: a command issued meanwhile leaves
     /// its outputs to that loop, so events are handled in the order they came.
     draining: bool,
@@ -244,6 +254,7 @@ impl GroupsFront {
             told_barrier: BTreeMap::new(),
             out: BTreeMap::new(),
             pending_gone: Vec::new(),
+            current: None,
             draining: false,
             timers: Timers::default(),
             outbox: Outbox::default(),
@@ -801,7 +812,7 @@ impl GroupsFront {
             };
             if c.waiting.is_some() {
                 // Requests sent while one waits are kept, up to a bound.
-                if c.lines.pending() > 2 * MAX_REQUEST_LINE {
+                if c.lines.pending() > MAX_BACKLOG {
                     self.say(
                         client,
                         421,
@@ -851,18 +862,41 @@ impl GroupsFront {
         }
     }
 
+    /// A request the groups machine refused: too many items on their way holds it (and
+    /// the client's later requests) until there is room, so a sender that pipelines is
+    /// slowed rather than refused; anything else is answered.
     fn busy(&mut self, client: ClientId, e: GroupsError) {
-        match e {
-            GroupsError::Busy => self.say(
-                client,
-                451,
-                "busy: too many messages on their way, try again",
-            ),
-            other => self.say(client, 501, &other.to_string()),
+        match (e, self.current.take()) {
+            (GroupsError::Busy, Some(line)) => self.wait(client, Waiting::Room(line)),
+            (GroupsError::Busy, None) => self.say(client, 451, "busy: try again"),
+            (other, _) => self.say(client, 501, &other.to_string()),
+        }
+    }
+
+    /// Requests held for room go again, oldest client first, while there is room.
+    fn wake_held(&mut self, now: Instant) {
+        let held: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.waiting, Some(Waiting::Room(_))))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            if self.groups.pending() >= super::MAX_PENDING {
+                return;
+            }
+            let Some(Waiting::Room(line)) =
+                self.clients.get_mut(&id).and_then(|c| c.waiting.take())
+            else {
+                continue;
+            };
+            self.on_line(now, id, &line);
+            self.pump(now, id);
         }
     }
 
     fn on_line(&mut self, now: Instant, client: ClientId, line: &str) {
+        self.current = Some(line.to_string());
         let req = match parse_request(line) {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -1269,6 +1303,7 @@ impl Machine for GroupsFront {
             }
             Input::EffectDone { .. } => Ok(()),
         };
+        self.wake_held(now);
         self.submit_gone(now);
         self.flush_all();
         debug_check(self);
@@ -1295,6 +1330,7 @@ impl Machine for GroupsFront {
                 Timer::Barrier(s) => self.on_barrier_timer(&s),
             }
         }
+        self.wake_held(now);
         self.submit_gone(now);
         self.flush_all();
         debug_check(self);

@@ -552,3 +552,32 @@ fn daemons_configured_with_different_ranges_still_agree_on_every_port() {
     assert_eq!(a, net.nodes[0].services().ports());
     assert_eq!(a, net.nodes[1].services().ports());
 }
+
+#[test]
+fn a_sender_past_the_pending_bound_is_held_not_refused() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "join g");
+    net.settle();
+    net.open(1, 1);
+    // More than the groups machine takes at once, pipelined, before any frame moves.
+    let n = super::super::MAX_PENDING + 100;
+    let mut burst = String::new();
+    for k in 0..n {
+        burst.push_str(&format!("send g m{k}\n"));
+    }
+    net.nodes[1]
+        .handle(net.now, Input::ClientData(ClientId(1), Bytes::from(burst)))
+        .unwrap();
+    net.drain(1);
+    let sent = net.lines(1, 1, "250 sent").len();
+    assert_eq!(sent, super::super::MAX_PENDING, "the rest wait for room");
+    assert!(!net.text(1, 1).contains("451"));
+    net.settle();
+    assert_eq!(net.lines(1, 1, "250 sent").len(), n);
+    let got = net.lines(0, 1, "600 g ");
+    assert_eq!(got.len(), n, "every message delivered, once");
+    for (k, l) in got.iter().enumerate() {
+        assert!(l.ends_with(&format!(" m{k}")), "in order: {l}");
+    }
+}
