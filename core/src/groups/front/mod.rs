@@ -175,6 +175,20 @@ enum Waiting {
     Room(String),
 }
 
+/// The key of requests held for room.
+const ROOM: &str = "";
+
+impl Waiting {
+    /// What the request waits on: its group (a service's hidden group), or room.
+    fn key(&self) -> String {
+        match self {
+            Waiting::Join(g) | Waiting::Leave(g) => g.clone(),
+            Waiting::Bind(s) | Waiting::Release { service: s, .. } => service_group(s),
+            Waiting::Room(_) => ROOM.to_string(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Conn {
     name: String,
@@ -213,6 +227,10 @@ pub struct GroupsFront {
     tables: BTreeMap<String, GroupTable>,
     /// Local clients in each group, as of the last membership change delivered.
     local: BTreeMap<String, BTreeSet<ClientId>>,
+    /// The same, by client (so a client gone is taken out of its groups only).
+    local_of: BTreeMap<ClientId, BTreeSet<String>>,
+    /// Clients whose request waits, by what it waits on ([`Waiting::key`]).
+    waiters: BTreeMap<String, BTreeSet<ClientId>>,
     services: Services,
     /// This node's agent of each service (binding or bound).
     binders: BTreeMap<String, ClientId>,
@@ -248,6 +266,8 @@ impl GroupsFront {
             names: BTreeMap::new(),
             tables: BTreeMap::new(),
             local: BTreeMap::new(),
+            local_of: BTreeMap::new(),
+            waiters: BTreeMap::new(),
             services: Services::new(s.ports.0, s.ports.1, s.canary_port_conflicts),
             binders: BTreeMap::new(),
             told: BTreeMap::new(),
@@ -424,6 +444,17 @@ impl GroupsFront {
         if !here.is_empty() {
             self.local.insert(group.clone(), here.clone());
         }
+        for c in before.difference(&here) {
+            if let Some(gs) = self.local_of.get_mut(c) {
+                gs.remove(&group);
+                if gs.is_empty() {
+                    self.local_of.remove(c);
+                }
+            }
+        }
+        for c in here.difference(&before) {
+            self.local_of.entry(*c).or_default().insert(group.clone());
+        }
         let place = Place {
             view: view.clone(),
             seq,
@@ -503,12 +534,7 @@ impl GroupsFront {
             }
         }
         // Joins and leaves waiting for this change are answered after its notice.
-        let waiting: Vec<(ClientId, Waiting)> = self
-            .clients
-            .iter()
-            .filter_map(|(id, c)| c.waiting.clone().map(|w| (*id, w)))
-            .collect();
-        for (id, w) in waiting {
+        for (id, w) in self.waiting_on(&group) {
             let name = &self.clients[&id].name;
             let member = members.iter().any(|(c, d)| c == name && *d == self.me);
             match w {
@@ -527,12 +553,7 @@ impl GroupsFront {
 
     /// Binds and releases waiting on service `s`, after a change of its members.
     fn answer_service_waiters(&mut self, now: Instant, s: &str, members: &[(String, String)]) {
-        let waiting: Vec<(ClientId, Waiting)> = self
-            .clients
-            .iter()
-            .filter_map(|(id, c)| c.waiting.clone().map(|w| (*id, w)))
-            .collect();
-        for (id, w) in waiting {
+        for (id, w) in self.waiting_on(&service_group(s)) {
             match w {
                 Waiting::Bind(x) if x == s => {
                     let name = &self.clients[&id].name;
@@ -718,9 +739,7 @@ impl GroupsFront {
     fn answer_bind(&mut self, now: Instant, agent: ClientId, s: &str, port: u16, since: Place) {
         self.told.insert(s.to_string(), (port, since));
         self.say(agent, 250, &port.to_string());
-        if let Some(c) = self.clients.get_mut(&agent) {
-            c.waiting = None;
-        }
+        self.clear_wait(agent);
         if self.services.barrier(s).is_some() && self.services.port(s).is_some() {
             self.barrier_begun(now, s);
         }
@@ -850,16 +869,41 @@ impl GroupsFront {
     }
 
     fn unblock(&mut self, now: Instant, client: ClientId) {
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.waiting = None;
+        if self.clients.contains_key(&client) {
+            self.clear_wait(client);
             self.pump(now, client);
         }
     }
 
     fn wait(&mut self, client: ClientId, w: Waiting) {
+        self.clear_wait(client);
         if let Some(c) = self.clients.get_mut(&client) {
+            self.waiters.entry(w.key()).or_default().insert(client);
             c.waiting = Some(w);
         }
+    }
+
+    /// The client's request no longer waits; returns what it waited for.
+    fn clear_wait(&mut self, client: ClientId) -> Option<Waiting> {
+        let w = self.clients.get_mut(&client)?.waiting.take()?;
+        let key = w.key();
+        if let Some(set) = self.waiters.get_mut(&key) {
+            set.remove(&client);
+            if set.is_empty() {
+                self.waiters.remove(&key);
+            }
+        }
+        Some(w)
+    }
+
+    /// The clients whose request waits on `key` (a group, or [`ROOM`]).
+    fn waiting_on(&self, key: &str) -> Vec<(ClientId, Waiting)> {
+        self.waiters
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some((*id, self.clients.get(id)?.waiting.clone()?)))
+            .collect()
     }
 
     /// A request the groups machine refused: too many items on their way holds it (and
@@ -875,19 +919,11 @@ impl GroupsFront {
 
     /// Requests held for room go again, oldest client first, while there is room.
     fn wake_held(&mut self, now: Instant) {
-        let held: Vec<ClientId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| matches!(c.waiting, Some(Waiting::Room(_))))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in held {
+        for (id, _) in self.waiting_on(ROOM) {
             if self.groups.pending() >= super::MAX_PENDING {
                 return;
             }
-            let Some(Waiting::Room(line)) =
-                self.clients.get_mut(&id).and_then(|c| c.waiting.take())
-            else {
+            let Some(Waiting::Room(line)) = self.clear_wait(id) else {
                 continue;
             };
             self.on_line(now, id, &line);
@@ -956,8 +992,8 @@ impl GroupsFront {
                     if let Err(e) = self.groups_cmd(now, cmd) {
                         if let Some(c) = self.clients.get_mut(&client) {
                             c.joined.remove(&g);
-                            c.waiting = None;
                         }
+                        self.clear_wait(client);
                         self.busy(client, e);
                     }
                 }
@@ -977,8 +1013,8 @@ impl GroupsFront {
                     if let Err(e) = self.groups_cmd(now, cmd) {
                         if let Some(c) = self.clients.get_mut(&client) {
                             c.joined.insert(g);
-                            c.waiting = None;
                         }
+                        self.clear_wait(client);
                         self.busy(client, e);
                     }
                 }
@@ -1106,8 +1142,8 @@ impl GroupsFront {
             self.told_barrier.remove(&s);
             if let Some(c) = self.clients.get_mut(&client) {
                 c.binds.remove(&s);
-                c.waiting = None;
             }
+            self.clear_wait(client);
             self.busy(client, e);
         }
     }
@@ -1146,9 +1182,7 @@ impl GroupsFront {
             if let Some(c) = self.clients.get_mut(&h) {
                 c.binds.insert(s);
             }
-            if let Some(c) = self.clients.get_mut(&client) {
-                c.waiting = None;
-            }
+            self.clear_wait(client);
             self.busy(client, e);
         }
     }
@@ -1201,6 +1235,7 @@ impl GroupsFront {
 
     /// A client is gone: it leaves every group it was in, and its bindings.
     fn forget(&mut self, client: ClientId) {
+        self.clear_wait(client);
         let Some(c) = self.clients.remove(&client) else {
             return;
         };
@@ -1209,10 +1244,14 @@ impl GroupsFront {
         if self.names.get(&c.name) == Some(&client) {
             self.names.remove(&c.name);
         }
-        for l in self.local.values_mut() {
-            l.remove(&client);
+        for g in self.local_of.remove(&client).unwrap_or_default() {
+            if let Some(l) = self.local.get_mut(&g) {
+                l.remove(&client);
+                if l.is_empty() {
+                    self.local.remove(&g);
+                }
+            }
         }
-        self.local.retain(|_, l| !l.is_empty());
         if c.forwarded {
             self.outbox.event(FrontEvent::Forward {
                 client,
@@ -1260,6 +1299,37 @@ impl GroupsFront {
         for (g, l) in &self.local {
             if l.is_empty() || !l.iter().all(|c| self.clients.contains_key(c)) {
                 return Err(format!("local members of {g} that are not clients"));
+            }
+            if !l
+                .iter()
+                .all(|c| self.local_of.get(c).is_some_and(|gs| gs.contains(g)))
+            {
+                return Err(format!("the index of {g}'s local members disagrees"));
+            }
+        }
+        let indexed: usize = self.local_of.values().map(BTreeSet::len).sum();
+        let counted: usize = self.local.values().map(BTreeSet::len).sum();
+        if indexed != counted {
+            return Err("local members indexed twice or not at all".into());
+        }
+        let waiting = self
+            .clients
+            .values()
+            .filter(|c| c.waiting.is_some())
+            .count();
+        let indexed: usize = self.waiters.values().map(BTreeSet::len).sum();
+        if waiting != indexed {
+            return Err(format!("{waiting} requests wait, {indexed} are indexed"));
+        }
+        for (k, ids) in &self.waiters {
+            let right = |id: &ClientId| {
+                self.clients
+                    .get(id)
+                    .and_then(|c| c.waiting.as_ref())
+                    .is_some_and(|w| w.key() == *k)
+            };
+            if ids.is_empty() || !ids.iter().all(right) {
+                return Err(format!("waiters on {k:?} that do not wait on it"));
             }
         }
         Ok(())
