@@ -6,8 +6,9 @@
 //! named joins a fresh group; one more client, on the first daemon, sends N messages of
 //! SIZE bytes as fast as the protocol allows: `send` lines pipelined, at most WINDOW of
 //! them unanswered and at most CREDIT taken but not yet delivered at the sender's own
-//! daemon (the daemon refuses more than `MAX_PENDING` = 1,024 with `451 busy`; a refused
-//! one is sent again after a millisecond). `--rate R` paces the sends instead, for the
+//! daemon (past its `MAX_PENDING` = 1,024 the daemon holds a sender's requests until
+//! there is room; a `451 busy`, which older daemons sent, is sent again after a
+//! millisecond). `--rate R` paces the sends instead, for the
 //! latency of a lighter load. Each payload carries its number and the time of its first
 //! attempt, so every `600` notice gives a latency. msgs/s runs from the first send until
 //! the last message reached every receiver. It checks the order too: every receiver must
