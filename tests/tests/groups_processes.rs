@@ -457,3 +457,36 @@ fn limits_are_refused_clearly_at_and_past_their_edge() {
     );
     assert_eq!(fast.request("members flood"), "250 1 members");
 }
+
+#[test]
+fn the_membership_budget_is_refused_past_its_edge_and_freed_by_a_crash() {
+    let (mut daemons, addrs) = three(&[], &["--max-memberships", "4"]);
+    let mut on_c: Vec<Client> = (0..2).map(|_| Client::tcp(addrs[2])).collect();
+    for c in &mut on_c {
+        assert_eq!(c.request("join g"), "250 joined g");
+    }
+    let mut on_a: Vec<Client> = (0..2).map(|_| Client::tcp(addrs[0])).collect();
+    assert_eq!(on_a[0].request("join g"), "250 joined g");
+    assert_eq!(
+        on_a[1].request("bind web").len(),
+        "250 7000".len(),
+        "at the edge"
+    );
+    let mut late = Client::tcp(addrs[1]);
+    wait_until("b to hold the four", LIMIT, || {
+        let members = late.request("members g") == "250 3 members";
+        let services = late.request("services") == "250 1 services";
+        (members && services).then_some(())
+    });
+    let r = late.request("join g");
+    assert!(r.starts_with("452 the cluster holds 4 memberships"), "{r}");
+    let r = late.request("bind db");
+    assert!(r.starts_with("452 "), "{r}");
+    // c's two members go with c: room again.
+    daemons[2].kill();
+    let r = wait_until("room after the crash", LIMIT, || {
+        let r = late.request("join g");
+        r.starts_with("250").then_some(r)
+    });
+    assert_eq!(r, "250 joined g");
+}

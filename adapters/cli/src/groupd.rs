@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use flotilla_core::compose::Either;
-use flotilla_core::groups::front::{FrontEvent, FrontSettings, GroupsFront};
+use flotilla_core::groups::front::{FrontEvent, FrontSettings, GroupsFront, MAX_MEMBERSHIPS};
 use flotilla_core::groups::{GroupDaemon, GroupsSettings, MembershipLink};
 use flotilla_core::membership::config_file::{self, MAX_CONFIG_FILE_BYTES, valid_name};
 use flotilla_core::membership::{
@@ -74,6 +74,11 @@ pub(crate) struct Args {
     /// memory.
     #[arg(long, value_name = "BYTES", default_value_t = CLIENT_BYTES, value_parser = clap::value_parser!(u64).range(65_536..=1 << 30))]
     client_buffer: u64,
+    /// Memberships (clients in groups, agents in services) the cluster takes; a join or
+    /// bind past it is refused with 452. A view change carries them all in one frame, so
+    /// the most is 200000.
+    #[arg(long, value_name = "N", default_value_t = MAX_MEMBERSHIPS as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_MEMBERSHIPS as u64))]
+    max_memberships: u64,
 }
 
 /// Reads `LO-HI` (1 ≤ LO ≤ HI ≤ 65535).
@@ -156,7 +161,14 @@ pub(crate) async fn run(args: Args) -> Outcome {
         return Ok(fail(EXIT_CONFIG, e));
     }
     let buffer = usize::try_from(args.client_buffer).unwrap_or(usize::MAX);
-    Ok(serve(settings, args.config, args.socket, (args.ports, buffer)).await)
+    let most = usize::try_from(args.max_memberships).unwrap_or(MAX_MEMBERSHIPS);
+    Ok(serve(
+        settings,
+        args.config,
+        args.socket,
+        (args.ports, buffer, most),
+    )
+    .await)
 }
 
 /// Resolves `HOST:PORT` to one address, IPv4 first.
@@ -219,7 +231,7 @@ async fn serve(
     settings: MembershipSettings,
     config_path: Option<PathBuf>,
     socket: Option<PathBuf>,
-    (ports, client_bytes): ((u16, u16), usize),
+    (ports, client_bytes, max_memberships): ((u16, u16), usize, usize),
 ) -> ExitCode {
     let name = settings.name.clone();
     let listen = settings.addr;
@@ -233,6 +245,8 @@ async fn serve(
     config.client_queue = CLIENT_WRITES;
     // The sequencer sends a window of up to 1,024 orders to every member at once.
     config.peer_queue = PEER_FRAMES;
+    // A view change carries the whole group table in one frame.
+    config.limits.max_payload = flotilla_core::groups::msg::GROUPS_FRAME_LIMIT;
     config.client_bytes = client_bytes;
     let (cap, limit) = daemon::cap_clients(&mut config, |cap| {
         format!(
@@ -266,6 +280,7 @@ async fn serve(
         canary_deliver_early: false,
     });
     front.ports = ports;
+    front.max_memberships = max_memberships;
     let front = GroupsFront::new(front, driver.now());
     let machine = GroupDaemon::linked(membership, front, MembershipLink);
     info!(

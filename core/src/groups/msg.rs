@@ -28,6 +28,14 @@ pub const MAX_NAME: usize = 64;
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Most items in one list (flush states and starts, group tables).
 pub const MAX_ITEMS: usize = 65_536;
+/// Entries of a group table or of a daemon's own memberships in one message, at most:
+/// a view change carries the whole table in one `Start` (SPEC.md §10.3), so a cluster
+/// holds at most this many memberships (the client side refuses joins past
+/// [`crate::groups::front::MAX_MEMBERSHIPS`], well below it). Such a frame needs a
+/// payload limit of about 16 MiB ([`GROUPS_FRAME_LIMIT`]).
+pub const MAX_TABLE: usize = 400_000;
+/// The frame payload limit a group daemon's driver needs for the largest table.
+pub const GROUPS_FRAME_LIMIT: u32 = 16 * 1024 * 1024;
 
 /// A message's identity: the daemon life that took it and its number there.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -345,7 +353,7 @@ impl GroupMsg {
                 let old = get_id(r)?;
                 let upto = r.u64()?;
                 let held = get_items(r)?;
-                let n = r.count("locals", MAX_ITEMS, 10)?;
+                let n = r.count("locals", MAX_TABLE, 10)?;
                 let mut locals = Vec::with_capacity(n);
                 for _ in 0..n {
                     locals.push((get_label(r, "group")?, get_label(r, "client")?));
@@ -366,7 +374,7 @@ impl GroupMsg {
                 for _ in 0..n {
                     fills.push((get_id(r)?, r.u64()?, get_items(r)?));
                 }
-                let n = r.count("table", MAX_ITEMS, 15)?;
+                let n = r.count("table", MAX_TABLE, 15)?;
                 let mut table = Vec::with_capacity(n);
                 for _ in 0..n {
                     table.push((
@@ -486,6 +494,37 @@ mod tests {
                     table
                 }),
         ]
+    }
+
+    #[test]
+    fn a_start_carries_a_table_far_past_a_mebibyte() {
+        let view = ViewId {
+            epoch: 9,
+            coordinator: "a".into(),
+            incarnation: 1,
+        };
+        let table: Vec<(String, String, String)> = (0..MAX_TABLE)
+            .map(|k| {
+                (
+                    format!("group-{k}"),
+                    format!("c{k}"),
+                    "daemon-b".to_string(),
+                )
+            })
+            .collect();
+        let m = GroupMsg::Start {
+            view,
+            fills: Vec::new(),
+            table,
+        };
+        let f = m.to_frame();
+        assert!(f.payload.len() > 1 << 20, "past the default frame limit");
+        assert!(
+            f.payload.len() < GROUPS_FRAME_LIMIT as usize,
+            "{}",
+            f.payload.len()
+        );
+        assert_eq!(GroupMsg::decode(&f).unwrap(), m);
     }
 
     proptest! {

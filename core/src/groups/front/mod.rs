@@ -33,6 +33,10 @@ pub const MAX_REQUEST_LINE: usize = 4 * super::msg::MAX_PAYLOAD + 1024;
 /// Bytes of requests a client may send ahead while one of its requests waits (a sender
 /// that pipelines messages is slowed here, not refused).
 pub const MAX_BACKLOG: usize = 4 * 1024 * 1024;
+/// Memberships (a client in a group, or an agent in a service) the whole cluster holds
+/// at most: a view change carries them all in one frame (half of
+/// [`super::msg::MAX_TABLE`], so two sides merging stay inside it).
+pub const MAX_MEMBERSHIPS: usize = super::msg::MAX_TABLE / 2;
 /// Groups one connection may be in at once.
 pub const MAX_GROUPS_PER_CLIENT: usize = 256;
 /// Members a `610` notice lists (the count is always whole; `members GROUP` lists all).
@@ -68,6 +72,8 @@ pub struct FrontSettings {
     pub report_groups: bool,
     /// How long a recovery barrier may wait before the members not done are reported.
     pub barrier_report: Duration,
+    /// Memberships the cluster may hold; a join or bind past it is refused (`452`).
+    pub max_memberships: usize,
     /// Planted bug for the simulator's canary: a port conflict after a heal is kept.
     #[doc(hidden)]
     pub canary_port_conflicts: bool,
@@ -81,6 +87,7 @@ impl FrontSettings {
             ports: (7000, 7999),
             report_groups: false,
             barrier_report: Duration::from_secs(10),
+            max_memberships: MAX_MEMBERSHIPS,
             canary_port_conflicts: false,
         }
     }
@@ -222,6 +229,9 @@ pub struct GroupsFront {
     daemon_view: View,
     report_groups: bool,
     barrier_report: Duration,
+    max_memberships: usize,
+    /// Memberships in the table, all groups together.
+    memberships: usize,
     clients: BTreeMap<ClientId, Conn>,
     names: BTreeMap<String, ClientId>,
     tables: BTreeMap<String, GroupTable>,
@@ -262,6 +272,8 @@ impl GroupsFront {
             daemon_view,
             report_groups: s.report_groups,
             barrier_report: s.barrier_report,
+            max_memberships: s.max_memberships,
+            memberships: 0,
             clients: BTreeMap::new(),
             names: BTreeMap::new(),
             tables: BTreeMap::new(),
@@ -464,6 +476,7 @@ impl GroupsFront {
             .get(&group)
             .map(|t| t.members.clone())
             .unwrap_or_default();
+        self.memberships = self.memberships + members.len() - old_members.len();
         if members.is_empty() {
             self.tables.remove(&group);
         } else {
@@ -972,6 +985,8 @@ impl GroupsFront {
             Request::Join(g) => {
                 if self.clients[&client].joined.contains(&g) {
                     self.say(client, 450, &format!("already a member of {g}"));
+                } else if let Some(full) = self.full() {
+                    self.say(client, 452, &full);
                 } else if joined >= MAX_GROUPS_PER_CLIENT {
                     self.say(
                         client,
@@ -1110,7 +1125,21 @@ impl GroupsFront {
             .any(|t| t.members.iter().any(|(c, d)| c == n && *d == self.me))
     }
 
+    /// Why the cluster takes no more memberships, if it does not.
+    fn full(&self) -> Option<String> {
+        (self.memberships >= self.max_memberships).then(|| {
+            format!(
+                "the cluster holds {} memberships, the most it takes: leave some first",
+                self.memberships
+            )
+        })
+    }
+
     fn on_bind(&mut self, now: Instant, client: ClientId, name: String, s: String) {
+        if let Some(full) = self.full() {
+            self.say(client, 452, &full);
+            return;
+        }
         let here = self
             .services
             .nodes(&s)
@@ -1282,6 +1311,13 @@ impl GroupsFront {
         self.services.check()?;
         if !self.out.is_empty() {
             return Err("client output left unflushed".into());
+        }
+        let counted: usize = self.tables.values().map(|t| t.members.len()).sum();
+        if counted != self.memberships {
+            return Err(format!(
+                "{} memberships counted, {counted} in the table",
+                self.memberships
+            ));
         }
         for (n, id) in &self.names {
             if self.clients.get(id).map(|c| &c.name) != Some(n) {

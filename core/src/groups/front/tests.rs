@@ -581,3 +581,35 @@ fn a_sender_past_the_pending_bound_is_held_not_refused() {
         assert!(l.ends_with(&format!(" m{k}")), "in order: {l}");
     }
 }
+
+#[test]
+fn past_the_cluster_membership_budget_joins_and_binds_are_refused() {
+    let mut net = Net::new(2, (7000, 7009));
+    for n in &mut net.nodes {
+        n.max_memberships = 3;
+    }
+    for c in 1..=3 {
+        net.open(0, c);
+        net.line(0, c, "join g");
+    }
+    net.settle();
+    net.open(1, 1);
+    net.line(1, 1, "join h");
+    net.line(1, 1, "bind web");
+    let t = net.text(1, 1);
+    assert!(
+        t.contains("452 the cluster holds 3 memberships, the most it takes"),
+        "{t}"
+    );
+    assert_eq!(t.matches("452 ").count(), 2, "{t}");
+    // A leave makes room.
+    net.line(0, 3, "leave g");
+    net.settle();
+    net.line(1, 1, "join h");
+    net.settle();
+    assert!(
+        net.text(1, 1).ends_with("250 joined h\n"),
+        "{}",
+        net.text(1, 1)
+    );
+}
