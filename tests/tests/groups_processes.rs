@@ -490,3 +490,44 @@ fn the_membership_budget_is_refused_past_its_edge_and_freed_by_a_crash() {
     });
     assert_eq!(r, "250 joined g");
 }
+
+#[test]
+fn the_sequencer_killed_mid_stream_loses_and_reorders_nothing() {
+    let (mut daemons, addrs) = three(&[], &[]);
+    // a has the least name: it orders. Members on b and c; the sender on b.
+    let mut members: Vec<Client> = [addrs[1], addrs[2]]
+        .iter()
+        .map(|a| Client::tcp(*a))
+        .collect();
+    for m in &mut members {
+        assert_eq!(m.request("join stream"), "250 joined stream");
+    }
+    const N: usize = 2000;
+    let at = addrs[1];
+    let sender = std::thread::spawn(move || {
+        let mut s = Client::tcp(at);
+        for k in 0..N {
+            s.send(&format!("send stream m{k}"));
+            if k % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for _ in 0..N {
+            assert_eq!(s.reply(), "250 sent");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    daemons[0].kill();
+    sender.join().unwrap();
+    let got: Vec<Vec<String>> = members
+        .iter_mut()
+        .map(|m| {
+            (0..N)
+                .map(|_| message(&m.notice("600 stream ")).3)
+                .collect()
+        })
+        .collect();
+    assert_eq!(got[0], got[1], "one order at both survivors");
+    let want: Vec<String> = (0..N).map(|k| format!("m{k}")).collect();
+    assert_eq!(got[0], want, "every message once, in the sender's order");
+}
