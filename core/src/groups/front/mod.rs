@@ -251,8 +251,6 @@ pub struct GroupsFront {
     out: BTreeMap<ClientId, BytesMut>,
     /// Groups that clients gone during this input leave (submitted before it ends).
     pending_gone: Vec<(String, String)>,
-    /// The request line being answered (kept for one held for room).
-    current: Option<String>,
     /// The groups machine's outputs are being taken: a command issued meanwhile leaves
     /// its outputs to that loop, so events are handled in the order they came.
     draining: bool,
@@ -286,7 +284,6 @@ impl GroupsFront {
             told_barrier: BTreeMap::new(),
             out: BTreeMap::new(),
             pending_gone: Vec::new(),
-            current: None,
             draining: false,
             timers: Timers::default(),
             outbox: Outbox::default(),
@@ -471,24 +468,16 @@ impl GroupsFront {
             view: view.clone(),
             seq,
         };
+        // Taken out and put back below, not copied: a big group's list changes often.
         let old_members = self
             .tables
-            .get(&group)
-            .map(|t| t.members.clone())
+            .remove(&group)
+            .map(|t| t.members)
             .unwrap_or_default();
         self.memberships = self.memberships + members.len() - old_members.len();
-        if members.is_empty() {
-            self.tables.remove(&group);
-        } else {
-            self.tables.insert(
-                group.clone(),
-                GroupTable {
-                    view: Some(view.clone()),
-                    members: members.clone(),
-                },
-            );
-        }
         if let Some(s) = service_of(&group) {
+            // A service's list has one agent per node at most: a copy is cheap.
+            self.put_table(&group, &view, members.clone());
             let s = s.to_string();
             let nodes: BTreeSet<String> = members.iter().map(|(_, d)| d.clone()).collect();
             let changes = self.services.members(&s, nodes, &place);
@@ -532,9 +521,11 @@ impl GroupsFront {
                 .filter(|(_, d)| *d == self.me)
                 .filter_map(|(c, _)| self.names.get(c).copied())
                 .collect();
-            let line = full();
-            for c in &causers {
-                self.notice(*c, &line);
+            if !causers.is_empty() {
+                let line = full();
+                for c in &causers {
+                    self.notice(*c, &line);
+                }
             }
             for (who, d) in &changed {
                 let delta = format!(
@@ -546,10 +537,19 @@ impl GroupsFront {
                 }
             }
         }
-        // Joins and leaves waiting for this change are answered after its notice.
-        for (id, w) in self.waiting_on(&group) {
-            let name = &self.clients[&id].name;
-            let member = members.iter().any(|(c, d)| c == name && *d == self.me);
+        // Joins and leaves waiting for this change are answered after its notice (and
+        // once the table holds it, for the requests they let through).
+        let waiting: Vec<(ClientId, Waiting, bool)> = self
+            .waiting_on(&group)
+            .into_iter()
+            .map(|(id, w)| {
+                let name = &self.clients[&id].name;
+                let member = members.iter().any(|(c, d)| c == name && *d == self.me);
+                (id, w, member)
+            })
+            .collect();
+        self.put_table(&group, &view, members);
+        for (id, w, member) in waiting {
             match w {
                 Waiting::Join(g) if g == group && member => {
                     self.say(id, 250, &format!("joined {g}"));
@@ -561,6 +561,17 @@ impl GroupsFront {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Records a group's agreed members (none: the group is gone).
+    fn put_table(&mut self, group: &str, view: &ViewId, members: Vec<(String, String)>) {
+        if !members.is_empty() {
+            let t = GroupTable {
+                view: Some(view.clone()),
+                members,
+            };
+            self.tables.insert(group.to_string(), t);
         }
     }
 
@@ -922,11 +933,10 @@ impl GroupsFront {
     /// A request the groups machine refused: too many items on their way holds it (and
     /// the client's later requests) until there is room, so a sender that pipelines is
     /// slowed rather than refused; anything else is answered.
-    fn busy(&mut self, client: ClientId, e: GroupsError) {
-        match (e, self.current.take()) {
-            (GroupsError::Busy, Some(line)) => self.wait(client, Waiting::Room(line)),
-            (GroupsError::Busy, None) => self.say(client, 451, "busy: try again"),
-            (other, _) => self.say(client, 501, &other.to_string()),
+    fn busy(&mut self, client: ClientId, e: GroupsError, line: &str) {
+        match e {
+            GroupsError::Busy => self.wait(client, Waiting::Room(line.to_string())),
+            other => self.say(client, 501, &other.to_string()),
         }
     }
 
@@ -945,7 +955,6 @@ impl GroupsFront {
     }
 
     fn on_line(&mut self, now: Instant, client: ClientId, line: &str) {
-        self.current = Some(line.to_string());
         let req = match parse_request(line) {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -1009,7 +1018,7 @@ impl GroupsFront {
                             c.joined.remove(&g);
                         }
                         self.clear_wait(client);
-                        self.busy(client, e);
+                        self.busy(client, e, line);
                     }
                 }
             }
@@ -1030,7 +1039,7 @@ impl GroupsFront {
                             c.joined.insert(g);
                         }
                         self.clear_wait(client);
-                        self.busy(client, e);
+                        self.busy(client, e, line);
                     }
                 }
             }
@@ -1044,7 +1053,7 @@ impl GroupsFront {
                     },
                 ) {
                     Ok(()) => self.say(client, 250, "sent"),
-                    Err(e) => self.busy(client, e),
+                    Err(e) => self.busy(client, e, line),
                 }
             }
             Request::Members(g) => {
@@ -1085,8 +1094,8 @@ impl GroupsFront {
                 let b = reply_lines(250, lines.iter().map(String::as_str));
                 self.write(client, &b);
             }
-            Request::Bind(s) => self.on_bind(now, client, name, s),
-            Request::Release(s) => self.on_release(now, client, s),
+            Request::Bind(s) => self.on_bind(now, (client, line), name, s),
+            Request::Release(s) => self.on_release(now, (client, line), s),
             Request::Resolve { node, service } => self.on_resolve(client, &node, &service),
             Request::Done { service, event } => self.on_done(now, client, &service, event),
             Request::Daemon => {
@@ -1135,7 +1144,7 @@ impl GroupsFront {
         })
     }
 
-    fn on_bind(&mut self, now: Instant, client: ClientId, name: String, s: String) {
+    fn on_bind(&mut self, now: Instant, (client, line): (ClientId, &str), name: String, s: String) {
         if let Some(full) = self.full() {
             self.say(client, 452, &full);
             return;
@@ -1173,11 +1182,11 @@ impl GroupsFront {
                 c.binds.remove(&s);
             }
             self.clear_wait(client);
-            self.busy(client, e);
+            self.busy(client, e, line);
         }
     }
 
-    fn on_release(&mut self, now: Instant, client: ClientId, s: String) {
+    fn on_release(&mut self, now: Instant, (client, line): (ClientId, &str), s: String) {
         let holder = self.binders.get(&s).copied();
         let bound = holder.is_some_and(|h| {
             self.clients
@@ -1212,7 +1221,7 @@ impl GroupsFront {
                 c.binds.insert(s);
             }
             self.clear_wait(client);
-            self.busy(client, e);
+            self.busy(client, e, line);
         }
     }
 
