@@ -864,14 +864,7 @@ impl Groups {
         let Some(f) = &self.flush else {
             // Started already: the sequencer did not hear it; say so again.
             if view == self.view.id && !self.is_sequencer() {
-                let to = Self::sequencer_of(&self.view).addr;
-                self.send(
-                    to,
-                    &GroupMsg::Ack {
-                        view,
-                        upto: self.delivered,
-                    },
-                );
+                self.send_ack();
             }
             return;
         };
@@ -940,9 +933,8 @@ impl Groups {
             self.group_view(&g, 0, Cause::Network);
         }
         if !self.is_sequencer() {
-            let to = Self::sequencer_of(&self.view).addr;
-            let view = self.view.id.clone();
-            self.send(to, &GroupMsg::Ack { view, upto: 0 });
+            // Delivered is 0 in the new view: this acknowledges the start.
+            self.send_ack();
         }
         // What was submitted and not delivered goes again, in lseq order.
         let again: Vec<Item> = self.pending.values().cloned().collect();
@@ -1006,14 +998,7 @@ impl Groups {
             self.resend_tails();
             self.order_ready(now);
         } else if self.delivered != self.last_ack || self.delivered > self.stable {
-            self.last_ack = self.delivered;
-            self.unacked_bytes = 0;
-            let to = Self::sequencer_of(&self.view).addr;
-            let msg = GroupMsg::Ack {
-                view: self.view.id.clone(),
-                upto: self.delivered,
-            };
-            self.send(to, &msg);
+            self.send_ack();
         }
         self.timers.set(Timer::Ack, now + ACK_EVERY);
     }
@@ -1025,15 +1010,20 @@ impl Groups {
         }
         let items = self.delivered.saturating_sub(self.last_ack);
         if items >= ACK_STRIDE || (items > 0 && self.unacked_bytes >= ACK_BYTES) {
-            self.last_ack = self.delivered;
-            self.unacked_bytes = 0;
-            let to = Self::sequencer_of(&self.view).addr;
-            let msg = GroupMsg::Ack {
-                view: self.view.id.clone(),
-                upto: self.delivered,
-            };
-            self.send(to, &msg);
+            self.send_ack();
         }
+    }
+
+    /// Tells the sequencer how far this member delivered.
+    fn send_ack(&mut self) {
+        self.last_ack = self.delivered;
+        self.unacked_bytes = 0;
+        let to = Self::sequencer_of(&self.view).addr;
+        let msg = GroupMsg::Ack {
+            view: self.view.id.clone(),
+            upto: self.delivered,
+        };
+        self.send(to, &msg);
     }
 
     fn on_frame(&mut self, now: Instant, from: PeerAddr, frame: &Frame) -> Result<(), GroupsError> {
