@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use flotilla_tokio::client::LineClient;
+use flotilla_tokio::group_client::{DaemonView, parse_daemon_view};
 
 use crate::Outcome;
 use crate::flood_cli::json_string;
@@ -30,16 +31,6 @@ pub(crate) struct Args {
     /// "members": [{"name", "address", "incarnation"}]}.
     #[arg(long)]
     json: bool,
-}
-
-/// A view as the daemon printed it.
-#[derive(Debug, PartialEq, Eq)]
-struct Shown {
-    epoch: u64,
-    coordinator: String,
-    primary: bool,
-    config: u64,
-    members: Vec<(String, String, String)>,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -66,7 +57,7 @@ pub(crate) async fn run(args: Args) -> Outcome {
         }
     };
     let _ = client.request("quit").await;
-    let shown = match parse(&text) {
+    let shown = match parse_daemon_view(&text) {
         Ok(s) => s,
         Err(e) => return Ok(fail(format_args!("groupd at {daemon}: {e}"))),
     };
@@ -84,60 +75,16 @@ pub(crate) async fn run(args: Args) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse(text: &str) -> Result<Shown, String> {
-    let bad = || format!("an answer to members that does not read as a view: {text:?}");
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().ok_or_else(bad)?.split_whitespace().collect();
-    let [view, epoch, coordinator, primary, count, config] = head[..] else {
-        return Err(bad());
-    };
-    if view != "view" {
-        return Err(bad());
-    }
-    let field = |kv: &str, key: &str| -> Result<u64, String> {
-        kv.strip_prefix(key)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(bad)
-    };
-    let count = field(count, "members=")?;
-    let mut members = Vec::new();
-    for line in lines {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w[..] {
-            [name, addr, inc] => {
-                let inc = inc.strip_prefix("incarnation=").ok_or_else(bad)?;
-                members.push((name.to_string(), addr.to_string(), inc.to_string()));
-            }
-            [_, "members"] => {}
-            _ => return Err(bad()),
-        }
-    }
-    if members.len() as u64 != count {
-        return Err(bad());
-    }
-    Ok(Shown {
-        epoch: epoch.parse().map_err(|_| bad())?,
-        coordinator: coordinator.to_string(),
-        primary: match primary {
-            "primary" => true,
-            "non-primary" => false,
-            _ => return Err(bad()),
-        },
-        config: field(config, "config=")?,
-        members,
-    })
-}
-
-fn to_json(s: &Shown) -> String {
+fn to_json(s: &DaemonView) -> String {
     let members: Vec<String> = s
         .members
         .iter()
-        .map(|(n, a, i)| {
+        .map(|m| {
             format!(
-                "{{\"name\":{},\"address\":{},\"incarnation\":{}}}",
-                json_string(n),
-                json_string(a),
-                json_string(i)
+                "{{\"name\":{},\"address\":{},\"incarnation\":\"{:016x}\"}}",
+                json_string(&m.name),
+                json_string(&m.addr.to_string()),
+                m.incarnation
             )
         })
         .collect();
@@ -162,10 +109,10 @@ mod tests {
 
     #[test]
     fn reads_a_view_and_writes_json() {
-        let s = parse(TEXT).unwrap();
+        let s = parse_daemon_view(TEXT).unwrap();
         assert_eq!(s.epoch, 3);
         assert!(s.primary);
-        assert_eq!(s.members[1].0, "n2");
+        assert_eq!(s.members[1].name, "n2");
         assert_eq!(
             to_json(&s),
             "{\"view\":{\"epoch\":3,\"coordinator\":\"n1\"},\"primary\":true,\"config\":1,\
@@ -176,8 +123,8 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_view() {
-        assert!(parse("hello").is_err());
-        assert!(parse(&TEXT.replace("members=2", "members=3")).is_err());
-        assert!(parse(&TEXT.replace("primary", "maybe")).is_err());
+        assert!(parse_daemon_view("hello").is_err());
+        assert!(parse_daemon_view(&TEXT.replace("members=2", "members=3")).is_err());
+        assert!(parse_daemon_view(&TEXT.replace("primary", "maybe")).is_err());
     }
 }

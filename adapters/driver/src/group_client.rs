@@ -579,7 +579,9 @@ fn parse_group_members(text: &str) -> Result<GroupMembers, ClientError> {
 
 /// `view EPOCH COORD primary|non-primary members=N config=V`, `NAME ADDR incarnation=HEX`
 /// per daemon, `N members`.
-fn parse_daemon_view(text: &str) -> Result<DaemonView, ClientError> {
+/// Reads the daemon's answer to `members` (the final reply's text, lines joined with
+/// `\n`): the one reader of that reply, for this library and `flotilla members`.
+pub fn parse_daemon_view(text: &str) -> Result<DaemonView, ClientError> {
     let what = "members";
     let lines = counted(what, text, 1)?;
     let Some((head, rest)) = lines.split_first() else {

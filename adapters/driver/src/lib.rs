@@ -103,7 +103,7 @@ macro_rules! runtime_api {
         pub mod group_client {
             pub use $crate::group_client::{
                 Cause, Daemon, DaemonView, Error, GroupMembers, GroupNotice, MAX_LISTED, MemberId,
-                Service, ViewId,
+                Service, ViewId, parse_daemon_view,
             };
             /// A group daemon connection under this runtime.
             pub type GroupClient = $crate::group_client::GroupClient<$rt>;
