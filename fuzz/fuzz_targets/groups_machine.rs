@@ -81,6 +81,8 @@ struct Seen {
     items: Vec<Item>,
     /// Highest order number it sent.
     top_order: u64,
+    /// Highest FIFO number it sent.
+    top_fifo: u64,
     frames: Vec<Frame>,
 }
 
@@ -95,7 +97,17 @@ impl Seen {
                 self.top_order = self.top_order.max(seq);
                 push(&mut self.items, item);
             }
-            Ok(GroupMsg::Ack { .. } | GroupMsg::Nack { .. }) => {}
+            Ok(GroupMsg::FifoData { fseq, item, .. }) => {
+                self.top_fifo = self.top_fifo.max(fseq);
+                push(&mut self.items, item);
+            }
+            Ok(
+                GroupMsg::Ack { .. }
+                | GroupMsg::Nack { .. }
+                | GroupMsg::FifoAck { .. }
+                | GroupMsg::FifoNack { .. }
+                | GroupMsg::FifoStable { .. },
+            ) => {}
             Err(e) => panic!("the daemon sent a frame that does not decode: {e}"),
         }
         push(&mut self.frames, frame);
@@ -273,7 +285,15 @@ fuzz_target!(|data: &[u8]| {
                 let locals = (0..b.u8() % 3).map(|i| (GROUPS[usize::from(i)].to_string(), CLIENTS[2].to_string())).collect();
                 let q = 1 + usize::from(b.u8()) % (NAMES.len() - 1);
                 let q = (me + q) % NAMES.len();
-                Some((addr(q), GroupMsg::FlushState { view, old, upto, held, locals, from: NAMES[q].to_string() }))
+                let fifo = (0..b.u8() % 3)
+                    .map(|_| {
+                        let o = NAMES[usize::from(b.u8()) % NAMES.len()].to_string();
+                        let upto = b.u64() % 8;
+                        let n = b.u8();
+                        (o, upto, w.numbered(n, 1, &mut b, &seen))
+                    })
+                    .collect();
+                Some((addr(q), GroupMsg::FlushState { view, old, upto, held, locals, from: NAMES[q].to_string(), fifo }))
             }
             4 => {
                 // The sequencer of a view starts it.
@@ -306,7 +326,16 @@ fuzz_target!(|data: &[u8]| {
                         )
                     })
                     .collect();
-                Some((addr(seqr), GroupMsg::Start { view, fills, table }))
+                let fifo = (0..b.u8() % 3)
+                    .map(|_| {
+                        let old = w.g.view().id.clone();
+                        let o = NAMES[usize::from(b.u8()) % NAMES.len()].to_string();
+                        let hi = b.u64() % 8;
+                        let n = b.u8();
+                        (old, o, hi, w.numbered(n, 1, &mut b, &seen))
+                    })
+                    .collect();
+                Some((addr(seqr), GroupMsg::Start { view, fills, table, fifo }))
             }
             5 | 6 => {
                 // An order from the sequencer, near what is delivered.
@@ -335,8 +364,26 @@ fuzz_target!(|data: &[u8]| {
                 Some((from, GroupMsg::Ack { view, upto }))
             }
             8 => {
+                // A gap request, or the FIFO mode's messages from a peer.
                 let view = w.id(arg >> 2, &mut b);
-                Some((from, GroupMsg::Nack { view, from: b.u64() % 16 }))
+                let n = match b.u8() % 3 {
+                    0 => seen.top_fifo + 1,
+                    1 => seen.top_fifo,
+                    _ => b.u64() % 16,
+                };
+                match b.u8() % 5 {
+                    0 => Some((from, GroupMsg::Nack { view, from: n })),
+                    1 => Some((from, GroupMsg::FifoAck { view, upto: n })),
+                    2 => Some((from, GroupMsg::FifoNack { view, from: n })),
+                    3 => Some((from, GroupMsg::FifoStable { view, upto: n })),
+                    _ => {
+                        // Mostly from the item's own origin, as the protocol has it.
+                        let item = w.item(b.u8(), &mut b, &seen);
+                        let o = NAMES.iter().position(|x| *x == item.id.origin).unwrap_or(0);
+                        let at = if arg & 0x40 == 0 { addr(o) } else { from };
+                        Some((at, GroupMsg::FifoData { view, fseq: n, stable: b.u64() % 8, item }))
+                    }
+                }
             }
             9 => {
                 let view = w.id(arg >> 2, &mut b);
@@ -358,16 +405,17 @@ fuzz_target!(|data: &[u8]| {
             11 => {
                 // A raw payload, of this family or (rarely) another.
                 let fam = if arg & 0xc0 == 0xc0 { arg & 0x0f } else { FAMILY };
-                let kind = Kind(u16::from(fam) << 8 | u16::from(b.u8() % 10));
+                let kind = Kind(u16::from(fam) << 8 | u16::from(b.u8() % 14));
                 let frame = Frame::new(kind, Bytes::copy_from_slice(b.rest()));
                 let _ = w.g.handle(now, Input::Frame { from, frame });
                 None
             }
             12 | 13 => {
                 let group = w.group(b.u8());
-                let cmd = match arg % 3 {
+                let cmd = match arg % 4 {
                     0 => GroupsCommand::Join { group, client: w.name(b.u8()) },
                     1 => GroupsCommand::Leave { group, client: w.name(b.u8()) },
+                    2 => GroupsCommand::SendFifo { group, sender: w.name(b.u8()), payload: Bytes::copy_from_slice(b.rest()) },
                     _ => {
                         let sender = w.name(b.u8());
                         let payload = if b.u8() == 0xff {

@@ -174,6 +174,21 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/groups-canary.scn"),
     ),
     (
+        "groups-fifo",
+        "client groups with half the messages in FIFO mode while daemons crash, the sequencer crashes and a partition heals",
+        include_str!("../scenarios/groups-fifo.scn"),
+    ),
+    (
+        "groups-fifo-loss",
+        "client groups on 5 daemons, 10% loss, 300 FIFO-mode messages: delivered once everywhere, in each sender's order",
+        include_str!("../scenarios/groups-fifo-loss.scn"),
+    ),
+    (
+        "groups-fifo-canary",
+        "FIFO-mode messages with a planted bug (delivery past a gap); some seeds must fail",
+        include_str!("../scenarios/groups-fifo-canary.scn"),
+    ),
+    (
         "services-partition",
         "service groups bound on both sides of a partition: one port table after the heal, every barrier finished",
         include_str!("../scenarios/services-partition.scn"),

@@ -1,6 +1,7 @@
 //! Client groups on the daemons (seeds 001 and 004; SPEC.md §10): named groups that
 //! clients of any daemon join and leave, messages delivered to every member in one agreed
-//! order with virtual synchrony, and notices of who is in each group. Runs beside
+//! order with virtual synchrony (or, cheaper, in FIFO order per sender), and notices of
+//! who is in each group. Runs beside
 //! membership in one node: [`MembershipLink`] hands every installed view to the groups
 //! machine inside the core.
 
@@ -10,10 +11,10 @@ pub mod msg;
 mod machine;
 
 pub use machine::{
-    Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings, GroupsStats, LOG_BYTES,
-    MAX_PENDING, WINDOW,
+    Cause, FIFO_LOG_BYTES, FIFO_WINDOW, Groups, GroupsCommand, GroupsError, GroupsEvent,
+    GroupsSettings, GroupsStats, LOG_BYTES, MAX_PENDING, WINDOW,
 };
-pub use msg::{Fill, GroupMsg, Item, MsgId, Numbered, What};
+pub use msg::{FifoFill, FifoState, Fill, GroupMsg, Item, MsgId, Numbered, What};
 
 use crate::compose::{Link, Pair};
 use crate::machine::{Input, Machine};

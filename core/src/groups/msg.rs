@@ -20,6 +20,10 @@ const NACK: Kind = kind(0x04);
 const FLUSH_REQ: Kind = kind(0x05);
 const FLUSH_STATE: Kind = kind(0x06);
 const START: Kind = kind(0x07);
+const FIFO_DATA: Kind = kind(0x08);
+const FIFO_ACK: Kind = kind(0x09);
+const FIFO_NACK: Kind = kind(0x0a);
+const FIFO_STABLE: Kind = kind(0x0b);
 
 /// Longest group or client name.
 pub const MAX_NAME: usize = 64;
@@ -94,6 +98,15 @@ pub type Numbered = Vec<(u64, Item)>;
 /// delivers, and the items above the lowest such member's.
 pub type Fill = (ViewId, u64, Numbered);
 
+/// What a member holds of one origin's FIFO items in its previous view: the origin, the
+/// last of its items delivered here, and the delivered items not known stable.
+pub type FifoState = (String, u64, Numbered);
+
+/// How to finish one origin's FIFO items of one previous view: the view, the origin, the
+/// last number everyone coming from the view delivers, and the items above the lowest
+/// such member's.
+pub type FifoFill = (ViewId, String, u64, Numbered);
+
 /// Every groups message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupMsg {
@@ -149,8 +162,11 @@ pub enum GroupMsg {
         held: Numbered,
         /// The member's own clients' groups: `(group, client)`.
         locals: Vec<(String, String)>,
-        /// The member's incarnation (for its clients' names in the table).
+        /// The member's name.
         from: String,
+        /// Per origin of FIFO items in `old` (itself included): what it delivered and
+        /// holds.
+        fifo: Vec<FifoState>,
     },
     /// From the sequencer: finish your previous view with these items, then start the
     /// new view with this group table.
@@ -162,6 +178,42 @@ pub enum GroupMsg {
         fills: Vec<Fill>,
         /// Every group's members at the start: `(group, client, daemon)`.
         table: Vec<(String, String, String)>,
+        /// Per previous view and origin: how to finish its FIFO items.
+        fifo: Vec<FifoFill>,
+    },
+    /// From a FIFO item's origin to every member: its item number `fseq` of `view`
+    /// (numbered per origin and view from 1; also a resend). The item is a message.
+    FifoData {
+        /// The view.
+        view: ViewId,
+        /// Its number among the origin's FIFO items of the view.
+        fseq: u64,
+        /// Every member delivered the origin's items up to this number.
+        stable: u64,
+        /// The item (`id.lseq` is `fseq`).
+        item: Item,
+    },
+    /// To a FIFO origin: its items up to `upto` delivered here.
+    FifoAck {
+        /// The view.
+        view: ViewId,
+        /// The highest number delivered.
+        upto: u64,
+    },
+    /// To a FIFO origin: send your items again from `from`.
+    FifoNack {
+        /// The view.
+        view: ViewId,
+        /// The first number missing.
+        from: u64,
+    },
+    /// From a FIFO origin: every member delivered its items up to `upto` (they may be
+    /// forgotten).
+    FifoStable {
+        /// The view.
+        view: ViewId,
+        /// The stable point.
+        upto: u64,
     },
 }
 
@@ -293,6 +345,7 @@ impl GroupMsg {
                 held,
                 locals,
                 from,
+                fifo,
             } => {
                 put_id(&mut w, view);
                 put_id(&mut w, old);
@@ -303,9 +356,19 @@ impl GroupMsg {
                     w.str(g).str(c);
                 }
                 w.str(from);
+                w.count(fifo.len());
+                for (origin, upto, held) in fifo {
+                    w.str(origin).u64(*upto);
+                    put_items(&mut w, held);
+                }
                 FLUSH_STATE
             }
-            GroupMsg::Start { view, fills, table } => {
+            GroupMsg::Start {
+                view,
+                fills,
+                table,
+                fifo,
+            } => {
                 put_id(&mut w, view);
                 w.count(fills.len());
                 for (old, upto, items) in fills {
@@ -317,7 +380,39 @@ impl GroupMsg {
                 for (g, c, d) in table {
                     w.str(g).str(c).str(d);
                 }
+                w.count(fifo.len());
+                for (old, origin, upto, items) in fifo {
+                    put_id(&mut w, old);
+                    w.str(origin).u64(*upto);
+                    put_items(&mut w, items);
+                }
                 START
+            }
+            GroupMsg::FifoData {
+                view,
+                fseq,
+                stable,
+                item,
+            } => {
+                put_id(&mut w, view);
+                w.u64(*fseq).u64(*stable);
+                put_item(&mut w, item);
+                FIFO_DATA
+            }
+            GroupMsg::FifoAck { view, upto } => {
+                put_id(&mut w, view);
+                w.u64(*upto);
+                FIFO_ACK
+            }
+            GroupMsg::FifoNack { view, from } => {
+                put_id(&mut w, view);
+                w.u64(*from);
+                FIFO_NACK
+            }
+            GroupMsg::FifoStable { view, upto } => {
+                put_id(&mut w, view);
+                w.u64(*upto);
+                FIFO_STABLE
             }
         };
         Frame::new(k, w.finish())
@@ -358,13 +453,20 @@ impl GroupMsg {
                 for _ in 0..n {
                     locals.push((get_label(r, "group")?, get_label(r, "client")?));
                 }
+                let from = get_name(r)?;
+                let n = r.count("fifo", MAX_ITEMS, 13)?;
+                let mut fifo = Vec::with_capacity(n);
+                for _ in 0..n {
+                    fifo.push((get_name(r)?, r.u64()?, get_items(r)?));
+                }
                 GroupMsg::FlushState {
                     view,
                     old,
                     upto,
                     held,
                     locals,
-                    from: get_name(r)?,
+                    from,
+                    fifo,
                 }
             }
             START => {
@@ -383,8 +485,36 @@ impl GroupMsg {
                         get_name(r)?,
                     ));
                 }
-                GroupMsg::Start { view, fills, table }
+                let n = r.count("fifo fills", MAX_ITEMS, 30)?;
+                let mut fifo = Vec::with_capacity(n);
+                for _ in 0..n {
+                    fifo.push((get_id(r)?, get_name(r)?, r.u64()?, get_items(r)?));
+                }
+                GroupMsg::Start {
+                    view,
+                    fills,
+                    table,
+                    fifo,
+                }
             }
+            FIFO_DATA => GroupMsg::FifoData {
+                view: get_id(r)?,
+                fseq: r.u64()?,
+                stable: r.u64()?,
+                item: get_item(r)?,
+            },
+            FIFO_ACK => GroupMsg::FifoAck {
+                view: get_id(r)?,
+                upto: r.u64()?,
+            },
+            FIFO_NACK => GroupMsg::FifoNack {
+                view: get_id(r)?,
+                from: r.u64()?,
+            },
+            FIFO_STABLE => GroupMsg::FifoStable {
+                view: get_id(r)?,
+                upto: r.u64()?,
+            },
             k => return Err(DecodeError::UnknownKind(k)),
         };
         reader.finish()?;
@@ -464,9 +594,17 @@ mod tests {
                 any::<u64>(),
                 proptest::collection::vec((any::<u64>(), item()), 0..4),
                 proptest::collection::vec((label(), label()), 0..4),
-                "[a-z0-9]{1,8}"
+                "[a-z0-9]{1,8}",
+                proptest::collection::vec(
+                    (
+                        "[a-z0-9]{1,8}",
+                        any::<u64>(),
+                        proptest::collection::vec((any::<u64>(), item()), 0..3)
+                    ),
+                    0..3
+                ),
             )
-                .prop_map(|(view, old, upto, held, locals, from)| {
+                .prop_map(|(view, old, upto, held, locals, from, fifo)| {
                     GroupMsg::FlushState {
                         view,
                         old,
@@ -474,6 +612,7 @@ mod tests {
                         held,
                         locals,
                         from,
+                        fifo,
                     }
                 }),
             (
@@ -486,13 +625,34 @@ mod tests {
                     ),
                     0..3
                 ),
-                proptest::collection::vec((label(), label(), "[a-z0-9]{1,8}"), 0..4)
+                proptest::collection::vec((label(), label(), "[a-z0-9]{1,8}"), 0..4),
+                proptest::collection::vec(
+                    (
+                        id(),
+                        "[a-z0-9]{1,8}",
+                        any::<u64>(),
+                        proptest::collection::vec((any::<u64>(), item()), 0..3)
+                    ),
+                    0..3
+                ),
             )
-                .prop_map(|(view, fills, table)| GroupMsg::Start {
+                .prop_map(|(view, fills, table, fifo)| GroupMsg::Start {
                     view,
                     fills,
-                    table
+                    table,
+                    fifo,
                 }),
+            (id(), any::<u64>(), any::<u64>(), item()).prop_map(|(view, fseq, stable, item)| {
+                GroupMsg::FifoData {
+                    view,
+                    fseq,
+                    stable,
+                    item,
+                }
+            }),
+            (id(), any::<u64>()).prop_map(|(view, upto)| GroupMsg::FifoAck { view, upto }),
+            (id(), any::<u64>()).prop_map(|(view, from)| GroupMsg::FifoNack { view, from }),
+            (id(), any::<u64>()).prop_map(|(view, upto)| GroupMsg::FifoStable { view, upto }),
         ]
     }
 
@@ -516,6 +676,7 @@ mod tests {
             view,
             fills: Vec::new(),
             table,
+            fifo: Vec::new(),
         };
         let f = m.to_frame();
         assert!(f.payload.len() > 1 << 20, "past the default frame limit");
@@ -534,7 +695,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_payloads_never_panic(k in 1u8..9, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_payloads_never_panic(k in 1u8..13, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = GroupMsg::decode(&Frame::new(kind(k), Bytes::from(bytes)));
         }
     }

@@ -639,3 +639,215 @@ fn unstable_bytes_are_bounded_so_a_flush_fits_a_frame() {
         );
     }
 }
+
+// ----- the cheaper FIFO mode -----
+
+fn fsend_cmd(sender: &str, payload: &[u8]) -> Input<GroupsCommand, crate::machine::NoEffect> {
+    Input::Command(GroupsCommand::SendFifo {
+        group: "g".into(),
+        sender: sender.into(),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+impl Node {
+    /// FIFO messages delivered here: (view, origin, number, payload), in delivery order.
+    fn fifo(&self) -> Vec<(ViewId, String, u64, Bytes)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                GroupsEvent::FifoDelivered {
+                    view, id, payload, ..
+                } => Some((view.clone(), id.origin.clone(), id.lseq, payload.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fifo_payloads(&self) -> Vec<Bytes> {
+        self.fifo().into_iter().map(|(_, _, _, p)| p).collect()
+    }
+}
+
+/// Each daemon's FIFO messages, in the order `n` delivered them.
+fn per_origin(n: &Node, origin: &str) -> Vec<Bytes> {
+    n.fifo()
+        .into_iter()
+        .filter(|(_, o, _, _)| o == origin)
+        .map(|(_, _, _, p)| p)
+        .collect()
+}
+
+#[test]
+fn fifo_sends_skip_the_sequencer_and_keep_each_senders_order_despite_losses() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v = view(1, &["a", "b", "c"]);
+    net.install(&v, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let ordered = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let seen = ordered.clone();
+    let mut rng = Rng::from_seed(5);
+    net.drop = Box::new(move |_, _, m| {
+        if matches!(m, GroupMsg::Submit { .. } | GroupMsg::Order { .. }) {
+            seen.set(seen.get() + 1);
+        }
+        rng.chance(0.125)
+    });
+    let names = ["a", "b", "c"];
+    let mut rng = Rng::from_seed(3);
+    let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 3];
+    for k in 0..90 {
+        let i = rng.below(3) as usize;
+        let p = Bytes::from(format!("f{k:02}"));
+        net.input(i, fsend_cmd(&format!("#x#{}", names[i]), &p))
+            .unwrap();
+        // The origin's own clients have it at once.
+        assert_eq!(net.nodes[i].fifo_payloads().last(), Some(&p));
+        sent[i].push(p);
+        for _ in 0..rng.below(4) {
+            net.step();
+        }
+    }
+    net.run_until(|n| n.nodes.iter().all(|x| x.fifo().len() == 90));
+    net.run_for(Duration::from_millis(500));
+    assert!(net.dropped > 0, "the test meant to lose frames");
+    assert_eq!(
+        ordered.get(),
+        0,
+        "a FIFO message went through the sequencer"
+    );
+    for n in &net.nodes {
+        assert_eq!(n.fifo().len(), 90, "each delivered once");
+        assert!(n.delivered().is_empty(), "no agreed delivery");
+        for (i, o) in names.iter().enumerate() {
+            assert_eq!(per_origin(n, o), sent[i], "{o}'s order");
+        }
+        assert_eq!(n.g.pending(), 0);
+    }
+}
+
+/// c's FIFO messages reach a only, b's FIFO messages reach nobody but b, and then c is
+/// gone: a and b pass to the next view having delivered the same FIFO messages in the
+/// former (b gets c's from a's copies), and b's come to a though only b had them.
+#[test]
+fn a_view_change_finishes_fifo_messages_alike_even_of_an_origin_that_is_gone() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.drop = Box::new(|from, to, m| {
+        matches!(m, GroupMsg::FifoData { .. } | GroupMsg::FifoNack { .. })
+            && (from == 2 && to == 1 || from == 1)
+    });
+    for k in 0..3 {
+        net.input(2, fsend_cmd("#x#c", format!("c{k}").as_bytes()))
+            .unwrap();
+        net.input(1, fsend_cmd("#x#b", format!("b{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(per_origin(&net.nodes[0], "c").len(), 3, "a has c's");
+    assert!(
+        per_origin(&net.nodes[1], "c").is_empty(),
+        "b has none of c's"
+    );
+    assert!(
+        per_origin(&net.nodes[0], "b").is_empty(),
+        "a has none of b's"
+    );
+    net.drop = Box::new(|from, to, _| from == 2 || to == 2);
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0, 1]);
+    net.run_until(|n| n.nodes[..2].iter().all(|x| !x.g.flushing()));
+    net.run_for(Duration::from_millis(300));
+    let in_v1 = |n: &Node| -> BTreeSet<(String, u64, Bytes)> {
+        n.fifo()
+            .into_iter()
+            .filter(|(v, ..)| *v == v1.id)
+            .map(|(_, o, k, p)| (o, k, p))
+            .collect()
+    };
+    assert_eq!(in_v1(&net.nodes[0]).len(), 6, "{:?}", net.nodes[0].fifo());
+    assert_eq!(in_v1(&net.nodes[0]), in_v1(&net.nodes[1]));
+    for n in &net.nodes[..2] {
+        assert_eq!(per_origin(n, "c"), ["c0", "c1", "c2"]);
+        assert_eq!(per_origin(n, "b"), ["b0", "b1", "b2"]);
+        assert_eq!(n.closed().last().map(|c| &c.1), Some(&v2.id));
+    }
+}
+
+/// A FIFO message taken while a flush runs waits for the new view: it is delivered
+/// there, once, everywhere, after the old view's.
+#[test]
+fn fifo_sends_during_a_flush_go_in_the_new_view() {
+    let mut net = Net::new(&["a", "b"]);
+    let v1 = view(1, &["a", "b"]);
+    net.install(&v1, &[0, 1]);
+    net.run_until(|n| n.settled());
+    net.input(1, fsend_cmd("#x#b", b"before")).unwrap();
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[1]);
+    net.input(1, fsend_cmd("#x#b", b"during")).unwrap();
+    assert_eq!(
+        net.nodes[1].fifo_payloads(),
+        ["before"],
+        "held while flushing"
+    );
+    assert_eq!(net.nodes[1].g.pending(), 1);
+    net.install(&v2, &[0]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    for n in &net.nodes {
+        let f = n.fifo();
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(
+            (f[0].0.clone(), f[0].3.clone()),
+            (v1.id.clone(), Bytes::from("before"))
+        );
+        assert_eq!(
+            (f[1].0.clone(), f[1].3.clone()),
+            (v2.id.clone(), Bytes::from("during"))
+        );
+    }
+}
+
+/// Without acknowledgements an origin sends at most its window; the rest wait (and
+/// past the pending bound the machine says busy); once acknowledgements flow, all go.
+#[test]
+fn a_fifo_origin_without_acknowledgements_stops_at_its_window() {
+    use super::machine::{FIFO_LOG_BYTES, FIFO_WINDOW, MAX_PENDING};
+    let mut net = Net::new(&["a", "b"]);
+    let v1 = view(1, &["a", "b"]);
+    net.install(&v1, &[0, 1]);
+    net.run_until(|n| n.settled());
+    net.drop = Box::new(|_, _, m| matches!(m, GroupMsg::FifoAck { .. }));
+    let mut accepted = 0;
+    for k in 0..(FIFO_WINDOW as usize + MAX_PENDING + 10) {
+        match net.input(0, fsend_cmd("#x#a", format!("{k}").as_bytes())) {
+            Ok(()) => accepted += 1,
+            Err(GroupsError::Busy) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(accepted, FIFO_WINDOW as usize + MAX_PENDING);
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(net.nodes[1].fifo().len(), FIFO_WINDOW as usize);
+    net.drop = Box::new(|_, _, _| false);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    let want: Vec<Bytes> = (0..accepted).map(|k| Bytes::from(format!("{k}"))).collect();
+    assert_eq!(net.nodes[1].fifo_payloads(), want);
+    // Large messages: the bytes bound holds instead.
+    net.drop = Box::new(|_, _, m| matches!(m, GroupMsg::FifoAck { .. }));
+    let before = net.nodes[1].fifo().len();
+    for _ in 0..10 {
+        net.input(0, fsend_cmd("#x#a", &vec![1u8; MAX_PAYLOAD]))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(300));
+    let got = net.nodes[1].fifo().len() - before;
+    assert!(
+        got >= 1 && got * MAX_PAYLOAD <= FIFO_LOG_BYTES,
+        "{got} large ones sent"
+    );
+}

@@ -4,16 +4,21 @@
 //! Every node is a group daemon named as the node; the first starts alone and the
 //! others join it. `(:groups (:messages N) (:from T) (:to T) (:group G))` has one client
 //! on every node join group `G` (default `g`) just before `from`, and N messages sent to
-//! it from random nodes at random times in `[from, to]` (payloads `m0`, `m1`, …).
-//! Actions: `(:send NODE)` one more message.
+//! it from random nodes at random times in `[from, to]` (payloads `m0`, `m1`, …);
+//! `(:fifo P)` sends each in the cheaper FIFO mode with probability P percent.
+//! Actions: `(:send NODE)` one more message, `(:fsend NODE)` one more in FIFO mode.
 //!
 //! Checked after every step:
 //! - **one place, one message**: an item's (view, number) names one message everywhere;
 //! - **order**: each daemon delivers in increasing (view, number) within one life, and no
 //!   message twice;
 //! - **virtual synchrony**: daemons that pass from one view to the same next view
-//!   delivered the same messages in the former (compared as count and digest of the
-//!   message ids).
+//!   delivered the same messages in the former, agreed and FIFO alike (compared as count
+//!   and digest of the message ids);
+//! - **FIFO**: a FIFO message's (view, origin, number) names one message everywhere; each
+//!   daemon delivers an origin's FIFO messages of a view as 1, 2, 3, … with no gap, and
+//!   one origin's FIFO messages, across views, in the order they were sent (so none
+//!   twice).
 //!
 //! Predicates: `quiet` (no daemon has a message on its way or a flush running),
 //! `all-delivered` (every message sent by a daemon that never crashed was delivered by
@@ -87,6 +92,17 @@ pub struct GroupsProtocol {
     crashed: BTreeSet<usize>,
     /// Payload → the node it was sent from.
     sent: BTreeMap<Bytes, usize>,
+    /// Percent of the workload's messages sent in FIFO mode.
+    fifo: u64,
+    /// Payload → its place among the accepted sends of the run.
+    sent_order: BTreeMap<Bytes, u64>,
+    /// (view, FIFO id) → the payload delivered under it.
+    fifo_places: BTreeMap<(ViewId, MsgId), Bytes>,
+    /// (node, life, view, origin, incarnation) → the last FIFO number delivered.
+    fifo_last: BTreeMap<(usize, u64, ViewId, String, u64), u64>,
+    /// (node, life, origin, incarnation) → the send place of the last FIFO message
+    /// delivered from it.
+    fifo_order: BTreeMap<(usize, u64, String, u64), u64>,
     violation: Option<String>,
 }
 
@@ -94,12 +110,13 @@ fn err(n: &Node, msg: impl Into<String>) -> SexprError {
     SexprError::new(n.pos, msg.into())
 }
 
-fn digest(id: &MsgId) -> u64 {
-    // FNV-1a over the id's parts: order-independent once xor-ed together.
+fn digest(id: &MsgId, fifo: bool) -> u64 {
+    // FNV-1a over the id's parts: order-independent once xor-ed together. A FIFO id is
+    // numbered apart from the agreed ones: a tag keeps the two from cancelling out.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id
-        .origin
-        .bytes()
+    for b in [u8::from(fifo)]
+        .into_iter()
+        .chain(id.origin.bytes())
         .chain(id.incarnation.to_le_bytes())
         .chain(id.lseq.to_le_bytes())
     {
@@ -187,10 +204,11 @@ impl Protocol for GroupsProtocol {
                 Some("from") => self.from = Some(Instant::ZERO + one.duration()?),
                 Some("to") => self.to = Some(Instant::ZERO + one.duration()?),
                 Some("group") => self.group = Some(one.text()?),
+                Some("fifo") => self.fifo = one.int_in(0, 100)? as u64,
                 _ => {
                     return Err(err(
                         item,
-                        "expected (:messages N), (:from T), (:to T) or (:group NAME)",
+                        "expected (:messages N), (:from T), (:to T), (:group NAME) or (:fifo P)",
                     ));
                 }
             }
@@ -204,20 +222,32 @@ impl Protocol for GroupsProtocol {
         ctx: &ParseCtx,
     ) -> Result<Option<(usize, CommandOf<Self>)>, SexprError> {
         match (form.head(), form.args()) {
-            (Some("send"), [node]) => {
+            (Some(verb @ ("send" | "fsend")), [node]) => {
                 let at = ctx.node(node)?;
-                let cmd = GroupsCommand::Send {
-                    group: self.group(),
-                    sender: format!("#c#n{}", at + 1),
-                    payload: Bytes::from(format!(
-                        "a{}-{}",
-                        at + 1,
-                        node.pos.line * 1000 + node.pos.col
-                    )),
+                let (group, sender) = (self.group(), format!("#c#n{}", at + 1));
+                let payload = Bytes::from(format!(
+                    "a{}-{}",
+                    at + 1,
+                    node.pos.line * 1000 + node.pos.col
+                ));
+                let cmd = if verb == "fsend" {
+                    GroupsCommand::SendFifo {
+                        group,
+                        sender,
+                        payload,
+                    }
+                } else {
+                    GroupsCommand::Send {
+                        group,
+                        sender,
+                        payload,
+                    }
                 };
                 Ok(Some((at, Either::B(FrontCommand::Groups(cmd)))))
             }
-            (Some("send"), _) => Err(err(form, "expected (:send NODE)")),
+            (Some(verb @ ("send" | "fsend")), _) => {
+                Err(err(form, format!("expected (:{verb} NODE)")))
+            }
             _ => Ok(None),
         }
     }
@@ -246,15 +276,23 @@ impl Protocol for GroupsProtocol {
             let n = rng.below(nodes as u64) as usize;
             let span = to.saturating_duration_since(from);
             let t = from + rng.duration_between(core::time::Duration::ZERO, span);
-            out.push((
-                t,
-                n,
-                Either::B(FrontCommand::Groups(GroupsCommand::Send {
-                    group: self.group(),
-                    sender: format!("#c#n{}", n + 1),
-                    payload: Bytes::from(format!("m{k}")),
-                })),
-            ));
+            let (group, sender) = (self.group(), format!("#c#n{}", n + 1));
+            let payload = Bytes::from(format!("m{k}"));
+            // Drawn only when asked for, so runs without FIFO keep their seeds' faults.
+            let cmd = if self.fifo > 0 && rng.below(100) < self.fifo {
+                GroupsCommand::SendFifo {
+                    group,
+                    sender,
+                    payload,
+                }
+            } else {
+                GroupsCommand::Send {
+                    group,
+                    sender,
+                    payload,
+                }
+            };
+            out.push((t, n, Either::B(FrontCommand::Groups(cmd))));
         }
         out.sort_by_key(|(t, _, _)| *t);
         out
@@ -364,10 +402,16 @@ impl Protocol for GroupsProtocol {
         match obs {
             Observation::Command {
                 node,
-                command: Either::B(FrontCommand::Groups(GroupsCommand::Send { payload, .. })),
+                command:
+                    Either::B(FrontCommand::Groups(
+                        GroupsCommand::Send { payload, .. }
+                        | GroupsCommand::SendFifo { payload, .. },
+                    )),
                 accepted: true,
             } => {
                 self.sent.insert(payload.clone(), node);
+                let k = self.sent_order.len() as u64;
+                self.sent_order.insert(payload.clone(), k);
             }
             Observation::Event {
                 node,
@@ -509,6 +553,9 @@ impl GroupsProtocol {
             GroupsEvent::Skipped { view, seq, id, .. } => {
                 self.on_place(node, &name, view, *seq, id, false);
             }
+            GroupsEvent::FifoDelivered {
+                view, id, payload, ..
+            } => self.on_fifo(node, &name, view, id, payload),
             GroupsEvent::Closed { old, new, .. } => {
                 let life = self.last[node].0;
                 let mine = self
@@ -579,6 +626,52 @@ impl GroupsProtocol {
             .entry((node, life, view.clone()))
             .or_insert((0, 0));
         e.0 += 1;
-        e.1 ^= digest(id);
+        e.1 ^= digest(id, false);
+    }
+
+    fn on_fifo(&mut self, node: usize, name: &str, view: &ViewId, id: &MsgId, payload: &Bytes) {
+        let mut bad = Vec::new();
+        let key = (view.clone(), id.clone());
+        match self.fifo_places.get(&key) {
+            Some(p) if p != payload => bad.push(format!(
+                "FIFO {view} {id:?} is {p:?} at one daemon and {payload:?} at {name}"
+            )),
+            Some(_) => {}
+            None => {
+                self.fifo_places.insert(key, payload.clone());
+            }
+        }
+        let life = self.last[node].0;
+        let origin = (id.origin.clone(), id.incarnation);
+        let at = (node, life, view.clone(), origin.0.clone(), origin.1);
+        let last = self.fifo_last.insert(at, id.lseq).unwrap_or(0);
+        if id.lseq != last + 1 {
+            bad.push(format!(
+                "FIFO: {name} delivered {}'s #{} of {view} after #{last}",
+                id.origin, id.lseq
+            ));
+        }
+        if let Some(&k) = self.sent_order.get(payload) {
+            let before = self
+                .fifo_order
+                .insert((node, life, origin.0.clone(), origin.1), k);
+            if before.is_some_and(|b| b >= k) {
+                bad.push(format!(
+                    "FIFO: {name} delivered {}'s {payload:?} after a message sent later (or \
+                     the same twice)",
+                    id.origin
+                ));
+            }
+        }
+        for msg in bad {
+            self.violate(msg);
+        }
+        self.got[node].insert(payload.clone());
+        let e = self
+            .per_view
+            .entry((node, life, view.clone()))
+            .or_insert((0, 0));
+        e.0 += 1;
+        e.1 ^= digest(id, true);
     }
 }

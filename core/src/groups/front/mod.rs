@@ -49,6 +49,7 @@ const HELP: &[&str] = &[
     "join GROUP           join; answered once the join is in the agreed order",
     "leave GROUP          leave; answered once the leave is in the agreed order",
     "send GROUP TEXT      send TEXT (escaped: \\\\ \\n \\r \\t \\xHH) to GROUP's members",
+    "fsend GROUP TEXT     the same, FIFO per sender only (no total order; cheaper)",
     "members GROUP        GROUP's members, CLIENT@DAEMON",
     "groups               every group with members",
     "bind SERVICE         this node's agent of SERVICE: prints its cluster port",
@@ -404,6 +405,28 @@ impl GroupsFront {
                 let line = format!(
                     "600 {group} {sender}@{} {view} {seq} {}",
                     id.origin,
+                    escape(&payload)
+                );
+                for c in to {
+                    self.notice(c, &line);
+                }
+            }
+            GroupsEvent::FifoDelivered {
+                view,
+                id,
+                group,
+                sender,
+                payload,
+            } => {
+                // Service groups carry no FIFO messages: clients cannot name them.
+                let Some(to) = self.local.get(&group).filter(|l| !l.is_empty()) else {
+                    return;
+                };
+                let to: Vec<ClientId> = to.iter().copied().collect();
+                let line = format!(
+                    "601 {group} {sender}@{} {view} {} {}",
+                    id.origin,
+                    id.lseq,
                     escape(&payload)
                 );
                 for c in to {
@@ -1043,15 +1066,26 @@ impl GroupsFront {
                     }
                 }
             }
-            Request::Send { group, payload } => {
-                match self.groups_cmd(
-                    now,
+            Request::Send {
+                group,
+                payload,
+                fifo,
+            } => {
+                let payload = Bytes::from(payload);
+                let cmd = if fifo {
+                    GroupsCommand::SendFifo {
+                        group,
+                        sender: name,
+                        payload,
+                    }
+                } else {
                     GroupsCommand::Send {
                         group,
                         sender: name,
-                        payload: Bytes::from(payload),
-                    },
-                ) {
+                        payload,
+                    }
+                };
+                match self.groups_cmd(now, cmd) {
                     Ok(()) => self.say(client, 250, "sent"),
                     Err(e) => self.busy(client, e, line),
                 }

@@ -16,12 +16,15 @@ pub enum Request {
     Join(String),
     /// `leave GROUP`.
     Leave(String),
-    /// `send GROUP TEXT`: the text unescaped.
+    /// `send GROUP TEXT` (agreed order) or `fsend GROUP TEXT` (FIFO per sender): the
+    /// text unescaped.
     Send {
         /// The group.
         group: String,
         /// The bytes.
         payload: Vec<u8>,
+        /// Sent in the cheaper FIFO mode (`fsend`).
+        fifo: bool,
     },
     /// `members GROUP`.
     Members(String),
@@ -118,13 +121,13 @@ pub fn parse_request(line: &str) -> Result<Option<Request>, Refusal> {
         return Ok(None);
     }
     let cmd = cmd.to_ascii_lowercase();
-    if cmd == "send" {
+    if cmd == "send" || cmd == "fsend" {
         // The text is everything after one space: spaces inside it are data.
         let (g, text) = match rest.split_once(' ') {
             Some((g, t)) => (g, t),
             None => (rest, ""),
         };
-        let group = group((!g.is_empty()).then_some(g), "send")?;
+        let group = group((!g.is_empty()).then_some(g), &cmd)?;
         let payload = unescape(text).map_err(|e| refuse(501, e.to_string()))?;
         if payload.len() > MAX_PAYLOAD {
             return Err(refuse(
@@ -132,7 +135,12 @@ pub fn parse_request(line: &str) -> Result<Option<Request>, Refusal> {
                 format!("message of {} bytes: at most {MAX_PAYLOAD}", payload.len()),
             ));
         }
-        return Ok(Some(Request::Send { group, payload }));
+        let fifo = cmd == "fsend";
+        return Ok(Some(Request::Send {
+            group,
+            payload,
+            fifo,
+        }));
     }
     let args: Vec<&str> = rest.split_whitespace().collect();
     let most = |n: usize| -> Result<(), Refusal> {
@@ -245,14 +253,24 @@ mod tests {
             ok("send g  two  spaces\\n"),
             Request::Send {
                 group: "g".into(),
-                payload: b" two  spaces\n".to_vec()
+                payload: b" two  spaces\n".to_vec(),
+                fifo: false,
+            }
+        );
+        assert_eq!(
+            ok("FSEND g a b"),
+            Request::Send {
+                group: "g".into(),
+                payload: b"a b".to_vec(),
+                fifo: true,
             }
         );
         assert_eq!(
             ok("send g"),
             Request::Send {
                 group: "g".into(),
-                payload: vec![]
+                payload: vec![],
+                fifo: false,
             }
         );
         assert_eq!(ok("bind web"), Request::Bind("web".into()));
@@ -283,6 +301,8 @@ mod tests {
         assert_eq!(code("join a b"), 501);
         assert_eq!(code("send"), 501);
         assert_eq!(code("send g bad\\q"), 501);
+        assert_eq!(code("fsend"), 501);
+        assert_eq!(code("fsend #svc:web x"), 501);
         assert_eq!(code("bind we/b"), 501);
         assert_eq!(code("resolve n1"), 501);
         assert_eq!(code("name a@b"), 501);
@@ -291,6 +311,8 @@ mod tests {
         assert_eq!(code(&big), 552);
         let edge = format!("send g {}", "x".repeat(MAX_PAYLOAD));
         assert!(parse_request(&edge).is_ok());
+        assert_eq!(code(&format!("f{big}")), 552);
+        assert!(parse_request(&format!("f{edge}")).is_ok());
     }
 
     proptest! {
@@ -302,7 +324,9 @@ mod tests {
         #[test]
         fn a_sent_payload_comes_back(payload in proptest::collection::vec(any::<u8>(), 0..300)) {
             let line = format!("send g {}", crate::line::escape(&payload));
-            prop_assert_eq!(ok(&line), Request::Send { group: "g".into(), payload });
+            let fifo = format!("f{line}");
+            prop_assert_eq!(ok(&fifo), Request::Send { group: "g".into(), payload: payload.clone(), fifo: true });
+            prop_assert_eq!(ok(&line), Request::Send { group: "g".into(), payload, fifo: false });
         }
     }
 }

@@ -24,11 +24,18 @@ use bytes::Bytes;
 use core::time::Duration;
 use thiserror::Error;
 
-use super::msg::{Fill, GroupMsg, Item, MAX_PAYLOAD, MsgId, Numbered, What, valid_group};
+use super::msg::{
+    FifoFill, FifoState, Fill, GroupMsg, Item, MAX_PAYLOAD, MsgId, Numbered, What, valid_group,
+};
 use crate::machine::{Input, Machine, NoEffect, Outbox, OutputOf, PeerAddr, Timers, debug_check};
 use crate::membership::view::{Member, View, ViewId};
 use crate::time::Instant;
 use crate::wire::Frame;
+
+mod fifo;
+
+use fifo::FifoView;
+pub use fifo::{FIFO_LOG_BYTES, FIFO_WINDOW};
 
 /// Items ordered beyond the stable point at most (the sequencer holds further submits).
 pub const WINDOW: u64 = 1024;
@@ -98,6 +105,16 @@ pub enum GroupsCommand {
         /// The bytes.
         payload: Bytes,
     },
+    /// The same in the cheaper FIFO mode: no sequencer, so no total order; every member
+    /// delivers this daemon's FIFO messages in the order it took them (SPEC.md §10.1).
+    SendFifo {
+        /// The group.
+        group: String,
+        /// The sender's name.
+        sender: String,
+        /// The bytes.
+        payload: Bytes,
+    },
 }
 
 /// Why a group's membership changed.
@@ -124,6 +141,22 @@ pub enum GroupsEvent {
         /// Its number there.
         seq: u64,
         /// Its identity.
+        id: MsgId,
+        /// The group.
+        group: String,
+        /// The sender.
+        sender: String,
+        /// The bytes.
+        payload: Bytes,
+    },
+    /// A FIFO-mode message was delivered here: every daemon delivers one origin's FIFO
+    /// messages in the order the origin took them, each once; no order holds between
+    /// origins, nor with agreed-order items.
+    FifoDelivered {
+        /// The view it was sent in.
+        view: ViewId,
+        /// Its identity (`lseq` is its number among the origin's FIFO messages of the
+        /// view, from 1).
         id: MsgId,
         /// The group.
         group: String,
@@ -210,6 +243,10 @@ pub struct GroupsStats {
     pub flushes: u64,
     /// Frames refused.
     pub bad_frames: u64,
+    /// FIFO-mode messages delivered (own included).
+    pub fifo_delivered: u64,
+    /// FIFO-mode messages sent again.
+    pub fifo_resent: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,13 +273,21 @@ struct Sequencer {
 }
 
 /// What a member said of its previous view.
-type State = (ViewId, u64, Numbered, Vec<(String, String)>);
+#[derive(Debug)]
+struct State {
+    old: ViewId,
+    upto: u64,
+    held: Numbered,
+    locals: Vec<(String, String)>,
+    fifo: Vec<FifoState>,
+}
 
 /// A flush in progress: the new view, and (at its sequencer) the states collected.
 #[derive(Debug)]
 struct Flush {
     view: View,
-    /// Member → (its previous view, delivered up to, items held, its clients' groups).
+    /// Member → its previous view, delivered up to, items held, its clients' groups, and
+    /// its FIFO items.
     states: BTreeMap<String, State>,
 }
 
@@ -263,6 +308,10 @@ pub struct Groups {
     flush: Option<Flush>,
     /// Own items submitted and not yet delivered: lseq → item.
     pending: BTreeMap<u64, Item>,
+    /// Own FIFO messages not yet sent (a flush runs, or the window is full), in order.
+    fifo_pending: std::collections::VecDeque<Item>,
+    /// FIFO state of the view.
+    fifo: FifoView,
     next_lseq: u64,
     /// Every group's members: group → {(client, daemon)}.
     table: BTreeMap<String, BTreeSet<(String, String)>>,
@@ -297,6 +346,8 @@ impl Groups {
             seq: None,
             flush: None,
             pending: BTreeMap::new(),
+            fifo_pending: std::collections::VecDeque::new(),
+            fifo: FifoView::default(),
             next_lseq: 1,
             table: BTreeMap::new(),
             locals: BTreeSet::new(),
@@ -341,9 +392,9 @@ impl Groups {
         self.delivered
     }
 
-    /// Items submitted here and not yet delivered.
+    /// Items submitted here and not yet delivered (agreed), or not yet sent (FIFO).
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.fifo_pending.len()
     }
 
     /// Counters.
@@ -378,7 +429,7 @@ impl Groups {
         }
         // A disconnection is never refused: a lost one would leave a member that is gone
         // in the group for ever. Its count is bounded by the groups a client may join.
-        if self.pending.len() >= MAX_PENDING && !matches!(what, What::Gone { .. }) {
+        if self.pending() >= MAX_PENDING && !matches!(what, What::Gone { .. }) {
             return Err(GroupsError::Busy);
         }
         let item = Item {
@@ -707,12 +758,19 @@ impl Groups {
                     upto,
                     held,
                     locals,
+                    fifo,
                     ..
                 },
             ) = (&mut self.flush, mine)
             {
-                f.states
-                    .insert(self.me.name.clone(), (old, upto, held, locals));
+                let st = State {
+                    old,
+                    upto,
+                    held,
+                    locals,
+                    fifo,
+                };
+                f.states.insert(self.me.name.clone(), st);
             }
         }
         let Some(f) = &self.flush else {
@@ -738,13 +796,13 @@ impl Groups {
         // Every state is in: per previous view, the highest number delivered there and
         // the items above the lowest.
         let mut per_old: BTreeMap<ViewId, (u64, u64, BTreeMap<u64, Item>)> = BTreeMap::new();
-        for (old, upto, held, _) in f.states.values() {
+        for st in f.states.values() {
             let e = per_old
-                .entry(old.clone())
+                .entry(st.old.clone())
                 .or_insert((u64::MAX, 0, BTreeMap::new()));
-            e.0 = e.0.min(*upto);
-            e.1 = e.1.max(*upto);
-            for (s, it) in held {
+            e.0 = e.0.min(st.upto);
+            e.1 = e.1.max(st.upto);
+            for (s, it) in &st.held {
                 e.2.insert(*s, it.clone());
             }
         }
@@ -752,11 +810,11 @@ impl Groups {
         // joins and leaves above what it delivered are applied here, or the table would
         // bring back a client whose leave the fill delivers (or miss one it joins).
         let mut table = Vec::new();
-        for (daemon, (old, upto, _, locals)) in &f.states {
-            let mut mine: BTreeSet<(String, String)> = locals.iter().cloned().collect();
+        for (daemon, st) in &f.states {
+            let mut mine: BTreeSet<(String, String)> = st.locals.iter().cloned().collect();
             let incarnation = f.view.member(daemon).map(|m| m.incarnation);
-            if let Some((_, hi, items)) = per_old.get(old) {
-                let above = items.range(upto.saturating_add(1)..);
+            if let Some((_, hi, items)) = per_old.get(&st.old) {
+                let above = items.range(st.upto.saturating_add(1)..);
                 for (_, it) in above.take_while(|(s, _)| **s <= *hi) {
                     if it.id.origin != *daemon || Some(it.id.incarnation) != incarnation {
                         continue;
@@ -791,6 +849,7 @@ impl Groups {
             view: f.view.id.clone(),
             fills,
             table,
+            fifo: fifo::fills(f.states.values().map(|st| (&st.old, &st.fifo[..]))),
         };
         // Kept to send again until every member acknowledges it.
         self.starting = Some((start.clone(), BTreeSet::from([self.me.name.clone()])));
@@ -803,8 +862,14 @@ impl Groups {
         for to in targets {
             self.send_frame(to, frame.clone());
         }
-        if let GroupMsg::Start { view, fills, table } = start {
-            self.on_start(now, view, fills, table);
+        if let GroupMsg::Start {
+            view,
+            fills,
+            table,
+            fifo,
+        } = start
+        {
+            self.on_start(now, view, fills, table, fifo);
         }
     }
 
@@ -820,6 +885,7 @@ impl Groups {
             held: self.held.iter().map(|(s, it)| (*s, it.clone())).collect(),
             locals: self.locals.iter().cloned().collect(),
             from: self.me.name.clone(),
+            fifo: self.fifo_state(),
         }
     }
 
@@ -838,6 +904,7 @@ impl Groups {
             held,
             locals,
             from,
+            fifo,
         } = msg
         else {
             return;
@@ -848,7 +915,14 @@ impl Groups {
         if f.view.id != view || f.view.member(&from).is_none() {
             return;
         }
-        f.states.insert(from, (old, upto, held, locals));
+        let st = State {
+            old,
+            upto,
+            held,
+            locals,
+            fifo,
+        };
+        f.states.insert(from, st);
         if f.states.len() == f.view.members.len() {
             self.flush_step(now);
         }
@@ -860,6 +934,7 @@ impl Groups {
         view: ViewId,
         fills: Vec<Fill>,
         table: Vec<(String, String, String)>,
+        fifo: Vec<FifoFill>,
     ) {
         let Some(f) = &self.flush else {
             // Started already: the sequencer did not hear it; say so again.
@@ -886,6 +961,8 @@ impl Groups {
             }
             upto = self.delivered;
         }
+        // FIFO items of the previous view, per origin, the same way.
+        self.fifo_finish(&old, fifo);
         self.outbox.event(GroupsEvent::Closed {
             old,
             new: new.id.clone(),
@@ -941,6 +1018,8 @@ impl Groups {
         for it in again {
             self.submit(now, it);
         }
+        // FIFO messages taken during the flush go out now, in the new view.
+        self.fifo_send_ready();
     }
 
     // ----- timers -----
@@ -986,6 +1065,7 @@ impl Groups {
                 self.send(to, &msg);
             }
             self.order_ready(now);
+            self.fifo_on_retry();
         }
         self.timers.set(Timer::Retry, now + RETRY);
     }
@@ -999,6 +1079,9 @@ impl Groups {
             self.order_ready(now);
         } else if self.delivered != self.last_ack || self.delivered > self.stable {
             self.send_ack();
+        }
+        if self.flush.is_none() {
+            self.fifo_on_ack_timer();
         }
         self.timers.set(Timer::Ack, now + ACK_EVERY);
     }
@@ -1075,10 +1158,28 @@ impl Groups {
                 self.on_flush_state(now, m);
             }
             GroupMsg::FlushState { .. } => {}
-            GroupMsg::Start { view, fills, table } if from_flusher || from_sequencer => {
-                self.on_start(now, view, fills, table);
+            GroupMsg::Start {
+                view,
+                fills,
+                table,
+                fifo,
+            } if from_flusher || from_sequencer => {
+                self.on_start(now, view, fills, table, fifo);
             }
             GroupMsg::Start { .. } => {}
+            GroupMsg::FifoData {
+                view,
+                fseq,
+                stable,
+                item,
+            } => return self.on_fifo_data(from, view, fseq, stable, item),
+            GroupMsg::FifoAck { view, upto } => {
+                if let Some(n) = self.name_at(from) {
+                    self.on_fifo_ack(&n, &view, upto);
+                }
+            }
+            GroupMsg::FifoNack { view, from: f } => self.on_fifo_nack(from, &view, f),
+            GroupMsg::FifoStable { view, upto } => self.on_fifo_stable(from, &view, upto),
         }
         Ok(())
     }
@@ -1152,7 +1253,7 @@ impl Groups {
         if !self.timers.contains(&Timer::Retry) || !self.timers.contains(&Timer::Ack) {
             return Err("a periodic timer is missing".into());
         }
-        Ok(())
+        self.fifo_check()
     }
 }
 
@@ -1211,6 +1312,11 @@ impl Machine for Groups {
                 }
                 self.submit_new(now, group, What::Data { sender, payload })
             }
+            Input::Command(GroupsCommand::SendFifo {
+                group,
+                sender,
+                payload,
+            }) => self.submit_fifo(group, sender, payload),
             Input::ClientOpened { .. } | Input::ClientData(..) | Input::ClientClosed(_) => {
                 Err(GroupsError::NoClients)
             }
