@@ -25,7 +25,7 @@ use flotilla_core::wire::{Frame, Kind, Limits, decode_frame, split_frame, transp
 use flotilla_core::{ClientRemote, EffectError, ListenerId, Rng};
 use flotilla_driver::client::{Error, LineClient};
 use flotilla_driver::flood_client::{FloodClient, GroupSummary};
-use flotilla_driver::group_client::{Cause, GroupClient, GroupNotice};
+use flotilla_driver::group_client::{Cause, Delivery, GroupClient, GroupNotice};
 use flotilla_driver::ship_client::ShipClient;
 use flotilla_driver::{
     Carries, CommandError, Driver, DriverConfig, ListenAddr, NodeHandle, PeerTransport, ReadHalf,
@@ -1040,6 +1040,36 @@ async fn group_client_groups_and_services<R: Runtime>(rt: R) {
             .iter()
             .any(|m| m.0 == "bob" && m.1 == "b" && m.4 == payload)
     );
+    // The cheaper FIFO mode: each sender's messages in its order, read as Fifo.
+    for k in 0..5u8 {
+        bob.send_fifo("chat", &[b'f', k]).await.unwrap();
+    }
+    for c in [&mut alice, &mut bob] {
+        let mut fifo = Vec::new();
+        while fifo.len() < 5 {
+            if let GroupNotice::Message {
+                sender,
+                seq,
+                payload,
+                delivery,
+                ..
+            } = within(&rt, "a FIFO message", c.next_notice())
+                .await
+                .unwrap()
+            {
+                assert_eq!(delivery, Delivery::Fifo);
+                assert_eq!(sender, "bob");
+                fifo.push((seq, payload));
+            }
+        }
+        let want: Vec<Vec<u8>> = (0..5u8).map(|k| vec![b'f', k]).collect();
+        let payloads: Vec<Vec<u8>> = fifo.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(payloads, want, "in bob's order");
+        assert!(
+            fifo.windows(2).all(|w| w[0].0 < w[1].0),
+            "numbered upwards: {fifo:?}"
+        );
+    }
     let m = bob.members("chat").await.unwrap();
     assert_eq!(m.members.len(), 2);
     assert_eq!(bob.groups().await.unwrap(), vec![("chat".to_string(), 2)]);

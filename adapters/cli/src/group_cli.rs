@@ -9,6 +9,8 @@
 //!
 //! ```text
 //! message GROUP SENDER@DAEMON VIEW SEQ TEXT        (TEXT escaped as on the wire)
+//! fifo-message GROUP SENDER@DAEMON VIEW N TEXT     (sent with --fifo: N counts the
+//!                                                  sender daemon's FIFO messages)
 //! view GROUP VIEW SEQ CAUSE N MEMBER…              (at most 1000 members listed)
 //! stop SERVICE EVENT
 //! start SERVICE EVENT PORT N NODE…
@@ -24,7 +26,8 @@
 //!
 //! ```text
 //! {"type":"message","group":…,"sender":…,"daemon":…,"view":{"epoch":3,"coordinator":"n1"},
-//!  "seq":7,"payload":"…","escaped":false}     (escaped: payload not UTF-8, shown as TEXT)
+//!  "seq":7,"delivery":"agreed","payload":"…","escaped":false}   (delivery "fifo" for
+//!  --fifo messages; escaped: payload not UTF-8, shown as TEXT)
 //! {"type":"view","group":…,"view":{…},"seq":8,"cause":"join","count":2,
 //!  "members":[{"client":…,"daemon":…},…]}
 //! {"type":"start","service":…,"event":…,"port":4810,"nodes":[…]}   (stop, finish, done:
@@ -40,7 +43,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use flotilla_core::line::{ClientError, escape};
-use flotilla_tokio::group_client::{Error, GroupClient, GroupNotice, MemberId, ViewId};
+use flotilla_tokio::group_client::{Delivery, Error, GroupClient, GroupNotice, MemberId, ViewId};
 
 use crate::Outcome;
 use crate::daemon::stop_signal;
@@ -117,6 +120,10 @@ enum GroupCommand {
         /// The sender's name (default: the daemon's `cN`).
         #[arg(long)]
         name: Option<String>,
+        /// Send in the cheaper FIFO mode (`fsend`): members get each sender's messages
+        /// in the order it sent them, with no order between senders.
+        #[arg(long)]
+        fifo: bool,
     },
     /// Join GROUP and print every message and membership change, one per line, until
     /// Ctrl-C or SIGTERM.
@@ -249,7 +256,8 @@ pub(crate) async fn run_group(args: GroupArgs) -> Outcome {
             group,
             message,
             name,
-        } => send(&mut s, &out, &group, &message, name.as_deref()).await,
+            fifo,
+        } => send(&mut s, &out, (&group, &message, fifo), name.as_deref()).await,
         GroupCommand::Members { group } => {
             let req = s.client.members(&group);
             match ask_server(&s.server, "members", LIMIT, req).await {
@@ -371,8 +379,7 @@ fn resolve_target(node: &str, service: &Option<String>) -> Result<(String, Strin
 async fn send(
     s: &mut Session,
     out: &Out,
-    group: &str,
-    message: &str,
+    (group, message, fifo): (&str, &str, bool),
     name: Option<&str>,
 ) -> Result<ExitCode, ExitCode> {
     s.name(name).await?;
@@ -382,7 +389,12 @@ async fn send(
         // command does, a few times, before it reports the refusal.
         let mut tries = 1;
         loop {
-            match client.send(group, message.as_bytes()).await {
+            let sent = if fifo {
+                client.send_fifo(group, message.as_bytes()).await
+            } else {
+                client.send(group, message.as_bytes()).await
+            };
+            match sent {
                 Err(Error::Server(ClientError::Refused { code: 451, .. }))
                     if tries < BUSY_TRIES =>
                 {
@@ -530,8 +542,13 @@ fn notice_text(n: &GroupNotice) -> String {
             view,
             seq,
             payload,
+            delivery,
         } => format!(
-            "message {group} {sender}@{daemon} {view} {seq} {}",
+            "{} {group} {sender}@{daemon} {view} {seq} {}",
+            match delivery {
+                Delivery::Agreed => "message",
+                Delivery::Fifo => "fifo-message",
+            },
             escape(payload)
         ),
         GroupNotice::View {
@@ -631,12 +648,17 @@ fn notice_json(n: &GroupNotice) -> String {
             view,
             seq,
             payload,
+            delivery,
         } => format!(
-            "{{\"type\":\"message\",\"group\":{},\"sender\":{},\"daemon\":{},\"view\":{},\"seq\":{seq},{}}}",
+            "{{\"type\":\"message\",\"group\":{},\"sender\":{},\"daemon\":{},\"view\":{},\"seq\":{seq},\"delivery\":\"{}\",{}}}",
             json_string(group),
             json_string(sender),
             json_string(daemon),
             view_json(view),
+            match delivery {
+                Delivery::Agreed => "agreed",
+                Delivery::Fifo => "fifo",
+            },
             payload_json(payload)
         ),
         GroupNotice::View {
@@ -773,6 +795,7 @@ mod tests {
             view: view(),
             seq: 7,
             payload: payload.to_vec(),
+            delivery: Delivery::Agreed,
         }
     }
 
@@ -785,13 +808,19 @@ mod tests {
         assert_eq!(
             notice_json(&message("h\u{e9} \"x\"".as_bytes())),
             "{\"type\":\"message\",\"group\":\"chat\",\"sender\":\"alice\",\"daemon\":\"n1\",\
-             \"view\":{\"epoch\":3,\"coordinator\":\"n1\"},\"seq\":7,\"payload\":\"h\u{e9} \\\"x\\\"\",\
+             \"view\":{\"epoch\":3,\"coordinator\":\"n1\"},\"seq\":7,\"delivery\":\"agreed\",\"payload\":\"h\u{e9} \\\"x\\\"\",\
              \"escaped\":false}"
         );
         assert!(
             notice_json(&message(b"a\xffb"))
                 .ends_with("\"payload\":\"a\\\\xffb\",\"escaped\":true}")
         );
+        let mut fifo = message(b"x");
+        if let GroupNotice::Message { delivery, .. } = &mut fifo {
+            *delivery = Delivery::Fifo;
+        }
+        assert_eq!(notice_text(&fifo), "fifo-message chat alice@n1 3.n1 7 x");
+        assert!(notice_json(&fifo).contains(",\"seq\":7,\"delivery\":\"fifo\","));
     }
 
     #[test]

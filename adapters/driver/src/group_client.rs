@@ -149,10 +149,21 @@ impl fmt::Display for Cause {
     }
 }
 
+/// How a group message was ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// `600` (sent with `send`): in the group's one agreed order; `seq` is its number in
+    /// the view.
+    Agreed,
+    /// `601` (sent with `fsend`): in the order its sender sent it, with no order between
+    /// senders; `seq` is its number among its daemon's FIFO messages of the view.
+    Fifo,
+}
+
 /// A notice the daemon sent unasked, read into its type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupNotice {
-    /// `600`: a message of a group this client is a member of, in the agreed order.
+    /// `600` or `601`: a message of a group this client is a member of.
     Message {
         /// The group.
         group: String,
@@ -162,10 +173,12 @@ pub enum GroupNotice {
         daemon: String,
         /// The view it was delivered in.
         view: ViewId,
-        /// Its number in that view.
+        /// Its number in that view (see [`Delivery`]).
         seq: u64,
         /// The message, unescaped.
         payload: Vec<u8>,
+        /// Agreed order (`600`) or FIFO per sender (`601`).
+        delivery: Delivery,
     },
     /// `610`: a group's membership changed.
     View {
@@ -334,6 +347,18 @@ impl<R: Runtime> GroupClient<R> {
             return Err(ClientError::Invalid("a message is at most 65536 bytes").into());
         }
         let line = format!("send {group} {}\n", escape(payload));
+        self.line.call(Call::new(line, accept)).await
+    }
+
+    /// `fsend GROUP TEXT`: the same in the cheaper FIFO mode. Members receive it as a
+    /// `601` notice ([`Delivery::Fifo`]): each sender's FIFO messages in the order it sent
+    /// them, with no order between senders or with agreed messages.
+    pub async fn send_fifo(&mut self, group: &str, payload: &[u8]) -> Result<(), Error> {
+        check_group(group)?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(ClientError::Invalid("a message is at most 65536 bytes").into());
+        }
+        let line = format!("fsend {group} {}\n", escape(payload));
         self.line.call(Call::new(line, accept)).await
     }
 
@@ -671,8 +696,13 @@ fn parse_notice(code: u16, text: &str) -> Result<GroupNotice, ClientError> {
     let what = format!("notice {code}");
     let what = what.as_str();
     let bad = || bad(what, text);
-    if code == 600 {
-        return parse_message(text).ok_or_else(bad);
+    if code == 600 || code == 601 {
+        let delivery = if code == 600 {
+            Delivery::Agreed
+        } else {
+            Delivery::Fifo
+        };
+        return parse_message(text, delivery).ok_or_else(bad);
     }
     if code == 699 {
         return Ok(GroupNotice::Closing(text.to_string()));
@@ -750,7 +780,7 @@ fn parse_notice(code: u16, text: &str) -> Result<GroupNotice, ClientError> {
 
 /// `GROUP SENDER@DAEMON VIEW SEQ TEXT`: TEXT is the rest after one space, escaped, and
 /// may be empty (then the space before it may be missing too).
-fn parse_message(text: &str) -> Option<GroupNotice> {
+fn parse_message(text: &str, delivery: Delivery) -> Option<GroupNotice> {
     let mut w = text.splitn(5, ' ');
     let (group, sender, view, seq) = (w.next()?, w.next()?, w.next()?, w.next()?);
     let payload = unescape(w.next().unwrap_or_default()).ok()?;
@@ -765,6 +795,7 @@ fn parse_message(text: &str) -> Option<GroupNotice> {
         view: parse_view(view)?,
         seq: seq.parse().ok()?,
         payload,
+        delivery,
     })
 }
 
@@ -791,8 +822,14 @@ mod tests {
                 view,
                 seq,
                 payload,
+                delivery,
             } => format!(
-                "600 {group} {sender}@{daemon} {view} {seq} {}\n",
+                "{} {group} {sender}@{daemon} {view} {seq} {}\n",
+                if *delivery == Delivery::Agreed {
+                    600
+                } else {
+                    601
+                },
                 escape(payload)
             ),
             GroupNotice::View {
@@ -880,8 +917,14 @@ mod tests {
                 view: view(3, "n1.example"),
                 seq: 7,
                 payload: b"hi\nthere \xff".to_vec(),
+                delivery: Delivery::Agreed,
             })
         );
+        assert!(matches!(
+            read_notice("601 chat bob@n2 3.n1 2 x\n"),
+            Ok(GroupNotice::Message { delivery: Delivery::Fifo, seq: 2, sender, daemon, .. })
+                if sender == "bob" && daemon == "n2"
+        ));
         // An empty message, with or without the space before it.
         for line in ["600 g c1@n1 1.n1 0 \n", "600 g c1@n1 1.n1 0\n"] {
             assert!(matches!(
@@ -1159,9 +1202,10 @@ mod tests {
                 member(),
                 view_id(),
                 any::<u64>(),
-                proptest::collection::vec(any::<u8>(), 0..200)
+                proptest::collection::vec(any::<u8>(), 0..200),
+                any::<bool>(),
             )
-                .prop_map(|(group, (sender, daemon), view, seq, payload)| {
+                .prop_map(|(group, (sender, daemon), view, seq, payload, fifo)| {
                     GroupNotice::Message {
                         group,
                         sender,
@@ -1169,6 +1213,11 @@ mod tests {
                         view,
                         seq,
                         payload,
+                        delivery: if fifo {
+                            Delivery::Fifo
+                        } else {
+                            Delivery::Agreed
+                        },
                     }
                 }),
             (
@@ -1225,7 +1274,10 @@ mod tests {
             name().prop_map(|service| GroupNotice::Released { service }),
             "[^\r\n]*".prop_map(GroupNotice::Closing),
             (600u16..699)
-                .prop_filter("not a known code", |c| !matches!(c, 600 | 610 | 620..=625))
+                .prop_filter("not a known code", |c| !matches!(
+                    c,
+                    600 | 601 | 610 | 611 | 620..=625 | 699
+                ))
                 .prop_flat_map(|code| ("[^\r\n]*", Just(code)))
                 .prop_map(|(text, code)| GroupNotice::Other { code, text }),
         ]

@@ -102,8 +102,8 @@ macro_rules! runtime_api {
         /// §10.6).
         pub mod group_client {
             pub use $crate::group_client::{
-                Cause, Daemon, DaemonView, Error, GroupMembers, GroupNotice, MAX_LISTED, MemberId,
-                Service, ViewId, parse_daemon_view,
+                Cause, Daemon, DaemonView, Delivery, Error, GroupMembers, GroupNotice, MAX_LISTED,
+                MemberId, Service, ViewId, parse_daemon_view,
             };
             /// A group daemon connection under this runtime.
             pub type GroupClient = $crate::group_client::GroupClient<$rt>;

@@ -628,3 +628,48 @@ fn past_the_cluster_membership_budget_joins_and_binds_are_refused() {
         net.text(1, 1)
     );
 }
+
+/// `fsend`: every member on every daemon reads each sender's FIFO messages as `601`
+/// lines in the order sent, once; the sender (not a member) gets `250 sent` for each;
+/// the text comes back as sent, escapes and all.
+#[test]
+fn fifo_sends_reach_every_member_in_each_senders_order() {
+    let mut net = Net::new(3, (7000, 7009));
+    for i in 0..3 {
+        net.open(i, 1);
+        net.line(i, 1, &format!("name app{i}"));
+        net.line(i, 1, "join g");
+    }
+    net.settle();
+    for i in 0..3 {
+        net.open(i, 2);
+        for k in 0..20 {
+            net.line(i, 2, &format!("fsend g s{i} m{k:02}\\x00\\n"));
+        }
+    }
+    net.settle();
+    for i in 0..3 {
+        let acks = net.lines(i, 2, "250 sent");
+        assert_eq!(acks.len(), 20, "{}", net.text(i, 2));
+        let got = net.lines(i, 1, "601 g ");
+        assert_eq!(got.len(), 60, "{got:?}");
+        assert!(net.lines(i, 1, "600 ").is_empty(), "no agreed delivery");
+        for (j, d) in ["a", "b", "c"].iter().enumerate() {
+            let mine: Vec<&String> = got
+                .iter()
+                .filter(|l| l.contains(&format!("@{d} ")))
+                .collect();
+            assert_eq!(mine.len(), 20);
+            for (k, l) in mine.iter().enumerate() {
+                // 601 GROUP SENDER@DAEMON VIEW FSEQ TEXT
+                let w: Vec<&str> = l.splitn(6, ' ').collect();
+                assert_eq!(w[4], (k + 1).to_string(), "{l}");
+                assert_eq!(w[5], format!("s{j} m{k:02}\\x00\\n"), "{l}");
+            }
+        }
+    }
+    // A sender that names a group of the daemons' own is refused.
+    net.line(0, 2, "fsend #svc:web x");
+    net.settle();
+    assert!(net.text(0, 2).contains("501 "), "{}", net.text(0, 2));
+}
