@@ -251,6 +251,19 @@ fn the_commands_watch_send_bind_resolve_and_release() {
         Duration::ZERO,
     )
     .expect_success("group send");
+    run(
+        &[
+            "group",
+            "send",
+            "--fifo",
+            "news",
+            "fifo hello",
+            "--daemon",
+            &at(1),
+        ],
+        Duration::ZERO,
+    )
+    .expect_success("group send --fifo");
     let members = run(
         &["group", "members", "news", "--daemon", &at(1)],
         Duration::ZERO,
@@ -351,6 +364,18 @@ fn the_commands_watch_send_bind_resolve_and_release() {
     let j = json.finish(LIMIT);
     assert!(j.stdout.contains("\"type\":\"message\""), "{j:?}");
     assert!(j.stdout.contains("\"payload\":\"hello, world\""), "{j:?}");
+    assert!(
+        w.stdout.lines().any(|l| l.starts_with("fifo-message news ")
+            && l.contains("@b ")
+            && l.ends_with(" fifo hello")),
+        "{w:?}"
+    );
+    assert!(
+        j.stdout.lines().any(
+            |l| l.contains("\"delivery\":\"fifo\"") && l.contains("\"payload\":\"fifo hello\"")
+        ),
+        "{j:?}"
+    );
 }
 
 #[test]
@@ -526,4 +551,64 @@ fn the_sequencer_killed_mid_stream_loses_and_reorders_nothing() {
     assert_eq!(got[0], got[1], "one order at both survivors");
     let want: Vec<String> = (0..N).map(|k| format!("m{k}")).collect();
     assert_eq!(got[0], want, "every message once, in the sender's order");
+}
+
+/// The cheaper FIFO mode with real processes: senders on b and c pipeline `fsend`s
+/// while a (a member daemon, and the agreed order's sequencer) is killed with `kill -9`
+/// in the middle: the members on b and c get every message of both senders once, each
+/// sender's in the order sent, as `601` lines numbered upwards within a view.
+#[test]
+fn fifo_senders_keep_their_order_through_a_kill() {
+    let (mut daemons, addrs) = three(&[], &[]);
+    let mut members: Vec<Client> = addrs.iter().map(|a| Client::tcp(*a)).collect();
+    for m in &mut members {
+        assert_eq!(m.request("join fifo"), "250 joined fifo");
+    }
+    const N: usize = 1000;
+    let senders: Vec<_> = [(1, "b"), (2, "c")]
+        .into_iter()
+        .map(|(i, d)| {
+            let at = addrs[i];
+            std::thread::spawn(move || {
+                let mut s = Client::tcp(at);
+                assert_eq!(s.request(&format!("name s{d}")), format!("250 s{d}"));
+                for k in 0..N {
+                    s.send(&format!("fsend fifo {d}{k}"));
+                    if k % 20 == 0 {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                for _ in 0..N {
+                    assert_eq!(s.reply(), "250 sent");
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    daemons[0].kill();
+    for s in senders {
+        s.join().unwrap();
+    }
+    for m in &mut members[1..] {
+        let mut per: std::collections::BTreeMap<String, Vec<(String, u64, String)>> =
+            Default::default();
+        for _ in 0..2 * N {
+            let (sender, view, seq, text) = message(&m.notice("601 fifo "));
+            per.entry(sender)
+                .or_default()
+                .push((view, seq.parse().unwrap(), text));
+        }
+        for d in ["b", "c"] {
+            let got = &per[&format!("s{d}@{d}")];
+            let texts: Vec<&str> = got.iter().map(|(_, _, t)| t.as_str()).collect();
+            let want: Vec<String> = (0..N).map(|k| format!("{d}{k}")).collect();
+            assert_eq!(texts, want, "{d}'s messages: each once, in order");
+            // Numbered 1, 2, 3 … within each view.
+            for w in got.windows(2) {
+                if w[0].0 == w[1].0 {
+                    assert_eq!(w[1].1, w[0].1 + 1, "{w:?}");
+                }
+            }
+        }
+    }
 }
