@@ -421,6 +421,12 @@ fn limits_are_refused_clearly_at_and_past_their_edge() {
     assert!(m.ends_with(&edge));
     let r = c.request(&format!("send g {edge}y"));
     assert!(r.starts_with("552 message of 65537 bytes"), "{r}");
+    // The same edge in FIFO mode.
+    assert_eq!(c.request(&format!("fsend g {edge}")), "250 sent");
+    let m = c.notice("601 g ");
+    assert!(m.ends_with(&edge));
+    let r = c.request(&format!("fsend g {edge}y"));
+    assert!(r.starts_with("552 message of 65537 bytes"), "{r}");
     // Escaped, the largest message still fits a line.
     let binary = "\\xff".repeat(65_536);
     assert_eq!(c.request(&format!("send g {binary}")), "250 sent");
