@@ -9,7 +9,9 @@
 #      protocol allows (pipelined sends, at most WINDOW unanswered and CREDIT undelivered at a), then
 #      RATE_MSGS messages of 100 B paced at RATE msgs/s (latency under a light load). Every receiver
 #      must see every message once, in the same (view, seq) order: a run that does not is reported
-#      FAILED and the script exits non-zero at the end.
+#      FAILED and the script exits non-zero at the end. With FIFO=1 (the default) the same three
+#      runs again in the cheaper FIFO mode (`fsend`, `601` notices; one sender, so its order is
+#      checked the same way).
 #   2. The daemons are stopped by PID; three fresh ones are started and IDLE_CLIENTS clients connect
 #      to a, each joining a group of its own and then staying silent: a's VmRSS before and after
 #      (bytes per idle client), b's and c's growth (the replicated group table), and whether a still
@@ -28,6 +30,7 @@
 #   N_SMALL=20000 N_BIG=5000     messages of 100 B and of 10 KiB (both systems)
 #   WINDOW=256 CREDIT=1000       the load generator's pipelining (see benches/groups_loopback.rs)
 #   RATE=2000 RATE_MSGS=10000    the paced 100 B run (flotilla only); RATE=0 skips it
+#   FIFO=1                       also run flotilla's FIFO mode (0: agreed order only)
 #   IDLE_CLIENTS=10000           idle clients (each needs a descriptor here and one in the daemon)
 #   CPG=1                        run corosync's side (0: flotilla only)
 #   CORO_SCRIPT=/work/shared/research/corosync-netns.sh
@@ -44,6 +47,7 @@ WINDOW=${WINDOW:-256}
 CREDIT=${CREDIT:-1000}
 RATE=${RATE:-2000}
 RATE_MSGS=${RATE_MSGS:-10000}
+FIFO=${FIFO:-1}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
 CPG=${CPG:-1}
 CORO_SCRIPT=${CORO_SCRIPT:-/work/shared/research/corosync-netns.sh}
@@ -189,6 +193,25 @@ if [ "$RATE" != 0 ]; then
     run paced tput --messages "$RATE_MSGS" --size 100 --rate "$RATE" --window "$WINDOW" \
         --credit "$CREDIT" "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
 fi
+if [ "$FIFO" = 1 ]; then
+    run small-fifo tput --fifo --messages "$N_SMALL" --size 100 --window "$WINDOW" --credit "$CREDIT" \
+        "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
+    run big-fifo tput --fifo --messages "$N_BIG" --size 10240 --window "$WINDOW" --credit "$CREDIT" \
+        "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
+    # The sender on b, which does not order: agreed messages take two hops (b, the sequencer
+    # a, every member), FIFO ones one.
+    for m in agreed fifo; do
+        f=(); [ "$m" = fifo ] && f=(--fifo)
+        run "small-b-$m" tput "${f[@]}" --messages "$N_SMALL" --size 100 --window "$WINDOW" \
+            --credit "$CREDIT" "${ADDR[1]}" "${ADDR[0]}" "${ADDR[2]}"
+        run "big-b-$m" tput "${f[@]}" --messages "$N_BIG" --size 10240 --window "$WINDOW" \
+            --credit "$CREDIT" "${ADDR[1]}" "${ADDR[0]}" "${ADDR[2]}"
+    done
+    if [ "$RATE" != 0 ]; then
+        run paced-fifo tput --fifo --messages "$RATE_MSGS" --size 100 --rate "$RATE" --window "$WINDOW" \
+            --credit "$CREDIT" "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
+    fi
+fi
 cleanup
 
 ############################################################ 2. flotilla: idle clients
@@ -257,15 +280,40 @@ coro() {
             ratio=$(awk -v a="$(kv $name msgs_per_s)" -v b="$cm" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.2f", a / b; else print "NA" }')
             printf '%-26s %-7s %8s %9s\n' "flotilla / corosync" "$label" "" "${ratio}x"
         fi
+        if [ "$FIFO" = 1 ]; then
+            ok=$([ "$(kv $name-fifo ok)" = 1 ] && echo ok || echo FAILED)
+            printf '%-26s %-7s %8s %9s %8s %9s %9s %9s %9s %s\n' "flotilla groupd, FIFO" "$label" "$count" \
+                "$(kv $name-fifo msgs_per_s)" "$(kv $name-fifo mb_per_s)" "$(kv $name-fifo lat_avg_ms)" \
+                "$(kv $name-fifo lat_p50_ms)" "$(kv $name-fifo lat_p99_ms)" "$(kv $name-fifo lat_max_ms)" "$ok"
+        fi
     done
     if [ "$RATE" != 0 ]; then
         ok=$([ "$(kv paced ok)" = 1 ] && echo ok || echo FAILED)
         printf '%-26s %-7s %8s %9s %8s %9s %9s %9s %9s %s\n' "flotilla, paced $RATE/s" "100 B" "$RATE_MSGS" \
             "$(kv paced msgs_per_s)" "$(kv paced mb_per_s)" "$(kv paced lat_avg_ms)" \
             "$(kv paced lat_p50_ms)" "$(kv paced lat_p99_ms)" "$(kv paced lat_max_ms)" "$ok"
+        if [ "$FIFO" = 1 ]; then
+            ok=$([ "$(kv paced-fifo ok)" = 1 ] && echo ok || echo FAILED)
+            printf '%-26s %-7s %8s %9s %8s %9s %9s %9s %9s %s\n' "FIFO, paced $RATE/s" "100 B" "$RATE_MSGS" \
+                "$(kv paced-fifo msgs_per_s)" "$(kv paced-fifo mb_per_s)" "$(kv paced-fifo lat_avg_ms)" \
+                "$(kv paced-fifo lat_p50_ms)" "$(kv paced-fifo lat_p99_ms)" "$(kv paced-fifo lat_max_ms)" "$ok"
+        fi
+    fi
+    if [ "$FIFO" = 1 ]; then
+        echo "the sender on b (not the sequencer):"
+        for sz in 100 10240; do
+            name=small label="100 B" count=$N_SMALL
+            [ "$sz" = 10240 ] && name=big label="10 KiB" count=$N_BIG
+            for m in agreed fifo; do
+                ok=$([ "$(kv $name-b-$m ok)" = 1 ] && echo ok || echo FAILED)
+                printf '%-26s %-7s %8s %9s %8s %9s %9s %9s %9s %s\n' "flotilla groupd, b, $m" "$label" "$count" \
+                    "$(kv $name-b-$m msgs_per_s)" "$(kv $name-b-$m mb_per_s)" "$(kv $name-b-$m lat_avg_ms)" \
+                    "$(kv $name-b-$m lat_p50_ms)" "$(kv $name-b-$m lat_p99_ms)" "$(kv $name-b-$m lat_max_ms)" "$ok"
+            done
+        done
     fi
     if [ -n "$CORO" ]; then echo "$CORO"; fi
-    echo "flotilla daemons' share of a CPU during each run (a,b,c; %): 100 B $(kv small cpu_pct), 10 KiB $(kv big cpu_pct)$([ "$RATE" != 0 ] && echo ", paced $(kv paced cpu_pct)")"
+    echo "flotilla daemons' share of a CPU during each run (a,b,c; %): 100 B $(kv small cpu_pct), 10 KiB $(kv big cpu_pct)$([ "$RATE" != 0 ] && echo ", paced $(kv paced cpu_pct)")$([ "$FIFO" = 1 ] && echo "; FIFO: 100 B $(kv small-fifo cpu_pct), 10 KiB $(kv big-fifo cpu_pct)")"
     echo "flotilla daemons' counters when stopped after these runs:"
     counters tput | sed 's/^/  /'
     if [ "$IDLE_CLIENTS" -gt 0 ]; then

@@ -13,7 +13,8 @@
 //! attempt, so every `600` notice gives a latency. msgs/s runs from the first send until
 //! the last message reached every receiver. It checks the order too: every receiver must
 //! see all N messages once each, in the same sequence of (view, seq) — else it says
-//! `ok=0` and exits non-zero.
+//! `ok=0` and exits non-zero. `--fifo` sends with `fsend` (the cheaper FIFO mode) and
+//! reads `601` notices instead; with one sender its order is the same check.
 //!
 //! `idle`: what an idle client costs a daemon. Opens CLIENTS connections to the daemon
 //! named; each joins a group of its own (`--request join`) or asks `groups` once
@@ -24,7 +25,7 @@
 //!
 //! ```text
 //! groups-loopback tput --messages 20000 --size 100 [--window 256] [--credit 1000]
-//!                      [--rate R] [--timeout 120] SENDER-DAEMON OTHER-DAEMON...
+//!                      [--rate R] [--fifo] [--timeout 120] SENDER-DAEMON OTHER-DAEMON...
 //! groups-loopback idle --clients 10000 --pid PID [--peer-pids PID,PID]
 //!                      [--request join|groups] [--timeout 120] DAEMON
 //! ```
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant};
 
 fn usage() -> String {
     "usage: groups-loopback tput --messages N --size BYTES [--window W] [--credit C] \
-     [--rate MSGS/S] [--timeout SECS] SENDER-DAEMON OTHER-DAEMON...\n       \
+     [--rate MSGS/S] [--fifo] [--timeout SECS] SENDER-DAEMON OTHER-DAEMON...\n       \
      groups-loopback idle --clients N --pid PID [--peer-pids PID,PID] \
      [--request join|groups] [--timeout SECS] DAEMON"
         .into()
@@ -141,6 +142,8 @@ struct Tput {
     credit: usize,
     /// Messages per second; 0: as fast as the protocol allows.
     rate: f64,
+    /// `fsend` and `601` (FIFO mode) instead of `send` and `600`.
+    fifo: bool,
     timeout: Duration,
     addrs: Vec<SocketAddr>,
 }
@@ -168,7 +171,8 @@ fn payload(id: u32, t_ns: u64, size: usize, out: &mut Vec<u8>) {
     out.resize(start + size.max(have), b'x');
 }
 
-/// Reads a `600 GROUP SENDER VIEW SEQ TEXT` notice: (view, seq, number, first attempt).
+/// Reads a `600 GROUP SENDER VIEW SEQ TEXT` notice (or a `601`, the same shape):
+/// (view, seq, number, first attempt).
 fn parse_600(line: &[u8], size: usize) -> Option<(&[u8], u64, u32, u64)> {
     let mut f = line.splitn(6, |b| *b == b' ');
     let (_, _, _) = (f.next()?, f.next()?, f.next()?);
@@ -223,7 +227,7 @@ fn receive(
                 String::from_utf8_lossy(&line)
             ));
         }
-        if !line.starts_with(b"600 ") {
+        if !line.starts_with(if o.fifo { b"601 " } else { b"600 " }) {
             continue;
         }
         let Some((view, seq, id, sent)) = parse_600(&line, o.size) else {
@@ -338,7 +342,7 @@ fn send_all(
                 *t = now_ns().max(1);
             }
             line.clear();
-            line.extend_from_slice(b"send ");
+            line.extend_from_slice(if o.fifo { b"fsend " } else { b"send " });
             line.extend_from_slice(group.as_bytes());
             line.push(b' ');
             payload(id, *t, o.size, &mut line);
@@ -512,9 +516,10 @@ fn tput(o: &Tput) -> Result<bool, String> {
         .unwrap_or_default();
     let ok = errors.is_empty() && ok_seen.len() == o.addrs.len();
     println!(
-        "mode=tput daemons={} size={} messages={} window={} credit={} rate={} msgs_per_s={:.0} mb_per_s={:.2} \
+        "mode=tput delivery={} daemons={} size={} messages={} window={} credit={} rate={} msgs_per_s={:.0} mb_per_s={:.2} \
          total_s={:.3} accepted_s={:.3} busy={} lat_p50_ms={:.2} lat_p90_ms={:.2} \
          lat_p99_ms={:.2} lat_max_ms={:.2} lat_avg_ms={:.2} views={} ok={}",
+        if o.fifo { "fifo" } else { "agreed" },
         o.addrs.len(),
         o.size,
         o.messages,
@@ -790,7 +795,7 @@ fn run() -> Result<bool, String> {
     let mode = args.next().ok_or_else(usage)?;
     let (mut messages, mut size, mut window, mut timeout) =
         (20_000usize, 100usize, 256usize, 120u64);
-    let (mut credit, mut rate) = (1000usize, 0f64);
+    let (mut credit, mut rate, mut fifo) = (1000usize, 0f64, false);
     let (mut clients, mut pid, mut peer_pids) = (10_000usize, 0u32, Vec::new());
     let mut request = IdleRequest::Join;
     let mut addrs = Vec::<SocketAddr>::new();
@@ -801,6 +806,7 @@ fn run() -> Result<bool, String> {
             "--window" => window = num(args.next(), "--window")?,
             "--credit" => credit = num(args.next(), "--credit")?,
             "--rate" => rate = num(args.next(), "--rate")?,
+            "--fifo" => fifo = true,
             "--timeout" => timeout = num(args.next(), "--timeout")?,
             "--clients" => clients = num(args.next(), "--clients")?,
             "--pid" => pid = num(args.next(), "--pid")?,
@@ -840,6 +846,7 @@ fn run() -> Result<bool, String> {
                 window,
                 credit,
                 rate,
+                fifo,
                 timeout,
                 addrs,
             })

@@ -34,9 +34,9 @@ pub const FIFO_WINDOW: u64 = 512;
 /// One origin's FIFO payload bytes beyond what every member has, at most (an item alone
 /// may pass it), and less in large views: all origins together stay within
 /// [`FIFO_BUDGET`] so a flush state carries them in one frame.
-pub const FIFO_LOG_BYTES: usize = 128 * 1024;
+pub const FIFO_LOG_BYTES: usize = 256 * 1024;
 /// Unstable FIFO payload bytes of all origins of a view together, in the usual case.
-const FIFO_BUDGET: usize = 8 * 1024 * 1024;
+const FIFO_BUDGET: usize = 4 * 1024 * 1024;
 
 /// What one member has of another origin's FIFO items in the view.
 #[derive(Debug, Default)]
