@@ -597,6 +597,41 @@ fn a_sender_past_the_pending_bound_is_held_not_refused() {
     }
 }
 
+/// The same for FIFO sends: the origin sends its window at once and keeps up to the
+/// pending bound; past that the connection waits, and everything arrives, in order.
+#[test]
+fn a_fifo_sender_past_its_window_and_the_pending_bound_is_held_not_refused() {
+    use crate::groups::FIFO_WINDOW;
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "join g");
+    net.settle();
+    net.open(1, 1);
+    let taken = FIFO_WINDOW as usize + super::super::MAX_PENDING;
+    let n = taken + 100;
+    let mut burst = String::new();
+    for k in 0..n {
+        burst.push_str(&format!("fsend g m{k}\n"));
+    }
+    net.nodes[1]
+        .handle(net.now, Input::ClientData(ClientId(1), Bytes::from(burst)))
+        .unwrap();
+    net.drain(1);
+    assert_eq!(
+        net.lines(1, 1, "250 sent").len(),
+        taken,
+        "the rest wait for room"
+    );
+    assert!(!net.text(1, 1).contains("451"));
+    net.settle();
+    assert_eq!(net.lines(1, 1, "250 sent").len(), n);
+    let got = net.lines(0, 1, "601 g ");
+    assert_eq!(got.len(), n, "every message delivered, once");
+    for (k, l) in got.iter().enumerate() {
+        assert!(l.ends_with(&format!(" m{k}")), "in order: {l}");
+    }
+}
+
 #[test]
 fn past_the_cluster_membership_budget_joins_and_binds_are_refused() {
     let mut net = Net::new(2, (7000, 7009));
