@@ -342,23 +342,22 @@ impl<R: Runtime> GroupClient<R> {
     /// sender need not be a member. A `451` refusal means too many messages are on their
     /// way: wait a little and send again.
     pub async fn send(&mut self, group: &str, payload: &[u8]) -> Result<(), Error> {
-        check_group(group)?;
-        if payload.len() > MAX_PAYLOAD {
-            return Err(ClientError::Invalid("a message is at most 65536 bytes").into());
-        }
-        let line = format!("send {group} {}\n", escape(payload));
-        self.line.call(Call::new(line, accept)).await
+        self.send_as("send", group, payload).await
     }
 
     /// `fsend GROUP TEXT`: the same in the cheaper FIFO mode. Members receive it as a
     /// `601` notice ([`Delivery::Fifo`]): each sender's FIFO messages in the order it sent
     /// them, with no order between senders or with agreed messages.
     pub async fn send_fifo(&mut self, group: &str, payload: &[u8]) -> Result<(), Error> {
+        self.send_as("fsend", group, payload).await
+    }
+
+    async fn send_as(&mut self, verb: &str, group: &str, payload: &[u8]) -> Result<(), Error> {
         check_group(group)?;
         if payload.len() > MAX_PAYLOAD {
             return Err(ClientError::Invalid("a message is at most 65536 bytes").into());
         }
-        let line = format!("fsend {group} {}\n", escape(payload));
+        let line = format!("{verb} {group} {}\n", escape(payload));
         self.line.call(Call::new(line, accept)).await
     }
 

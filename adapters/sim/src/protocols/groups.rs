@@ -110,6 +110,23 @@ fn err(n: &Node, msg: impl Into<String>) -> SexprError {
     SexprError::new(n.pos, msg.into())
 }
 
+/// A message to send, in FIFO mode or in agreed order.
+fn send(fifo: bool, group: String, sender: String, payload: Bytes) -> GroupsCommand {
+    if fifo {
+        GroupsCommand::SendFifo {
+            group,
+            sender,
+            payload,
+        }
+    } else {
+        GroupsCommand::Send {
+            group,
+            sender,
+            payload,
+        }
+    }
+}
+
 fn digest(id: &MsgId, fifo: bool) -> u64 {
     // FNV-1a over the id's parts: order-independent once xor-ed together. A FIFO id is
     // numbered apart from the agreed ones: a tag keeps the two from cancelling out.
@@ -230,19 +247,7 @@ impl Protocol for GroupsProtocol {
                     at + 1,
                     node.pos.line * 1000 + node.pos.col
                 ));
-                let cmd = if verb == "fsend" {
-                    GroupsCommand::SendFifo {
-                        group,
-                        sender,
-                        payload,
-                    }
-                } else {
-                    GroupsCommand::Send {
-                        group,
-                        sender,
-                        payload,
-                    }
-                };
+                let cmd = send(verb == "fsend", group, sender, payload);
                 Ok(Some((at, Either::B(FrontCommand::Groups(cmd)))))
             }
             (Some(verb @ ("send" | "fsend")), _) => {
@@ -279,19 +284,8 @@ impl Protocol for GroupsProtocol {
             let (group, sender) = (self.group(), format!("#c#n{}", n + 1));
             let payload = Bytes::from(format!("m{k}"));
             // Drawn only when asked for, so runs without FIFO keep their seeds' faults.
-            let cmd = if self.fifo > 0 && rng.below(100) < self.fifo {
-                GroupsCommand::SendFifo {
-                    group,
-                    sender,
-                    payload,
-                }
-            } else {
-                GroupsCommand::Send {
-                    group,
-                    sender,
-                    payload,
-                }
-            };
+            let fifo = self.fifo > 0 && rng.below(100) < self.fifo;
+            let cmd = send(fifo, group, sender, payload);
             out.push((t, n, Either::B(FrontCommand::Groups(cmd))));
         }
         out.sort_by_key(|(t, _, _)| *t);

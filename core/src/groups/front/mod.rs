@@ -398,18 +398,7 @@ impl GroupsFront {
                     self.on_control(now, &s, &id.origin, &payload, Place { view, seq });
                     return;
                 }
-                let Some(to) = self.local.get(&group).filter(|l| !l.is_empty()) else {
-                    return;
-                };
-                let to: Vec<ClientId> = to.iter().copied().collect();
-                let line = format!(
-                    "600 {group} {sender}@{} {view} {seq} {}",
-                    id.origin,
-                    escape(&payload)
-                );
-                for c in to {
-                    self.notice(c, &line);
-                }
+                self.message_notice(600, &group, &sender, &id.origin, (&view, seq), &payload);
             }
             GroupsEvent::FifoDelivered {
                 view,
@@ -419,19 +408,8 @@ impl GroupsFront {
                 payload,
             } => {
                 // Service groups carry no FIFO messages: clients cannot name them.
-                let Some(to) = self.local.get(&group).filter(|l| !l.is_empty()) else {
-                    return;
-                };
-                let to: Vec<ClientId> = to.iter().copied().collect();
-                let line = format!(
-                    "601 {group} {sender}@{} {view} {} {}",
-                    id.origin,
-                    id.lseq,
-                    escape(&payload)
-                );
-                for c in to {
-                    self.notice(c, &line);
-                }
+                let at = (&view, id.lseq);
+                self.message_notice(601, &group, &sender, &id.origin, at, &payload);
             }
             GroupsEvent::Skipped {
                 view,
@@ -455,6 +433,27 @@ impl GroupsFront {
                 cause,
             } => self.on_group_view(now, group, view, seq, members, cause),
             GroupsEvent::Closed { .. } => self.on_closed(now),
+        }
+    }
+
+    /// `600` (agreed) or `601` (FIFO) to this daemon's members of `group`, if any.
+    fn message_notice(
+        &mut self,
+        code: u16,
+        group: &str,
+        sender: &str,
+        origin: &str,
+        (view, seq): (&ViewId, u64),
+        payload: &[u8],
+    ) {
+        let Some(to) = self.local.get(group).filter(|l| !l.is_empty()) else {
+            return;
+        };
+        let to: Vec<ClientId> = to.iter().copied().collect();
+        let text = escape(payload);
+        let line = format!("{code} {group} {sender}@{origin} {view} {seq} {text}");
+        for c in to {
+            self.notice(c, &line);
         }
     }
 
