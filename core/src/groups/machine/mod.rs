@@ -318,6 +318,10 @@ pub struct Groups {
     /// This daemon's clients' groups, as ordered: (group, client).
     locals: BTreeSet<(String, String)>,
     last_ack: u64,
+    /// Own items delivered, in all, and the count at the last retry: while the sequencer
+    /// keeps ordering this daemon's items, what waits is in its queue, not lost.
+    own_delivered: u64,
+    own_at_retry: u64,
     /// Payload bytes delivered since the last acknowledgement.
     unacked_bytes: usize,
     /// Per origin life, the highest `lseq` delivered here (an origin's items are
@@ -352,6 +356,8 @@ impl Groups {
             table: BTreeMap::new(),
             locals: BTreeSet::new(),
             last_ack: 0,
+            own_delivered: 0,
+            own_at_retry: 0,
             unacked_bytes: 0,
             seen: BTreeMap::new(),
             starting: None,
@@ -650,6 +656,7 @@ impl Groups {
         let view = self.view.id.clone();
         if item.id.origin == self.me.name && item.id.incarnation == self.me.incarnation {
             self.pending.remove(&item.id.lseq);
+            self.own_delivered += 1;
         }
         let origin = (item.id.origin.clone(), item.id.incarnation);
         if self.seen.get(&origin).is_some_and(|l| *l >= item.id.lseq) {
@@ -1048,8 +1055,15 @@ impl Groups {
             }
         }
         let flushing_here = self.flush.is_some();
+        // Submits go again only when none of this daemon's items was delivered since the
+        // last retry: the sequencer orders one origin's items in lseq order, so a lost
+        // submit stops them all, and progress means what waits is queued there (sending
+        // it again while its window is full was most of a busy sender's traffic).
+        let progress = self.own_delivered != self.own_at_retry;
+        self.own_at_retry = self.own_delivered;
         if !flushing_here {
-            let again: Vec<Item> = self.pending.values().take(RESEND_BURST).cloned().collect();
+            let burst = if progress { 0 } else { RESEND_BURST };
+            let again: Vec<Item> = self.pending.values().take(burst).cloned().collect();
             if !self.is_sequencer() {
                 self.stats.resent += again.len() as u64;
             }
