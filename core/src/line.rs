@@ -35,6 +35,9 @@ pub enum LineError {
 pub struct LineBuffer {
     buf: BytesMut,
     max: usize,
+    /// Bytes at the front of `buf` already searched for a newline without finding one: a
+    /// long line arriving in many reads is searched once, not once per read.
+    searched: usize,
 }
 
 impl Default for LineBuffer {
@@ -49,6 +52,7 @@ impl LineBuffer {
         LineBuffer {
             buf: BytesMut::new(),
             max,
+            searched: 0,
         }
     }
 
@@ -60,15 +64,19 @@ impl LineBuffer {
     /// The next complete line without its terminator, `Ok(None)` if none is complete yet.
     /// After an error the buffer is cleared: the caller is expected to close the stream.
     pub fn next_line(&mut self) -> Result<Option<String>, LineError> {
-        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+        let from = self.searched.min(self.buf.len());
+        let Some(nl) = self.buf[from..].iter().position(|&b| b == b'\n') else {
+            self.searched = self.buf.len();
             if self.buf.len() > self.max {
-                self.buf.clear();
+                self.clear();
                 return Err(LineError::TooLong(self.max));
             }
             return Ok(None);
         };
+        let nl = from + nl;
+        self.searched = 0;
         if nl > self.max {
-            self.buf.clear();
+            self.clear();
             return Err(LineError::TooLong(self.max));
         }
         let mut line = self.buf.split_to(nl);
@@ -79,10 +87,15 @@ impl LineBuffer {
         match String::from_utf8(line.to_vec()) {
             Ok(s) => Ok(Some(s)),
             Err(_) => {
-                self.buf.clear();
+                self.clear();
                 Err(LineError::NotUtf8)
             }
         }
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.searched = 0;
     }
 
     /// Bytes buffered but not yet returned.
@@ -98,7 +111,9 @@ impl LineBuffer {
 
     /// Drops the first `n` buffered bytes (all of them if fewer are held).
     pub fn consume(&mut self, n: usize) {
-        self.buf.advance(n.min(self.buf.len()));
+        let n = n.min(self.buf.len());
+        self.buf.advance(n);
+        self.searched = self.searched.saturating_sub(n);
     }
 }
 
@@ -107,27 +122,61 @@ impl LineBuffer {
 /// other byte (control bytes, bytes that are not UTF-8) as `\xHH`. [`unescape`] undoes it.
 pub fn escape(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len());
-    for chunk in data.utf8_chunks() {
-        for ch in chunk.valid().chars() {
-            match ch {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
-                    }
-                }
-                c => out.push(c),
+    let mut rest = data;
+    while !rest.is_empty() {
+        // Runs of printable ASCII other than a backslash (most text) go as they are, at
+        // once; what is left is taken a character (or a bad byte) at a time.
+        let plain = rest
+            .iter()
+            .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(plain);
+        out.push_str(core::str::from_utf8(run).unwrap_or_default());
+        rest = tail;
+        let Some(&b) = rest.first() else {
+            break;
+        };
+        let len = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => 1,
+        };
+        let ch = rest
+            .get(..len)
+            .and_then(|c| core::str::from_utf8(c).ok())
+            .and_then(|c| c.chars().next());
+        match ch {
+            Some('\\') => out.push_str("\\\\"),
+            Some('\n') => out.push_str("\\n"),
+            Some('\r') => out.push_str("\\r"),
+            Some('\t') => out.push_str("\\t"),
+            Some(c) if !c.is_control() => {
+                out.push(c);
+                rest = &rest[len..];
+                continue;
             }
+            // A control character (each of its bytes) or a byte that does not start a
+            // character: a byte at a time, so a bad sequence is escaped byte by byte.
+            Some(c) => {
+                for b in &rest[..c.len_utf8()] {
+                    push_hex(&mut out, *b);
+                }
+                rest = &rest[c.len_utf8()..];
+                continue;
+            }
+            None => push_hex(&mut out, b),
         }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
+        rest = &rest[1..];
     }
     out
+}
+
+fn push_hex(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\x");
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 15)]));
 }
 
 /// Why escaped text could not be read back.
@@ -147,8 +196,13 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
+            // Up to the next backslash, at once.
+            let run = b[i..]
+                .iter()
+                .position(|&c| c == b'\\')
+                .unwrap_or(b.len() - i);
+            out.extend_from_slice(&b[i..i + run]);
+            i += run;
             continue;
         }
         let bad = EscapeError { at: i };
@@ -413,7 +467,75 @@ mod tests {
         assert_eq!(unescape("\\xzz"), Err(EscapeError { at: 0 }));
     }
 
+    /// `escape` as it was first written, a character at a time: the fast one must write
+    /// exactly the same text (the wire format does not change).
+    fn escape_by_chars(data: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in data.utf8_chunks() {
+            for ch in chunk.valid().chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            out.push_str(&format!("\\x{b:02x}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        out
+    }
+
+    /// Bytes that are mostly text, with the characters and bad sequences escaping cares
+    /// about mixed in.
+    fn texty() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            "[ -~]{0,12}".prop_map(String::into_bytes),
+            "\\PC{0,4}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..4),
+            Just(vec![0xe2, 0x82]),
+            Just("\u{85}\u{9f}\u{7f}\\\n\r\t".as_bytes().to_vec()),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
     proptest! {
+        #[test]
+        fn escape_writes_what_the_character_at_a_time_escape_wrote(data in texty()) {
+            prop_assert_eq!(escape(&data), escape_by_chars(&data));
+        }
+
+        #[test]
+        fn escape_matches_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(escape(&data), escape_by_chars(&data));
+        }
+
+        #[test]
+        fn a_line_fed_in_pieces_comes_out_whole(line in "[ -~]{0,300}", cuts in proptest::collection::vec(0usize..300, 0..8)) {
+            let mut b = LineBuffer::new(400);
+            let whole = format!("{line}\nnext\n");
+            let mut at = 0;
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut got = Vec::new();
+            for c in cuts.into_iter().chain([whole.len()]) {
+                let c = c.min(whole.len()).max(at);
+                b.push(&whole.as_bytes()[at..c]);
+                at = c;
+                while let Some(l) = b.next_line().unwrap() {
+                    got.push(l);
+                }
+            }
+            prop_assert_eq!(got, vec![line, "next".to_string()]);
+        }
         #[test]
         fn escape_round_trips_and_stays_on_one_line(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let text = escape(&data);
