@@ -65,7 +65,7 @@ impl LineBuffer {
     /// After an error the buffer is cleared: the caller is expected to close the stream.
     pub fn next_line(&mut self) -> Result<Option<String>, LineError> {
         let from = self.searched.min(self.buf.len());
-        let Some(nl) = self.buf[from..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = find_byte(&self.buf[from..], b'\n') else {
             self.searched = self.buf.len();
             if self.buf.len() > self.max {
                 self.clear();
@@ -126,10 +126,7 @@ pub fn escape(data: &[u8]) -> String {
     while !rest.is_empty() {
         // Runs of printable ASCII other than a backslash (most text) go as they are, at
         // once; what is left is taken a character (or a bad byte) at a time.
-        let plain = rest
-            .iter()
-            .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
-            .unwrap_or(rest.len());
+        let plain = plain_run(rest);
         let (run, tail) = rest.split_at(plain);
         out.push_str(core::str::from_utf8(run).unwrap_or_default());
         rest = tail;
@@ -172,6 +169,61 @@ pub fn escape(data: &[u8]) -> String {
     out
 }
 
+// Eight bytes at a time (SWAR): client lines carry messages of up to 64 KiB, and a
+// byte-at-a-time scan for a newline or a byte to escape was a large part of a daemon's
+// time at 10 KiB messages.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Some byte of `w` is below `n` (for `n` ≤ 0x80, and bytes of `w` below 0x80).
+fn has_less(w: u64, n: u8) -> bool {
+    w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS != 0
+}
+
+/// Some byte of `w` is zero.
+fn has_zero(w: u64) -> bool {
+    w.wrapping_sub(ONES) & !w & HIGHS != 0
+}
+
+fn word(c: &[u8]) -> u64 {
+    u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+}
+
+/// Where `byte` first occurs in `data`.
+fn find_byte(data: &[u8], byte: u8) -> Option<usize> {
+    let pattern = ONES * u64::from(byte);
+    let mut at = 0;
+    for c in data.chunks_exact(8) {
+        if has_zero(word(c) ^ pattern) {
+            break;
+        }
+        at += 8;
+    }
+    data[at..].iter().position(|&b| b == byte).map(|k| at + k)
+}
+
+/// How many bytes at the start of `data` are printable ASCII other than a backslash (what
+/// [`escape`] copies as it is).
+fn plain_run(data: &[u8]) -> usize {
+    let mut at = 0;
+    for c in data.chunks_exact(8) {
+        let w = word(c);
+        if w & HIGHS != 0
+            || has_less(w, 0x20)
+            || has_zero(w ^ (ONES * 0x7f))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        at += 8;
+    }
+    let tail = data[at..]
+        .iter()
+        .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
+        .unwrap_or(data.len() - at);
+    at + tail
+}
+
 fn push_hex(out: &mut String, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push_str("\\x");
@@ -197,10 +249,7 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, EscapeError> {
     while i < b.len() {
         if b[i] != b'\\' {
             // Up to the next backslash, at once.
-            let run = b[i..]
-                .iter()
-                .position(|&c| c == b'\\')
-                .unwrap_or(b.len() - i);
+            let run = find_byte(&b[i..], b'\\').unwrap_or(b.len() - i);
             out.extend_from_slice(&b[i..i + run]);
             i += run;
             continue;
@@ -511,6 +560,26 @@ mod tests {
         #[test]
         fn escape_writes_what_the_character_at_a_time_escape_wrote(data in texty()) {
             prop_assert_eq!(escape(&data), escape_by_chars(&data));
+        }
+
+        #[test]
+        fn the_scans_agree_with_byte_at_a_time_ones(data in proptest::collection::vec(any::<u8>(), 0..80), byte in any::<u8>()) {
+            prop_assert_eq!(find_byte(&data, byte), data.iter().position(|&b| b == byte));
+            let plain = data
+                .iter()
+                .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
+                .unwrap_or(data.len());
+            prop_assert_eq!(plain_run(&data), plain);
+        }
+
+        #[test]
+        fn the_scans_agree_on_text(data in texty(), byte in prop_oneof![Just(b'\n'), Just(b'\\'), any::<u8>()]) {
+            prop_assert_eq!(find_byte(&data, byte), data.iter().position(|&b| b == byte));
+            let plain = data
+                .iter()
+                .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
+                .unwrap_or(data.len());
+            prop_assert_eq!(plain_run(&data), plain);
         }
 
         #[test]
