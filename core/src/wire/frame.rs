@@ -155,15 +155,70 @@ pub struct Frame {
     pub tag: Bytes,
     /// The message body, decoded by the protocol that owns `kind`.
     pub payload: Bytes,
+    checksum: Checksum,
+}
+
+/// A frame's checksum, remembered with the kind, address and length of the payload it
+/// covers: a frame sent to many peers (a sequencer's order) is summed once, and a frame
+/// whose fields were replaced since is summed again. Never part of equality.
+#[derive(Clone, Copy, Default)]
+struct Checksum(Option<(Kind, usize, usize, u32)>);
+
+impl Checksum {
+    fn of(kind: Kind, payload: &Bytes, crc: u32) -> Self {
+        Checksum(Some((kind, payload.as_ptr() as usize, payload.len(), crc)))
+    }
+}
+
+impl PartialEq for Checksum {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Checksum {}
+
+impl fmt::Debug for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Frame {
     /// A frame with no tag.
     pub fn new(kind: Kind, payload: Bytes) -> Self {
+        Frame::tagged(kind, Bytes::new(), payload)
+    }
+
+    /// A frame with an authentication tag.
+    pub fn tagged(kind: Kind, tag: Bytes, payload: Bytes) -> Self {
         Frame {
             kind,
-            tag: Bytes::new(),
+            tag,
             payload,
+            checksum: Checksum::default(),
+        }
+    }
+
+    /// The same frame with its checksum computed now, for a frame about to be sent,
+    /// unchanged, to many peers: each copy's encoding reuses it.
+    pub fn summed(mut self) -> Self {
+        let crc = frame_crc(self.kind, &self.payload);
+        self.checksum = Checksum::of(self.kind, &self.payload, crc);
+        self
+    }
+
+    /// CRC-32C of the kind and payload (remembered when it still covers them).
+    pub fn crc(&self) -> u32 {
+        match self.checksum.0 {
+            Some((kind, at, len, crc))
+                if kind == self.kind
+                    && at == self.payload.as_ptr() as usize
+                    && len == self.payload.len() =>
+            {
+                crc
+            }
+            _ => frame_crc(self.kind, &self.payload),
         }
     }
 
@@ -189,7 +244,7 @@ impl Frame {
         out.put_u8(tag_len);
         out.put_u32(len);
         out.put_slice(&self.tag);
-        out.put_u32(frame_crc(self.kind, &self.payload));
+        out.put_u32(self.crc());
     }
 
     /// Appends the whole encoded frame to `out`.
@@ -302,10 +357,12 @@ fn slice_frame(buf: &Bytes, h: &Header) -> Result<Frame, FrameError> {
     if frame_crc(h.kind, &payload) != crc {
         return Err(FrameError::Checksum { kind: h.kind });
     }
+    let checksum = Checksum::of(h.kind, &payload, crc);
     Ok(Frame {
         kind: h.kind,
         tag: buf.slice(HEADER_LEN..tag_end),
         payload,
+        checksum,
     })
 }
 
@@ -443,13 +500,36 @@ mod tests {
         }
     }
 
+    /// A summed frame encodes as an unsummed one does; replacing its payload or kind
+    /// afterwards is summed again, not sent with the old checksum.
+    #[test]
+    fn a_remembered_checksum_is_used_only_while_it_covers_the_frame() {
+        let f = Frame::new(Kind(0x0501), Bytes::from_static(b"order"));
+        let s = f.clone().summed();
+        assert_eq!(s.to_bytes(), f.to_bytes());
+        assert_eq!(s, f);
+        let mut other = s.clone();
+        other.payload = Bytes::from(b"other".to_vec());
+        assert_eq!(
+            other.to_bytes(),
+            Frame::new(Kind(0x0501), Bytes::from_static(b"other")).to_bytes()
+        );
+        let mut kind = s.clone();
+        kind.kind = Kind(0x0502);
+        let d = decode_frame(&kind.to_bytes(), &limits()).unwrap();
+        assert_eq!(d.kind, Kind(0x0502));
+        // A decoded frame remembers the checksum it was checked with.
+        let again = decode_frame(&s.to_bytes(), &limits()).unwrap();
+        assert_eq!(again.to_bytes(), s.to_bytes());
+    }
+
     #[test]
     fn tag_is_carried_separately_from_payload() {
-        let f = Frame {
-            kind: Kind(9),
-            tag: Bytes::from_static(b"tag!"),
-            payload: Bytes::from_static(b"body"),
-        };
+        let f = Frame::tagged(
+            Kind(9),
+            Bytes::from_static(b"tag!"),
+            Bytes::from_static(b"body"),
+        );
         let d = decode_frame(&f.to_bytes(), &limits()).unwrap();
         assert_eq!(d, f);
     }
@@ -469,11 +549,7 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..40),
             proptest::collection::vec(any::<u8>(), 0..600),
         )
-            .prop_map(|(k, t, p)| Frame {
-                kind: Kind(k),
-                tag: Bytes::from(t),
-                payload: Bytes::from(p),
-            })
+            .prop_map(|(k, t, p)| Frame::tagged(Kind(k), Bytes::from(t), Bytes::from(p)))
     }
 
     proptest! {

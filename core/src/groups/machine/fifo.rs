@@ -203,7 +203,8 @@ impl Groups {
                 stable: self.fifo.stable,
                 item: item.clone(),
             }
-            .to_frame();
+            .to_frame()
+            .summed();
             let targets: Vec<PeerAddr> = self.view.members.iter().map(|m| m.addr).collect();
             for to in targets {
                 self.send_frame(to, frame.clone());

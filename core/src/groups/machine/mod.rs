@@ -527,7 +527,8 @@ impl Groups {
                 stable: self.stable,
                 item,
             };
-            let frame = msg.to_frame();
+            // Summed once for every member it goes to.
+            let frame = msg.to_frame().summed();
             let targets: Vec<PeerAddr> = self.view.members.iter().map(|m| m.addr).collect();
             for to in targets {
                 self.send_frame(to, frame.clone());
