@@ -618,3 +618,76 @@ fn fifo_senders_keep_their_order_through_a_kill() {
         }
     }
 }
+
+/// The FIFO sender's own daemon killed with `kill -9` mid-stream: the members on the two
+/// survivors, which pass to the next view together, end with the same messages of it —
+/// the same prefix of what was sent, in order, none twice (virtual synchrony over FIFO
+/// messages; the origin's copies that reached only one survivor are given to the other
+/// in the flush).
+#[test]
+fn a_fifo_origin_killed_mid_stream_leaves_the_survivors_with_one_prefix() {
+    let (mut daemons, addrs) = three(&[], &[]);
+    let mut members: Vec<Client> = [addrs[0], addrs[2]]
+        .iter()
+        .map(|a| Client::tcp(*a))
+        .collect();
+    for m in &mut members {
+        assert_eq!(m.request("join cut"), "250 joined cut");
+    }
+    // A member on b too, so that b's end changes the group and the survivors' members
+    // hear of it (`610 … network`).
+    let mut on_b = Client::tcp(addrs[1]);
+    assert_eq!(on_b.request("join cut"), "250 joined cut");
+    const N: usize = 50_000;
+    let at = addrs[1];
+    // The sender writes as fast as it can; its daemon dies under it.
+    let sender = std::thread::spawn(move || {
+        let Client { mut r, mut w, .. } = Client::tcp(at);
+        // Its replies are read as they come: a client that reads none is, rightly, read
+        // from no more once its replies back up.
+        let replies = std::thread::spawn(move || {
+            let mut l = String::new();
+            while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+                l.clear();
+            }
+        });
+        for k in 0..N {
+            if w.write_all(format!("fsend cut m{k}\n").as_bytes()).is_err() {
+                break;
+            }
+        }
+        drop(w);
+        let _ = replies.join();
+    });
+    // Wait until a good part of it arrived at a (past the origin's window, so its
+    // acknowledgements have been going round), then kill b.
+    let mut early = Vec::new();
+    while early.len() < 3000 {
+        early.push(message(&members[0].notice("601 cut ")).3);
+    }
+    daemons[1].kill();
+    let _ = sender.join();
+    // Each survivor hears that b is gone; what it got of b before that is its prefix.
+    let got: Vec<Vec<String>> = members
+        .iter_mut()
+        .map(|m| {
+            let mut texts = Vec::new();
+            loop {
+                let l = m.line();
+                assert!(!l.is_empty(), "the daemon closed the connection");
+                if l.starts_with("601 cut ") {
+                    texts.push(message(&l).3);
+                } else if l.starts_with("610 cut ") && l.contains(" network ") {
+                    break;
+                }
+            }
+            texts
+        })
+        .collect();
+    let mut a = early;
+    a.extend(got[0].iter().cloned());
+    assert_eq!(a, got[1], "one prefix at both survivors");
+    let want: Vec<String> = (0..a.len()).map(|k| format!("m{k}")).collect();
+    assert_eq!(a, want, "in order, none missing or twice");
+    assert!(a.len() < N, "b was killed before it sent everything");
+}
