@@ -634,8 +634,16 @@ async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
             }
             w = rx.recv() => match w {
                 Some(ClientWrite::Data(b)) => {
-                    wr.write_all(&b).await?;
-                    queued.fetch_sub(b.len(), Ordering::Relaxed);
+                    // Whatever else is queued already goes in the same write: a member
+                    // of a busy group gets a notice per message, and one write (and one
+                    // segment) per notice was most of a receiving daemon's time.
+                    let (batch, close) = coalesce(b, &mut rx);
+                    wr.write_all(&batch).await?;
+                    queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                    if close {
+                        wr.shutdown().await?;
+                        return Ok(());
+                    }
                 }
                 Some(ClientWrite::Close) | None => {
                     wr.shutdown().await?;
@@ -652,6 +660,27 @@ async fn pump_client<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     }
 }
 
+/// Bytes gathered into one client write at most.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// `first` and the writes queued behind it, up to [`COALESCE_BYTES`], as one buffer; and
+/// whether a close came among them (everything before it is written first).
+fn coalesce(first: Bytes, rx: &mut mpsc::Receiver<ClientWrite>) -> (Bytes, bool) {
+    if rx.is_empty() || first.len() >= COALESCE_BYTES {
+        return (first, false);
+    }
+    let mut buf = BytesMut::with_capacity(COALESCE_BYTES.min(first.len() * 8).max(4096));
+    buf.extend_from_slice(&first);
+    while buf.len() < COALESCE_BYTES {
+        match rx.try_recv() {
+            Ok(ClientWrite::Data(b)) => buf.extend_from_slice(&b),
+            Ok(ClientWrite::Close) => return (buf.freeze(), true),
+            Err(_) => break,
+        }
+    }
+    (buf.freeze(), false)
+}
+
 /// Whether `path` names a Unix socket someone answers on (used by clients that pick TCP
 /// or Unix by the address's form).
 pub(crate) fn looks_like_path(addr: &str) -> Option<&Path> {
@@ -659,4 +688,44 @@ pub(crate) fn looks_like_path(addr: &str) -> Option<&Path> {
         return Some(Path::new(p));
     }
     (addr.starts_with('/') || addr.starts_with("./")).then(|| Path::new(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(items: Vec<ClientWrite>) -> mpsc::Receiver<ClientWrite> {
+        let (tx, rx) = mpsc::channel(items.len().max(1));
+        for it in items {
+            assert!(tx.try_send(it).is_ok(), "room");
+        }
+        rx
+    }
+
+    fn data(s: &str) -> ClientWrite {
+        ClientWrite::Data(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn queued_writes_go_out_together_in_order_and_a_close_ends_them() {
+        let mut rx = queue(vec![]);
+        assert_eq!(
+            coalesce(Bytes::from_static(b"a\n"), &mut rx),
+            (Bytes::from_static(b"a\n"), false)
+        );
+        let mut rx = queue(vec![
+            data("b\n"),
+            data("c\n"),
+            ClientWrite::Close,
+            data("d\n"),
+        ]);
+        let (batch, close) = coalesce(Bytes::from_static(b"a\n"), &mut rx);
+        assert_eq!((&batch[..], close), (&b"a\nb\nc\n"[..], true));
+        // Past the bound the rest waits for the next write, nothing lost.
+        let line = "x".repeat(40 * 1024);
+        let mut rx = queue(vec![data(&line), data("tail")]);
+        let (batch, close) = coalesce(Bytes::from(line.clone()), &mut rx);
+        assert_eq!((batch.len(), close), (80 * 1024, false));
+        assert!(matches!(rx.try_recv(), Ok(ClientWrite::Data(b)) if &b[..] == b"tail"));
+    }
 }
