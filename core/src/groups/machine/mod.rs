@@ -17,6 +17,10 @@
 //! it (`Start`). So daemons that pass together from one view to the next deliver the same
 //! items in the former. The group table of the new view is the union of each member's
 //! own clients' groups; items submitted and not delivered are submitted again.
+//!
+//! **FIFO mode.** Messages sent with `SendFifo` skip the sequencer: their origin sends
+//! them to every member itself, and the flush finishes them as it does ordered items
+//! (module `fifo`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
