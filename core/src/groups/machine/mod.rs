@@ -762,27 +762,9 @@ impl Groups {
             return;
         }
         if !f.states.contains_key(&self.me.name) {
-            let mine = self.flush_state();
-            if let (
-                Some(f),
-                GroupMsg::FlushState {
-                    old,
-                    upto,
-                    held,
-                    locals,
-                    fifo,
-                    ..
-                },
-            ) = (&mut self.flush, mine)
-            {
-                let st = State {
-                    old,
-                    upto,
-                    held,
-                    locals,
-                    fifo,
-                };
-                f.states.insert(self.me.name.clone(), st);
+            let mine = self.own_state();
+            if let Some(f) = &mut self.flush {
+                f.states.insert(self.me.name.clone(), mine);
             }
         }
         let Some(f) = &self.flush else {
@@ -887,16 +869,28 @@ impl Groups {
 
     /// This daemon's answer to a flush request.
     fn flush_state(&self) -> GroupMsg {
+        let st = self.own_state();
         GroupMsg::FlushState {
             view: self
                 .flush
                 .as_ref()
                 .map_or(self.view.id.clone(), |f| f.view.id.clone()),
+            old: st.old,
+            upto: st.upto,
+            held: st.held,
+            locals: st.locals,
+            from: self.me.name.clone(),
+            fifo: st.fifo,
+        }
+    }
+
+    /// What this daemon says of its previous view in a flush.
+    fn own_state(&self) -> State {
+        State {
             old: self.view.id.clone(),
             upto: self.delivered,
             held: self.held.iter().map(|(s, it)| (*s, it.clone())).collect(),
             locals: self.locals.iter().cloned().collect(),
-            from: self.me.name.clone(),
             fifo: self.fifo_state(),
         }
     }
