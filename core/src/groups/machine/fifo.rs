@@ -277,7 +277,13 @@ impl Groups {
             _ => return Ok(()),
         };
         let canary = self.canary;
-        let inb = self.fifo.from.entry(origin.clone()).or_default();
+        // Keyed by the name already taken: a second copy only for an origin's first item.
+        if !self.fifo.from.contains_key(&origin) {
+            self.fifo.from.insert(origin.clone(), Inbound::default());
+        }
+        let Some(inb) = self.fifo.from.get_mut(&origin) else {
+            return Ok(());
+        };
         inb.note_stable(stable);
         if fseq <= inb.delivered {
             return Ok(());
