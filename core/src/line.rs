@@ -543,6 +543,17 @@ mod tests {
         out
     }
 
+    /// The eight-bytes-at-a-time scans find what byte-at-a-time ones find.
+    fn scans_agree(data: &[u8], byte: u8) -> Result<(), TestCaseError> {
+        prop_assert_eq!(find_byte(data, byte), data.iter().position(|&b| b == byte));
+        let plain = data
+            .iter()
+            .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
+            .unwrap_or(data.len());
+        prop_assert_eq!(plain_run(data), plain);
+        Ok(())
+    }
+
     /// Bytes that are mostly text, with the characters and bad sequences escaping cares
     /// about mixed in.
     fn texty() -> impl Strategy<Value = Vec<u8>> {
@@ -564,22 +575,12 @@ mod tests {
 
         #[test]
         fn the_scans_agree_with_byte_at_a_time_ones(data in proptest::collection::vec(any::<u8>(), 0..80), byte in any::<u8>()) {
-            prop_assert_eq!(find_byte(&data, byte), data.iter().position(|&b| b == byte));
-            let plain = data
-                .iter()
-                .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
-                .unwrap_or(data.len());
-            prop_assert_eq!(plain_run(&data), plain);
+            scans_agree(&data, byte)?;
         }
 
         #[test]
         fn the_scans_agree_on_text(data in texty(), byte in prop_oneof![Just(b'\n'), Just(b'\\'), any::<u8>()]) {
-            prop_assert_eq!(find_byte(&data, byte), data.iter().position(|&b| b == byte));
-            let plain = data
-                .iter()
-                .position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\')
-                .unwrap_or(data.len());
-            prop_assert_eq!(plain_run(&data), plain);
+            scans_agree(&data, byte)?;
         }
 
         #[test]
