@@ -90,12 +90,10 @@ pub struct GroupsProtocol {
     got: Vec<BTreeSet<Bytes>>,
     /// Nodes that crashed at some time.
     crashed: BTreeSet<usize>,
-    /// Payload → the node it was sent from.
-    sent: BTreeMap<Bytes, usize>,
+    /// Payload → the node it was sent from, and its place among the run's accepted sends.
+    sent: BTreeMap<Bytes, (usize, u64)>,
     /// Percent of the workload's messages sent in FIFO mode.
     fifo: u64,
-    /// Payload → its place among the accepted sends of the run.
-    sent_order: BTreeMap<Bytes, u64>,
     /// (view, FIFO id) → the payload delivered under it.
     fifo_places: BTreeMap<(ViewId, MsgId), Bytes>,
     /// (node, life, view, origin, incarnation) → the last FIFO number delivered.
@@ -403,9 +401,8 @@ impl Protocol for GroupsProtocol {
                     )),
                 accepted: true,
             } => {
-                self.sent.insert(payload.clone(), node);
-                let k = self.sent_order.len() as u64;
-                self.sent_order.insert(payload.clone(), k);
+                let k = self.sent.len() as u64;
+                self.sent.insert(payload.clone(), (node, k));
             }
             Observation::Event {
                 node,
@@ -458,7 +455,7 @@ impl Protocol for GroupsProtocol {
                     .collect();
                 self.sent
                     .iter()
-                    .filter(|(_, from)| !self.crashed.contains(from))
+                    .filter(|(_, (from, _))| !self.crashed.contains(from))
                     .all(|(p, _)| steady.iter().all(|&i| self.got[i].contains(p)))
             }
             _ => false,
@@ -615,12 +612,18 @@ impl GroupsProtocol {
         for msg in bad {
             self.violate(msg);
         }
+        self.count_in_view((node, life, view), id, false);
+    }
+
+    /// One more message processed by `node` (in this life) in `view`, for the
+    /// virtual-synchrony check.
+    fn count_in_view(&mut self, (node, life, view): (usize, u64, &ViewId), id: &MsgId, fifo: bool) {
         let e = self
             .per_view
             .entry((node, life, view.clone()))
             .or_insert((0, 0));
         e.0 += 1;
-        e.1 ^= digest(id, false);
+        e.1 ^= digest(id, fifo);
     }
 
     fn on_fifo(&mut self, node: usize, name: &str, view: &ViewId, id: &MsgId, payload: &Bytes) {
@@ -645,7 +648,7 @@ impl GroupsProtocol {
                 id.origin, id.lseq
             ));
         }
-        if let Some(&k) = self.sent_order.get(payload) {
+        if let Some(&(_, k)) = self.sent.get(payload) {
             let before = self
                 .fifo_order
                 .insert((node, life, origin.0.clone(), origin.1), k);
@@ -661,11 +664,6 @@ impl GroupsProtocol {
             self.violate(msg);
         }
         self.got[node].insert(payload.clone());
-        let e = self
-            .per_view
-            .entry((node, life, view.clone()))
-            .or_insert((0, 0));
-        e.0 += 1;
-        e.1 ^= digest(id, true);
+        self.count_in_view((node, life, view), id, true);
     }
 }
