@@ -39,11 +39,12 @@ pub mod rng;
 pub mod sexpr;
 pub mod ship;
 pub mod time;
+pub mod turns;
 pub mod wire;
 
 pub use machine::{
     ClientId, ClientOrigin, ClientRemote, EffectError, EffectId, EffectRequest, Input, InputOf,
-    ListenerId, Machine, NoEffect, Outbox, Output, OutputOf, PeerAddr, Timers, Transmit,
+    Lane, ListenerId, Machine, NoEffect, Outbox, Output, OutputOf, PeerAddr, Timers, Transmit,
     debug_check,
 };
 pub use rng::Rng;

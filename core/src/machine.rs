@@ -203,6 +203,59 @@ pub struct Transmit {
     pub to: PeerAddr,
     /// The frame to send.
     pub frame: Frame,
+    /// Which of the peer link's two lanes carries it (SPEC.md §7.1).
+    pub lane: Lane,
+}
+
+/// The two lanes of a link to a peer. A driver keeps them apart end to end — a separate
+/// connection (so a lost segment of bulk traffic never blocks a heartbeat behind it) and
+/// a separate place in its input queue (so a frame of membership is handled before client
+/// work that arrived earlier) — so that the traffic that decides who is alive is never
+/// queued behind the traffic it protects.
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub enum Lane {
+    /// Small, rare frames that liveness depends on: heartbeats, suspicions, view
+    /// proposals, acknowledgements and commits, flush control.
+    Control,
+    /// Everything else: client messages, bulk state, floods.
+    #[default]
+    Data,
+}
+
+impl Lane {
+    /// Both lanes, control first.
+    pub const ALL: [Lane; 2] = [Lane::Control, Lane::Data];
+
+    /// The lane's index (control 0, data 1), for per-lane tables.
+    pub fn index(self) -> usize {
+        match self {
+            Lane::Control => 0,
+            Lane::Data => 1,
+        }
+    }
+
+    /// The lane's wire byte in the transport hello (SPEC.md §2.3).
+    pub fn to_byte(self) -> u8 {
+        self.index() as u8
+    }
+
+    /// The lane a hello's byte names, if any.
+    pub fn from_byte(b: u8) -> Option<Lane> {
+        match b {
+            0 => Some(Lane::Control),
+            1 => Some(Lane::Data),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lane::Control => "control",
+            Lane::Data => "data",
+        })
+    }
 }
 
 /// Everything that can leave a machine. `E` is its event type, `F` its effect type.
@@ -285,10 +338,19 @@ impl<E, F> Default for Outbox<E, F> {
 }
 
 impl<E, F> Outbox<E, F> {
-    /// Queues a frame for `to`.
+    /// Queues a frame for `to` on the data lane.
     pub fn transmit(&mut self, to: PeerAddr, frame: Frame) {
-        self.queue
-            .push_back(Output::Transmit(Transmit { to, frame }));
+        self.transmit_on(Lane::Data, to, frame);
+    }
+
+    /// Queues a frame for `to` on `lane`.
+    pub fn transmit_on(&mut self, lane: Lane, to: PeerAddr, frame: Frame) {
+        self.push_transmit(Transmit { to, frame, lane });
+    }
+
+    /// Queues a frame another machine produced, keeping its lane.
+    pub fn push_transmit(&mut self, t: Transmit) {
+        self.queue.push_back(Output::Transmit(t));
     }
 
     /// Queues bytes for a client.

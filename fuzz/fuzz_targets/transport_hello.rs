@@ -7,7 +7,7 @@ use flotilla_core::wire::Frame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(addr) = decode_hello(&Frame::new(KIND_HELLO, Bytes::copy_from_slice(data))) {
-        assert_eq!(decode_hello(&encode_hello(addr)), Ok(addr));
+    if let Ok((addr, lane)) = decode_hello(&Frame::new(KIND_HELLO, Bytes::copy_from_slice(data))) {
+        assert_eq!(decode_hello(&encode_hello(addr, lane)), Ok((addr, lane)));
     }
 });

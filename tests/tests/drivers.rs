@@ -184,7 +184,9 @@ async fn clients_and_peers_share_a_port<R: Runtime>(rt: R) {
     let me: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let ping = Frame::new(Kind(0x7701), Bytes::from_static(b"ping"));
     let (mut rd, mut wr) = rt.tcp_connect(local.peer()).await.unwrap();
-    let mut wire = transport::encode_hello(me).to_bytes().to_vec();
+    let mut wire = transport::encode_hello(me, flotilla_core::Lane::Data)
+        .to_bytes()
+        .to_vec();
     wire.extend_from_slice(&ping.to_bytes());
     wr.write_all(&wire).await.unwrap();
     assert_eq!(event(&mut node).await, Seen::Frame(me, ping.clone()));

@@ -29,6 +29,22 @@ fn loss_delivers_everything_once_in_one_order() {
     swept("groups-loss", 0..30);
 }
 
+/// Issue 16, finding 1: 600 clients join one group on three daemons whose loops take
+/// time per input and per notice. Served in the drivers' order (control lane first) no
+/// daemon leaves the view; served in arrival order — the drivers before lanes — every
+/// seed excludes some daemon, so the simulator catches that starvation.
+#[test]
+fn a_join_storm_excludes_nobody_when_membership_goes_first() {
+    swept("groups-join-storm", 0..4);
+    let r = sweep(&scenario("groups-join-storm-fifo"), 0..4);
+    assert_eq!(
+        r.failing_seeds(),
+        [0, 1, 2, 3],
+        "arrival order must starve membership: {r}"
+    );
+    assert!(r.failures[0].to_string().contains("all-in"), "{r}");
+}
+
 /// A daemon and then the sequencer crash and restart while messages flow.
 #[test]
 fn crashes_keep_order_and_virtual_synchrony() {

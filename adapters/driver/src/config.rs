@@ -79,7 +79,8 @@ pub struct DriverConfig {
     pub command_capacity: usize,
     /// Events queued for the embedding program before the driver waits for it to read.
     pub event_capacity: usize,
-    /// Inputs (frames, client bytes) queued for the machine before readers wait.
+    /// Inputs queued for the machine before readers wait, per queue: client input, and
+    /// frames from peers on each lane.
     pub inbound_capacity: usize,
     /// Frames queued per TCP peer (also while dialing); beyond it frames are dropped.
     pub peer_queue: usize,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use flotilla_core::wire::{Frame, Limits, transport};
-use flotilla_core::{ClientId, ClientOrigin, PeerAddr};
+use flotilla_core::{ClientId, ClientOrigin, Lane, PeerAddr};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
@@ -91,11 +91,13 @@ pub(crate) enum Inbound {
     },
     PeerConnected {
         peer: PeerAddr,
+        lane: Lane,
         conn: u64,
         tx: mpsc::Sender<Frame>,
     },
     PeerLost {
         peer: PeerAddr,
+        lane: Lane,
         conn: u64,
     },
     ClientOpened {
@@ -111,7 +113,11 @@ pub(crate) enum Inbound {
 /// What every task of one node needs.
 pub(crate) struct Shared<R: Runtime> {
     pub(crate) rt: R,
+    /// Client input (opens, bytes, closes).
     pub(crate) inbound: mpsc::Sender<Inbound>,
+    /// What peer connections read, one queue per lane (indexed by [`Lane::index`]): the
+    /// node's loop serves the control queue first (`flotilla_core::turns`).
+    pub(crate) from_peers: [mpsc::Sender<Inbound>; 2],
     pub(crate) stats: Arc<Counters>,
     pub(crate) ids: ClientIds,
     pub(crate) conns: AtomicU64,
@@ -155,6 +161,11 @@ impl<R: Runtime> Shared<R> {
         if let Ok(mut a) = self.alive.lock() {
             a.take();
         }
+    }
+
+    /// The queue for what arrives on `lane`.
+    pub(crate) fn lane_inbound(&self, lane: Lane) -> &mpsc::Sender<Inbound> {
+        &self.from_peers[lane.index()]
     }
 
     pub(crate) fn next_conn(&self) -> u64 {
@@ -360,7 +371,7 @@ async fn accept_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     )
     .await
     .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()));
-    let peer = match hello {
+    let (peer, lane) = match hello {
         Ok(p) => p,
         Err(e) => {
             if e.kind() == io::ErrorKind::InvalidData {
@@ -372,11 +383,17 @@ async fn accept_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     };
     let conn = shared.next_conn();
     let (tx, rx) = mpsc::channel(shared.peer_queue);
-    let connected = Inbound::PeerConnected { peer, conn, tx };
-    if shared.inbound.send(connected).await.is_err() {
+    let connected = Inbound::PeerConnected {
+        peer,
+        lane,
+        conn,
+        tx,
+    };
+    if shared.lane_inbound(lane).send(connected).await.is_err() {
         return;
     }
-    peer_stream(shared, rd, wr, peer, conn, rx, reader, None).await;
+    let link = Link { peer, lane, conn };
+    peer_stream(shared, rd, wr, link, rx, reader, None).await;
 }
 
 async fn read_more<Rd: ReadHalf>(rd: &mut Rd, reader: &mut FrameReader) -> io::Result<usize> {
@@ -386,7 +403,10 @@ async fn read_more<Rd: ReadHalf>(rd: &mut Rd, reader: &mut FrameReader) -> io::R
     Ok(n)
 }
 
-async fn read_hello<Rd: ReadHalf>(rd: &mut Rd, reader: &mut FrameReader) -> io::Result<PeerAddr> {
+async fn read_hello<Rd: ReadHalf>(
+    rd: &mut Rd,
+    reader: &mut FrameReader,
+) -> io::Result<(PeerAddr, Lane)> {
     loop {
         match reader.next_frame().map_err(invalid)? {
             Some(f) => return transport::decode_hello(&f).map_err(invalid),
@@ -399,12 +419,20 @@ async fn read_hello<Rd: ReadHalf>(rd: &mut Rd, reader: &mut FrameReader) -> io::
     }
 }
 
+/// One connection to a peer: who, which lane, and the driver's number for it.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Link {
+    pub(crate) peer: PeerAddr,
+    pub(crate) lane: Lane,
+    pub(crate) conn: u64,
+}
+
 pub(crate) async fn dial<R: Runtime>(
     shared: Arc<Shared<R>>,
-    peer: PeerAddr,
-    conn: u64,
+    link: Link,
     mut rx: mpsc::Receiver<Frame>,
 ) {
+    let Link { peer, lane, conn } = link;
     let connect = timeout(
         &shared.rt,
         shared.connect_timeout,
@@ -418,7 +446,8 @@ pub(crate) async fn dial<R: Runtime>(
             let dropped = discard(&mut rx);
             shared.stats.add(Stat::FramesDropped, dropped);
             debug!(%peer, error = %e, dropped, "dial failed");
-            let _ = shared.inbound.send(Inbound::PeerLost { peer, conn }).await;
+            let lost = Inbound::PeerLost { peer, lane, conn };
+            let _ = shared.lane_inbound(lane).send(lost).await;
             return;
         }
     };
@@ -426,9 +455,9 @@ pub(crate) async fn dial<R: Runtime>(
         return;
     };
     // The hello goes first so the acceptor can name this stream by our listen address.
-    let hello = transport::encode_hello(me).to_bytes();
+    let hello = transport::encode_hello(me, lane).to_bytes();
     let reader = FrameReader::new(shared.limits);
-    peer_stream(shared, rd, wr, peer, conn, rx, reader, Some(hello)).await;
+    peer_stream(shared, rd, wr, link, rx, reader, Some(hello)).await;
 }
 
 /// Closes a peer queue and counts what was left in it.
@@ -442,22 +471,21 @@ fn discard(rx: &mut mpsc::Receiver<Frame>) -> u64 {
     n
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn peer_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     shared: Arc<Shared<R>>,
     mut rd: Rd,
     mut wr: Wr,
-    peer: PeerAddr,
-    conn: u64,
+    link: Link,
     mut rx: mpsc::Receiver<Frame>,
     mut reader: FrameReader,
     greeting: Option<Bytes>,
 ) {
+    let Link { peer, lane, conn } = link;
     let ended = pump_peer(
         &shared,
         &mut rd,
         &mut wr,
-        peer,
+        (peer, lane),
         &mut rx,
         &mut reader,
         greeting,
@@ -466,21 +494,23 @@ async fn peer_stream<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     let dropped = discard(&mut rx);
     shared.stats.add(Stat::FramesDropped, dropped);
     match ended {
-        Ok(()) => debug!(%peer, conn, "peer stream ended"),
-        Err(e) => debug!(%peer, conn, error = %e, "peer stream failed"),
+        Ok(()) => debug!(%peer, %lane, conn, "peer stream ended"),
+        Err(e) => debug!(%peer, %lane, conn, error = %e, "peer stream failed"),
     }
-    let _ = shared.inbound.send(Inbound::PeerLost { peer, conn }).await;
+    let lost = Inbound::PeerLost { peer, lane, conn };
+    let _ = shared.lane_inbound(lane).send(lost).await;
 }
 
 async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     shared: &Shared<R>,
     rd: &mut Rd,
     wr: &mut Wr,
-    peer: PeerAddr,
+    (peer, lane): (PeerAddr, Lane),
     rx: &mut mpsc::Receiver<Frame>,
     reader: &mut FrameReader,
     greeting: Option<Bytes>,
 ) -> io::Result<()> {
+    let inbound = shared.lane_inbound(lane);
     if let Some(g) = greeting {
         wr.write_all(&g).await?;
     }
@@ -498,7 +528,7 @@ async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
                 continue;
             }
             let input = Inbound::Frame { from: peer, frame };
-            if shared.inbound.send(input).await.is_err() {
+            if inbound.send(input).await.is_err() {
                 return Ok(());
             }
         }

@@ -209,6 +209,8 @@ impl<R: Runtime> Driver<R> {
     {
         let c = &self.config;
         let (inbound_tx, inbound_rx) = mpsc::channel(c.inbound_capacity.max(1));
+        let (control_tx, control_rx) = mpsc::channel(c.inbound_capacity.max(1));
+        let (data_tx, data_rx) = mpsc::channel(c.inbound_capacity.max(1));
         let (cmd_tx, cmd_rx) = mpsc::channel(c.command_capacity.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(c.event_capacity.max(1));
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -219,6 +221,7 @@ impl<R: Runtime> Driver<R> {
         let shared = Arc::new(Shared {
             rt: self.rt.clone(),
             inbound: inbound_tx,
+            from_peers: [control_tx, data_tx],
             stats: stats.clone(),
             ids: Default::default(),
             conns: Default::default(),
@@ -252,7 +255,11 @@ impl<R: Runtime> Driver<R> {
             hold_tx,
         );
         let task = self.rt.spawn(node.run(
-            inbound_rx,
+            node::Inlets {
+                control: control_rx,
+                peers: data_rx,
+                clients: inbound_rx,
+            },
             cmd_rx,
             shutdown_rx,
             stop_tx,

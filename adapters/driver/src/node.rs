@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flotilla_core::turns::{Source, Turns};
 use flotilla_core::wire::{Frame, decode_frame, transport};
 use flotilla_core::{
-    ClientId, EffectError, EffectId, EffectRequest, Input, InputOf, Instant, Machine, Output,
+    ClientId, EffectError, EffectId, EffectRequest, Input, InputOf, Instant, Lane, Machine, Output,
     Transmit,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +18,7 @@ use tracing::debug;
 
 use crate::config::{DriverConfig, PeerTransport};
 use crate::congestion::Congestion;
-use crate::conn::{ClientTx, Inbound, Shared, Tx, dial};
+use crate::conn::{ClientTx, Inbound, Link, Shared, Tx, dial};
 use crate::effects::{Admit, EffectQueue, EffectRunner};
 use crate::runtime::{Runtime, timeout};
 use crate::tables::{ClientSend, ClientTable, Epoch, LinkSend, PeerLinks, Stat};
@@ -29,6 +30,16 @@ pub(crate) type CommandMsg<M> = (
 );
 
 type EffectDone<M> = (EffectId, Result<<M as Machine>::EffectValue, EffectError>);
+
+/// The queues the node's loop takes input from, besides commands and effect outcomes.
+pub(crate) struct Inlets {
+    /// Frames read on peers' control lanes, and their connections' comings and goings.
+    pub(crate) control: mpsc::Receiver<Inbound>,
+    /// The same for data lanes (and every datagram).
+    pub(crate) peers: mpsc::Receiver<Inbound>,
+    /// Client streams.
+    pub(crate) clients: mpsc::Receiver<Inbound>,
+}
 
 /// Where frames for peers go.
 pub(crate) enum PeerOut<R: Runtime> {
@@ -99,6 +110,8 @@ pub(crate) struct Node<M: Machine, R: Runtime, X> {
     /// Client input read before peers became congested, held in arrival order until they
     /// drain (peer frames are never held).
     parked: std::collections::VecDeque<Inbound>,
+    /// Which waiting input goes next (control lane first, then the rest in turn).
+    turns: Turns,
 }
 
 impl<M, R, X> Node<M, R, X>
@@ -142,6 +155,7 @@ where
             overloaded: Vec::new(),
             congestion: Congestion::new(c.peer_queue.max(1), hold_clients),
             parked: std::collections::VecDeque::new(),
+            turns: Turns::new(),
         }
     }
 
@@ -152,7 +166,7 @@ where
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run(
         mut self,
-        mut inbound: mpsc::Receiver<Inbound>,
+        mut inlets: Inlets,
         mut commands: mpsc::Receiver<CommandMsg<M>>,
         mut shutdown: oneshot::Receiver<()>,
         stop: watch::Sender<()>,
@@ -176,7 +190,9 @@ where
             // While peers are congested, look at their queues again soon: client input
             // waits for them to drain.
             let recheck = match &self.peers {
-                PeerOut::Tcp(links) => self.congestion.recheck(now, |p| links.room(p)),
+                PeerOut::Tcp(links) => self
+                    .congestion
+                    .recheck(now, |p| links.room((p, Lane::Data))),
                 _ => None,
             };
             let deadline = match recheck {
@@ -194,6 +210,47 @@ where
                 }
                 continue;
             }
+            // Input that already waits is taken in the shared order: the control lane
+            // first, then peers' data, clients and the program's own input in turn.
+            let waiting = self.turns.next(|s| match s {
+                Source::Control => !inlets.control.is_empty(),
+                Source::Peers => !inlets.peers.is_empty(),
+                Source::Clients => !inlets.clients.is_empty(),
+                Source::Local => {
+                    !self.effect_rx.is_empty() || (commands_open && !commands.is_empty())
+                }
+            });
+            if let Some(source) = waiting {
+                // A busy loop never reaches the select below: look for shutdown here.
+                if !matches!(
+                    shutdown.try_recv(),
+                    Err(oneshot::error::TryRecvError::Empty)
+                ) {
+                    break;
+                }
+                match source {
+                    Source::Control => self.take(&mut inlets.control),
+                    Source::Peers => self.take(&mut inlets.peers),
+                    Source::Clients => self.take(&mut inlets.clients),
+                    Source::Local => {
+                        if let Ok((id, outcome)) = self.effect_rx.try_recv() {
+                            self.on_effect_done(id, outcome);
+                        } else {
+                            match commands.try_recv() {
+                                Ok((c, verdict)) => self.on_command(c, verdict),
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
+                                    commands_open = false;
+                                }
+                                Err(mpsc::error::TryRecvError::Empty) => {}
+                            }
+                        }
+                    }
+                }
+                if self.flush(&mut shutdown).await.is_break() {
+                    break;
+                }
+                continue;
+            }
             let wake = deadline.and_then(|d| self.epoch.deadline(d));
             let rt = self.shared.rt.clone();
             let sleep = async move {
@@ -204,7 +261,9 @@ where
             };
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(msg) = inbound.recv() => self.on_inbound(msg),
+                Some(msg) = inlets.control.recv() => self.on_inbound(msg),
+                Some(msg) = inlets.peers.recv() => self.on_inbound(msg),
+                Some(msg) = inlets.clients.recv() => self.on_inbound(msg),
                 Some((id, outcome)) = self.effect_rx.recv() => self.on_effect_done(id, outcome),
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some((c, verdict)) => self.on_command(c, verdict),
@@ -294,6 +353,12 @@ where
         });
     }
 
+    fn take(&mut self, from: &mut mpsc::Receiver<Inbound>) {
+        if let Ok(msg) = from.try_recv() {
+            self.on_inbound(msg);
+        }
+    }
+
     fn on_inbound(&mut self, msg: Inbound) {
         // Client input waits while peers are congested, and behind what already waits, so
         // each client's opens, bytes and closes keep their order.
@@ -314,16 +379,21 @@ where
                 self.shared.stats.bump(Stat::FramesIn);
                 let _ = self.feed(Input::Frame { from, frame });
             }
-            Inbound::PeerConnected { peer, conn, tx } => {
+            Inbound::PeerConnected {
+                peer,
+                lane,
+                conn,
+                tx,
+            } => {
                 if let PeerOut::Tcp(links) = &mut self.peers
-                    && links.insert(peer, conn, Tx(tx))
+                    && links.insert((peer, lane), conn, Tx(tx))
                 {
-                    debug!(%peer, conn, "newer connection replaces the link");
+                    debug!(%peer, %lane, conn, "newer connection replaces the link");
                 }
             }
-            Inbound::PeerLost { peer, conn } => {
+            Inbound::PeerLost { peer, lane, conn } => {
                 if let PeerOut::Tcp(links) = &mut self.peers {
-                    links.lost(peer, conn);
+                    links.lost((peer, lane), conn);
                 }
             }
             Inbound::ClientOpened {
@@ -414,24 +484,32 @@ where
                     }
                 }
             }
-            PeerOut::Tcp(links) => match links.send(t.to, t.frame) {
+            PeerOut::Tcp(links) => match links.send((t.to, t.lane), t.frame) {
                 LinkSend::Queued => {
-                    if let Some(room) = links.room(t.to) {
+                    // Only bulk traffic holds clients back: the control lane is small.
+                    if t.lane == Lane::Data
+                        && let Some(room) = links.room((t.to, t.lane))
+                    {
                         let now = self.epoch.instant(self.shared.rt.now());
                         self.congestion.queued(now, t.to, room);
                     }
                 }
                 LinkSend::Dropped => {
                     stats.bump(Stat::FramesDropped);
-                    debug!(peer = %t.to, "peer queue full: frame dropped");
+                    debug!(peer = %t.to, lane = %t.lane, "peer queue full: frame dropped");
                 }
                 LinkSend::NoLink(frame) => {
                     let conn = self.shared.next_conn();
                     let (tx, rx) = mpsc::channel(self.shared.peer_queue);
                     // A fresh queue always has room for its first frame.
                     let _ = tx.try_send(frame);
-                    links.insert(t.to, conn, Tx(tx));
-                    self.shared.spawn(dial(self.shared.clone(), t.to, conn, rx));
+                    links.insert((t.to, t.lane), conn, Tx(tx));
+                    let link = Link {
+                        peer: t.to,
+                        lane: t.lane,
+                        conn,
+                    };
+                    self.shared.spawn(dial(self.shared.clone(), link, rx));
                 }
             },
             PeerOut::None => {
@@ -460,7 +538,7 @@ async fn udp_reader<R: Runtime>(shared: Arc<Shared<R>>, sock: Arc<R::Udp>) {
             }
             Ok(frame) => {
                 if shared
-                    .inbound
+                    .lane_inbound(Lane::Data)
                     .send(Inbound::Frame { from, frame })
                     .await
                     .is_err()

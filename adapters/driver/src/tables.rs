@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use flotilla_core::time::{Instant, duration_nanos};
 use flotilla_core::wire::{FRAME_MAGIC, Frame, FrameError, Limits, split_frame};
-use flotilla_core::{ClientId, PeerAddr};
+use flotilla_core::{ClientId, Lane, PeerAddr};
 
 /// Converts between the runtime's monotonic clock and the core's [`Instant`].
 ///
@@ -266,8 +266,11 @@ pub enum LinkSend {
 /// connection, so a late loss report from a replaced connection removes nothing.
 #[derive(Debug)]
 pub struct PeerLinks<O> {
-    links: BTreeMap<PeerAddr, (u64, O)>,
+    links: BTreeMap<LinkKey, (u64, O)>,
 }
+
+/// A link is one lane to one peer: each has its own connection and queue.
+pub type LinkKey = (PeerAddr, Lane);
 
 impl<O> Default for PeerLinks<O> {
     fn default() -> Self {
@@ -280,7 +283,7 @@ impl<O> Default for PeerLinks<O> {
 impl<O: Outlet<Frame>> PeerLinks<O> {
     /// Queues `frame` for `to`. A link whose connection ended is forgotten at once, so
     /// the frame redials instead of waiting for the loss report.
-    pub fn send(&mut self, to: PeerAddr, frame: Frame) -> LinkSend {
+    pub fn send(&mut self, to: LinkKey, frame: Frame) -> LinkSend {
         let Some((_, outlet)) = self.links.get(&to) else {
             return LinkSend::NoLink(frame);
         };
@@ -297,12 +300,12 @@ impl<O: Outlet<Frame>> PeerLinks<O> {
     /// Makes connection `conn` the link to `peer`, replacing any older one: the newest
     /// connection is the one most likely alive (the peer may have restarted). A replaced
     /// connection keeps delivering what it reads. Returns whether a link was replaced.
-    pub fn insert(&mut self, peer: PeerAddr, conn: u64, outlet: O) -> bool {
+    pub fn insert(&mut self, peer: LinkKey, conn: u64, outlet: O) -> bool {
         self.links.insert(peer, (conn, outlet)).is_some()
     }
 
     /// Connection `conn` to `peer` ended; forgets it if it is still the link.
-    pub fn lost(&mut self, peer: PeerAddr, conn: u64) -> bool {
+    pub fn lost(&mut self, peer: LinkKey, conn: u64) -> bool {
         if self.links.get(&peer).is_some_and(|(c, _)| *c == conn) {
             self.links.remove(&peer);
             true
@@ -312,12 +315,12 @@ impl<O: Outlet<Frame>> PeerLinks<O> {
     }
 
     /// Free slots in the queue of the link to `peer`, if there is a link.
-    pub fn room(&self, peer: PeerAddr) -> Option<usize> {
+    pub fn room(&self, peer: LinkKey) -> Option<usize> {
         self.links.get(&peer).map(|(_, o)| o.room())
     }
 
     /// Whether a link to `peer` exists (connected or dialing).
-    pub fn contains(&self, peer: PeerAddr) -> bool {
+    pub fn contains(&self, peer: LinkKey) -> bool {
         self.links.contains_key(&peer)
     }
 
@@ -494,7 +497,7 @@ mod tests {
     #[test]
     fn reader_reassembles_frames_split_anywhere() {
         let mut wire = BytesMut::new();
-        transport::encode_hello(addr(7)).encode(&mut wire);
+        transport::encode_hello(addr(7), Lane::Control).encode(&mut wire);
         frame(1).encode(&mut wire);
         let mut r = FrameReader::with_buffered(BytesMut::from(&wire[..1]), Limits::default());
         assert_eq!(r.next_frame(), Ok(None));
@@ -506,7 +509,10 @@ mod tests {
             }
         }
         assert_eq!(r.buffered(), 0);
-        assert_eq!(transport::decode_hello(&got[0]), Ok(addr(7)));
+        assert_eq!(
+            transport::decode_hello(&got[0]),
+            Ok((addr(7), Lane::Control))
+        );
         assert_eq!(got[1], frame(1));
     }
 
@@ -545,25 +551,39 @@ mod tests {
     #[test]
     fn links_queue_drop_and_redial() {
         let mut links = PeerLinks::default();
-        assert_eq!(links.send(addr(1), frame(1)), LinkSend::NoLink(frame(1)));
+        assert_eq!(links.send(data(1), frame(1)), LinkSend::NoLink(frame(1)));
         let q = Q::new(1);
-        assert!(!links.insert(addr(1), 10, q.clone()));
-        assert_eq!(links.send(addr(1), frame(2)), LinkSend::Queued);
-        assert_eq!(links.send(addr(1), frame(3)), LinkSend::Dropped);
+        assert!(!links.insert(data(1), 10, q.clone()));
+        assert_eq!(links.send(data(1), frame(2)), LinkSend::Queued);
+        assert_eq!(links.send(data(1), frame(3)), LinkSend::Dropped);
         assert_eq!(q.len(), 1);
         // A newer connection replaces the link; the old one's loss is then ignored.
         let q2 = Q::new(4);
-        assert!(links.insert(addr(1), 11, q2.clone()));
-        assert!(!links.lost(addr(1), 10));
-        assert_eq!(links.send(addr(1), frame(4)), LinkSend::Queued);
+        assert!(links.insert(data(1), 11, q2.clone()));
+        assert!(!links.lost(data(1), 10));
+        assert_eq!(links.send(data(1), frame(4)), LinkSend::Queued);
         // A closed queue is forgotten at once so the frame can redial.
         q2.close();
-        assert_eq!(links.send(addr(1), frame(5)), LinkSend::NoLink(frame(5)));
-        assert!(!links.contains(addr(1)));
-        assert!(!links.lost(addr(1), 11));
-        links.insert(addr(1), 12, Q::new(1));
-        assert!(links.lost(addr(1), 12));
+        assert_eq!(links.send(data(1), frame(5)), LinkSend::NoLink(frame(5)));
+        assert!(!links.contains(data(1)));
+        assert!(!links.lost(data(1), 11));
+        links.insert(data(1), 12, Q::new(1));
+        assert!(links.lost(data(1), 12));
         assert!(links.is_empty());
+        // The lanes of one peer are separate links: a full data queue leaves the
+        // control lane free, and one lane's loss leaves the other.
+        links.insert(data(1), 13, Q::new(0));
+        assert_eq!(links.send(data(1), frame(6)), LinkSend::Dropped);
+        let control = (addr(1), Lane::Control);
+        assert_eq!(links.send(control, frame(7)), LinkSend::NoLink(frame(7)));
+        links.insert(control, 14, Q::new(1));
+        assert_eq!(links.send(control, frame(8)), LinkSend::Queued);
+        assert!(links.lost(data(1), 13));
+        assert!(links.contains(control) && links.len() == 1);
+    }
+
+    fn data(port: u16) -> LinkKey {
+        (addr(port), Lane::Data)
     }
 
     #[test]

@@ -149,6 +149,12 @@ pub struct SimStats {
     pub effects_lost: u64,
     /// Effects whose outcome was a failure or a timeout.
     pub effects_failed: u64,
+    /// With the stream link model: frames dropped at a sender's full queue.
+    pub queue_full: u64,
+    /// With the stream link model: segments retransmitted after a loss.
+    pub retransmitted: u64,
+    /// With the processing model: the longest an input waited for its node.
+    pub longest_wait: core::time::Duration,
 }
 
 /// Everything a run concluded.
@@ -221,6 +227,15 @@ impl fmt::Display for Report {
         )?;
         if let Some(s) = &self.swarm {
             writeln!(f, "  swarm: {s}")?;
+        }
+        let s = &self.stats;
+        if s.queue_full + s.retransmitted > 0 || !s.longest_wait.is_zero() {
+            writeln!(
+                f,
+                "  streams: {} retransmitted, {} dropped at a full queue; longest wait for a \
+                 busy node {:?}",
+                s.retransmitted, s.queue_full, s.longest_wait
+            )?;
         }
         for v in &self.verdicts {
             writeln!(f, "  {v}")?;

@@ -10,10 +10,12 @@ use flotilla_core::sexpr::{self, Node, SexprError, Value};
 use flotilla_core::{ClientId, Instant, ListenerId, Rng};
 
 use crate::check::{Expectation, Source, Window};
+use crate::cpu::{CpuParams, InputOrder};
 use crate::effects::{EffectParams, EffectPatch};
 use crate::network::LinkParams;
 use crate::protocol::{CommandOf, ParseCtx, Protocol, Workload};
 use crate::sim::{Action, LinkPatch, Sim, SimConfig, Target};
+use crate::stream::StreamParams;
 use crate::swarm::SwarmSpec;
 
 /// Most nodes a scenario may ask for.
@@ -38,6 +40,10 @@ pub struct Scenario<P: Protocol> {
     pub network: LinkParams,
     /// How effects behave.
     pub effects: EffectParams,
+    /// Links as TCP streams, if the scenario says so.
+    pub stream: Option<StreamParams>,
+    /// What inputs cost, if the scenario says so.
+    pub cpu: Option<CpuParams>,
     /// Faults drawn per seed, if the scenario asks for them.
     pub swarm: Option<SwarmSpec>,
     /// Initial per-link overrides `(from, to, patch)`.
@@ -172,6 +178,62 @@ fn link_patch(forms: &[Node]) -> Result<LinkPatch, SexprError> {
                     format!(
                         "unknown network setting {f} (use :latency :jitter :loss :duplicate \
                          :reorder :reorder-delay :corrupt :burst-enter :burst-exit :burst-loss)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn stream_params(forms: &[Node]) -> Result<StreamParams, SexprError> {
+    let mut p = StreamParams::default();
+    for f in forms {
+        let v = one_arg(f)?;
+        match f.head() {
+            Some("mbit") => p.bandwidth = v.int_in(1, 1_000_000)? as u64 * 125_000,
+            Some("queue") => p.queue = v.int_in(1, 1 << 24)? as usize,
+            Some("min-rto") => p.min_rto = v.duration()?,
+            Some("max-rto") => p.max_rto = v.duration()?,
+            _ => {
+                return Err(err(
+                    f,
+                    format!("unknown stream setting {f} (use :mbit :queue :min-rto :max-rto)"),
+                ));
+            }
+        }
+    }
+    if p.min_rto.is_zero() || p.max_rto < p.min_rto {
+        return Err(SexprError::new(
+            forms.first().map(|f| f.pos).unwrap_or_default(),
+            "stream needs 0 < min-rto <= max-rto",
+        ));
+    }
+    Ok(p)
+}
+
+fn cpu_params(forms: &[Node]) -> Result<CpuParams, SexprError> {
+    let mut p = CpuParams::default();
+    for f in forms {
+        let v = one_arg(f)?;
+        match f.head() {
+            Some("frame") => p.frame = v.duration()?,
+            Some("client") => p.client = v.duration()?,
+            Some("local") => p.local = v.duration()?,
+            Some("timer") => p.timer = v.duration()?,
+            Some("output") => p.output = v.duration()?,
+            Some("order") => {
+                p.order = match v.text()?.as_str() {
+                    "turns" => InputOrder::Turns,
+                    "fifo" => InputOrder::Fifo,
+                    _ => return Err(err(v, "expected turns or fifo")),
+                }
+            }
+            _ => {
+                return Err(err(
+                    f,
+                    format!(
+                        "unknown cpu setting {f} (use :frame :client :local :timer :output :order)"
                     ),
                 ));
             }
@@ -475,6 +537,8 @@ impl<P: Protocol> Scenario<P> {
             seed: 0,
             network: LinkParams::default(),
             effects: EffectParams::default(),
+            stream: None,
+            cpu: None,
             swarm: None,
             links: Vec::new(),
             actions: Vec::new(),
@@ -495,6 +559,8 @@ impl<P: Protocol> Scenario<P> {
                 Some("seed") => scn.seed = one_arg(f)?.int_in(0, i64::MAX)? as u64,
                 Some("network") => scn.network = link_patch(f.args())?.apply(scn.network),
                 Some("effects") => scn.effects = effect_patch(f.args())?.apply(scn.effects),
+                Some("stream") => scn.stream = Some(stream_params(f.args())?),
+                Some("cpu") => scn.cpu = Some(cpu_params(f.args())?),
                 Some("swarm") => scn.swarm = Some(SwarmSpec::parse(f)?),
                 Some("link") => {
                     let (a, b) = parser.pair(f)?;
@@ -545,6 +611,8 @@ impl<P: Protocol> Scenario<P> {
             end: Instant::ZERO + self.duration,
             network: drawn.as_ref().map_or(self.network, |d| d.network),
             effects: self.effects,
+            stream: self.stream,
+            cpu: self.cpu,
             trace,
             timeline,
             source: self.source.clone(),

@@ -189,6 +189,16 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/groups-fifo-canary.scn"),
     ),
     (
+        "groups-join-storm",
+        "600 clients join one group on three busy daemons over TCP lanes: the control lane goes first, nobody is excluded",
+        include_str!("../scenarios/groups-join-storm.scn"),
+    ),
+    (
+        "groups-join-storm-fifo",
+        "the same storm served in arrival order, as drivers did before lanes: daemons fall out of the view (fails by design)",
+        include_str!("../scenarios/groups-join-storm-fifo.scn"),
+    ),
+    (
         "services-partition",
         "service groups bound on both sides of a partition: one port table after the heal, every barrier finished",
         include_str!("../scenarios/services-partition.scn"),

@@ -12,17 +12,20 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use flotilla_core::rng::derive_seed;
+use flotilla_core::turns::Source as InputSource;
 use flotilla_core::wire::{Frame, Limits, decode_frame};
 use flotilla_core::{
-    ClientId, ClientOrigin, EffectError, EffectId, EffectRequest, Input, Instant, ListenerId,
+    ClientId, ClientOrigin, EffectError, EffectId, EffectRequest, Input, Instant, Lane, ListenerId,
     Machine, Output, Rng, Transmit,
 };
 
 use crate::check::{Expectation, Outcome, Report, SimStats, Source, Verdict, Window};
 use crate::clock::LocalClock;
+use crate::cpu::{CpuParams, NodeCpu};
 use crate::effects::{EffectParams, EffectPatch, Fate};
 use crate::network::{Delivery, LinkParams, Network, Verdict as NetVerdict};
 use crate::protocol::{CommandOf, EffectOf, NodeSpec, Observation, Protocol};
+use crate::stream::{StreamKey, StreamParams, StreamVerdict, Streams};
 use crate::timeline::{MarkKind, SpanKind, Timeline};
 use crate::trace::{Tag, Trace};
 use crate::world::{
@@ -37,6 +40,8 @@ pub const LABEL_FAULTS: u64 = 0x6661_756C_7473_0000;
 pub const LABEL_NODE: u64 = 0x6E6F_6465_0000_0000;
 /// Label of the effects' random stream.
 pub const LABEL_EFFECTS: u64 = 0x6566_6665_6374_7300;
+/// Label of the stream link model's random stream (its own, so datagram runs keep theirs).
+pub const LABEL_STREAMS: u64 = 0x7374_7265_616D_7300;
 
 /// The seed of node `index`'s machine in its `incarnation`-th life. It depends on nothing
 /// else, so adding nodes or faults does not change any other node's randomness.
@@ -182,6 +187,10 @@ pub struct SimConfig {
     pub source: Source,
     /// The scenario's name.
     pub name: String,
+    /// Links as TCP streams (SPEC.md §6.3) instead of datagrams, when set.
+    pub stream: Option<StreamParams>,
+    /// What each input costs its node, when set; otherwise inputs take no time.
+    pub cpu: Option<CpuParams>,
 }
 
 impl Default for SimConfig {
@@ -199,6 +208,8 @@ impl Default for SimConfig {
             limits: Limits::default(),
             source: Source::Named("custom".to_string()),
             name: "custom".to_string(),
+            stream: None,
+            cpu: None,
         }
     }
 }
@@ -209,6 +220,7 @@ enum Event {
     Deliver {
         to: usize,
         from: usize,
+        lane: Lane,
         incarnation: u64,
         bytes: Bytes,
         /// The frame's place in the timeline, if one is recorded.
@@ -221,6 +233,8 @@ enum Event {
         generation: u64,
     },
     Action(usize),
+    /// A busy node is free again: it takes its next waiting input.
+    Wake(usize),
     ExpectOpen(usize),
     ExpectClose(usize),
     End,
@@ -265,6 +279,14 @@ pub struct Sim<P: Protocol> {
     next_client: u64,
     client_nodes: BTreeMap<ClientId, usize>,
     swarm: Option<String>,
+    /// The stream link model and its random stream, when links are streams.
+    streams: Option<(Streams, Rng)>,
+    /// Frames waiting on a cut stream: bytes, receiver's incarnation, timeline place.
+    stalled: BTreeMap<StreamKey, VecDeque<(Bytes, u64, Option<usize>)>>,
+    /// Each node's loop, when inputs cost time.
+    cpu: Vec<NodeCpu<Event>>,
+    /// Outputs drained since the current input began (its cost depends on them).
+    outputs: u64,
 }
 
 impl<P: Protocol> Sim<P> {
@@ -301,6 +323,11 @@ impl<P: Protocol> Sim<P> {
             config.network,
             Rng::from_seed(derive_seed(config.seed, LABEL_NETWORK)),
         );
+        let streams = config.stream.map(|p| {
+            let rng = Rng::from_seed(derive_seed(config.seed, LABEL_STREAMS));
+            (Streams::new(p), rng)
+        });
+        let cpu = (0..config.nodes).map(|_| NodeCpu::default()).collect();
         let mut queue = crate::queue::Queue::default();
         // Nodes start first, so that everything scheduled for 0 s sees them running.
         for i in 0..config.nodes {
@@ -339,6 +366,10 @@ impl<P: Protocol> Sim<P> {
             next_client: 1,
             client_nodes: BTreeMap::new(),
             swarm: None,
+            streams,
+            stalled: BTreeMap::new(),
+            cpu,
+            outputs: 0,
         }
     }
 
@@ -538,9 +569,108 @@ impl<P: Protocol> Sim<P> {
         }
     }
 
+    /// Runs one event: at once, or — when inputs cost time and its node is busy — once
+    /// the node is free, in the order the drivers' policy picks.
     fn step(&mut self, ev: Event) {
+        let Some(cpu) = self.config.cpu else {
+            return self.process(ev);
+        };
+        let Some(ev) = self.gate(ev) else { return };
+        let input = self.input_of(&ev);
+        self.outputs = 0;
+        self.process(ev);
+        if let Some((i, source)) = input {
+            self.charge(i, source, &cpu);
+        }
+    }
+
+    /// The node and source of an input event, if it is one (`None` source: a timer).
+    fn input_of(&self, ev: &Event) -> Option<(usize, Option<InputSource>)> {
+        match ev {
+            Event::Deliver { to, lane, .. } => Some((
+                *to,
+                Some(match lane {
+                    Lane::Control => InputSource::Control,
+                    Lane::Data => InputSource::Peers,
+                }),
+            )),
+            Event::Effect(key) => self
+                .effects
+                .get(key)
+                .map(|e| (e.node, Some(InputSource::Local))),
+            Event::Timer { node, generation } => {
+                (*generation == self.world.nodes[*node].timer_gen).then_some((*node, None))
+            }
+            Event::Action(k) => {
+                let a = &self.actions[*k];
+                let source = match a {
+                    Action::Command(..) => InputSource::Local,
+                    _ => InputSource::Clients,
+                };
+                a.input_node().map(|n| (n, Some(source)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Lets an input through if its node is free; otherwise queues it for the node's next
+    /// wake-up. A wake-up yields the node's next waiting input (an overdue timer first).
+    fn gate(&mut self, ev: Event) -> Option<Event> {
+        let now = self.world.now;
+        if let Event::Wake(i) = ev {
+            let order = self.config.cpu.map(|c| c.order).unwrap_or_default();
+            let cpu = &mut self.cpu[i];
+            cpu.wake_queued = false;
+            if let Some(generation) = cpu.timer_due.take() {
+                return Some(Event::Timer {
+                    node: i,
+                    generation,
+                });
+            }
+            let (_, arrived, ev) = cpu.next(order)?;
+            let waited = now.saturating_duration_since(arrived);
+            self.stats.longest_wait = self.stats.longest_wait.max(waited);
+            return Some(ev);
+        }
+        let Some((i, source)) = self.input_of(&ev) else {
+            return Some(ev);
+        };
+        if self.world.nodes[i].status != Status::Up || !self.cpu[i].must_wait(now) {
+            return Some(ev);
+        }
+        match (source, &ev) {
+            (None, Event::Timer { generation, .. }) => self.cpu[i].timer_due = Some(*generation),
+            (Some(s), _) => self.cpu[i].wait(s, now, ev),
+            (None, _) => return Some(ev),
+        }
+        self.wake_later(i);
+        None
+    }
+
+    /// Charges node `i` for the input just handled, and wakes it when it is free if
+    /// anything waits.
+    fn charge(&mut self, i: usize, source: Option<InputSource>, cpu: &CpuParams) {
+        let now = self.world.now;
+        let c = &mut self.cpu[i];
+        c.busy_until = now + cpu.cost(source, self.outputs);
+        if c.waiting() > 0 || c.timer_due.is_some() {
+            self.wake_later(i);
+        }
+    }
+
+    fn wake_later(&mut self, i: usize) {
+        let c = &mut self.cpu[i];
+        if !c.wake_queued {
+            c.wake_queued = true;
+            let at = c.busy_until.max(self.world.now);
+            self.queue.push(at, Event::Wake(i));
+        }
+    }
+
+    fn process(&mut self, ev: Event) {
         let now = self.world.now;
         let touched = match ev {
+            Event::Wake(_) => return,
             Event::Start(i) => {
                 self.stats.events += 1;
                 self.trace.hash(now, i as u64, Tag::Start);
@@ -555,6 +685,7 @@ impl<P: Protocol> Sim<P> {
             Event::Deliver {
                 to,
                 from,
+                lane,
                 incarnation,
                 bytes,
                 drawn,
@@ -567,6 +698,7 @@ impl<P: Protocol> Sim<P> {
                         Event::Deliver {
                             to,
                             from,
+                            lane,
                             incarnation,
                             bytes,
                             drawn,
@@ -967,6 +1099,7 @@ impl<P: Protocol> Sim<P> {
             else {
                 break;
             };
+            self.outputs += 1;
             match out {
                 Output::Transmit(t) => self.transmit(i, t),
                 Output::ToClient(c, data) => self.write_to_client(i, c, data),
@@ -1101,11 +1234,15 @@ impl<P: Protocol> Sim<P> {
         self.trace.hash(now, from as u64, Tag::Send);
         self.trace.hasher().word(to as u64);
         self.trace.hasher().bytes(&bytes);
+        if self.streams.is_some() {
+            return self.transmit_stream(from, to, t.lane, &t.frame, bytes);
+        }
         let verdict = self.world.network.route(from, to);
         if self.trace.enabled() {
             self.trace_send(from, to, &t.frame, bytes.len(), &verdict);
         }
         let label = t.frame.kind.to_string();
+        let lane = t.lane;
         match verdict {
             NetVerdict::Drop(why) => {
                 if let Some(tl) = &mut self.timeline {
@@ -1117,13 +1254,13 @@ impl<P: Protocol> Sim<P> {
                     .timeline
                     .as_mut()
                     .and_then(|tl| tl.send(from, to, now, label.clone(), None));
-                self.send_copy(from, to, &bytes, a, drawn);
+                self.send_copy((from, to, lane), &bytes, a, drawn);
                 if let Some(b) = b {
                     let drawn = self
                         .timeline
                         .as_mut()
                         .and_then(|tl| tl.send(from, to, now, format!("{label} (copy)"), None));
-                    self.send_copy(from, to, &bytes, b, drawn);
+                    self.send_copy((from, to, lane), &bytes, b, drawn);
                 }
             }
         }
@@ -1157,8 +1294,7 @@ impl<P: Protocol> Sim<P> {
 
     fn send_copy(
         &mut self,
-        from: usize,
-        to: usize,
+        (from, to, lane): StreamKey,
         bytes: &Bytes,
         d: Delivery,
         drawn: Option<usize>,
@@ -1179,11 +1315,123 @@ impl<P: Protocol> Sim<P> {
             Event::Deliver {
                 to,
                 from,
+                lane,
                 incarnation,
                 bytes,
                 drawn,
             },
         );
+    }
+
+    /// Sends a frame through the stream model: it arrives in order, late if segments
+    /// were lost, waits while its link is cut, or is dropped at a full queue.
+    fn transmit_stream(&mut self, from: usize, to: usize, lane: Lane, frame: &Frame, bytes: Bytes) {
+        let now = self.world.now;
+        let key = (from, to, lane);
+        let cut = !self.world.network.passes(from, to);
+        let p = *self.world.network.params(from, to);
+        let Some((streams, rng)) = &mut self.streams else {
+            return;
+        };
+        let before = streams.stats().retransmitted;
+        let verdict = streams.send(key, now, bytes.len(), (cut, p.latency, p.loss), rng);
+        self.stats.retransmitted += streams.stats().retransmitted - before;
+        if self.trace.enabled() {
+            let fate = match verdict {
+                StreamVerdict::Arrive(t) => format!(" arrives {t}"),
+                StreamVerdict::Stall => " waits: link cut".to_string(),
+                StreamVerdict::QueueFull => " dropped: queue full".to_string(),
+            };
+            let line = format!(
+                "{} -> {} {lane} frame {} ({} B){fate}",
+                self.world.name(from),
+                self.world.name(to),
+                frame.kind,
+                bytes.len()
+            );
+            self.trace.line(now, format_args!("{line}"));
+        }
+        let label = frame.kind.to_string();
+        match verdict {
+            StreamVerdict::Arrive(at) => {
+                let drawn = self
+                    .timeline
+                    .as_mut()
+                    .and_then(|tl| tl.send(from, to, now, label, None));
+                self.deliver_at(key, at, bytes, self.world.nodes[to].incarnation, drawn);
+            }
+            StreamVerdict::Stall => {
+                let drawn = self
+                    .timeline
+                    .as_mut()
+                    .and_then(|tl| tl.send(from, to, now, label, None));
+                let incarnation = self.world.nodes[to].incarnation;
+                self.stalled
+                    .entry(key)
+                    .or_default()
+                    .push_back((bytes, incarnation, drawn));
+            }
+            StreamVerdict::QueueFull => {
+                self.stats.queue_full += 1;
+                self.trace.hash(now, from as u64, Tag::Dropped);
+                if let Some(tl) = &mut self.timeline {
+                    tl.send(from, to, now, label, Some("queue full".to_string()));
+                }
+            }
+        }
+    }
+
+    fn deliver_at(
+        &mut self,
+        (from, to, lane): StreamKey,
+        at: Instant,
+        bytes: Bytes,
+        incarnation: u64,
+        drawn: Option<usize>,
+    ) {
+        self.queue.push(
+            at,
+            Event::Deliver {
+                to,
+                from,
+                lane,
+                incarnation,
+                bytes,
+                drawn,
+            },
+        );
+    }
+
+    /// The rules changed: streams whose link passes again resume their waiting frames at
+    /// the sender's next (backed-off) retransmission.
+    fn resume_streams(&mut self) {
+        let Some((streams, _)) = &self.streams else {
+            return;
+        };
+        let now = self.world.now;
+        let keys: Vec<StreamKey> = streams
+            .stalled_keys()
+            .into_iter()
+            .filter(|(a, b, _)| self.world.network.passes(*a, *b))
+            .collect();
+        for key in keys {
+            let p = *self.world.network.params(key.0, key.1);
+            let Some((streams, rng)) = &mut self.streams else {
+                return;
+            };
+            let Some((at, _)) = streams.resume(key, now) else {
+                continue;
+            };
+            let waiting = self.stalled.remove(&key).unwrap_or_default();
+            let mut arrivals = Vec::with_capacity(waiting.len());
+            for (bytes, incarnation, drawn) in waiting {
+                let t = streams.send_resumed(key, at, bytes.len(), (p.latency, p.loss), rng);
+                arrivals.push((t, bytes, incarnation, drawn));
+            }
+            for (t, bytes, incarnation, drawn) in arrivals {
+                self.deliver_at(key, t, bytes, incarnation, drawn);
+            }
+        }
     }
 
     fn write_to_client(&mut self, i: usize, c: ClientId, data: Bytes) {
@@ -1287,6 +1535,7 @@ impl<P: Protocol> Sim<P> {
     /// The partition or blocks changed: the trace says how, and the timeline's band
     /// follows what the network now cuts.
     fn rules_changed(&mut self, text: String) {
+        self.resume_streams();
         if self.trace.enabled() {
             self.trace.line(self.world.now, format_args!("-- {text}"));
         }
@@ -1538,6 +1787,20 @@ impl<P: Protocol> Sim<P> {
         node.status = Status::Crashed;
         node.timer_gen += 1;
         node.armed = None;
+        self.cpu[i].clear(now);
+        // Its connections close: whatever waited on them, either way, is gone.
+        let gone: Vec<StreamKey> = self
+            .stalled
+            .keys()
+            .filter(|(a, b, _)| *a == i || *b == i)
+            .copied()
+            .collect();
+        for key in gone {
+            self.stats.dropped_crashed += self.stalled.remove(&key).map_or(0, |q| q.len() as u64);
+            if let Some((streams, _)) = &mut self.streams {
+                streams.reset(key);
+            }
+        }
         let dropped = self.held[i].len() as u64;
         self.held[i].clear();
         self.stats.dropped_crashed += dropped;

@@ -24,7 +24,7 @@ use super::msg::{ClusterConfig, MemberMsg};
 use super::view::{self, Member, View, ViewId};
 use crate::line::LineBuffer;
 use crate::machine::{
-    ClientId, Input, Machine, NoEffect, Outbox, OutputOf, PeerAddr, Timers, debug_check,
+    ClientId, Input, Lane, Machine, NoEffect, Outbox, OutputOf, PeerAddr, Timers, debug_check,
 };
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -446,7 +446,8 @@ impl Membership {
         }
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += frame.encoded_len() as u64;
-        self.outbox.transmit(to, frame);
+        // Every membership frame decides who is alive: none waits behind bulk traffic.
+        self.outbox.transmit_on(Lane::Control, to, frame);
     }
 
     fn addr_of(&self, name: &str) -> Option<PeerAddr> {

@@ -74,6 +74,10 @@ pub struct GroupsProtocol {
     canary_ports: bool,
     services: Option<ServiceLoad>,
     messages: u64,
+    /// Client streams per node that join the group (a join storm), and on which nodes
+    /// (`None`: every node).
+    joiners: u64,
+    joiners_on: Option<usize>,
     from: Option<Instant>,
     to: Option<Instant>,
     group: Option<String>,
@@ -202,7 +206,7 @@ impl Protocol for GroupsProtocol {
         }
     }
 
-    fn configure(&mut self, form: &Node, _ctx: &ParseCtx) -> Result<bool, SexprError> {
+    fn configure(&mut self, form: &Node, ctx: &ParseCtx) -> Result<bool, SexprError> {
         if form.head() == Some("services") {
             return self.configure_services(form).map(|()| true);
         }
@@ -220,10 +224,13 @@ impl Protocol for GroupsProtocol {
                 Some("to") => self.to = Some(Instant::ZERO + one.duration()?),
                 Some("group") => self.group = Some(one.text()?),
                 Some("fifo") => self.fifo = one.int_in(0, 100)? as u64,
+                Some("joiners") => self.joiners = one.int_in(0, 100_000)? as u64,
+                Some("joiners-on") => self.joiners_on = Some(ctx.node(one)?),
                 _ => {
                     return Err(err(
                         item,
-                        "expected (:messages N), (:from T), (:to T), (:group NAME) or (:fifo P)",
+                        "expected (:messages N), (:from T), (:to T), (:group NAME), (:fifo P), \
+                         (:joiners N) or (:joiners-on NODE)",
                     ));
                 }
             }
@@ -291,13 +298,13 @@ impl Protocol for GroupsProtocol {
     }
 
     fn workload(&self, nodes: usize, end: Instant, rng: &mut Rng) -> Vec<(Instant, Workload)> {
+        let mut out = self.join_storm(nodes, end, rng);
         let Some(load) = &self.services else {
-            return Vec::new();
+            return out;
         };
         let to = load.to.unwrap_or(end).max(load.from);
         let span = to.saturating_duration_since(load.from);
-        let mut out = Vec::new();
-        let mut next = 0u32;
+        let mut next = out.len() as u32;
         let mut agent = |out: &mut Vec<(Instant, Workload)>,
                          rng: &mut Rng,
                          node: usize,
@@ -356,6 +363,7 @@ impl Protocol for GroupsProtocol {
             "all-delivered",
             "services-settled",
             "barriers-finished",
+            "all-in",
         ]
     }
 
@@ -448,6 +456,18 @@ impl Protocol for GroupsProtocol {
                     .machine()
                     .is_some_and(|p| p.b().services().barriers().next().is_none())
             }),
+            "all-in" => {
+                let want: BTreeSet<&str> = up.iter().map(|&i| world.name(i)).collect();
+                let views: Vec<_> = up
+                    .iter()
+                    .filter_map(|&i| world.node(i).machine())
+                    .map(|p| p.a().view())
+                    .collect();
+                views.windows(2).all(|w| w[0].id == w[1].id)
+                    && views
+                        .first()
+                        .is_some_and(|v| v.names().collect::<BTreeSet<_>>() == want)
+            }
             "all-delivered" => {
                 let steady: Vec<usize> = up
                     .into_iter()
@@ -464,6 +484,31 @@ impl Protocol for GroupsProtocol {
 }
 
 impl GroupsProtocol {
+    /// `joiners` client streams per node (or on `joiners-on`) open at half of `from`
+    /// and join the group at random times in `[from, to]`, then stay.
+    fn join_storm(&self, nodes: usize, end: Instant, rng: &mut Rng) -> Vec<(Instant, Workload)> {
+        let from = self.from.unwrap_or(Instant::from_secs(2));
+        let to = self.to.unwrap_or(end).max(from);
+        let span = to.saturating_duration_since(from);
+        let open = Instant::from_nanos(from.as_nanos() / 2);
+        let on: Vec<usize> = match self.joiners_on {
+            Some(n) => vec![n],
+            None => (0..nodes).collect(),
+        };
+        let mut out = Vec::new();
+        let mut k = 0u32;
+        for &node in &on {
+            for _ in 0..self.joiners {
+                out.push((open, Workload::Open { node, client: k }));
+                let at = from + rng.duration_between(core::time::Duration::ZERO, span);
+                let data = Bytes::from(format!("join {}\n", self.group()));
+                out.push((at, Workload::Send { client: k, data }));
+                k += 1;
+            }
+        }
+        out
+    }
+
     fn configure_services(&mut self, form: &Node) -> Result<(), SexprError> {
         let mut load = ServiceLoad {
             agents: 1,

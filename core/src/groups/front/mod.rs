@@ -371,7 +371,7 @@ impl GroupsFront {
         self.draining = true;
         while let Some(o) = self.groups.poll_output() {
             match o {
-                Output::Transmit(t) => self.outbox.transmit(t.to, t.frame),
+                Output::Transmit(t) => self.outbox.push_transmit(t),
                 Output::Event(e) => self.on_groups_event(now, e),
                 // The groups machine has no clients and no effects.
                 Output::ToClient(..) | Output::CloseClient(_) | Output::Effect(_) => {}
