@@ -199,6 +199,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/groups-join-storm-fifo.scn"),
     ),
     (
+        "groups-stream-loss",
+        "5 daemons over TCP streams with 10 % loss, 4,000 messages: paced repeats, at most 1.5 resends per message",
+        include_str!("../scenarios/groups-stream-loss.scn"),
+    ),
+    (
         "services-partition",
         "service groups bound on both sides of a partition: one port table after the heal, every barrier finished",
         include_str!("../scenarios/services-partition.scn"),

@@ -364,6 +364,7 @@ impl Protocol for GroupsProtocol {
             "services-settled",
             "barriers-finished",
             "all-in",
+            "resends-bounded",
         ]
     }
 
@@ -456,6 +457,19 @@ impl Protocol for GroupsProtocol {
                     .machine()
                     .is_some_and(|p| p.b().services().barriers().next().is_none())
             }),
+            // Issue 16: at most 1.5 resends (orders, submits, FIFO data) per message
+            // sent, counted over the daemons running now.
+            "resends-bounded" => {
+                let resent: u64 = up
+                    .iter()
+                    .filter_map(|&i| world.node(i).machine())
+                    .map(|p| {
+                        let s = p.b().groups().stats();
+                        s.resent + s.fifo_resent
+                    })
+                    .sum();
+                resent * 2 <= self.sent.len() as u64 * 3
+            }
             "all-in" => {
                 let want: BTreeSet<&str> = up.iter().map(|&i| world.name(i)).collect();
                 let views: Vec<_> = up

@@ -23,11 +23,13 @@ use bytes::Bytes;
 
 use super::{
     ACK_BYTES, ACK_STRIDE, GroupMsg, Groups, GroupsError, GroupsEvent, Item, MAX_PAYLOAD,
-    MAX_PENDING, RESEND_BURST, payload_len,
+    MAX_PENDING, RESEND_BURST, Tails, gap_due, payload_len,
 };
+use crate::backoff::Backoff;
 use crate::groups::msg::{FifoFill, FifoState, MsgId, What, valid_group};
 use crate::machine::PeerAddr;
 use crate::membership::view::ViewId;
+use crate::time::Instant;
 
 /// One origin's FIFO items sent beyond what every member has, at most (later ones wait).
 pub const FIFO_WINDOW: u64 = 512;
@@ -50,6 +52,8 @@ struct Inbound {
     ahead: BTreeMap<u64, Item>,
     last_ack: u64,
     unacked_bytes: usize,
+    /// While items wait past a gap: where delivery stopped, and when to ask again.
+    gap: Option<(u64, Backoff)>,
 }
 
 /// The FIFO state of one daemon in its current view.
@@ -60,10 +64,10 @@ pub(super) struct FifoView {
     /// This daemon's items not every member has acknowledged, and their payload bytes.
     log: BTreeMap<u64, Item>,
     log_bytes: usize,
-    /// Each other member's acknowledgement of this daemon's items, now and one
-    /// acknowledgement period ago (a member stuck below the last item lost the tail).
+    /// Each other member's acknowledgement of this daemon's items (a member stuck below
+    /// the last item lost the tail: it is sent again, paced).
     acks: BTreeMap<String, u64>,
-    acks_before: BTreeMap<String, u64>,
+    tails: Tails,
     /// Every member has this daemon's items up to here; `announced` is what it said.
     stable: u64,
     announced: u64,
@@ -78,7 +82,7 @@ impl Default for FifoView {
             log: BTreeMap::new(),
             log_bytes: 0,
             acks: BTreeMap::new(),
-            acks_before: BTreeMap::new(),
+            tails: Tails::default(),
             stable: 0,
             announced: 0,
             from: BTreeMap::new(),
@@ -374,13 +378,16 @@ impl Groups {
     }
 
     /// Every retry period: ask origins for gaps, and send what waits for room.
-    pub(super) fn fifo_on_retry(&mut self) {
+    pub(super) fn fifo_on_retry(&mut self, now: Instant) {
+        let view = &self.view;
         let gaps: Vec<(PeerAddr, u64)> = self
             .fifo
             .from
-            .iter()
-            .filter(|(_, inb)| !inb.ahead.is_empty())
-            .filter_map(|(o, inb)| Some((self.view.member(o)?.addr, inb.delivered + 1)))
+            .iter_mut()
+            .filter_map(|(o, inb)| {
+                let due = gap_due(&mut inb.gap, !inb.ahead.is_empty(), inb.delivered, now);
+                due.then(|| Some((view.member(o)?.addr, inb.delivered + 1)))?
+            })
             .collect();
         for (to, from) in gaps {
             let msg = GroupMsg::FifoNack {
@@ -394,7 +401,7 @@ impl Groups {
 
     /// Every acknowledgement period: acknowledge what is not, send tails again to members
     /// stuck below them, and say how far every member has this daemon's items.
-    pub(super) fn fifo_on_ack_timer(&mut self) {
+    pub(super) fn fifo_on_ack_timer(&mut self, now: Instant) {
         let due: Vec<String> = self
             .fifo
             .from
@@ -406,17 +413,14 @@ impl Groups {
             self.fifo_ack(&o);
         }
         let last = self.fifo.next - 1;
-        let mut stuck = Vec::new();
-        for m in &self.view.members {
-            if m.name == self.me.name {
-                continue;
-            }
-            let a = self.fifo.acks.get(&m.name).copied().unwrap_or(0);
-            if a < last && self.fifo.acks_before.get(&m.name) == Some(&a) {
-                stuck.push((m.addr, a + 1));
-            }
-            self.fifo.acks_before.insert(m.name.clone(), a);
-        }
+        let acks = &self.fifo.acks;
+        let others = self
+            .view
+            .members
+            .iter()
+            .filter(|m| m.name != self.me.name)
+            .map(|m| (m, acks.get(&m.name).copied().unwrap_or(0)));
+        let stuck = self.fifo.tails.stuck(now, others, last);
         let view = self.view.id.clone();
         for (to, from) in stuck {
             self.on_fifo_nack(to, &view, from);

@@ -31,6 +31,7 @@ use thiserror::Error;
 use super::msg::{
     FifoFill, FifoState, Fill, GroupMsg, Item, MAX_PAYLOAD, MsgId, Numbered, What, valid_group,
 };
+use crate::backoff::Backoff;
 use crate::machine::{Input, Machine, NoEffect, Outbox, OutputOf, PeerAddr, Timers, debug_check};
 use crate::membership::view::{Member, View, ViewId};
 use crate::time::Instant;
@@ -61,6 +62,62 @@ const ACK_STRIDE: u64 = 64;
 const ACK_BYTES: usize = 32 * 1024;
 /// Items resent for one gap request at most.
 const RESEND_BURST: usize = 256;
+/// A member's tail, or this daemon's submits, go again only after this long without
+/// progress (twice TCP's first retransmission timeout: a segment the kernel retransmits
+/// once still arrives first), then after twice as long each time, up to
+/// [`RESEND_MAX`] (`crate::backoff`).
+const RESEND_FIRST: Duration = Duration::from_millis(400);
+const RESEND_MAX: Duration = Duration::from_millis(3200);
+/// A gap is asked for again after this long, then twice as long each time.
+const NACK_FIRST: Duration = Duration::from_millis(100);
+
+/// Per member: its acknowledgement when last looked at, and when its tail may be sent
+/// again. One mechanism for the sequencer's ordered items and every origin's FIFO items.
+#[derive(Debug, Default)]
+struct Tails(BTreeMap<String, (u64, Backoff)>);
+
+impl Tails {
+    /// The members (of `acks`: member, its acknowledgement) below `last` whose
+    /// acknowledgement has not moved for their wait, with the first item they miss.
+    fn stuck<'a>(
+        &mut self,
+        now: Instant,
+        acks: impl Iterator<Item = (&'a Member, u64)>,
+        last: u64,
+    ) -> Vec<(PeerAddr, u64)> {
+        let mut out = Vec::new();
+        for (m, a) in acks {
+            let (seen, wait) = self
+                .0
+                .entry(m.name.clone())
+                .or_insert_with(|| (a, Backoff::new(RESEND_FIRST, RESEND_MAX, now)));
+            if *seen != a || a >= last {
+                *seen = a;
+                wait.progress(now);
+            } else if wait.fire(now) {
+                out.push((m.addr, a + 1));
+            }
+        }
+        out
+    }
+}
+
+/// Whether to ask for a gap now. `gap` remembers the gap being asked for — how far
+/// delivery had got (`at`) and when to ask again; a gap that is new (nothing open, or
+/// delivery moved since) is asked for at once.
+fn gap_due(gap: &mut Option<(u64, Backoff)>, open: bool, at: u64, now: Instant) -> bool {
+    match (open, gap.as_mut()) {
+        (false, _) => {
+            *gap = None;
+            false
+        }
+        (true, Some((was, b))) if *was == at => b.fire(now),
+        (true, _) => {
+            *gap = Some((at, Backoff::new(NACK_FIRST, RESEND_MAX, now)));
+            true
+        }
+    }
+}
 
 /// What a groups machine is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,9 +325,9 @@ struct Sequencer {
     log_bytes: usize,
     /// Highest number each member acknowledged.
     acks: BTreeMap<String, u64>,
-    /// Each member's acknowledgement at the previous acknowledgement period (a member
-    /// stuck below the last item lost the tail: it cannot see a gap, so it is sent again).
-    acks_before: BTreeMap<String, u64>,
+    /// A member stuck below the last item lost the tail: it cannot see a gap, so the
+    /// tail is sent again, paced.
+    tails: Tails,
     /// Per origin life: the next `lseq` to order, and items that came early.
     expected: BTreeMap<(String, u64), u64>,
     early: BTreeMap<(String, u64), BTreeMap<u64, Item>>,
@@ -308,6 +365,8 @@ pub struct Groups {
     held: BTreeMap<u64, Item>,
     /// Items received past a gap.
     ahead: BTreeMap<u64, Item>,
+    /// While items wait past a gap: where delivery stopped, and when to ask again.
+    gap: Option<(u64, Backoff)>,
     seq: Option<Sequencer>,
     flush: Option<Flush>,
     /// Own items submitted and not yet delivered: lseq → item.
@@ -326,6 +385,8 @@ pub struct Groups {
     /// keeps ordering this daemon's items, what waits is in its queue, not lost.
     own_delivered: u64,
     own_at_retry: u64,
+    /// When pending submits go again if none of them is delivered meanwhile.
+    submits: Backoff,
     /// Payload bytes delivered since the last acknowledgement.
     unacked_bytes: usize,
     /// Per origin life, the highest `lseq` delivered here (an origin's items are
@@ -351,6 +412,7 @@ impl Groups {
             stable: 0,
             held: BTreeMap::new(),
             ahead: BTreeMap::new(),
+            gap: None,
             seq: None,
             flush: None,
             pending: BTreeMap::new(),
@@ -362,6 +424,7 @@ impl Groups {
             last_ack: 0,
             own_delivered: 0,
             own_at_retry: 0,
+            submits: Backoff::new(RESEND_FIRST, RESEND_MAX, now),
             unacked_bytes: 0,
             seen: BTreeMap::new(),
             starting: None,
@@ -579,22 +642,19 @@ impl Groups {
 
     /// Members whose acknowledgement did not move for a period while items above it were
     /// ordered get those items again.
-    fn resend_tails(&mut self) {
+    fn resend_tails(&mut self, now: Instant) {
         let Some(s) = &mut self.seq else {
             return;
         };
         let last = s.next.saturating_sub(1);
-        let mut stuck = Vec::new();
-        for m in &self.view.members {
-            if m.name == self.me.name {
-                continue;
-            }
-            let a = s.acks.get(&m.name).copied().unwrap_or(0);
-            if a < last && s.acks_before.get(&m.name) == Some(&a) {
-                stuck.push((m.addr, a + 1));
-            }
-            s.acks_before.insert(m.name.clone(), a);
-        }
+        let acks = &s.acks;
+        let others = self
+            .view
+            .members
+            .iter()
+            .filter(|m| m.name != self.me.name)
+            .map(|m| (m, acks.get(&m.name).copied().unwrap_or(0)));
+        let stuck = s.tails.stuck(now, others, last);
         let view = self.view.id.clone();
         for (to, from) in stuck {
             self.on_nack(to, view.clone(), from);
@@ -1060,8 +1120,12 @@ impl Groups {
         // it again while its window is full was most of a busy sender's traffic).
         let progress = self.own_delivered != self.own_at_retry;
         self.own_at_retry = self.own_delivered;
+        if progress || self.pending.is_empty() {
+            self.submits.progress(now);
+        }
         if !flushing_here {
-            let burst = if progress { 0 } else { RESEND_BURST };
+            let due = !self.pending.is_empty() && self.submits.fire(now);
+            let burst = if due { RESEND_BURST } else { 0 };
             let again: Vec<Item> = self.pending.values().take(burst).cloned().collect();
             if !self.is_sequencer() {
                 self.stats.resent += again.len() as u64;
@@ -1069,7 +1133,8 @@ impl Groups {
             for it in again {
                 self.submit(now, it);
             }
-            if !self.ahead.is_empty() && !self.is_sequencer() {
+            let open = !self.ahead.is_empty() && !self.is_sequencer();
+            if gap_due(&mut self.gap, open, self.delivered, now) {
                 let to = Self::sequencer_of(&self.view).addr;
                 let msg = GroupMsg::Nack {
                     view: self.view.id.clone(),
@@ -1078,7 +1143,7 @@ impl Groups {
                 self.send(to, &msg);
             }
             self.order_ready(now);
-            self.fifo_on_retry();
+            self.fifo_on_retry(now);
         }
         self.timers.set(Timer::Retry, now + RETRY);
     }
@@ -1088,13 +1153,13 @@ impl Groups {
             let me = self.me.name.clone();
             let (view, upto) = (self.view.id.clone(), self.delivered);
             self.on_ack(&me, view, upto);
-            self.resend_tails();
+            self.resend_tails(now);
             self.order_ready(now);
         } else if self.delivered != self.last_ack || self.delivered > self.stable {
             self.send_ack();
         }
         if self.flush.is_none() {
-            self.fifo_on_ack_timer();
+            self.fifo_on_ack_timer(now);
         }
         self.timers.set(Timer::Ack, now + ACK_EVERY);
     }
