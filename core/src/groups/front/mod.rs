@@ -18,7 +18,9 @@ use core::time::Duration;
 use thiserror::Error;
 
 pub use request::{Refusal, Request, parse_request};
-use services::{CONTROL_SENDER, Change, Control, Place, Services, service_group, service_of};
+use services::{
+    CONTROL_SENDER, Change, Claim, Control, Place, Services, service_group, service_of,
+};
 
 use super::machine::{Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
 use crate::line::{LineBuffer, escape, reply, reply_lines};
@@ -630,18 +632,21 @@ impl GroupsFront {
     /// A view change finished: the service table starts again and every daemon says what
     /// it told its own agents.
     fn on_closed(&mut self, now: Instant) {
-        let mine = self.services.range();
-        // Each claim names the range its port came from, for a move after a conflict.
+        let view = self.groups.view().id.clone();
+        // Each claim names the range its port came from, for a move after a conflict,
+        // and the view it is for (one carried into a later view is stale there).
         let claims: Vec<(String, Control)> = self
             .binders
             .keys()
             .map(|s| {
-                let range = self.services.port(s).map_or(mine, |h| h.range);
+                let range = self.services.range_of(s);
                 let (port, since) = self.told.get(s).cloned().unwrap_or_else(|| {
-                    let view = self.groups.view().id.clone();
+                    let view = view.clone();
                     (0, Place { view, seq: 0 })
                 });
-                (s.clone(), Control::Claim { port, since, range })
+                let claim = Claim { port, since, range };
+                let view = view.clone();
+                (s.clone(), Control::Claim { claim, view })
             })
             .collect();
         self.services.reset();
@@ -665,9 +670,10 @@ impl GroupsFront {
 
     fn on_control(&mut self, now: Instant, s: &str, origin: &str, payload: &[u8], place: Place) {
         let changes = match Control::decode(payload) {
-            Some(Control::Claim { port, since, range }) => {
+            Some(Control::Claim { claim, view }) => {
                 let mine = self.binders.contains_key(s);
-                self.services.claim(s, (port, since, range), &place, mine)
+                self.services
+                    .claim(s, (claim, &view), origin, (&place, mine))
             }
             Some(Control::Range(lo, hi)) => {
                 self.services.range_for(s, (lo, hi));
@@ -712,7 +718,7 @@ impl GroupsFront {
                     let Some(&agent) = self.binders.get(&service) else {
                         continue;
                     };
-                    let (lo, hi) = self.services.range();
+                    let (lo, hi) = self.services.range_of(&service);
                     let waiting = self.clients.get(&agent).and_then(|c| c.waiting.clone());
                     if waiting == Some(Waiting::Bind(service.clone())) {
                         self.say(

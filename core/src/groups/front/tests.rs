@@ -538,6 +538,51 @@ fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
     );
 }
 
+/// After a heal an agent whose service keeps its port hears no other port: services
+/// that had no conflict keep theirs; only the younger of two holding one port moves,
+/// once, with its barrier naming the new port.
+#[test]
+fn after_a_heal_only_the_loser_moves_and_only_once() {
+    let mut net = Net::new(2, (7000, 7003));
+    // Before the split: k on both.
+    net.open(0, 1);
+    net.line(0, 1, "bind k");
+    net.open(1, 1);
+    net.line(1, 1, "bind k");
+    net.settle();
+    net.cut = [(0, 1), (1, 0)].into_iter().collect();
+    net.install(&view(2, &[0]), &[0]);
+    net.install(&view(2, &[1]), &[1]);
+    net.settle();
+    // a: x (7001), y (7002); b (its places younger): z (7001), w (7002).
+    for (i, c, s) in [(0, 2, "x"), (0, 3, "y"), (1, 2, "z"), (1, 3, "w")] {
+        net.open(i, c);
+        net.line(i, c, &format!("bind {s}"));
+        net.settle();
+    }
+    net.install(&view(3, &[1]), &[1]);
+    net.settle();
+    net.cut.clear();
+    net.install(&view(4, &[0, 1]), &[0, 1]);
+    net.settle();
+    let t = net.nodes[0].services().ports();
+    assert_eq!(t, net.nodes[1].services().ports());
+    assert_eq!((t["k"], t["x"], t["y"]), (7000, 7001, 7002));
+    // Both losers free: the first by name (w) takes 7003, z has none.
+    assert_eq!(t["w"], 7003, "{t:?}");
+    assert!(!t.contains_key("z"), "{t:?}");
+    for (i, c) in [(0, 1), (0, 2), (0, 3), (1, 1)] {
+        let text = net.text(i, c);
+        assert!(!text.contains("624"), "{i}/{c} kept its port: {text}");
+    }
+    // Each loser told once, with the barrier naming what it was told.
+    let z = "624 z moved 0\n620 z stop 4.a:0\n621 z start 4.a:0 0 1 b\n";
+    assert!(net.text(1, 2).ends_with(z), "{}", net.text(1, 2));
+    let w = "624 w moved 7003\n620 w stop 4.a:0\n621 w start 4.a:0 7003 1 b\n";
+    assert!(net.text(1, 3).ends_with(w), "{}", net.text(1, 3));
+    assert_eq!(net.lines(1, 3, "624").len(), 1);
+}
+
 #[test]
 fn daemons_configured_with_different_ranges_still_agree_on_every_port() {
     let mut net = Net::with_ranges(&[(7000, 7009), (8000, 8009)]);
