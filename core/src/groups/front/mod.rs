@@ -708,6 +708,8 @@ impl GroupsFront {
                         }
                         continue;
                     }
+                    // A move: after a heal (the service lost its port), or a port freed
+                    // for a service that had none (told 0).
                     let before = self.told.insert(service.clone(), (port, since));
                     if before.is_some_and(|(p, _)| p != port) {
                         self.notice(agent, &format!("624 {service} moved {port}"));
@@ -728,7 +730,12 @@ impl GroupsFront {
                         );
                         self.give_up_binding(now, agent, &service);
                         self.unblock(now, agent);
-                    } else if self.told.remove(&service).is_some() {
+                    } else if let Some(told) = self.told.get_mut(&service)
+                        && told.0 != 0
+                    {
+                        // Port 0 is remembered as told: the port that frees for it later
+                        // is a move too (`624`).
+                        told.0 = 0;
                         self.notice(agent, &format!("624 {service} moved 0"));
                         self.outbox
                             .event(FrontEvent::PortMoved { service, port: 0 });
@@ -1279,11 +1286,22 @@ impl GroupsFront {
                 let addr = core::net::SocketAddr::new(ip, h.port);
                 self.say(client, 250, &addr.to_string());
             }
-            None => self.say(
+            None if self.services.settling() => self.say(
                 client,
                 451,
                 &format!("{s} has no port yet (a view change is settling): try again"),
             ),
+            None => {
+                let (lo, hi) = self.services.range_of(s);
+                self.say(
+                    client,
+                    451,
+                    &format!(
+                        "{s} has no port: none of {lo}-{hi} is free (it gets the first that \
+                         frees): try again"
+                    ),
+                );
+            }
         }
     }
 

@@ -538,6 +538,79 @@ fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
     );
 }
 
+/// The event of the last `621` the client read.
+fn last_start(net: &Net, i: usize, c: u64, s: &str) -> String {
+    let starts = net.lines(i, c, &format!("621 {s} start "));
+    let last = starts.last().expect("a barrier started");
+    last.split(' ').nth(3).unwrap().to_string()
+}
+
+/// Two sides hand out the only port; after the heal the younger service has none (`624
+/// … 0`). When the older one's agent goes, the port is handed over at once (`624`),
+/// with no view change, and resolves.
+#[test]
+fn a_service_left_without_a_port_gets_the_first_that_frees() {
+    let mut net = Net::new(2, (7000, 7000));
+    net.cut = [(0, 1), (1, 0)].into_iter().collect();
+    net.install(&view(2, &[0]), &[0]);
+    net.install(&view(2, &[1]), &[1]);
+    net.settle();
+    net.open(0, 1);
+    net.line(0, 1, "bind old");
+    net.settle();
+    net.install(&view(3, &[1]), &[1]);
+    net.settle();
+    net.open(1, 1);
+    net.line(1, 1, "bind young");
+    net.settle();
+    net.cut.clear();
+    net.install(&view(4, &[0, 1]), &[0, 1]);
+    net.settle();
+    assert_eq!(net.nodes[0].services().ports()["old"], 7000);
+    assert!(net.nodes[1].services().port("young").is_none());
+    assert!(
+        net.text(1, 1)
+            .ends_with("624 young moved 0\n620 young stop 4.a:0\n621 young start 4.a:0 0 1 b\n"),
+        "{}",
+        net.text(1, 1)
+    );
+    net.open(0, 2);
+    net.line(0, 2, "resolve b young");
+    assert!(
+        net.text(0, 2)
+            .ends_with("451 young has no port: none of 7000-7000 is free (it gets the first that frees): try again\n"),
+        "{}",
+        net.text(0, 2)
+    );
+    // old's agent goes: young gets 7000 at once, in the same view.
+    let at = net.nodes[1].groups().view().id.clone();
+    net.close(0, 1);
+    net.settle();
+    assert_eq!(net.nodes[1].groups().view().id, at, "no view change");
+    assert_eq!(net.nodes[0].services().ports()["young"], 7000);
+    assert_eq!(net.nodes[1].services().ports()["young"], 7000);
+    assert!(
+        net.text(1, 1).ends_with("624 young moved 7000\n"),
+        "{}",
+        net.text(1, 1)
+    );
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 1 && matches!(e, FrontEvent::PortMoved { port: 7000, .. }))
+    );
+    net.line(0, 2, "resolve b young");
+    assert!(net.text(0, 2).ends_with("250 127.0.0.2:7000\n"));
+    // The agent's done for the barrier it was told of still finishes it.
+    let event = last_start(&net, 1, 1, "young");
+    net.line(1, 1, &format!("done young {event}"));
+    net.settle();
+    assert!(
+        net.text(1, 1)
+            .contains(&format!("622 young finish {event}"))
+    );
+}
+
 /// After a heal an agent whose service keeps its port hears no other port: services
 /// that had no conflict keep theirs; only the younger of two holding one port moves,
 /// once, with its barrier naming the new port.
