@@ -1315,8 +1315,9 @@ impl GroupsFront {
             );
             return;
         }
-        let current = self.services.barrier(s).map(|b| b.event.clone());
-        let Some(event) = event.or(current) else {
+        // Only the barrier the agent was told of and that still waits takes a done: one
+        // for any other event would be answered but never finish anything.
+        let Some(current) = self.services.current_barrier(s).map(|b| b.event.clone()) else {
             self.say(
                 client,
                 450,
@@ -1324,8 +1325,18 @@ impl GroupsFront {
             );
             return;
         };
-        self.control(now, s, &Control::Done(event.clone()));
-        self.say(client, 250, &format!("done {s} {event}"));
+        if let Some(e) = event
+            && e != current
+        {
+            self.say(
+                client,
+                450,
+                &format!("{e} is not the barrier of {s} that waits ({current}): not done"),
+            );
+            return;
+        }
+        self.control(now, s, &Control::Done(current.clone()));
+        self.say(client, 250, &format!("done {s} {current}"));
     }
 
     /// A client is gone: it leaves every group it was in, and its bindings.

@@ -545,6 +545,68 @@ fn last_start(net: &Net, i: usize, c: u64, s: &str) -> String {
     last.split(' ').nth(3).unwrap().to_string()
 }
 
+#[test]
+fn done_takes_only_the_barrier_that_waits() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "bind web");
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    let event = last_start(&net, 0, 1, "web");
+    assert_eq!(event, last_start(&net, 1, 1, "web"));
+    // Bogus, stale and future ids are refused, and change nothing.
+    let future = {
+        let (v, n) = event.rsplit_once(':').unwrap();
+        format!("{v}:{}", n.parse::<u64>().unwrap() + 5)
+    };
+    for bad in ["bogus", "0.a:0", "1.a:1", future.as_str()] {
+        net.line(0, 1, &format!("done web {bad}"));
+        let t = net.text(0, 1);
+        assert!(
+            t.ends_with(&format!(
+                "450 {bad} is not the barrier of web that waits ({event}): not done\n"
+            )),
+            "{bad}: {t}"
+        );
+    }
+    net.settle();
+    assert!(
+        net.nodes[0]
+            .services()
+            .barrier("web")
+            .unwrap()
+            .done
+            .is_empty()
+    );
+    // The right one is taken, by id or by default; the barrier finishes.
+    net.line(0, 1, &format!("done web {event}"));
+    assert!(net.text(0, 1).ends_with(&format!("250 done web {event}\n")));
+    net.line(1, 1, "done web");
+    assert!(net.text(1, 1).ends_with(&format!("250 done web {event}\n")));
+    net.settle();
+    assert_eq!(net.lines(0, 1, "622 web finish").len(), 1);
+    assert_eq!(net.lines(1, 1, &format!("622 web finish {event}")).len(), 1);
+    // With no barrier waiting, any done is refused.
+    net.line(0, 1, &format!("done web {event}"));
+    assert!(
+        net.text(0, 1)
+            .ends_with("450 no recovery barrier of web is waiting\n")
+    );
+    net.line(0, 1, "done web");
+    assert!(
+        net.text(0, 1)
+            .ends_with("450 no recovery barrier of web is waiting\n")
+    );
+    // Another connection is not the agent.
+    net.open(0, 2);
+    net.line(0, 2, "done web");
+    assert!(
+        net.text(0, 2)
+            .contains("450 this connection is not web's agent on a")
+    );
+}
+
 /// Two sides hand out the only port; after the heal the younger service has none (`624
 /// … 0`). When the older one's agent goes, the port is handed over at once (`624`),
 /// with no view change, and resolves.
