@@ -888,3 +888,81 @@ fn fifo_sends_reach_every_member_in_each_senders_order() {
     net.settle();
     assert!(net.text(0, 2).contains("501 "), "{}", net.text(0, 2));
 }
+
+/// A view change while this daemon has the most items on their way: its claims wait for
+/// room instead of being lost (a lost claim left the service without a port for the
+/// whole view), and go before the requests held for room.
+#[test]
+fn claims_wait_for_room_after_a_view_change() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    assert_eq!(net.nodes[1].services().ports()["web"], 7000);
+    // b's submits are lost: its items pile up to the bound.
+    net.cut = [(1, 0)].into_iter().collect();
+    net.open(1, 2);
+    let n = super::super::MAX_PENDING + 10;
+    let burst: String = (0..n).map(|k| format!("send g m{k}\n")).collect();
+    net.nodes[1]
+        .handle(net.now, Input::ClientData(ClientId(2), Bytes::from(burst)))
+        .unwrap();
+    net.drain(1);
+    assert_eq!(net.nodes[1].groups().pending(), super::super::MAX_PENDING);
+    net.cut.clear();
+    net.install(&view(2, &[0, 1]), &[0, 1]);
+    while net.nodes[1].groups().flushing() {
+        net.step();
+    }
+    assert_eq!(net.nodes[1].held_claims.len(), 1, "no room for the claim");
+    assert!(net.nodes[1].services().settling());
+    net.settle();
+    for i in 0..2 {
+        assert_eq!(net.nodes[i].services().ports()["web"], 7000, "node {i}");
+    }
+    assert!(net.nodes[1].held_claims.is_empty());
+    assert_eq!(net.lines(1, 2, "250 sent").len(), n);
+    // The check catches claims held while there is room.
+    net.nodes[1]
+        .held_claims
+        .push(("web".into(), super::Control::Range(7000, 7009)));
+    let e = net.nodes[1].check_invariants().unwrap_err();
+    assert!(e.contains("claims held for room"), "{e}");
+}
+
+/// An agent whose connection waits (here for room, its sends past the bound) still
+/// hears of a barrier that begins meanwhile, and can finish it once its requests go.
+#[test]
+fn an_agent_waiting_for_room_still_hears_of_a_barrier() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    net.cut = [(1, 0)].into_iter().collect();
+    let n = super::super::MAX_PENDING + 10;
+    let burst: String = (0..n).map(|k| format!("send g m{k}\n")).collect();
+    net.nodes[1]
+        .handle(net.now, Input::ClientData(ClientId(1), Bytes::from(burst)))
+        .unwrap();
+    net.drain(1);
+    // a's agent joins: a barrier for a and b begins at b while b's agent waits.
+    net.open(0, 1);
+    net.line(0, 1, "bind web");
+    for _ in 0..50 {
+        net.step();
+    }
+    let starts = net.lines(1, 1, "621 web start ");
+    assert_eq!(starts.len(), 2, "{}", net.text(1, 1));
+    assert!(starts[1].ends_with(" 7000 2 a b"), "{starts:?}");
+    let event = last_start(&net, 1, 1, "web");
+    net.cut.clear();
+    net.line(1, 1, &format!("done web {event}"));
+    net.line(0, 1, &format!("done web {event}"));
+    net.settle();
+    assert!(
+        net.text(1, 1).contains(&format!("250 done web {event}\n")),
+        "{}",
+        net.text(1, 1)
+    );
+    assert_eq!(net.lines(0, 1, &format!("622 web finish {event}")).len(), 1);
+}
