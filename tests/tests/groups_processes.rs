@@ -691,3 +691,116 @@ fn a_fifo_origin_killed_mid_stream_leaves_the_survivors_with_one_prefix() {
     assert_eq!(a, want, "in order, none missing or twice");
     assert!(a.len() < N, "b was killed before it sent everything");
 }
+
+/// The groups view the daemon is in, from `members` of a group nobody is in.
+fn view_of(c: &mut Client) -> String {
+    c.send("members nosuch");
+    let mut view = String::new();
+    loop {
+        let l = c.line();
+        if l.starts_with('6') {
+            c.notices.push(l);
+            continue;
+        }
+        if let Some(r) = l.strip_prefix("250-group nosuch view ") {
+            view = r.split(' ').next().unwrap_or("").to_string();
+        }
+        if l.len() < 4 || l.as_bytes()[3] != b'-' {
+            return view;
+        }
+    }
+}
+
+/// `kill -STOP` or `-CONT` on a daemon (a partition of one, then its heal).
+fn signal(d: &Daemon, sig: &str) {
+    let s = std::process::Command::new("kill")
+        .args([sig, &d.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(s.success(), "kill {sig}");
+}
+
+/// Service barriers and ports after a heal, with real daemons (finding 6 of issue 16):
+/// `done` takes only the id of the barrier that waits; two services handed the only
+/// port on the two sides of a partition (b stopped, then resumed) leave the younger
+/// without one (`624 … 0`), and it gets the port as soon as the older one's agent
+/// releases it, announced with `624` and resolvable, with no view change in between.
+#[test]
+fn done_takes_only_the_current_barrier_and_a_freed_port_goes_to_a_service_without_one() {
+    let addrs: Vec<SocketAddr> = (0..2).map(|_| free_addr()).collect();
+    let ports = ["--ports", "7100-7100"];
+    let a = Daemon::groupd("a", addrs[0], &ports);
+    let join = ["--join", &addrs[0].to_string(), "--ports", "7100-7100"];
+    let b = Daemon::groupd("b", addrs[1], &join);
+    for &x in &addrs {
+        wait_members(x, 2);
+    }
+    // b's agent of `old` takes the only port; its barrier begins.
+    let mut old = Client::tcp(addrs[1]);
+    assert_eq!(old.request("bind old"), "250 7100");
+    let start = old.notice("621 old start ");
+    let event = start.split(' ').nth(3).unwrap().to_string();
+    assert!(start.ends_with(" 7100 1 b"), "{start}");
+    // Bogus, stale and future ids are refused; the current one is taken.
+    let (v, n) = event.rsplit_once(':').unwrap();
+    let future = format!("{v}:{}", n.parse::<u64>().unwrap() + 7);
+    for bad in ["bogus", "0.a:1", future.as_str()] {
+        assert_eq!(
+            old.request(&format!("done old {bad}")),
+            format!("450 {bad} is not the barrier of old that waits ({event}): not done")
+        );
+    }
+    assert_eq!(
+        old.request(&format!("done old {event}")),
+        format!("250 done old {event}")
+    );
+    assert_eq!(
+        old.notice("622 old finish "),
+        format!("622 old finish {event}")
+    );
+    assert_eq!(
+        old.request("done old"),
+        "450 no recovery barrier of old is waiting"
+    );
+
+    // b stops: a goes on alone and hands the port to `young`.
+    signal(&b, "-STOP");
+    wait_members(addrs[0], 1);
+    let mut young = Client::tcp(addrs[0]);
+    assert_eq!(young.request("bind young"), "250 7100");
+    assert!(young.notice("621 young start ").ends_with(" 7100 1 a"));
+    // b comes back: the sides merge, old (handed out first) keeps 7100, young has none.
+    signal(&b, "-CONT");
+    for &x in &addrs {
+        wait_members(x, 2);
+    }
+    assert_eq!(young.notice("624 young "), "624 young moved 0");
+    let start = young.notice("621 young start ");
+    assert!(start.ends_with(" 0 1 a"), "{start}");
+    let mut probe = Client::tcp(addrs[1]);
+    let r = wait_until("the heal to settle at b", LIMIT, || {
+        let r = probe.request("resolve a young");
+        r.starts_with("451 young has no port: none").then_some(r)
+    });
+    assert!(r.contains("7100-7100"), "{r}");
+    assert_eq!(
+        probe.request("resolve b old"),
+        format!("250 {}:7100", addrs[1].ip())
+    );
+    assert!(
+        !old.notices.iter().any(|n| n.starts_with("624")),
+        "old kept its port: {:?}",
+        old.notices
+    );
+    let view = view_of(&mut young);
+    // old's agent releases: young gets 7100 at once, in the same view.
+    assert_eq!(old.request("release old"), "250 released old");
+    assert_eq!(young.notice("624 young "), "624 young moved 7100");
+    let r = wait_until("young to resolve", LIMIT, || {
+        let r = probe.request("resolve a young");
+        r.starts_with("250 ").then_some(r)
+    });
+    assert_eq!(r, format!("250 {}:7100", addrs[0].ip()));
+    assert_eq!(view_of(&mut young), view, "no view change meanwhile");
+    drop(a);
+}

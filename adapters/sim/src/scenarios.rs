@@ -209,6 +209,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/services-partition.scn"),
     ),
     (
+        "services-heal",
+        "ports handed out on both sides of a partition, more services than ports: after the heal only losers move, once; port-less services get freed ports",
+        include_str!("../scenarios/services-heal.scn"),
+    ),
+    (
         "services-swarm",
         "service groups and messages under faults drawn per seed, agents binding and disconnecting",
         include_str!("../scenarios/services-swarm.scn"),

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::msg::MAX_PAYLOAD;
-use super::{GroupMsg, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
+use super::{Cause, GroupMsg, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
 use crate::machine::{Input, Machine, Output};
 use crate::membership::view::{Member, View, ViewId};
 use crate::rng::Rng;
@@ -551,6 +551,82 @@ fn items_not_yet_ordered_are_delivered_once_in_the_new_view() {
         assert_eq!(skipped, 0);
     }
     assert_eq!(net.nodes[0].delivered(), net.nodes[1].delivered());
+}
+
+// ----- (e'') a leave ordered in a view the origin did not see through -----
+
+/// b's client leaves; only a delivers the leave (b never hears its order), a goes on
+/// alone, then both meet in a new view. b says it still has the client (it never saw
+/// its leave delivered), so the new view's table has it, and b submits the leave again.
+/// a has seen that item: a message would be skipped there, but a membership change
+/// must take effect at every daemon at its new place, or the tables part.
+#[test]
+fn a_leave_submitted_again_after_a_view_change_takes_effect_everywhere() {
+    let mut net = Net::new(&["a", "b"]);
+    let v1 = view(1, &["a", "b"]);
+    net.install(&v1, &[0, 1]);
+    net.run_until(|n| n.settled());
+    let join = GroupsCommand::Join {
+        group: "g".into(),
+        client: "x".into(),
+    };
+    net.input(1, Input::Command(join)).unwrap();
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(net.nodes[0].g.members("g"), [("x".into(), "b".into())]);
+    net.drop = Box::new(|_, to, m| to == 1 && matches!(m, GroupMsg::Order { .. }));
+    let gone = GroupsCommand::Disconnect {
+        group: "g".into(),
+        client: "x".into(),
+    };
+    net.input(1, Input::Command(gone)).unwrap();
+    net.run_for(Duration::from_millis(200));
+    assert!(
+        net.nodes[0].g.members("g").is_empty(),
+        "a delivered the leave"
+    );
+    assert_eq!(net.nodes[1].g.members("g").len(), 1, "b did not");
+    // a alone, then a and b together (b straight from view 1).
+    net.drop = Box::new(|from, to, _| from != to);
+    net.install(&view(2, &["a"]), &[0]);
+    net.run_for(Duration::from_millis(200));
+    net.drop = Box::new(|_, _, _| false);
+    net.install(&view(3, &["a", "b"]), &[0, 1]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    assert!(
+        net.nodes[1].g.members("g").is_empty(),
+        "b delivered its leave"
+    );
+    assert_eq!(
+        net.nodes[0].g.members("g"),
+        net.nodes[1].g.members("g"),
+        "one table"
+    );
+    // Each daemon heard the leave once, at the same place of view 3.
+    let leaves = |n: &Node| -> Vec<(ViewId, u64)> {
+        n.events
+            .iter()
+            .filter_map(|e| match e {
+                GroupsEvent::GroupView {
+                    view,
+                    seq,
+                    cause: Cause::Disconnect,
+                    ..
+                } if *seq > 0 && view.epoch == 3 => Some((view.clone(), *seq)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(leaves(&net.nodes[0]).len(), 1);
+    assert_eq!(leaves(&net.nodes[0]), leaves(&net.nodes[1]));
+    assert!(
+        !net.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, GroupsEvent::Skipped { .. })),
+        "only messages are skipped"
+    );
 }
 
 // ----- (e') the same when the old submits arrive late -----

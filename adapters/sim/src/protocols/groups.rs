@@ -30,7 +30,10 @@
 //! `churn` more streams bind and disconnect again within the window. Checked after every
 //! step besides each daemon's own checks (one service per port, ports only for services
 //! with members): daemons in one view that delivered the same items hold the same port
-//! table. Predicates: `services-settled` (every service with members has its port
+//! table; and what every agent hears on its stream ([`super::agents`]): a barrier names
+//! the port it was told, and a move away from a port comes once per view, announced with
+//! its barrier (after a heal, an agent whose service keeps its port is told no other).
+//! Predicates: `services-settled` (every service with members has its port
 //! everywhere), `barriers-finished` (no recovery barrier waits anywhere).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +48,7 @@ use flotilla_core::membership::{Membership, MembershipSettings, ViewId};
 use flotilla_core::sexpr::{Node, SexprError};
 use flotilla_core::{Instant, Rng};
 
+use super::agents::Agents;
 use crate::protocol::{
     CommandOf, NodeSpec, Observation, ObservationOf, ParseCtx, Protocol, Workload,
 };
@@ -105,6 +109,8 @@ pub struct GroupsProtocol {
     /// (node, life, origin, incarnation) → the send place of the last FIFO message
     /// delivered from it.
     fifo_order: BTreeMap<(usize, u64, String, u64), u64>,
+    /// What service agents heard on their streams.
+    agents: Agents,
     violation: Option<String>,
 }
 
@@ -417,6 +423,15 @@ impl Protocol for GroupsProtocol {
                 node,
                 event: Either::B(FrontEvent::Groups(ev)),
             } => self.on_event(world, node, ev),
+            Observation::FromClient { node, client, data } => {
+                self.agents.from_client(world.name(node), client, data);
+            }
+            Observation::ToClient { node, client, data } => {
+                if let Err(e) = self.agents.to_client(world.name(node), client, data) {
+                    self.violate(e);
+                }
+            }
+            Observation::CloseClient { client, .. } => self.agents.closed(client),
             _ => {}
         }
     }
@@ -433,7 +448,7 @@ impl Protocol for GroupsProtocol {
         if self.services.is_some() {
             Self::check_port_tables(world)?;
         }
-        Ok(())
+        self.agents.settled()
     }
 
     fn predicate(&self, name: &str, world: &World<GroupDaemon>) -> bool {

@@ -1,5 +1,6 @@
 //! The protocol plug-ins shipped with the simulator, one module each.
 
+pub mod agents;
 pub mod flood;
 pub mod groups;
 pub mod heartbeat;

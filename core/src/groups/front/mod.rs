@@ -18,7 +18,9 @@ use core::time::Duration;
 use thiserror::Error;
 
 pub use request::{Refusal, Request, parse_request};
-use services::{CONTROL_SENDER, Change, Control, Place, Services, service_group, service_of};
+use services::{
+    CONTROL_SENDER, Change, Claim, Control, Place, Services, service_group, service_of,
+};
 
 use super::machine::{Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
 use crate::line::{LineBuffer, escape, reply, reply_lines};
@@ -252,6 +254,9 @@ pub struct GroupsFront {
     out: BTreeMap<ClientId, BytesMut>,
     /// Groups that clients gone during this input leave (submitted before it ends).
     pending_gone: Vec<(String, String)>,
+    /// Claims of this view the groups machine had no room for, in order: they go as
+    /// soon as there is (a claim lost would leave its service without a port).
+    held_claims: Vec<(String, Control)>,
     /// The groups machine's outputs are being taken: a command issued meanwhile leaves
     /// its outputs to that loop, so events are handled in the order they came.
     draining: bool,
@@ -285,6 +290,7 @@ impl GroupsFront {
             told_barrier: BTreeMap::new(),
             out: BTreeMap::new(),
             pending_gone: Vec::new(),
+            held_claims: Vec::new(),
             draining: false,
             timers: Timers::default(),
             outbox: Outbox::default(),
@@ -630,44 +636,58 @@ impl GroupsFront {
     /// A view change finished: the service table starts again and every daemon says what
     /// it told its own agents.
     fn on_closed(&mut self, now: Instant) {
-        let mine = self.services.range();
-        // Each claim names the range its port came from, for a move after a conflict.
+        let view = self.groups.view().id.clone();
+        // Each claim names the range its port came from, for a move after a conflict,
+        // and the view it is for (one carried into a later view is stale there).
         let claims: Vec<(String, Control)> = self
             .binders
             .keys()
             .map(|s| {
-                let range = self.services.port(s).map_or(mine, |h| h.range);
+                let range = self.services.range_of(s);
                 let (port, since) = self.told.get(s).cloned().unwrap_or_else(|| {
-                    let view = self.groups.view().id.clone();
+                    let view = view.clone();
                     (0, Place { view, seq: 0 })
                 });
-                (s.clone(), Control::Claim { port, since, range })
+                let claim = Claim { port, since, range };
+                let view = view.clone();
+                (s.clone(), Control::Claim { claim, view })
             })
             .collect();
         self.services.reset();
-        for (s, claim) in claims {
-            self.control(now, &s, &claim);
+        // Claims held for an earlier view are stale: these replace them.
+        self.held_claims = claims;
+        self.send_held_claims(now);
+    }
+
+    /// Claims held for room go, in order, while there is room.
+    fn send_held_claims(&mut self, now: Instant) {
+        while let Some((s, c)) = self.held_claims.first().cloned() {
+            if self.control(now, &s, &c).is_err() {
+                return;
+            }
+            self.held_claims.remove(0);
         }
     }
 
-    /// Sends a control message to service `s`'s group (never refused: a control message
-    /// lost would stall a service).
-    fn control(&mut self, now: Instant, s: &str, c: &Control) {
-        let _ = self.groups_cmd(
+    /// Sends a control message to service `s`'s group; refused only while this daemon
+    /// has [`super::MAX_PENDING`] items on their way (the caller holds it for room).
+    fn control(&mut self, now: Instant, s: &str, c: &Control) -> Result<(), GroupsError> {
+        self.groups_cmd(
             now,
             GroupsCommand::Send {
                 group: service_group(s),
                 sender: CONTROL_SENDER.to_string(),
                 payload: Bytes::from(c.encode()),
             },
-        );
+        )
     }
 
     fn on_control(&mut self, now: Instant, s: &str, origin: &str, payload: &[u8], place: Place) {
         let changes = match Control::decode(payload) {
-            Some(Control::Claim { port, since, range }) => {
+            Some(Control::Claim { claim, view }) => {
                 let mine = self.binders.contains_key(s);
-                self.services.claim(s, (port, since, range), &place, mine)
+                self.services
+                    .claim(s, (claim, &view), origin, (&place, mine))
             }
             Some(Control::Range(lo, hi)) => {
                 self.services.range_for(s, (lo, hi));
@@ -702,6 +722,8 @@ impl GroupsFront {
                         }
                         continue;
                     }
+                    // A move: after a heal (the service lost its port), or a port freed
+                    // for a service that had none (told 0).
                     let before = self.told.insert(service.clone(), (port, since));
                     if before.is_some_and(|(p, _)| p != port) {
                         self.notice(agent, &format!("624 {service} moved {port}"));
@@ -712,7 +734,7 @@ impl GroupsFront {
                     let Some(&agent) = self.binders.get(&service) else {
                         continue;
                     };
-                    let (lo, hi) = self.services.range();
+                    let (lo, hi) = self.services.range_of(&service);
                     let waiting = self.clients.get(&agent).and_then(|c| c.waiting.clone());
                     if waiting == Some(Waiting::Bind(service.clone())) {
                         self.say(
@@ -722,7 +744,12 @@ impl GroupsFront {
                         );
                         self.give_up_binding(now, agent, &service);
                         self.unblock(now, agent);
-                    } else if self.told.remove(&service).is_some() {
+                    } else if let Some(told) = self.told.get_mut(&service)
+                        && told.0 != 0
+                    {
+                        // Port 0 is remembered as told: the port that frees for it later
+                        // is a move too (`624`).
+                        told.0 = 0;
                         self.notice(agent, &format!("624 {service} moved 0"));
                         self.outbox
                             .event(FrontEvent::PortMoved { service, port: 0 });
@@ -751,7 +778,7 @@ impl GroupsFront {
     }
 
     fn barrier_begun(&mut self, now: Instant, s: &str) {
-        let Some(b) = self.services.barrier(s) else {
+        let Some(b) = self.services.current_barrier(s) else {
             return;
         };
         let event = b.event.clone();
@@ -759,13 +786,15 @@ impl GroupsFront {
         let port = self.services.port(s).map_or(0, |h| h.port);
         self.timers
             .set(Timer::Barrier(s.to_string()), now + self.barrier_report);
-        // An agent whose bind is not answered yet hears of it right after the answer.
+        // An agent whose bind is not answered yet hears of it right after the answer;
+        // one whose connection waits for something else (room, a join) hears of it now
+        // (notices come between replies).
         if let Some(&agent) = self.binders.get(s)
             && self.is_local_member(s, agent)
             && self
                 .clients
                 .get(&agent)
-                .is_some_and(|c| c.waiting.is_none())
+                .is_some_and(|c| c.waiting != Some(Waiting::Bind(s.to_string())))
             && self.told_barrier.get(s) != Some(&event)
         {
             self.told_barrier.insert(s.to_string(), event.clone());
@@ -786,7 +815,7 @@ impl GroupsFront {
         self.told.insert(s.to_string(), (port, since));
         self.say(agent, 250, &port.to_string());
         self.clear_wait(agent);
-        if self.services.barrier(s).is_some() && self.services.port(s).is_some() {
+        if self.services.current_barrier(s).is_some() {
             self.barrier_begun(now, s);
         }
         self.unblock(now, agent);
@@ -964,6 +993,10 @@ impl GroupsFront {
 
     /// Requests held for room go again, oldest client first, while there is room.
     fn wake_held(&mut self, now: Instant) {
+        self.send_held_claims(now);
+        if !self.held_claims.is_empty() {
+            return;
+        }
         for (id, _) in self.waiting_on(ROOM) {
             if self.groups.pending() >= super::MAX_PENDING {
                 return;
@@ -1130,7 +1163,9 @@ impl GroupsFront {
             Request::Bind(s) => self.on_bind(now, (client, line), name, s),
             Request::Release(s) => self.on_release(now, (client, line), s),
             Request::Resolve { node, service } => self.on_resolve(client, &node, &service),
-            Request::Done { service, event } => self.on_done(now, client, &service, event),
+            Request::Done { service, event } => {
+                self.on_done(now, (client, line), &service, event);
+            }
             Request::Daemon => {
                 self.flush_client(client);
                 let origin = self.clients[&client].origin;
@@ -1198,7 +1233,9 @@ impl GroupsFront {
         // The range goes just ahead of the join (FIFO per daemon): every daemon then
         // hands the port from the same range, whatever its own configuration says.
         let (lo, hi) = self.services.range();
-        self.control(now, &s, &Control::Range(lo, hi));
+        // Refused only when the join is too: the bind then waits for room and comes
+        // again, range first.
+        let _ = self.control(now, &s, &Control::Range(lo, hi));
         self.binders.insert(s.clone(), client);
         if let Some(c) = self.clients.get_mut(&client) {
             c.binds.insert(s.clone());
@@ -1273,15 +1310,32 @@ impl GroupsFront {
                 let addr = core::net::SocketAddr::new(ip, h.port);
                 self.say(client, 250, &addr.to_string());
             }
-            None => self.say(
+            None if self.services.settling() => self.say(
                 client,
                 451,
                 &format!("{s} has no port yet (a view change is settling): try again"),
             ),
+            None => {
+                let (lo, hi) = self.services.range_of(s);
+                self.say(
+                    client,
+                    451,
+                    &format!(
+                        "{s} has no port: none of {lo}-{hi} is free (it gets the first that \
+                         frees): try again"
+                    ),
+                );
+            }
         }
     }
 
-    fn on_done(&mut self, now: Instant, client: ClientId, s: &str, event: Option<String>) {
+    fn on_done(
+        &mut self,
+        now: Instant,
+        (client, line): (ClientId, &str),
+        s: &str,
+        event: Option<String>,
+    ) {
         if self.binders.get(s) != Some(&client) {
             let me = self.me.clone();
             self.say(
@@ -1291,8 +1345,9 @@ impl GroupsFront {
             );
             return;
         }
-        let current = self.services.barrier(s).map(|b| b.event.clone());
-        let Some(event) = event.or(current) else {
+        // Only the barrier the agent was told of and that still waits takes a done: one
+        // for any other event would be answered but never finish anything.
+        let Some(current) = self.services.current_barrier(s).map(|b| b.event.clone()) else {
             self.say(
                 client,
                 450,
@@ -1300,8 +1355,20 @@ impl GroupsFront {
             );
             return;
         };
-        self.control(now, s, &Control::Done(event.clone()));
-        self.say(client, 250, &format!("done {s} {event}"));
+        if let Some(e) = event
+            && e != current
+        {
+            self.say(
+                client,
+                450,
+                &format!("{e} is not the barrier of {s} that waits ({current}): not done"),
+            );
+            return;
+        }
+        match self.control(now, s, &Control::Done(current.clone())) {
+            Ok(()) => self.say(client, 250, &format!("done {s} {current}")),
+            Err(e) => self.busy(client, e, line),
+        }
     }
 
     /// A client is gone: it leaves every group it was in, and its bindings.
@@ -1351,6 +1418,9 @@ impl GroupsFront {
     fn check(&self) -> Result<(), String> {
         self.groups.check_invariants()?;
         self.services.check()?;
+        if !self.held_claims.is_empty() && self.groups.pending() < super::MAX_PENDING {
+            return Err("claims held for room while there is room".into());
+        }
         if !self.out.is_empty() {
             return Err("client output left unflushed".into());
         }

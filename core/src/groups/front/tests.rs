@@ -538,6 +538,186 @@ fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
     );
 }
 
+/// The event of the last `621` the client read.
+fn last_start(net: &Net, i: usize, c: u64, s: &str) -> String {
+    let starts = net.lines(i, c, &format!("621 {s} start "));
+    let last = starts.last().expect("a barrier started");
+    last.split(' ').nth(3).unwrap().to_string()
+}
+
+#[test]
+fn done_takes_only_the_barrier_that_waits() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "bind web");
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    let event = last_start(&net, 0, 1, "web");
+    assert_eq!(event, last_start(&net, 1, 1, "web"));
+    // Bogus, stale and future ids are refused, and change nothing.
+    let future = {
+        let (v, n) = event.rsplit_once(':').unwrap();
+        format!("{v}:{}", n.parse::<u64>().unwrap() + 5)
+    };
+    for bad in ["bogus", "0.a:0", "1.a:1", future.as_str()] {
+        net.line(0, 1, &format!("done web {bad}"));
+        let t = net.text(0, 1);
+        assert!(
+            t.ends_with(&format!(
+                "450 {bad} is not the barrier of web that waits ({event}): not done\n"
+            )),
+            "{bad}: {t}"
+        );
+    }
+    net.settle();
+    assert!(
+        net.nodes[0]
+            .services()
+            .barrier("web")
+            .unwrap()
+            .done
+            .is_empty()
+    );
+    // The right one is taken, by id or by default; the barrier finishes.
+    net.line(0, 1, &format!("done web {event}"));
+    assert!(net.text(0, 1).ends_with(&format!("250 done web {event}\n")));
+    net.line(1, 1, "done web");
+    assert!(net.text(1, 1).ends_with(&format!("250 done web {event}\n")));
+    net.settle();
+    assert_eq!(net.lines(0, 1, "622 web finish").len(), 1);
+    assert_eq!(net.lines(1, 1, &format!("622 web finish {event}")).len(), 1);
+    // With no barrier waiting, any done is refused.
+    net.line(0, 1, &format!("done web {event}"));
+    assert!(
+        net.text(0, 1)
+            .ends_with("450 no recovery barrier of web is waiting\n")
+    );
+    net.line(0, 1, "done web");
+    assert!(
+        net.text(0, 1)
+            .ends_with("450 no recovery barrier of web is waiting\n")
+    );
+    // Another connection is not the agent.
+    net.open(0, 2);
+    net.line(0, 2, "done web");
+    assert!(
+        net.text(0, 2)
+            .contains("450 this connection is not web's agent on a")
+    );
+}
+
+/// Two sides hand out the only port; after the heal the younger service has none (`624
+/// … 0`). When the older one's agent goes, the port is handed over at once (`624`),
+/// with no view change, and resolves.
+#[test]
+fn a_service_left_without_a_port_gets_the_first_that_frees() {
+    let mut net = Net::new(2, (7000, 7000));
+    net.cut = [(0, 1), (1, 0)].into_iter().collect();
+    net.install(&view(2, &[0]), &[0]);
+    net.install(&view(2, &[1]), &[1]);
+    net.settle();
+    net.open(0, 1);
+    net.line(0, 1, "bind old");
+    net.settle();
+    net.install(&view(3, &[1]), &[1]);
+    net.settle();
+    net.open(1, 1);
+    net.line(1, 1, "bind young");
+    net.settle();
+    net.cut.clear();
+    net.install(&view(4, &[0, 1]), &[0, 1]);
+    net.settle();
+    assert_eq!(net.nodes[0].services().ports()["old"], 7000);
+    assert!(net.nodes[1].services().port("young").is_none());
+    assert!(
+        net.text(1, 1)
+            .ends_with("624 young moved 0\n620 young stop 4.a:0\n621 young start 4.a:0 0 1 b\n"),
+        "{}",
+        net.text(1, 1)
+    );
+    net.open(0, 2);
+    net.line(0, 2, "resolve b young");
+    assert!(
+        net.text(0, 2)
+            .ends_with("451 young has no port: none of 7000-7000 is free (it gets the first that frees): try again\n"),
+        "{}",
+        net.text(0, 2)
+    );
+    // old's agent goes: young gets 7000 at once, in the same view.
+    let at = net.nodes[1].groups().view().id.clone();
+    net.close(0, 1);
+    net.settle();
+    assert_eq!(net.nodes[1].groups().view().id, at, "no view change");
+    assert_eq!(net.nodes[0].services().ports()["young"], 7000);
+    assert_eq!(net.nodes[1].services().ports()["young"], 7000);
+    assert!(
+        net.text(1, 1).ends_with("624 young moved 7000\n"),
+        "{}",
+        net.text(1, 1)
+    );
+    assert!(
+        net.events
+            .iter()
+            .any(|(i, e)| *i == 1 && matches!(e, FrontEvent::PortMoved { port: 7000, .. }))
+    );
+    net.line(0, 2, "resolve b young");
+    assert!(net.text(0, 2).ends_with("250 127.0.0.2:7000\n"));
+    // The agent's done for the barrier it was told of still finishes it.
+    let event = last_start(&net, 1, 1, "young");
+    net.line(1, 1, &format!("done young {event}"));
+    net.settle();
+    assert!(
+        net.text(1, 1)
+            .contains(&format!("622 young finish {event}"))
+    );
+}
+
+/// After a heal an agent whose service keeps its port hears no other port: services
+/// that had no conflict keep theirs; only the younger of two holding one port moves,
+/// once, with its barrier naming the new port.
+#[test]
+fn after_a_heal_only_the_loser_moves_and_only_once() {
+    let mut net = Net::new(2, (7000, 7003));
+    // Before the split: k on both.
+    net.open(0, 1);
+    net.line(0, 1, "bind k");
+    net.open(1, 1);
+    net.line(1, 1, "bind k");
+    net.settle();
+    net.cut = [(0, 1), (1, 0)].into_iter().collect();
+    net.install(&view(2, &[0]), &[0]);
+    net.install(&view(2, &[1]), &[1]);
+    net.settle();
+    // a: x (7001), y (7002); b (its places younger): z (7001), w (7002).
+    for (i, c, s) in [(0, 2, "x"), (0, 3, "y"), (1, 2, "z"), (1, 3, "w")] {
+        net.open(i, c);
+        net.line(i, c, &format!("bind {s}"));
+        net.settle();
+    }
+    net.install(&view(3, &[1]), &[1]);
+    net.settle();
+    net.cut.clear();
+    net.install(&view(4, &[0, 1]), &[0, 1]);
+    net.settle();
+    let t = net.nodes[0].services().ports();
+    assert_eq!(t, net.nodes[1].services().ports());
+    assert_eq!((t["k"], t["x"], t["y"]), (7000, 7001, 7002));
+    // Both losers free: the first by name (w) takes 7003, z has none.
+    assert_eq!(t["w"], 7003, "{t:?}");
+    assert!(!t.contains_key("z"), "{t:?}");
+    for (i, c) in [(0, 1), (0, 2), (0, 3), (1, 1)] {
+        let text = net.text(i, c);
+        assert!(!text.contains("624"), "{i}/{c} kept its port: {text}");
+    }
+    // Each loser told once, with the barrier naming what it was told.
+    let z = "624 z moved 0\n620 z stop 4.a:0\n621 z start 4.a:0 0 1 b\n";
+    assert!(net.text(1, 2).ends_with(z), "{}", net.text(1, 2));
+    let w = "624 w moved 7003\n620 w stop 4.a:0\n621 w start 4.a:0 7003 1 b\n";
+    assert!(net.text(1, 3).ends_with(w), "{}", net.text(1, 3));
+    assert_eq!(net.lines(1, 3, "624").len(), 1);
+}
+
 #[test]
 fn daemons_configured_with_different_ranges_still_agree_on_every_port() {
     let mut net = Net::with_ranges(&[(7000, 7009), (8000, 8009)]);
@@ -707,4 +887,82 @@ fn fifo_sends_reach_every_member_in_each_senders_order() {
     net.line(0, 2, "fsend #svc:web x");
     net.settle();
     assert!(net.text(0, 2).contains("501 "), "{}", net.text(0, 2));
+}
+
+/// A view change while this daemon has the most items on their way: its claims wait for
+/// room instead of being lost (a lost claim left the service without a port for the
+/// whole view), and go before the requests held for room.
+#[test]
+fn claims_wait_for_room_after_a_view_change() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    assert_eq!(net.nodes[1].services().ports()["web"], 7000);
+    // b's submits are lost: its items pile up to the bound.
+    net.cut = [(1, 0)].into_iter().collect();
+    net.open(1, 2);
+    let n = super::super::MAX_PENDING + 10;
+    let burst: String = (0..n).map(|k| format!("send g m{k}\n")).collect();
+    net.nodes[1]
+        .handle(net.now, Input::ClientData(ClientId(2), Bytes::from(burst)))
+        .unwrap();
+    net.drain(1);
+    assert_eq!(net.nodes[1].groups().pending(), super::super::MAX_PENDING);
+    net.cut.clear();
+    net.install(&view(2, &[0, 1]), &[0, 1]);
+    while net.nodes[1].groups().flushing() {
+        net.step();
+    }
+    assert_eq!(net.nodes[1].held_claims.len(), 1, "no room for the claim");
+    assert!(net.nodes[1].services().settling());
+    net.settle();
+    for i in 0..2 {
+        assert_eq!(net.nodes[i].services().ports()["web"], 7000, "node {i}");
+    }
+    assert!(net.nodes[1].held_claims.is_empty());
+    assert_eq!(net.lines(1, 2, "250 sent").len(), n);
+    // The check catches claims held while there is room.
+    net.nodes[1]
+        .held_claims
+        .push(("web".into(), super::Control::Range(7000, 7009)));
+    let e = net.nodes[1].check_invariants().unwrap_err();
+    assert!(e.contains("claims held for room"), "{e}");
+}
+
+/// An agent whose connection waits (here for room, its sends past the bound) still
+/// hears of a barrier that begins meanwhile, and can finish it once its requests go.
+#[test]
+fn an_agent_waiting_for_room_still_hears_of_a_barrier() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(1, 1);
+    net.line(1, 1, "bind web");
+    net.settle();
+    net.cut = [(1, 0)].into_iter().collect();
+    let n = super::super::MAX_PENDING + 10;
+    let burst: String = (0..n).map(|k| format!("send g m{k}\n")).collect();
+    net.nodes[1]
+        .handle(net.now, Input::ClientData(ClientId(1), Bytes::from(burst)))
+        .unwrap();
+    net.drain(1);
+    // a's agent joins: a barrier for a and b begins at b while b's agent waits.
+    net.open(0, 1);
+    net.line(0, 1, "bind web");
+    for _ in 0..50 {
+        net.step();
+    }
+    let starts = net.lines(1, 1, "621 web start ");
+    assert_eq!(starts.len(), 2, "{}", net.text(1, 1));
+    assert!(starts[1].ends_with(" 7000 2 a b"), "{starts:?}");
+    let event = last_start(&net, 1, 1, "web");
+    net.cut.clear();
+    net.line(1, 1, &format!("done web {event}"));
+    net.line(0, 1, &format!("done web {event}"));
+    net.settle();
+    assert!(
+        net.text(1, 1).contains(&format!("250 done web {event}\n")),
+        "{}",
+        net.text(1, 1)
+    );
+    assert_eq!(net.lines(0, 1, &format!("622 web finish {event}")).len(), 1);
 }

@@ -226,9 +226,11 @@ pub enum GroupsEvent {
         /// The bytes.
         payload: Bytes,
     },
-    /// An item came again in a later view and was not delivered again: its origin was
-    /// cut off from the sequencer before it learnt the item was ordered, and sent it
-    /// again (this daemon delivered it in an earlier view).
+    /// A message came again in a later view and was not delivered again: its origin was
+    /// cut off from the sequencer before it learnt the message was ordered, and sent it
+    /// again (this daemon delivered it in an earlier view). Joins and leaves are never
+    /// skipped: one that comes again takes effect again at its new place, at every
+    /// daemon alike (a [`GroupsEvent::GroupView`] where it changes the group).
     Skipped {
         /// The view it was ordered in again.
         view: ViewId,
@@ -238,7 +240,7 @@ pub enum GroupsEvent {
         id: MsgId,
         /// The group.
         group: String,
-        /// The message's bytes (empty for a join or a leave): a layer above that keeps
+        /// The message's bytes: a layer above that keeps
         /// replicated state in a group's messages processes it at this place, so daemons
         /// that delivered it earlier and daemons that deliver it now stay alike.
         payload: Bytes,
@@ -725,21 +727,25 @@ impl Groups {
         }
         let origin = (item.id.origin.clone(), item.id.incarnation);
         if self.seen.get(&origin).is_some_and(|l| *l >= item.id.lseq) {
-            let payload = match item.what {
-                What::Data { payload, .. } => payload,
-                _ => Bytes::new(),
-            };
-            self.outbox.event(GroupsEvent::Skipped {
-                view,
-                seq,
-                id: item.id,
-                group: item.group,
-                payload,
-            });
-            return;
+            // Seen before: a message is not delivered twice. A join or leave takes effect
+            // again here, as at every daemon of the view: the table the view started with
+            // was built from what each daemon says of its own clients, and the origin,
+            // which had not seen this item delivered, still said the old (applying a
+            // membership change twice changes nothing more).
+            if let What::Data { payload, .. } = item.what {
+                self.outbox.event(GroupsEvent::Skipped {
+                    view,
+                    seq,
+                    id: item.id,
+                    group: item.group,
+                    payload,
+                });
+                return;
+            }
+        } else {
+            self.seen.insert(origin, item.id.lseq);
+            self.stats.delivered += 1;
         }
-        self.seen.insert(origin, item.id.lseq);
-        self.stats.delivered += 1;
         let mine = item.id.origin == self.me.name && item.id.incarnation == self.me.incarnation;
         let leave_cause = if matches!(item.what, What::Gone { .. }) {
             Cause::Disconnect
