@@ -67,7 +67,7 @@ const RESEND_BURST: usize = 256;
 /// once still arrives first), then after twice as long each time, up to
 /// [`RESEND_MAX`] (`crate::backoff`).
 const RESEND_FIRST: Duration = Duration::from_millis(400);
-const RESEND_MAX: Duration = Duration::from_millis(3200);
+const RESEND_MAX: Duration = Duration::from_millis(1600);
 /// A gap is asked for again after this long, then twice as long each time.
 const NACK_FIRST: Duration = Duration::from_millis(100);
 
