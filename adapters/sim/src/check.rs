@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use flotilla_core::Instant;
 
 use crate::network::NetStats;
+use crate::stream::StreamStats;
 
 /// Where a scenario came from, which decides the replay command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,10 +150,6 @@ pub struct SimStats {
     pub effects_lost: u64,
     /// Effects whose outcome was a failure or a timeout.
     pub effects_failed: u64,
-    /// With the stream link model: frames dropped at a sender's full queue.
-    pub queue_full: u64,
-    /// With the stream link model: segments retransmitted after a loss.
-    pub retransmitted: u64,
     /// With the processing model: the longest an input waited for its node.
     pub longest_wait: core::time::Duration,
 }
@@ -177,6 +174,8 @@ pub struct Report {
     pub stats: SimStats,
     /// Network counters.
     pub net: NetStats,
+    /// Counters of the stream link model, when links were streams.
+    pub streams: Option<StreamStats>,
     /// The fault parameters drawn for this seed by `(:swarm …)`, if any.
     pub swarm: Option<String>,
 }
@@ -228,13 +227,14 @@ impl fmt::Display for Report {
         if let Some(s) = &self.swarm {
             writeln!(f, "  swarm: {s}")?;
         }
-        let s = &self.stats;
-        if s.queue_full + s.retransmitted > 0 || !s.longest_wait.is_zero() {
+        let s = self.streams.clone().unwrap_or_default();
+        let wait = self.stats.longest_wait;
+        if self.streams.is_some() || !wait.is_zero() {
             writeln!(
                 f,
                 "  streams: {} retransmitted, {} dropped at a full queue; longest wait for a \
-                 busy node {:?}",
-                s.retransmitted, s.queue_full, s.longest_wait
+                 busy node {wait:?}",
+                s.retransmitted, s.queue_full
             )?;
         }
         for v in &self.verdicts {

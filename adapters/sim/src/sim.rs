@@ -565,6 +565,7 @@ impl<P: Protocol> Sim<P> {
             end: self.world.now,
             stats: self.stats.clone(),
             net: self.world.network.stats().clone(),
+            streams: self.streams.as_ref().map(|(s, _)| s.stats().clone()),
             swarm: self.swarm.clone(),
         }
     }
@@ -1333,9 +1334,7 @@ impl<P: Protocol> Sim<P> {
         let Some((streams, rng)) = &mut self.streams else {
             return;
         };
-        let before = streams.stats().retransmitted;
         let verdict = streams.send(key, now, bytes.len(), (cut, p.latency, p.loss), rng);
-        self.stats.retransmitted += streams.stats().retransmitted - before;
         if self.trace.enabled() {
             let fate = match verdict {
                 StreamVerdict::Arrive(t) => format!(" arrives {t}"),
@@ -1372,7 +1371,6 @@ impl<P: Protocol> Sim<P> {
                     .push_back((bytes, incarnation, drawn));
             }
             StreamVerdict::QueueFull => {
-                self.stats.queue_full += 1;
                 self.trace.hash(now, from as u64, Tag::Dropped);
                 if let Some(tl) = &mut self.timeline {
                     tl.send(from, to, now, label, Some("queue full".to_string()));
@@ -1419,7 +1417,7 @@ impl<P: Protocol> Sim<P> {
             let Some((streams, rng)) = &mut self.streams else {
                 return;
             };
-            let Some((at, _)) = streams.resume(key, now) else {
+            let Some(at) = streams.resume(key, now) else {
                 continue;
             };
             let waiting = self.stalled.remove(&key).unwrap_or_default();

@@ -83,8 +83,6 @@ pub struct StreamStats {
     pub queue_full: u64,
     /// Segments retransmitted after a loss.
     pub retransmitted: u64,
-    /// Frames that waited while their link was cut.
-    pub stalled: u64,
 }
 
 /// Every stream of a run.
@@ -103,11 +101,6 @@ impl Streams {
             links: BTreeMap::new(),
             stats: StreamStats::default(),
         }
-    }
-
-    /// The settings.
-    pub fn params(&self) -> &StreamParams {
-        &self.params
     }
 
     /// Counters so far.
@@ -144,19 +137,18 @@ impl Streams {
             // Behind a frame that waits, a frame waits too: the stream keeps its order.
             s.stalled += 1;
             s.stalled_since.get_or_insert(now);
-            self.stats.stalled += 1;
             return StreamVerdict::Stall;
         }
         StreamVerdict::Arrive(self.schedule(key, now, len, latency, loss, rng))
     }
 
     /// The link of `key` passes again at `now`: the instant its waiting frames start
-    /// again (the sender's next retransmission) and how many wait. The caller then sends
-    /// each with [`Streams::send_resumed`], in order.
-    pub fn resume(&mut self, key: StreamKey, now: Instant) -> Option<(Instant, usize)> {
+    /// again (the sender's next retransmission). The caller then sends each with
+    /// [`Streams::send_resumed`], in order.
+    pub fn resume(&mut self, key: StreamKey, now: Instant) -> Option<Instant> {
         let s = self.links.get_mut(&key)?;
         let since = s.stalled_since.take()?;
-        let n = core::mem::take(&mut s.stalled);
+        s.stalled = 0;
         // Retransmissions went out at since + rto, + 2 rto, + 4 rto… while the link was
         // cut; the first after `now` is the one that gets through.
         let mut rto = self.params.min_rto;
@@ -165,7 +157,7 @@ impl Streams {
             rto = (rto * 2).min(self.params.max_rto);
             at += rto;
         }
-        Some((at, n))
+        Some(at)
     }
 
     /// Schedules a frame that waited on `key`, resuming at `at`.
@@ -358,7 +350,7 @@ mod tests {
         assert_eq!(s.occupancy(k, at(2000)), 2);
         assert_eq!(s.stalled_keys(), vec![k]);
         // Retransmissions at 1.2, 1.6, 2.4, 4.0, 7.2 s: healed at 4.5 s, it resumes at 7.2.
-        assert_eq!(s.resume(k, at(4500)), Some((at(7200), 2)));
+        assert_eq!(s.resume(k, at(4500)), Some(at(7200)));
         let t = s.send_resumed(k, at(7200), 10, (ms(1), 0.0), &mut rng);
         assert_eq!(t, at(7201));
         assert!(s.stalled_keys().is_empty());

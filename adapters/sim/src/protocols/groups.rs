@@ -485,18 +485,7 @@ impl Protocol for GroupsProtocol {
                     .sum();
                 resent * 2 <= self.sent.len() as u64 * 3
             }
-            "all-in" => {
-                let want: BTreeSet<&str> = up.iter().map(|&i| world.name(i)).collect();
-                let views: Vec<_> = up
-                    .iter()
-                    .filter_map(|&i| world.node(i).machine())
-                    .map(|p| p.a().view())
-                    .collect();
-                views.windows(2).all(|w| w[0].id == w[1].id)
-                    && views
-                        .first()
-                        .is_some_and(|v| v.names().collect::<BTreeSet<_>>() == want)
-            }
+            "all-in" => super::membership::all_in_one_view(world, &up, |p| p.a().view()),
             "all-delivered" => {
                 let steady: Vec<usize> = up
                     .into_iter()

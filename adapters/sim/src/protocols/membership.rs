@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_core::membership::{
     ClusterConfig, Membership, MembershipCommand, MembershipEvent, MembershipSettings, Timing,
-    ViewId,
+    View, ViewId,
 };
 use flotilla_core::sexpr::{Node, SexprError};
 use flotilla_core::{Instant, Rng};
@@ -59,6 +59,25 @@ pub struct MembershipProtocol {
     convergences: Vec<Duration>,
     views_installed: u64,
     violation: Option<String>,
+}
+
+/// The predicate `all-in`, for any machine that holds a membership (`view_of`): every
+/// node of `up` is in one view whose members are exactly `up`.
+pub(crate) fn all_in_one_view<M>(
+    world: &World<M>,
+    up: &[usize],
+    view_of: impl Fn(&M) -> &View,
+) -> bool {
+    let want: BTreeSet<&str> = up.iter().map(|&i| world.name(i)).collect();
+    let views: Vec<&View> = up
+        .iter()
+        .filter_map(|&i| world.node(i).machine())
+        .map(view_of)
+        .collect();
+    views.windows(2).all(|w| w[0].id == w[1].id)
+        && views
+            .first()
+            .is_some_and(|v| v.names().collect::<BTreeSet<_>>() == want)
 }
 
 fn err(n: &Node, msg: impl Into<String>) -> SexprError {
@@ -221,17 +240,7 @@ impl MembershipProtocol {
     }
 
     fn all_in(&self, world: &World<Membership>) -> bool {
-        let up = Self::running(world);
-        let want: BTreeSet<&str> = up.iter().map(|&i| world.name(i)).collect();
-        let views: Vec<_> = up
-            .iter()
-            .filter_map(|&i| world.node(i).machine())
-            .map(|m| m.view())
-            .collect();
-        views.windows(2).all(|w| w[0].id == w[1].id)
-            && views
-                .first()
-                .is_some_and(|v| v.names().collect::<BTreeSet<_>>() == want)
+        all_in_one_view(world, &Self::running(world), Membership::view)
     }
 }
 

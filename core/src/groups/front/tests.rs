@@ -498,10 +498,10 @@ fn a_barrier_runs_stop_start_done_finish_and_reports_who_is_late() {
     assert!(net.lines(1, 1, "622 web finish").len() == 1);
 }
 
-#[test]
-fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
-    let mut net = Net::new(2, (7000, 7009));
-    // Apart: each side hands out 7000, a's first.
+/// Two daemons cut apart, each alone in its view, with ports `range`: `a`'s agent binds
+/// `old` first, then (a view later) `b`'s binds `young`; both get the first port.
+fn apart_old_then_young(range: (u16, u16)) -> Net {
+    let mut net = Net::new(2, range);
     net.cut = [(0, 1), (1, 0)].into_iter().collect();
     net.install(&view(2, &[0]), &[0]);
     net.install(&view(2, &[1]), &[1]);
@@ -514,6 +514,13 @@ fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
     net.open(1, 1);
     net.line(1, 1, "bind young");
     net.settle();
+    net
+}
+
+#[test]
+fn after_a_heal_two_services_on_one_port_are_told_apart_by_age() {
+    // Apart: each side hands out 7000, a's first.
+    let mut net = apart_old_then_young((7000, 7009));
     assert!(net.text(0, 1).starts_with("250 7000"));
     assert!(net.text(1, 1).starts_with("250 7000"));
     // Healed.
@@ -612,19 +619,7 @@ fn done_takes_only_the_barrier_that_waits() {
 /// with no view change, and resolves.
 #[test]
 fn a_service_left_without_a_port_gets_the_first_that_frees() {
-    let mut net = Net::new(2, (7000, 7000));
-    net.cut = [(0, 1), (1, 0)].into_iter().collect();
-    net.install(&view(2, &[0]), &[0]);
-    net.install(&view(2, &[1]), &[1]);
-    net.settle();
-    net.open(0, 1);
-    net.line(0, 1, "bind old");
-    net.settle();
-    net.install(&view(3, &[1]), &[1]);
-    net.settle();
-    net.open(1, 1);
-    net.line(1, 1, "bind young");
-    net.settle();
+    let mut net = apart_old_then_young((7000, 7000));
     net.cut.clear();
     net.install(&view(4, &[0, 1]), &[0, 1]);
     net.settle();

@@ -413,14 +413,10 @@ impl Groups {
             self.fifo_ack(&o);
         }
         let last = self.fifo.next - 1;
-        let acks = &self.fifo.acks;
-        let others = self
-            .view
-            .members
-            .iter()
-            .filter(|m| m.name != self.me.name)
-            .map(|m| (m, acks.get(&m.name).copied().unwrap_or(0)));
-        let stuck = self.fifo.tails.stuck(now, others, last);
+        let f = &mut self.fifo;
+        let stuck = f
+            .tails
+            .stuck(now, (&self.view, &self.me.name), &f.acks, last);
         let view = self.view.id.clone();
         for (to, from) in stuck {
             self.on_fifo_nack(to, &view, from);

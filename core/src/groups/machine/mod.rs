@@ -77,16 +77,18 @@ const NACK_FIRST: Duration = Duration::from_millis(100);
 struct Tails(BTreeMap<String, (u64, Backoff)>);
 
 impl Tails {
-    /// The members (of `acks`: member, its acknowledgement) below `last` whose
-    /// acknowledgement has not moved for their wait, with the first item they miss.
-    fn stuck<'a>(
+    /// The members of `view` other than `me` whose acknowledgement (in `acks`; none is
+    /// 0) is below `last` and has not moved for their wait, with the first item they miss.
+    fn stuck(
         &mut self,
         now: Instant,
-        acks: impl Iterator<Item = (&'a Member, u64)>,
+        (view, me): (&View, &str),
+        acks: &BTreeMap<String, u64>,
         last: u64,
     ) -> Vec<(PeerAddr, u64)> {
         let mut out = Vec::new();
-        for (m, a) in acks {
+        for m in view.members.iter().filter(|m| m.name != me) {
+            let a = acks.get(&m.name).copied().unwrap_or(0);
             let (seen, wait) = self
                 .0
                 .entry(m.name.clone())
@@ -649,14 +651,9 @@ impl Groups {
             return;
         };
         let last = s.next.saturating_sub(1);
-        let acks = &s.acks;
-        let others = self
-            .view
-            .members
-            .iter()
-            .filter(|m| m.name != self.me.name)
-            .map(|m| (m, acks.get(&m.name).copied().unwrap_or(0)));
-        let stuck = s.tails.stuck(now, others, last);
+        let stuck = s
+            .tails
+            .stuck(now, (&self.view, &self.me.name), &s.acks, last);
         let view = self.view.id.clone();
         for (to, from) in stuck {
             self.on_nack(to, view.clone(), from);
