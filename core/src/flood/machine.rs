@@ -759,6 +759,11 @@ impl Flood {
         })
     }
 
+    /// How many updates of a stream within `from..=to` this site stores now.
+    pub fn held_between(&self, group: &str, stream: &StreamKey, from: u64, to: u64) -> usize {
+        self.store.held(group, stream, from, to).count()
+    }
+
     /// Whether this site counts `site` as a neighbour that is up in `group`.
     pub fn neighbour_up(&self, now: Instant, group: &str, site: &str) -> bool {
         self.groups
