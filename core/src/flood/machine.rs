@@ -440,6 +440,8 @@ struct Neighbour {
     wants_full: bool,
     /// A full digest from it has arrived.
     got_full: bool,
+    /// Its answer to this site's first request (`Starts`) has arrived.
+    got_start: bool,
 }
 
 /// What this site knows of one stream.
@@ -453,9 +455,15 @@ struct Stream {
     above: BTreeSet<u64>,
     /// The highest sequence number known to exist.
     known: u64,
-    /// Adopted from an update before any digest: the first digest may lower `base` to
-    /// what neighbours still hold.
-    history_open: bool,
+    /// Taken during this site's first window (from the marks or the update it first
+    /// heard): when the window closes, `base` is lowered to where the neighbours say
+    /// the stream stood when this site joined.
+    provisional: bool,
+    /// When `known` reached a value: each `(t, v)` says v was known to exist at t, so
+    /// everything up to v was flooded before t. Kept for a while (the oldest beyond
+    /// that as a floor), at most one per grain, to tell a site that just joined where
+    /// the stream stood then.
+    history: VecDeque<(Instant, u64)>,
     /// Missing sequence numbers already reported (as `Missing`) up to here.
     reported: u64,
     /// The pull in flight: whom, the first and last sequence numbers asked, attempts so
@@ -472,10 +480,58 @@ impl Stream {
             through: base - 1,
             above: BTreeSet::new(),
             known: base - 1,
-            history_open: false,
+            provisional: false,
+            history: VecDeque::from([(now, base - 1)]),
             reported: base - 1,
             pull: None,
             touched: now,
+        }
+    }
+
+    /// Records in `history` that `known` holds at `now`: a new entry, or the latest one
+    /// moved up when the one before it is younger than `grain` (so entries stay a grain
+    /// apart; a lookup between them falls back to the earlier, which is still true).
+    fn note_known(&mut self, now: Instant, grain: Duration, horizon: Duration) {
+        let h = &mut self.history;
+        if h.back().is_some_and(|&(_, v)| v >= self.known) {
+            return;
+        }
+        let n = h.len();
+        let close = n >= 2 && now.saturating_duration_since(h[n - 2].0) < grain;
+        match h.back_mut() {
+            Some(last) if close => *last = (now, self.known),
+            _ => h.push_back((now, self.known)),
+        }
+        let old = now.saturating_sub(horizon);
+        while h.len() >= 2 && h[1].0 <= old {
+            h.pop_front();
+        }
+        // Past the cap, resolution goes from the old end (a lookup there is earlier,
+        // still true).
+        while h.len() > HISTORY_MAX {
+            h.remove(1);
+        }
+    }
+
+    /// The highest sequence number known to exist at `t`, as far as `history` tells.
+    fn known_at(&self, t: Instant) -> Option<u64> {
+        self.history
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= t)
+            .map(|&(_, v)| v)
+    }
+
+    /// Takes the stream from `to` (below `base`) on: what arrived from `base` on is
+    /// remembered as out of order, and `to..base` is missing.
+    fn lower_base(&mut self, to: u64) {
+        debug_assert!(to >= 1 && to < self.base);
+        self.above.extend(self.base..=self.through);
+        self.base = to;
+        self.through = to - 1;
+        self.reported = self.through;
+        while self.above.remove(&(self.through + 1)) {
+            self.through += 1;
         }
     }
 
@@ -551,8 +607,14 @@ struct Group {
     /// from their next update on, since a site that just started is not responsible for
     /// what was flooded before it. Never set again.
     adopt_until: Option<Instant>,
-    /// Whether the site is still in that first window.
+    /// Whether the site is still in that first window (from its start; it closes once
+    /// `adopt_until` passes or every neighbour has answered).
     fresh: bool,
+    /// When this site adopted its first topology of the group.
+    joined: Option<Instant>,
+    /// In the first window: per stream, the latest start a neighbour named (each is at
+    /// or before the first update flooded after this site joined).
+    starts: BTreeMap<StreamKey, u64>,
     /// Spanning-tree children of this site per origin, for the current topology.
     children: BTreeMap<String, Vec<String>>,
     /// This site's own stream in this group: the next sequence number.
@@ -611,6 +673,16 @@ const DOWN_ROUNDS: u32 = 12;
 /// of are taken from their next update on (it ends sooner once every neighbour has sent
 /// a full digest).
 const ADOPT_ROUNDS: u32 = 20;
+/// Entries of a stream's `history` at most.
+const HISTORY_MAX: usize = 256;
+/// A stream's `history` entries are at least this many to a digest period apart.
+const HISTORY_GRAIN_PER_PERIOD: u32 = 8;
+/// How far back a neighbour looks for where streams stood when a site joined, beyond the
+/// time the site says it joined: the round trip to it, doubled, within these bounds (and
+/// the default while it is not measured).
+const JOIN_MARGIN_MIN: Duration = Duration::from_millis(20);
+const JOIN_MARGIN_MAX: Duration = Duration::from_secs(1);
+const JOIN_MARGIN_DEFAULT: Duration = Duration::from_millis(250);
 /// Sequence numbers asked per pull.
 const PULL_BATCH: u64 = 256;
 /// Pulls of the same sequence number before the next neighbour is asked.
@@ -661,6 +733,8 @@ impl Flood {
                     streams: BTreeMap::new(),
                     adopt_until: None,
                     fresh: true,
+                    joined: None,
+                    starts: BTreeMap::new(),
                     children: BTreeMap::new(),
                     next_seq: 1,
                     lost_log: VecDeque::new(),
@@ -927,8 +1001,19 @@ impl Flood {
                 group,
                 full,
                 want_full,
+                joined_us,
                 entries,
-            } => self.on_digest(now, sender.as_deref(), &group, full, want_full, entries),
+            } => self.on_digest(
+                now,
+                sender.as_deref(),
+                &group,
+                full,
+                want_full.then_some(joined_us),
+                entries,
+            ),
+            FloodMsg::Starts { group, entries } => {
+                self.on_starts(now, sender.as_deref(), &group, entries)
+            }
             FloodMsg::Pull {
                 group,
                 origin,

@@ -11,7 +11,7 @@
 //!
 //! Checked after every step:
 //! - no site exports an update twice — in one life or across restarts (a restarted
-//!   site takes streams from their next update on);
+//!   site takes streams from where they stood when it rejoined);
 //! - every exported update holds exactly the bytes flooded under its name;
 //! - no site stores more than `data-storage-max`;
 //! - no site reports updates lost (`purged`) while their origin, running the same
@@ -604,10 +604,8 @@ impl Protocol for FloodProtocol {
                         .or_default()
                         .push((*from, *to));
                 }
-                FloodEvent::Topology { .. } => {
-                    if self.rejoined[node].is_none() {
-                        self.rejoined[node] = Some(world.now());
-                    }
+                FloodEvent::Topology { .. } if self.rejoined[node].is_none() => {
+                    self.rejoined[node] = Some(world.now());
                 }
                 FloodEvent::Missing { .. } => self.missing_reported += 1,
                 FloodEvent::Delivered {

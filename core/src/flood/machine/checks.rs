@@ -49,7 +49,18 @@ impl Flood {
                     g.streams.len()
                 ));
             }
+            if !g.fresh && !g.starts.is_empty() {
+                return Err(format!(
+                    "{name}: starts remembered after the first window closed"
+                ));
+            }
             for (k, s) in &g.streams {
+                if s.provisional && !g.fresh {
+                    return Err(format!(
+                        "{name}: stream {k:?} still waits for the first window to settle it, \
+                         which has closed"
+                    ));
+                }
                 let bad = s.base == 0
                     || s.through + 1 < s.base
                     || s.known < s.through

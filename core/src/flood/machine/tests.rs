@@ -774,3 +774,239 @@ fn missing_ranges_of_a_stream() {
     assert_eq!(s.through, 6);
     assert!(s.is_missing_any());
 }
+
+/// Finding 3 of issue 16: a site down long enough for its neighbours to classify it
+/// down comes back, and updates are flooded right after it adopts its topology — before
+/// its neighbours push to it again. It gets every one of them (its neighbours tell it
+/// where each stream stood when it joined), and does not export again what it exported
+/// before.
+#[test]
+fn a_restarted_site_gets_what_was_flooded_right_after_it_rejoined() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    for k in 0..3 {
+        net.flood(0, &format!("before{k}"));
+        net.flood(1, &format!("b-before{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.exports(2).len(), 6);
+    net.crash(2);
+    // Neighbours classify it down (12 digest periods) and stop pushing to it.
+    net.run_for(Duration::from_secs(3));
+    for k in 0..3 {
+        net.flood(0, &format!("down{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    net.start(2);
+    net.drain(2);
+    while net.site(2).topology("g").is_none() {
+        net.run_for(Duration::from_millis(1));
+    }
+    // Flooded while the neighbours still take it for down, as fast as they come.
+    let mut after = Vec::new();
+    for k in 0..5 {
+        let text = format!("after{k}");
+        net.flood(0, &text);
+        after.push(text);
+        let text = format!("b-after{k}");
+        net.flood(1, &text);
+        after.push(text);
+        net.run_for(Duration::from_millis(1));
+    }
+    net.run_for(Duration::from_secs(4));
+    let got: Vec<String> = net.exports(2).into_iter().map(|e| e.2).collect();
+    for text in &after {
+        assert!(got.contains(text), "s3 never exported {text}: {got:?}");
+    }
+    let mut seen = BTreeSet::new();
+    for text in &got {
+        assert!(seen.insert(text), "s3 exported {text} twice: {got:?}");
+    }
+    assert_eq!(net.site(2).stats().lost, 0);
+}
+
+/// The start a neighbour gives a site that just joined: one past what it knew then.
+#[test]
+fn a_streams_history_says_what_was_known_when() {
+    let t = |ms: u64| Instant::ZERO + Duration::from_millis(ms);
+    let (grain, horizon) = (Duration::from_millis(10), Duration::from_secs(1));
+    let mut s = Stream::new(1, t(0));
+    for (ms, seq) in [(100, 1), (102, 2), (104, 3), (150, 4)] {
+        s.arrive(seq);
+        s.note_known(t(ms), grain, horizon);
+    }
+    // Within a grain the latest entry moves: 2 at 102 ms was folded into 3 at 104 ms,
+    // so between them the answer falls back to what is certain.
+    assert_eq!(s.known_at(t(99)), Some(0));
+    assert_eq!(s.known_at(t(103)), Some(1));
+    assert_eq!(s.known_at(t(104)), Some(3));
+    assert_eq!(s.known_at(t(1999)), Some(4));
+    s.arrive(5);
+    s.note_known(t(2000), grain, horizon);
+    assert_eq!(s.known_at(t(2000)), Some(5));
+    // Pruned past the horizon, the newest older entry kept as a floor.
+    assert_eq!(s.history.front().copied(), Some((t(150), 4)));
+    assert_eq!(s.known_at(t(149)), None);
+    // Lowering the base keeps what arrived and makes the rest missing.
+    let mut s = Stream::new(5, t(0));
+    s.arrive(5);
+    s.arrive(6);
+    s.arrive(8);
+    s.lower_base(2);
+    assert_eq!((s.base, s.through, s.known), (2, 1, 8));
+    assert_eq!(s.missing_ranges(10), [(2, 4), (7, 7)]);
+}
+
+/// Sets up a site (s4) whose neighbours say, in their digests, that they passed updates
+/// of `origin` 1..=3 without holding them; returns the neighbours.
+fn passed_not_held(net: &mut Net, origin: usize, incarnation: u64) -> Vec<usize> {
+    let t = net.site(3).topology("g").unwrap();
+    let neighbours: Vec<usize> = t
+        .links
+        .iter()
+        .filter_map(|(a, b, _)| match (a.as_str(), b.as_str()) {
+            ("s4", o) | (o, "s4") => Some(o[1..].parse::<usize>().unwrap() - 1),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !neighbours.contains(&origin),
+        "the origin must not be a neighbour"
+    );
+    for &nb in &neighbours {
+        net.cut.insert((nb.min(3), nb.max(3)));
+    }
+    let digest = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: vec![super::super::msg::DigestEntry {
+            origin: format!("s{}", origin + 1),
+            incarnation,
+            low: 4,
+            through: 3,
+        }],
+    };
+    let now = net.now;
+    for &nb in &neighbours {
+        let m = net.sites[3].as_mut().unwrap();
+        m.handle(
+            now,
+            Input::Frame {
+                from: addr(nb),
+                frame: digest.to_frame(),
+            },
+        )
+        .unwrap();
+    }
+    net.drain(3);
+    neighbours
+}
+
+fn lost_events(net: &Net, i: usize) -> Vec<(u64, u64, LostReason)> {
+    net.events[i]
+        .iter()
+        .filter_map(|e| match e {
+            FloodEvent::Lost {
+                from, to, reason, ..
+            } => Some((*from, *to, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Finding 3 of issue 16, downstream: neighbours that passed updates without holding
+/// them (a site that joined after them, or dropped them) are not the origin's log. The
+/// site asks the origin, and gets the updates it still stores.
+#[test]
+fn updates_no_neighbour_holds_are_pulled_from_their_origin() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let t = net.site(3).topology("g").unwrap();
+    let Some(origin) = (0..3).find(|&o| {
+        !t.links.iter().any(|(a, b, _)| {
+            let o = format!("s{}", o + 1);
+            (a == "s4" && *b == o) || (b == "s4" && *a == o)
+        })
+    }) else {
+        panic!("every site is s4's neighbour in {t:?}: nothing to show");
+    };
+    // s4 is cut off from its neighbours; the origin floods three updates.
+    let incarnation = net.site(origin).incarnation();
+    let _ = passed_not_held(&mut net, origin, incarnation);
+    for k in 0..3 {
+        net.flood(origin, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_millis(50));
+    // Only the (injected) digests reached s4: its neighbours passed 1..=3, hold none.
+    let _ = passed_not_held(&mut net, origin, incarnation);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(lost_events(&net, 3), []);
+    let got: Vec<String> = net.exports(3).into_iter().map(|e| e.2).collect();
+    assert_eq!(got, ["u0", "u1", "u2"]);
+}
+
+/// What the origin itself no longer stores is lost — and only once it said so: while it
+/// cannot be reached, the updates stay missing.
+#[test]
+fn updates_are_reported_purged_on_the_origins_word_only() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let t = net.site(3).topology("g").unwrap();
+    let Some(origin) = (0..3).find(|&o| {
+        !t.links.iter().any(|(a, b, _)| {
+            let o = format!("s{}", o + 1);
+            (a == "s4" && *b == o) || (b == "s4" && *a == o)
+        })
+    }) else {
+        panic!("every site is s4's neighbour in {t:?}: nothing to show");
+    };
+    // A stream of an incarnation the origin does not run (it restarted): it stores
+    // nothing of it. The origin cannot be reached at first.
+    net.cut.insert((origin.min(3), origin.max(3)));
+    let neighbours = passed_not_held(&mut net, origin, 77);
+    net.run_for(Duration::from_millis(600));
+    let _ = passed_not_held(&mut net, origin, 77);
+    net.run_for(Duration::from_millis(600));
+    assert_eq!(lost_events(&net, 3), [], "lost on the neighbours' word");
+    assert!(net.site(3).stats().missing >= 3);
+    // The origin is reachable again: it says it stores none of them.
+    net.cut.clear();
+    for &nb in &neighbours {
+        net.cut.insert((nb.min(3), nb.max(3)));
+    }
+    let _ = passed_not_held(&mut net, origin, 77);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(lost_events(&net, 3), [(1, 3, LostReason::Purged)]);
+}
+
+/// The first window's checks fire: a stream still waiting to be settled, or starts
+/// still remembered, after the window closed.
+#[test]
+fn first_window_checks_fire_on_a_corrupted_state() {
+    let n = 3;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(4));
+    net.flood(0, "x");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.site(1).check_invariants(), Ok(()));
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: net.site(0).incarnation(),
+    };
+    let mut m = net.sites[1].take().unwrap();
+    let g = m.groups.get_mut("g").unwrap();
+    assert!(!g.fresh);
+    g.streams.get_mut(&key).unwrap().provisional = true;
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("first window"), "{e}");
+    let g = m.groups.get_mut("g").unwrap();
+    g.streams.get_mut(&key).unwrap().provisional = false;
+    g.starts.insert(key, 1);
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("starts remembered"), "{e}");
+}
