@@ -10,6 +10,7 @@
 mod checks;
 mod clients;
 mod data;
+mod durable;
 mod sites;
 mod store;
 #[cfg(test)]
@@ -26,6 +27,7 @@ use super::bundle::LostReason;
 use super::command::{ClientReader, ReaderLimits};
 use super::config::{FloodConfig, FloodMode, GroupDef, LocalDef, SiteDef};
 use super::msg::{FloodMsg, MAX_GROUP_SITES, SiteInfo};
+use super::state::FloodState;
 use crate::machine::{
     ClientId, ClientOrigin, EffectError, EffectId, Input, Machine, Outbox, OutputOf, PeerAddr,
     Timers, debug_check,
@@ -90,6 +92,13 @@ pub struct FloodSettings {
     /// delivered is exported again.
     #[doc(hidden)]
     pub canary_duplicate_export: bool,
+    /// Keep a state file (`flotilla floodd --state`): the machine asks for
+    /// [`FloodEffect::Store`] before every export run and whenever what must survive a
+    /// crash changed.
+    pub durable: bool,
+    /// The state to resume from (the state file, read at start); taken by
+    /// [`Flood::new`].
+    pub restore: Option<FloodState>,
 }
 
 /// Why a configuration cannot run as the named site.
@@ -160,6 +169,8 @@ impl FloodSettings {
             local: cfg.local.clone(),
             limits: FloodLimits::default(),
             canary_duplicate_export: false,
+            durable: false,
+            restore: None,
         })
     }
 }
@@ -173,6 +184,13 @@ pub enum FloodCommand {
         group: Option<String>,
         /// The update.
         data: Bytes,
+    },
+    /// The daemon is about to stop: let the export run in flight finish and, with
+    /// `drain` (no state file), export everything waiting first; [`FloodEvent::Stopped`]
+    /// says when it may stop. No new run starts without `drain`.
+    Stop {
+        /// Export everything waiting before saying `Stopped`.
+        drain: bool,
     },
 }
 
@@ -294,6 +312,13 @@ pub enum FloodEvent {
     },
     /// A client on this host asked the daemon to stop.
     Terminate,
+    /// After [`FloodCommand::Stop`]: the export pipeline is quiet, the daemon may stop.
+    Stopped,
+    /// Storing the state file failed (it is retried; export runs wait for it).
+    StoreFailed {
+        /// Why.
+        error: String,
+    },
 }
 
 /// Effects the machine asks its driver for.
@@ -316,6 +341,14 @@ pub enum FloodEffect {
         /// What it reads (SPEC.md §8.4).
         input: String,
     },
+    /// Write `state` as the state file, whole and durably (replacing the one there).
+    /// Serials increase; a store older than one already written must not replace it.
+    Store {
+        /// The file's bytes (`flotilla_core::flood::state`).
+        state: Bytes,
+        /// Its serial.
+        serial: u64,
+    },
 }
 
 /// What a successful effect produces.
@@ -325,6 +358,8 @@ pub enum FloodEffectValue {
     Exported,
     /// The generator's standard output.
     Generated(String),
+    /// The state file was stored.
+    Stored,
 }
 
 /// Counters, as `statistics` shows them.
@@ -390,6 +425,7 @@ enum Timer {
     SitePurge,
     ExportRetry,
     PartialLine(ClientId),
+    State,
 }
 
 /// A stream of updates: an origin site and the incarnation it started with.
@@ -654,6 +690,12 @@ pub struct Flood {
     stats: FloodStats,
     /// Replies to the client being read, written once when its bytes are handled.
     batch: Option<(ClientId, bytes::BytesMut)>,
+    /// With a state file: what is stored of it.
+    durable: Option<durable::Durable>,
+    /// Asked to stop (draining or not).
+    stopping: Option<bool>,
+    /// `Stopped` was said.
+    stopped: bool,
 }
 
 /// Most probes of each kind remembered at once (unanswered ones are forgotten first).
@@ -691,7 +733,8 @@ const PULL_TRIES: u32 = 3;
 impl Flood {
     /// A site's machine at `now`. `rng` draws its incarnation, probe targets, and the
     /// master's random topology cycles.
-    pub fn new(cfg: FloodSettings, now: Instant, mut rng: Rng) -> Self {
+    pub fn new(mut cfg: FloodSettings, now: Instant, mut rng: Rng) -> Self {
+        let restore = cfg.restore.take();
         let incarnation = rng.next_u64() | 1;
         let mut sites = BTreeMap::new();
         let mut by_addr = BTreeMap::new();
@@ -760,12 +803,22 @@ impl Flood {
             next_effect: 1,
             stats: FloodStats::default(),
             batch: None,
+            durable: None,
+            stopping: None,
+            stopped: false,
         };
         let names: Vec<String> = f.groups.keys().cloned().collect();
         for g in names {
             f.start_group(now, &g);
         }
         f.arm_site_purge(now);
+        if f.cfg.durable {
+            f.durable = Some(durable::Durable::new());
+            f.timers.set(Timer::State, now + durable::STATE_PERIOD);
+        }
+        if let Some(state) = restore {
+            f.restore(now, state);
+        }
         debug_check(&f);
         f
     }
@@ -1057,6 +1110,7 @@ impl Flood {
             Timer::SitePurge => self.on_site_purge(now),
             Timer::ExportRetry => self.pump_export(now),
             Timer::PartialLine(c) => self.on_partial_line(c),
+            Timer::State => self.on_state_timer(now),
         }
     }
 
@@ -1068,6 +1122,14 @@ impl Flood {
     ) -> Result<(), FloodError> {
         if self.store.export_in_flight() == Some(id) {
             self.on_export_done(now, outcome);
+            return Ok(());
+        }
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.store_in_flight() == Some(id))
+        {
+            self.on_store_done(now, outcome);
             return Ok(());
         }
         let group = self
@@ -1144,8 +1206,13 @@ impl Machine for Flood {
             Input::Command(FloodCommand::Flood { group, data }) => {
                 self.flood(now, group.as_deref(), data).map(|_| ())
             }
+            Input::Command(FloodCommand::Stop { drain }) => {
+                self.on_stop(now, drain);
+                Ok(())
+            }
             Input::EffectDone { id, outcome } => self.on_effect(now, id, outcome),
         };
+        self.check_stopped();
         debug_check(self);
         r
     }
@@ -1154,6 +1221,7 @@ impl Machine for Flood {
         while let Some(t) = self.timers.pop_due(now) {
             self.on_timer(now, t);
         }
+        self.check_stopped();
         debug_check(self);
     }
 

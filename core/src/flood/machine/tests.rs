@@ -67,8 +67,15 @@ struct Net {
     /// Every update each site exported, in order, over all its lives.
     exported: Vec<Vec<BundleItem>>,
     export: ExportMode,
-    /// Export runs waiting for their outcome: (done at, site, id, ok).
+    /// Export runs (and stores) waiting for their outcome: (done at, site, id, ok).
     effects: Vec<(Instant, usize, EffectId, bool)>,
+    /// Sites keep a state file: each one's "disk", which survives its crash.
+    durable: bool,
+    disk: Vec<Option<Bytes>>,
+    /// Effect ids that are stores.
+    stores: BTreeSet<(usize, EffectId)>,
+    /// How long a store takes.
+    store_latency: Duration,
     events: Vec<Vec<FloodEvent>>,
     client_out: BTreeMap<ClientId, Vec<u8>>,
     closed: BTreeSet<ClientId>,
@@ -91,7 +98,26 @@ impl Net {
             client_out: BTreeMap::new(),
             closed: BTreeSet::new(),
             seed: 1,
+            durable: false,
+            disk: vec![None; n],
+            stores: BTreeSet::new(),
+            store_latency: Duration::ZERO,
         };
+        for i in 0..n {
+            net.sites.push(None);
+            net.start(i);
+        }
+        net.drain_all();
+        net
+    }
+
+    /// A network of sites that keep state files.
+    fn durable(cfg: FloodConfig, n: usize) -> Self {
+        let mut net = Net::new(cfg, 0);
+        net.durable = true;
+        net.exported = vec![Vec::new(); n];
+        net.events = vec![Vec::new(); n];
+        net.disk = vec![None; n];
         for i in 0..n {
             net.sites.push(None);
             net.start(i);
@@ -102,7 +128,11 @@ impl Net {
 
     fn start(&mut self, i: usize) {
         self.seed += 1;
-        let s = settings(&self.cfg, i);
+        let mut s = settings(&self.cfg, i);
+        s.durable = self.durable;
+        s.restore = self.disk[i]
+            .as_ref()
+            .map(|b| crate::flood::state::FloodState::decode(b).unwrap());
         self.sites[i] = Some(Flood::new(
             s,
             self.now,
@@ -113,6 +143,7 @@ impl Net {
     fn crash(&mut self, i: usize) {
         self.sites[i] = None;
         self.effects.retain(|e| e.1 != i);
+        self.stores.retain(|s| s.0 != i);
     }
 
     fn site(&self, i: usize) -> &Flood {
@@ -162,6 +193,12 @@ impl Net {
                         }
                     }
                     FloodEffect::Generate { .. } => panic!("no generator configured"),
+                    FloodEffect::Store { state, .. } => {
+                        assert!(self.durable, "a store without a state file");
+                        self.disk[i] = Some(state);
+                        self.stores.insert((i, r.id));
+                        self.effects.push((now + self.store_latency, i, r.id, true));
+                    }
                 },
             }
         }
@@ -195,7 +232,9 @@ impl Net {
             let now = self.now;
             if let Some(k) = self.effects.iter().position(|e| e.0 <= now) {
                 let (_, i, id, ok) = self.effects.remove(k);
-                let outcome = if ok {
+                let outcome = if self.stores.remove(&(i, id)) {
+                    Ok(FloodEffectValue::Stored)
+                } else if ok {
                     Ok(FloodEffectValue::Exported)
                 } else if self.export == ExportMode::Hang {
                     Err(EffectError::TimedOut(Duration::from_secs(60)))
@@ -1009,4 +1048,175 @@ fn first_window_checks_fire_on_a_corrupted_state() {
     g.starts.insert(key, 1);
     let e = m.check_invariants().unwrap_err();
     assert!(e.contains("starts remembered"), "{e}");
+}
+
+fn lost_items(net: &Net, i: usize) -> Vec<(u64, u64, LostReason)> {
+    net.exported[i]
+        .iter()
+        .filter_map(|it| match it {
+            BundleItem::Lost {
+                from, to, reason, ..
+            } => Some((*from, *to, *reason)),
+            BundleItem::Update { .. } => None,
+        })
+        .collect()
+}
+
+/// Finding 4 of issue 16: updates accepted and waiting for the export command survive a
+/// crash with a state file; the site resumes every stream where it stood, so it also
+/// gets what was flooded while it was down; nothing is exported twice.
+#[test]
+fn a_crashed_site_resumes_its_waiting_exports_from_its_state_file() {
+    let n = 3;
+    let mut net = Net::durable(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.flood(0, "u0");
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.exports(1).len(), 1);
+    // The export command fails: four updates wait at s2.
+    net.export = ExportMode::Fail;
+    for k in 1..5 {
+        net.flood(0, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_millis(1500));
+    assert_eq!(net.exports(1).len(), 1);
+    net.crash(1);
+    net.export = ExportMode::Succeed;
+    for k in 5..8 {
+        net.flood(0, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    net.start(1);
+    net.drain(1);
+    net.run_for(Duration::from_secs(4));
+    let got: Vec<String> = net.exports(1).into_iter().map(|e| e.2).collect();
+    let want: Vec<String> = (0..8).map(|k| format!("u{k}")).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, want, "exported {got:?}");
+    assert_eq!(lost_items(&net, 1), []);
+}
+
+/// A crash while an export run is in flight: the state file names its updates as in a
+/// run, so after the restart they are reported lost (interrupted), never offered again.
+#[test]
+fn updates_in_a_run_at_a_crash_are_reported_interrupted() {
+    let n = 3;
+    let mut net = Net::durable(config(n, 2, "", "(:export-timeout 30)"), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    for k in 0..3 {
+        net.flood(0, &format!("u{k}"));
+        net.run_for(Duration::from_millis(1));
+    }
+    net.run_for(Duration::from_millis(500));
+    net.crash(1);
+    net.export = ExportMode::Succeed;
+    net.start(1);
+    net.drain(1);
+    net.run_for(Duration::from_secs(3));
+    let exported: Vec<String> = net.exports(1).into_iter().map(|e| e.2).collect();
+    let lost = lost_items(&net, 1);
+    let lost_count: u64 = lost.iter().map(|(a, b, _)| b - a + 1).sum();
+    assert!(
+        lost.iter().all(|l| l.2 == LostReason::Interrupted),
+        "{lost:?}"
+    );
+    assert!(lost_count >= 1, "the hung run held something: {lost:?}");
+    assert_eq!(
+        exported.len() as u64 + lost_count,
+        3,
+        "{exported:?} {lost:?}"
+    );
+    assert_eq!(net.site(1).stats().lost, lost_count);
+}
+
+/// Stopping without a state file drains the exports first; with a failing command it
+/// says it may stop at once (what is left is for the daemon to report).
+#[test]
+fn a_stop_drains_exports_then_says_stopped() {
+    let n = 2;
+    let mut net = Net::new(config(n, 1, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    net.flood(0, "a");
+    net.run_for(Duration::from_millis(100));
+    net.export = ExportMode::Succeed;
+    net.flood(0, "b");
+    net.run_for(Duration::from_millis(10));
+    let now = net.now;
+    let m = net.sites[1].as_mut().unwrap();
+    m.handle(now, Input::Command(FloodCommand::Stop { drain: true }))
+        .unwrap();
+    net.drain(1);
+    let stopped = |net: &Net| net.events[1].contains(&FloodEvent::Stopped);
+    assert!(!stopped(&net), "stopped with a run in flight");
+    // The hung run times out (60 s), then everything waiting goes.
+    net.run_for(Duration::from_secs(65));
+    assert!(stopped(&net));
+    let (left, lost) = net.site(1).unexported();
+    assert!(left.is_empty() && lost == 0, "{left:?} {lost}");
+    assert_eq!(net.exports(1).len(), 2);
+    // A failing command: stopped as soon as the run is over, the update left.
+    net.export = ExportMode::Fail;
+    net.flood(0, "c");
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.site(1).unexported().0.len(), 1);
+}
+
+/// With a state file, a stop lets the run in flight finish and starts no other; the
+/// final state holds what waits (a killed run's updates as waiting, not in doubt).
+#[test]
+fn a_stop_with_a_state_file_keeps_what_waits() {
+    let n = 2;
+    let mut net = Net::durable(config(n, 1, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    net.flood(0, "a");
+    net.run_for(Duration::from_millis(100));
+    net.flood(0, "b");
+    net.run_for(Duration::from_millis(100));
+    let now = net.now;
+    let m = net.sites[1].as_mut().unwrap();
+    m.handle(now, Input::Command(FloodCommand::Stop { drain: false }))
+        .unwrap();
+    net.drain(1);
+    assert!(!net.events[1].contains(&FloodEvent::Stopped));
+    // The daemon gives up waiting: its driver drops the run; the final state has both
+    // updates waiting.
+    let state = net.sites[1].as_mut().unwrap().final_state();
+    let st = crate::flood::state::FloodState::decode(&state).unwrap();
+    let waiting: Vec<(u64, bool)> = st.groups[0]
+        .waiting
+        .iter()
+        .map(|u| (u.seq, u.in_run))
+        .collect();
+    assert_eq!(waiting, [(1, false), (2, false)]);
+    net.crash(1);
+    net.disk[1] = Some(state);
+    net.export = ExportMode::Succeed;
+    net.start(1);
+    net.drain(1);
+    net.run_for(Duration::from_secs(2));
+    let got: Vec<String> = net.exports(1).into_iter().map(|e| e.2).collect();
+    assert_eq!(got, ["a", "b"]);
+}
+
+/// The check that a staged export run has a state file to wait for fires.
+#[test]
+fn a_staged_run_without_a_state_file_is_caught() {
+    let n = 2;
+    let mut net = Net::durable(config(n, 1, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.store_latency = Duration::from_secs(1);
+    net.flood(0, "a");
+    // Delivered and staged, its store asked for but not yet done.
+    net.run_for(Duration::from_millis(100));
+    assert!(net.site(1).staged_run_needs().is_some());
+    assert_eq!(net.site(1).check_invariants(), Ok(()));
+    let mut m = net.sites[1].take().unwrap();
+    m.durable = None;
+    m.timers.cancel(&Timer::State);
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("state file"), "{e}");
 }
