@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use flotilla_core::flood::config::FloodConfig;
-use flotilla_core::flood::msg::{DigestEntry, FAMILY, FloodMsg};
+use flotilla_core::flood::msg::{DigestEntry, FAMILY, FloodMsg, StartEntry};
 use flotilla_core::flood::{Flood, FloodEffectValue, FloodSettings};
 use flotilla_core::machine::{ClientId, ClientOrigin, EffectError, EffectId, Input, ListenerId, Machine, PeerAddr};
 use flotilla_core::wire::{Frame, Kind};
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         let origin = names[usize::from(arg >> 6) % 3].to_string();
         let n = |i: usize| u64::from(*body.get(i).unwrap_or(&1)).max(1);
         let client = ClientId(u64::from(arg % 4));
-        let msg = match op % 12 {
+        let msg = match op % 13 {
             0 => None,
             1 => Some(FloodMsg::Update {
                 group: "g".into(),
@@ -53,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
                 group: "g".into(),
                 full: arg & 1 == 1,
                 want_full: arg & 2 == 2,
+                joined_us: u64::from(arg) * 10_000,
                 entries: body
                     .chunks(2)
                     .map(|c| {
@@ -114,6 +115,17 @@ fuzz_target!(|data: &[u8]| {
                 let _ = m.handle(now, Input::Frame { from, frame });
                 None
             }
+            11 => Some(FloodMsg::Starts {
+                group: "g".into(),
+                entries: body
+                    .iter()
+                    .map(|&b| StartEntry {
+                        origin: names[usize::from(b) % 3].to_string(),
+                        incarnation: u64::from(b % 2),
+                        start: u64::from(b).max(1),
+                    })
+                    .collect(),
+            }),
             _ => {
                 m.handle_timeout(now);
                 if let Some(t) = m.poll_timeout() {

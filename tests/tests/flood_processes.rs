@@ -610,6 +610,10 @@ fn a_restarted_daemon_exports_nothing_twice() {
     cb.send(b"binary 9\nb, c down");
     sent.push(flooded(&cb.reply()[0], b"b, c down"));
     wait_exported(a, &[&sent[sent.len() - 1]]);
+    // Without a state file a site restarted within the join margin (at most 1 s) of
+    // having exported updates may take them again (SPEC.md §8.8, limits): restart after
+    // it. `pending_exports_survive_sigterm_kill_and_sighup` restarts at once with one.
+    std::thread::sleep(Duration::from_millis(1200));
     let _dc = start(c);
     wait_converged(&[a, b, c], 3);
     ca.send(b"data\nafter the restart\n.\n");
@@ -1233,4 +1237,188 @@ fn a_pipelining_client_is_slowed_not_dropped() {
         });
         assert_eq!(stat(site.client, "lost"), 0, "{}", site.name);
     }
+}
+
+/// Lost ranges a site's export command was told of: `(origin, from, to, reason)`.
+fn exported_lost(out: &Path) -> Vec<(String, u64, u64, String)> {
+    let bytes = std::fs::read(out).unwrap_or_default();
+    bundle::decode(&Bytes::from(bytes))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| match i {
+            BundleItem::Lost {
+                origin,
+                from,
+                to,
+                reason,
+                ..
+            } => Some((origin, from, to, reason.as_str().to_string())),
+            BundleItem::Update { .. } => None,
+        })
+        .collect()
+}
+
+/// Sends `signal` (`-TERM`, `-HUP`) to a daemon.
+fn signal(d: &Daemon, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &d.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Floods `n` numbered updates from `site` in one chunk; what the daemon named them.
+fn flood_numbered(site: &Site, n: usize) -> Vec<Update> {
+    let (mut c, _) = Client::connect(site.client);
+    let mut chunk = Vec::new();
+    let data: Vec<String> = (0..n).map(|i| format!("update {i}\n")).collect();
+    for d in &data {
+        chunk.extend_from_slice(format!("binary {}\n{d}", d.len()).as_bytes());
+    }
+    c.send(&chunk);
+    data.iter()
+        .map(|d| flooded(&c.reply()[0], d.as_bytes()))
+        .collect()
+}
+
+/// Whether every one of `sent` was exported by `s`, or told to its export command as
+/// lost with `reason`; and none twice.
+fn exported_or_lost(s: &Site, sent: &[Update], reason: &str) -> Option<()> {
+    let got = exported(&s.out)?;
+    let lost = exported_lost(&s.out);
+    let mut told = 0;
+    for u in sent {
+        let n = got
+            .iter()
+            .filter(|g| (&g.origin, g.incarnation, g.seq) == (&u.origin, u.incarnation, u.seq))
+            .count();
+        assert!(n <= 1, "{} exported {u:?} {n} times", s.name);
+        let in_lost = lost
+            .iter()
+            .any(|(o, a, b, r)| *o == u.origin && (*a..=*b).contains(&u.seq) && r == reason);
+        if n == 1 || in_lost {
+            told += 1;
+        }
+    }
+    (told == sent.len()).then_some(())
+}
+
+/// Finding 4 of issue 16: updates accepted and waiting for the export command are not
+/// lost silently when the daemon stops. Without a state file SIGTERM exports what waits
+/// before exiting, and logs as lost what it could not; with `--state` what waits is
+/// written down and exported after the restart — after SIGTERM and after kill -9. SIGHUP
+/// is logged and ignored.
+#[test]
+fn pending_exports_survive_sigterm_kill_and_sighup() {
+    let dir = TempDir::new("pending");
+    let gate = dir.join("open");
+    // b's command fails until the gate exists, and is slow when it works: updates wait.
+    let gated = format!(
+        "(:export-command \"test -e {} && sleep 0.3 && cat >> {}/$FLOOD_SITE.out\") \
+         (:export-timeout 5)",
+        gate.display(),
+        dir.display()
+    );
+    let s = sites(&dir, &[("a", appending(&dir)), ("b", gated)]);
+    let (a, b) = (&s[0], &s[1]);
+    let state = dir.join("b.state");
+    let start_b = |with_state: bool| {
+        let mut cmd = command(&["floodd", "--site", "b"]);
+        cmd.arg("--config").arg(&b.conf);
+        if with_state {
+            cmd.arg("--state").arg(&state);
+        }
+        Daemon::start(cmd, b.data)
+    };
+    let _da = start(a);
+    let received = |n: u64| move || (stat(b.client, "delivered") >= n).then_some(());
+
+    // SIGHUP: logged, ignored; the daemon goes on answering.
+    let mut db = start_b(false);
+    wait_converged(&[a, b], 2);
+    signal(&db, "-HUP");
+    wait_until("b to log the SIGHUP", LIMIT, || {
+        db.stderr().contains("SIGHUP ignored").then_some(())
+    });
+    assert!(db.running(), "SIGHUP stopped floodd: {}", db.stderr());
+    assert_eq!(ask(b.client, "topology")[0].get(..4), Some("250-"));
+
+    // No state file, the command failing: SIGTERM logs every waiting update as lost.
+    let first = flood_numbered(a, 50);
+    wait_until("b to take 50 updates", LIMIT, received(50));
+    signal(&db, "-TERM");
+    let status = db.wait_exit(LIMIT).expect("b to exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let log = db.stderr();
+    let (from, to) = (first[0].seq, first[49].seq);
+    assert!(
+        log.contains("the daemon stopped before they were exported")
+            && log.contains(&format!("from={from} to={to}")),
+        "b did not log updates {from}..={to} as lost:\n{log}"
+    );
+
+    // No state file, the command working but slow: SIGTERM drains what waits first.
+    std::fs::write(&gate, b"").unwrap();
+    let mut db = start_b(false);
+    wait_converged(&[a, b], 2);
+    let second = flood_numbered(a, 50);
+    wait_until("b to take 50 more", LIMIT, received(50));
+    signal(&db, "-TERM");
+    assert!(db.wait_exit(LIMIT).expect("b to exit").success());
+    assert!(
+        exported_or_lost(b, &second, "none").is_some(),
+        "SIGTERM lost waiting updates: {}",
+        db.stderr()
+    );
+
+    // With a state file, the command failing: SIGTERM keeps what waits, the restart
+    // (gate open) exports it.
+    std::fs::remove_file(&gate).unwrap();
+    let mut db = start_b(true);
+    wait_converged(&[a, b], 2);
+    let third = flood_numbered(a, 100);
+    wait_until("b to take 100 updates", LIMIT, received(100));
+    signal(&db, "-TERM");
+    assert!(db.wait_exit(LIMIT).expect("b to exit").success());
+    assert!(
+        db.stderr().contains("state file written"),
+        "{}",
+        db.stderr()
+    );
+    std::fs::write(&gate, b"").unwrap();
+    let mut db = start_b(true);
+    wait_until("b to say it resumed", LIMIT, || {
+        db.stderr()
+            .contains("resumed from the state file")
+            .then_some(())
+    });
+    wait_until("b to export what waited across SIGTERM", LIMIT, || {
+        exported_or_lost(b, &third, "none")
+    });
+    signal(&db, "-TERM");
+    assert!(db.wait_exit(LIMIT).expect("b to exit").success());
+
+    // With a state file, kill -9 while updates wait: each is exported after the
+    // restart, or — if a run was in flight, which may have completed — told lost as
+    // interrupted. Never silently gone.
+    std::fs::remove_file(&gate).unwrap();
+    let mut db = start_b(true);
+    wait_converged(&[a, b], 2);
+    let fourth = flood_numbered(a, 100);
+    wait_until("b to take 100 more", LIMIT, received(100));
+    // The state is stored each second while it changes.
+    let stored = std::fs::metadata(&state).unwrap().modified().unwrap();
+    wait_until("b to store its state", LIMIT, || {
+        (std::fs::metadata(&state).ok()?.modified().ok()? > stored).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    db.kill();
+    std::fs::write(&gate, b"").unwrap();
+    let _db = start_b(true);
+    wait_until(
+        "b to export or report what waited across kill -9",
+        LIMIT,
+        || exported_or_lost(b, &fourth, "interrupted"),
+    );
+    check_exports(b, &[first, second, third, fourth].concat());
 }

@@ -1,5 +1,5 @@
 //! The flood daemon's effect runner: the export command and the topology generator, each
-//! run as `/bin/sh -c COMMAND` (seed 002).
+//! run as `/bin/sh -c COMMAND` (seed 002), and the state file (`--state`, SPEC.md §8.8).
 //!
 //! The export command reads a bundle on its standard input (`flotilla_core::flood::bundle`)
 //! in `export-directory` (by default `/`, as the seed says), with its standard output and
@@ -12,9 +12,10 @@
 //! with its whole group: a shell that started `sleep` leaves nothing running.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use flotilla_core::EffectError;
@@ -35,15 +36,64 @@ pub(crate) struct FloodRunner {
     export_command: Option<Arc<str>>,
     directory: Arc<str>,
     site: Arc<str>,
+    state: Option<Arc<StateWriter>>,
+}
+
+/// Writes a flood state file whole (`crate::state_file::replace_file`), off the event
+/// loop. A store the machine gave up waiting for may still be writing when the next
+/// is asked: the lock keeps them one at a time, and an older serial never replaces a
+/// newer one.
+#[derive(Debug)]
+pub(crate) struct StateWriter {
+    path: PathBuf,
+    written: Mutex<u64>,
+}
+
+impl StateWriter {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        StateWriter {
+            path,
+            written: Mutex::new(0),
+        }
+    }
+
+    /// Stores `state` unless a later serial is already on disk.
+    pub(crate) fn store(&self, state: &[u8], serial: u64) -> Result<(), String> {
+        let mut written = self
+            .written
+            .lock()
+            .map_err(|_| "the state file writer failed earlier".to_string())?;
+        if serial <= *written {
+            return Ok(());
+        }
+        crate::state_file::replace_file(&self.path, state)
+            .map_err(|e| format!("cannot write the state file {}: {e}", self.path.display()))?;
+        *written = (*written).max(serial);
+        Ok(())
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        state: Bytes,
+        serial: u64,
+    ) -> Result<FloodEffectValue, EffectError> {
+        tokio::task::spawn_blocking(move || self.store(&state, serial))
+            .await
+            .map_err(|e| EffectError::Failed(format!("the state file writer stopped: {e}")))?
+            .map(|()| FloodEffectValue::Stored)
+            .map_err(EffectError::Failed)
+    }
 }
 
 impl FloodRunner {
-    /// The runner for a site's settings (its export command and directory).
-    pub(crate) fn new(settings: &FloodSettings) -> Self {
+    /// The runner for a site's settings (its export command and directory) and its
+    /// state file, if it keeps one.
+    pub(crate) fn new(settings: &FloodSettings, state: Option<Arc<StateWriter>>) -> Self {
         FloodRunner {
             export_command: settings.local.export_command.as_deref().map(Arc::from),
             directory: Arc::from(settings.local.export_directory.as_str()),
             site: Arc::from(settings.me.name.as_str()),
+            state,
         }
     }
 
@@ -110,6 +160,12 @@ impl EffectRunner<FloodEffect, FloodEffectValue> for FloodRunner {
                     command,
                     input,
                 } => me.generate(group, command, input).await,
+                FloodEffect::Store { state, serial } => match me.state {
+                    Some(w) => w.run(state, serial).await,
+                    None => Err(EffectError::Failed(
+                        "no state file: floodd was started without --state".to_string(),
+                    )),
+                },
             }
         }
     }
@@ -279,8 +335,30 @@ mod tests {
             },
             limits: Default::default(),
             canary_duplicate_export: false,
+            durable: false,
+            restore: None,
         };
-        FloodRunner::new(&settings)
+        FloodRunner::new(&settings, None)
+    }
+
+    #[test]
+    fn a_state_store_replaces_the_file_and_an_older_serial_never_does() {
+        let dir = std::env::temp_dir().join(format!("flotilla-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("site.state");
+        let w = StateWriter::new(path.clone());
+        w.store(b"second", 2).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        // A store the machine gave up on, landing late, leaves the newer file.
+        w.store(b"first", 1).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        w.store(b"third", 3).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"third");
+        assert!(!dir.join("site.state.tmp").exists(), "the temporary file stays");
+        let gone = StateWriter::new(dir.join("no such directory").join("x"));
+        let err = gone.store(b"x", 1).unwrap_err();
+        assert!(err.contains("cannot write the state file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn temp_dir(name: &str) -> PathBuf {

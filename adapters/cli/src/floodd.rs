@@ -1,7 +1,14 @@
 //! `flotilla floodd`: the flood daemon of one site (seed 002). Reads the configuration
 //! file, works out which site it is, listens on that site's data port (other daemons) and
 //! client port (the command line interface), and floods until `terminate`, Ctrl-C or
-//! SIGTERM.
+//! SIGTERM. SIGHUP is logged and ignored: the configuration is read once, at start.
+//!
+//! Stopping loses nothing unrecorded (SPEC.md §8.8). With `--state FILE` the export run
+//! in flight is let finish, and what still waits is written to the file and exported
+//! after the restart; a crash leaves the file as last stored (before every export run,
+//! and every second while something changed). Without a state file, a stop exports
+//! everything waiting first, for at most `export-timeout` and two seconds more, and
+//! logs every update it could not as lost.
 //!
 //! A site's identity on the wire is its data address, so the data port is bound on
 //! exactly that address (the driver introduces this daemon to the ones it dials by it);
@@ -12,17 +19,22 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use flotilla_core::flood::config::{FloodConfig, MAX_CONFIG_FILE_BYTES, SiteDef};
-use flotilla_core::flood::{Flood, FloodEvent, FloodSettings, SettingsError};
+use flotilla_core::flood::state::FloodState;
+use flotilla_core::flood::{Flood, FloodCommand, FloodEvent, FloodSettings, SettingsError};
 use flotilla_core::{ListenerId, Rng};
 use flotilla_tokio::{Carries, Driver, DriverConfig, ListenAddr, PeerTransport};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::Outcome;
 use crate::daemon::{self, EXIT_CONFIG, fail};
-use crate::flood_runner::FloodRunner;
+use crate::flood_runner::{FloodRunner, StateWriter};
+use crate::state_file;
 
 /// Listener ids: the data port carries peers, the client port clients.
 const DATA: ListenerId = ListenerId(0);
@@ -30,6 +42,8 @@ const CLIENTS: ListenerId = ListenerId(1);
 
 /// How long `terminate`'s own reply is given to reach its client before the node stops.
 const TERMINATE_GRACE: Duration = Duration::from_millis(250);
+/// How much longer than `export-timeout` a stop waits for the export pipeline.
+const STOP_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -47,6 +61,12 @@ pub(crate) struct Args {
     /// is used.
     #[arg(long)]
     check: bool,
+    /// Keep what must survive a stop or a crash in FILE (SPEC.md §8.8): every stream's
+    /// marks, the updates waiting for the export command, the lost ranges not yet told
+    /// to it. Read at start (a damaged file stops the daemon with the reason); written
+    /// whole before every export run and each second while something changed.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
@@ -75,9 +95,20 @@ pub(crate) async fn run(args: Args) -> Outcome {
         ));
     };
     let mut resolver = Resolver::default();
-    let settings = match FloodSettings::from_config(&cfg, &site, &mut |s| resolver.resolve(s)) {
+    let mut settings = match FloodSettings::from_config(&cfg, &site, &mut |s| resolver.resolve(s)) {
         Ok(s) => s,
         Err(e) => return Ok(fail(EXIT_CONFIG, e)),
+    };
+    let state = match &args.state {
+        Some(path) => match open_state(path, &site) {
+            Ok(restore) => {
+                settings.durable = true;
+                settings.restore = restore;
+                Some(Arc::new(StateWriter::new(path.clone())))
+            }
+            Err(e) => return Ok(fail(1, e)),
+        },
+        None => None,
     };
     for (name, host) in resolver.failed(&cfg) {
         warn!(
@@ -86,7 +117,32 @@ pub(crate) async fn run(args: Args) -> Outcome {
             "hostname does not resolve: the site is left out until it joins"
         );
     }
-    Ok(serve(settings).await)
+    Ok(serve(settings, state).await)
+}
+
+/// Reads the state file, if there is one, before anything is served: a file that is
+/// damaged, another site's, or in a place that cannot be written stops the daemon with
+/// the reason, rather than losing what it holds.
+fn open_state(path: &Path, site: &str) -> Result<Option<FloodState>, String> {
+    let shown = path.display();
+    state_file::check_directory(path)?;
+    let state = match std::fs::read(path) {
+        Ok(bytes) => {
+            let st = FloodState::decode(&Bytes::from(bytes))
+                .map_err(|e| format!("{shown}: not a usable flood state file: {e}"))?;
+            if st.site != site {
+                return Err(format!(
+                    "{shown} is the state file of site {}, not of {site}",
+                    st.site
+                ));
+            }
+            Some(st)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read the state file {shown}: {e}")),
+    };
+    state_file::check_writable(path)?;
+    Ok(state)
 }
 
 /// Reads and parses the file, refusing one past the size limit before reading it all.
@@ -183,7 +239,7 @@ fn check(cfg: &FloodConfig, site: Option<&str>) -> ExitCode {
 
 /// Binds the data and client ports, runs the machine, and logs its events until it is
 /// told to stop.
-async fn serve(settings: FloodSettings) -> ExitCode {
+async fn serve(settings: FloodSettings, state: Option<Arc<StateWriter>>) -> ExitCode {
     let me = settings.me.clone();
     let client_addr = me.client_addr();
     let mut config = DriverConfig::new(PeerTransport::Tcp)
@@ -217,7 +273,14 @@ async fn serve(settings: FloodSettings) -> ExitCode {
     };
     let data = driver.local_addrs().tcp(DATA).unwrap_or(me.data);
     let clients = driver.local_addrs().tcp(CLIENTS).unwrap_or(client_addr);
-    let runner = FloodRunner::new(&settings);
+    let runner = FloodRunner::new(&settings, state.clone());
+    let stop_wait = settings.local.export_timeout + STOP_SLACK;
+    let restored = settings.restore.as_ref().map(|st| {
+        st.groups
+            .iter()
+            .map(|g| g.waiting.len() + g.lost.len())
+            .sum::<usize>()
+    });
     let groups: Vec<String> = settings.groups.iter().map(|g| g.name.clone()).collect();
     let flood = Flood::new(settings, driver.now(), Rng::from_seed(crate::random_seed()));
     info!(
@@ -230,6 +293,9 @@ async fn serve(settings: FloodSettings) -> ExitCode {
         descriptor_limit = limit,
         "floodd started"
     );
+    if let Some(items) = restored {
+        info!(items, "resumed from the state file");
+    }
     let mut node = driver.start_with(flood, runner);
     println!(
         "floodd {} listening on {data} (data) and {clients} (clients)",
@@ -241,6 +307,7 @@ async fn serve(settings: FloodSettings) -> ExitCode {
     // Pinned once, so a signal between two turns of the loop is not missed.
     let stop = daemon::stop_signal();
     tokio::pin!(stop);
+    let mut hangups = hangups();
     let code = loop {
         tokio::select! {
             ev = node.next_event() => match ev {
@@ -261,12 +328,102 @@ async fn serve(settings: FloodSettings) -> ExitCode {
                 }
                 Err(e) => break fail(1, e),
             },
+            Some(()) = hangups.recv() => {
+                warn!(
+                    "SIGHUP ignored: floodd reads its configuration only at start; \
+                     restart it to apply a change"
+                );
+            }
         }
     };
+    finish_exports(&mut node, state.is_some(), stop_wait).await;
     let stats = node.stats();
-    let flood = node.shutdown().await;
+    let mut flood = node.shutdown().await;
+    match &state {
+        Some(w) => match w.store(&flood.final_state(), u64::MAX) {
+            Ok(()) => info!("state file written: what waits is exported after the restart"),
+            Err(e) => error!(%e, "the state written last stands: what changed since is lost"),
+        },
+        None => log_unexported(&flood),
+    }
     info!(?stats, flood = ?flood.stats(), "floodd stopped");
     code
+}
+
+/// Asks the machine to stop exporting (with no state file, to export what waits first)
+/// and waits for it to say `Stopped`, for at most `wait`, logging events meanwhile.
+async fn finish_exports(
+    node: &mut flotilla_tokio::NodeHandle<Flood>,
+    durable: bool,
+    wait: Duration,
+) {
+    if node
+        .command(FloodCommand::Stop { drain: !durable })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let waited = tokio::time::timeout(wait, async {
+        while let Some(ev) = node.next_event().await {
+            match ev {
+                FloodEvent::Stopped => return,
+                ev => log_event(ev),
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        warn!(
+            seconds = wait.as_secs_f64(),
+            "the export command did not finish in time: stopping it"
+        );
+    }
+}
+
+/// Without a state file: every update that waits still is lost, and said so, one line
+/// per range.
+fn log_unexported(flood: &Flood) {
+    let (ranges, lost_records) = flood.unexported();
+    for (group, stream, from, to) in ranges {
+        error!(
+            %group,
+            origin = %stream.origin,
+            incarnation = format_args!("{:016x}", stream.incarnation),
+            from,
+            to,
+            "updates lost: the daemon stopped before they were exported (run it with --state to keep them)"
+        );
+    }
+    if lost_records > 0 {
+        error!(
+            lost_records,
+            "lost ranges not told to the export command: the daemon stopped first"
+        );
+    }
+}
+
+/// SIGHUP, one `()` each; never where there is no such signal. Taking it keeps the
+/// default action (exit) from killing the daemon.
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        let _ = tx.try_send(());
+                    }
+                });
+            }
+            Err(e) => warn!(%e, "cannot catch SIGHUP: it will stop the daemon"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 fn log_event(ev: FloodEvent) {
@@ -331,6 +488,9 @@ fn log_event(ev: FloodEvent) {
         FloodEvent::ExportFailed { error } => {
             info!(%error, "export failed: it will be retried");
         }
-        FloodEvent::Terminate => {}
+        FloodEvent::StoreFailed { error } => {
+            error!(%error, "state file not written: it will be retried; exports wait for it");
+        }
+        FloodEvent::Terminate | FloodEvent::Stopped => {}
     }
 }

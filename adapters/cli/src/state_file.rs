@@ -81,20 +81,54 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Refuses a state file whose directory does not exist.
+pub(crate) fn check_directory(path: &Path) -> Result<(), String> {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot use the state file {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+    }
+}
+
+/// Proves that a state file can be written beside `path` (before anything is served,
+/// rather than at the first store).
+pub(crate) fn check_writable(path: &Path) -> Result<(), String> {
+    let probe = temp_path(path);
+    File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
+}
+
+/// Writes `bytes` as the whole of `path`: a temporary file, synced, renamed over the
+/// old one, the directory synced so the rename itself survives a crash. A crash leaves
+/// one version or the other.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 impl Writer {
     /// Opens the state file (see [`StateFile::open`]).
     fn open(path: &Path) -> Result<Self, String> {
         let shown = path.display();
-        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) => d.to_path_buf(),
-            None => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(format!(
-                "cannot use the state file {shown}: the directory {} does not exist",
-                dir.display()
-            ));
-        }
+        check_directory(path)?;
         let mut w = Writer {
             path: path.to_path_buf(),
             file: None,
@@ -124,10 +158,7 @@ impl Writer {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Nothing yet: the first store writes the copy. Prove now that it can.
-                let probe = temp_path(path);
-                File::create(&probe)
-                    .and_then(|_| std::fs::remove_file(&probe))
-                    .map_err(|e| format!("cannot write the state file {shown}: {e}"))?;
+                check_writable(path)?;
             }
             Err(e) => return Err(format!("cannot read the state file {shown}: {e}")),
         }
@@ -171,21 +202,12 @@ impl Writer {
     /// Writes `stored` as the whole file: a temporary file, synced, renamed over the old
     /// one, the directory synced so the rename itself survives a crash.
     fn rewrite(&mut self) -> io::Result<()> {
-        let tmp = temp_path(&self.path);
         let copy = self
             .stored
             .as_ref()
             .ok_or(io::ErrorKind::NotFound)?
             .encode();
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&copy)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
+        replace_file(&self.path, &copy)?;
         self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
         self.copy_bytes = copy.len() as u64;
         self.log_bytes = 0;

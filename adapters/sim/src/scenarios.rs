@@ -89,6 +89,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/flood-master-restart.scn"),
     ),
     (
+        "flood-restart",
+        "a site down 10 s restarts while the others flood: it gets, or reports lost, everything flooded after it rejoined",
+        include_str!("../scenarios/flood-restart.scn"),
+    ),
+    (
         "flood-export-faults",
         "export commands that fail and hang: retried with backoff, nothing exported twice",
         include_str!("../scenarios/flood-export-faults.scn"),

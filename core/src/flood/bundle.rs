@@ -12,7 +12,9 @@
 //!
 //! `INCARNATION` is 16 hexadecimal digits; `REASON` is `purged` (no neighbour still held
 //! them when this site asked), `storage` (dropped here: `data-storage-max` was full) or
-//! `behind` (this site fell further behind the stream than it keeps track of).
+//! `behind` (this site fell further behind the stream than it keeps track of) or
+//! `interrupted` (they were in an export run when the daemon stopped without warning: the
+//! run may have completed, so they are not offered again).
 //! In the raw format (`(:export-format raw)`) the command reads only the updates' bytes,
 //! one after the other, as floodd's export commands did.
 
@@ -30,15 +32,28 @@ pub enum LostReason {
     /// This site fell so far behind the stream (more out-of-order arrivals than it
     /// remembers) that it gave up waiting for them.
     Behind,
+    /// They were in an export run when the daemon stopped without warning (a crash,
+    /// kill -9); restarted from its state file, it does not offer them again, since the
+    /// run may have completed.
+    Interrupted,
 }
 
 impl LostReason {
+    /// Every reason.
+    pub const ALL: [LostReason; 4] = [
+        LostReason::Purged,
+        LostReason::Storage,
+        LostReason::Behind,
+        LostReason::Interrupted,
+    ];
+
     /// The word in a bundle, in `gaps` and in events.
     pub fn as_str(self) -> &'static str {
         match self {
             LostReason::Purged => "purged",
             LostReason::Storage => "storage",
             LostReason::Behind => "behind",
+            LostReason::Interrupted => "interrupted",
         }
     }
 }
@@ -164,6 +179,7 @@ pub fn decode(bytes: &Bytes) -> Result<Vec<BundleItem>, String> {
                     "purged" => LostReason::Purged,
                     "storage" => LostReason::Storage,
                     "behind" => LostReason::Behind,
+                    "interrupted" => LostReason::Interrupted,
                     other => return Err(format!("unknown reason {other:?}")),
                 };
                 items.push(BundleItem::Lost {
@@ -208,6 +224,22 @@ mod tests {
         #[test]
         fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&Bytes::from(b));
+        }
+    }
+
+    #[test]
+    fn every_reason_reads_back() {
+        for reason in LostReason::ALL {
+            let item = BundleItem::Lost {
+                group: "g".into(),
+                origin: "o".into(),
+                incarnation: 1,
+                from: 1,
+                to: 2,
+                reason,
+            };
+            let bytes = encode(core::slice::from_ref(&item), ExportFormat::Framed);
+            assert_eq!(decode(&bytes), Ok(vec![item]), "{}", reason.as_str());
         }
     }
 

@@ -10,6 +10,7 @@
 mod checks;
 mod clients;
 mod data;
+mod durable;
 mod sites;
 mod store;
 #[cfg(test)]
@@ -26,6 +27,7 @@ use super::bundle::LostReason;
 use super::command::{ClientReader, ReaderLimits};
 use super::config::{FloodConfig, FloodMode, GroupDef, LocalDef, SiteDef};
 use super::msg::{FloodMsg, MAX_GROUP_SITES, SiteInfo};
+use super::state::FloodState;
 use crate::machine::{
     ClientId, ClientOrigin, EffectError, EffectId, Input, Machine, Outbox, OutputOf, PeerAddr,
     Timers, debug_check,
@@ -90,6 +92,13 @@ pub struct FloodSettings {
     /// delivered is exported again.
     #[doc(hidden)]
     pub canary_duplicate_export: bool,
+    /// Keep a state file (`flotilla floodd --state`): the machine asks for
+    /// [`FloodEffect::Store`] before every export run and whenever what must survive a
+    /// crash changed.
+    pub durable: bool,
+    /// The state to resume from (the state file, read at start); taken by
+    /// [`Flood::new`].
+    pub restore: Option<FloodState>,
 }
 
 /// Why a configuration cannot run as the named site.
@@ -160,6 +169,8 @@ impl FloodSettings {
             local: cfg.local.clone(),
             limits: FloodLimits::default(),
             canary_duplicate_export: false,
+            durable: false,
+            restore: None,
         })
     }
 }
@@ -173,6 +184,13 @@ pub enum FloodCommand {
         group: Option<String>,
         /// The update.
         data: Bytes,
+    },
+    /// The daemon is about to stop: let the export run in flight finish and, with
+    /// `drain` (no state file), export everything waiting first; [`FloodEvent::Stopped`]
+    /// says when it may stop. No new run starts without `drain`.
+    Stop {
+        /// Export everything waiting before saying `Stopped`.
+        drain: bool,
     },
 }
 
@@ -294,6 +312,13 @@ pub enum FloodEvent {
     },
     /// A client on this host asked the daemon to stop.
     Terminate,
+    /// After [`FloodCommand::Stop`]: the export pipeline is quiet, the daemon may stop.
+    Stopped,
+    /// Storing the state file failed (it is retried; export runs wait for it).
+    StoreFailed {
+        /// Why.
+        error: String,
+    },
 }
 
 /// Effects the machine asks its driver for.
@@ -316,6 +341,14 @@ pub enum FloodEffect {
         /// What it reads (SPEC.md §8.4).
         input: String,
     },
+    /// Write `state` as the state file, whole and durably (replacing the one there).
+    /// Serials increase; a store older than one already written must not replace it.
+    Store {
+        /// The file's bytes (`flotilla_core::flood::state`).
+        state: Bytes,
+        /// Its serial.
+        serial: u64,
+    },
 }
 
 /// What a successful effect produces.
@@ -325,6 +358,8 @@ pub enum FloodEffectValue {
     Exported,
     /// The generator's standard output.
     Generated(String),
+    /// The state file was stored.
+    Stored,
 }
 
 /// Counters, as `statistics` shows them.
@@ -390,6 +425,7 @@ enum Timer {
     SitePurge,
     ExportRetry,
     PartialLine(ClientId),
+    State,
 }
 
 /// A stream of updates: an origin site and the incarnation it started with.
@@ -440,6 +476,8 @@ struct Neighbour {
     wants_full: bool,
     /// A full digest from it has arrived.
     got_full: bool,
+    /// Its answer to this site's first request (`Starts`) has arrived.
+    got_start: bool,
 }
 
 /// What this site knows of one stream.
@@ -453,9 +491,15 @@ struct Stream {
     above: BTreeSet<u64>,
     /// The highest sequence number known to exist.
     known: u64,
-    /// Adopted from an update before any digest: the first digest may lower `base` to
-    /// what neighbours still hold.
-    history_open: bool,
+    /// Taken during this site's first window (from the marks or the update it first
+    /// heard): when the window closes, `base` is lowered to where the neighbours say
+    /// the stream stood when this site joined.
+    provisional: bool,
+    /// When `known` reached a value: each `(t, v)` says v was known to exist at t, so
+    /// everything up to v was flooded before t. Kept for a while (the oldest beyond
+    /// that as a floor), at most one per grain, to tell a site that just joined where
+    /// the stream stood then.
+    history: VecDeque<(Instant, u64)>,
     /// Missing sequence numbers already reported (as `Missing`) up to here.
     reported: u64,
     /// The pull in flight: whom, the first and last sequence numbers asked, attempts so
@@ -472,10 +516,58 @@ impl Stream {
             through: base - 1,
             above: BTreeSet::new(),
             known: base - 1,
-            history_open: false,
+            provisional: false,
+            history: VecDeque::from([(now, base - 1)]),
             reported: base - 1,
             pull: None,
             touched: now,
+        }
+    }
+
+    /// Records in `history` that `known` holds at `now`: a new entry, or the latest one
+    /// moved up when the one before it is younger than `grain` (so entries stay a grain
+    /// apart; a lookup between them falls back to the earlier, which is still true).
+    fn note_known(&mut self, now: Instant, grain: Duration, horizon: Duration) {
+        let h = &mut self.history;
+        if h.back().is_some_and(|&(_, v)| v >= self.known) {
+            return;
+        }
+        let n = h.len();
+        let close = n >= 2 && now.saturating_duration_since(h[n - 2].0) < grain;
+        match h.back_mut() {
+            Some(last) if close => *last = (now, self.known),
+            _ => h.push_back((now, self.known)),
+        }
+        let old = now.saturating_sub(horizon);
+        while h.len() >= 2 && h[1].0 <= old {
+            h.pop_front();
+        }
+        // Past the cap, resolution goes from the old end (a lookup there is earlier,
+        // still true).
+        while h.len() > HISTORY_MAX {
+            h.remove(1);
+        }
+    }
+
+    /// The highest sequence number known to exist at `t`, as far as `history` tells.
+    fn known_at(&self, t: Instant) -> Option<u64> {
+        self.history
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= t)
+            .map(|&(_, v)| v)
+    }
+
+    /// Takes the stream from `to` (below `base`) on: what arrived from `base` on is
+    /// remembered as out of order, and `to..base` is missing.
+    fn lower_base(&mut self, to: u64) {
+        debug_assert!(to >= 1 && to < self.base);
+        self.above.extend(self.base..=self.through);
+        self.base = to;
+        self.through = to - 1;
+        self.reported = self.through;
+        while self.above.remove(&(self.through + 1)) {
+            self.through += 1;
         }
     }
 
@@ -551,8 +643,14 @@ struct Group {
     /// from their next update on, since a site that just started is not responsible for
     /// what was flooded before it. Never set again.
     adopt_until: Option<Instant>,
-    /// Whether the site is still in that first window.
+    /// Whether the site is still in that first window (from its start; it closes once
+    /// `adopt_until` passes or every neighbour has answered).
     fresh: bool,
+    /// When this site adopted its first topology of the group.
+    joined: Option<Instant>,
+    /// In the first window: per stream, the latest start a neighbour named (each is at
+    /// or before the first update flooded after this site joined).
+    starts: BTreeMap<StreamKey, u64>,
     /// Spanning-tree children of this site per origin, for the current topology.
     children: BTreeMap<String, Vec<String>>,
     /// This site's own stream in this group: the next sequence number.
@@ -592,6 +690,12 @@ pub struct Flood {
     stats: FloodStats,
     /// Replies to the client being read, written once when its bytes are handled.
     batch: Option<(ClientId, bytes::BytesMut)>,
+    /// With a state file: what is stored of it.
+    durable: Option<durable::Durable>,
+    /// Asked to stop (draining or not).
+    stopping: Option<bool>,
+    /// `Stopped` was said.
+    stopped: bool,
 }
 
 /// Most probes of each kind remembered at once (unanswered ones are forgotten first).
@@ -611,6 +715,16 @@ const DOWN_ROUNDS: u32 = 12;
 /// of are taken from their next update on (it ends sooner once every neighbour has sent
 /// a full digest).
 const ADOPT_ROUNDS: u32 = 20;
+/// Entries of a stream's `history` at most.
+const HISTORY_MAX: usize = 256;
+/// A stream's `history` entries are at least this many to a digest period apart.
+const HISTORY_GRAIN_PER_PERIOD: u32 = 8;
+/// How far back a neighbour looks for where streams stood when a site joined, beyond the
+/// time the site says it joined: the round trip to it, doubled, within these bounds (and
+/// the default while it is not measured).
+const JOIN_MARGIN_MIN: Duration = Duration::from_millis(20);
+const JOIN_MARGIN_MAX: Duration = Duration::from_secs(1);
+const JOIN_MARGIN_DEFAULT: Duration = Duration::from_millis(250);
 /// Sequence numbers asked per pull.
 const PULL_BATCH: u64 = 256;
 /// Pulls of the same sequence number before the next neighbour is asked.
@@ -619,7 +733,8 @@ const PULL_TRIES: u32 = 3;
 impl Flood {
     /// A site's machine at `now`. `rng` draws its incarnation, probe targets, and the
     /// master's random topology cycles.
-    pub fn new(cfg: FloodSettings, now: Instant, mut rng: Rng) -> Self {
+    pub fn new(mut cfg: FloodSettings, now: Instant, mut rng: Rng) -> Self {
+        let restore = cfg.restore.take();
         let incarnation = rng.next_u64() | 1;
         let mut sites = BTreeMap::new();
         let mut by_addr = BTreeMap::new();
@@ -661,6 +776,8 @@ impl Flood {
                     streams: BTreeMap::new(),
                     adopt_until: None,
                     fresh: true,
+                    joined: None,
+                    starts: BTreeMap::new(),
                     children: BTreeMap::new(),
                     next_seq: 1,
                     lost_log: VecDeque::new(),
@@ -686,12 +803,22 @@ impl Flood {
             next_effect: 1,
             stats: FloodStats::default(),
             batch: None,
+            durable: None,
+            stopping: None,
+            stopped: false,
         };
         let names: Vec<String> = f.groups.keys().cloned().collect();
         for g in names {
             f.start_group(now, &g);
         }
         f.arm_site_purge(now);
+        if f.cfg.durable {
+            f.durable = Some(durable::Durable::new());
+            f.timers.set(Timer::State, now + durable::STATE_PERIOD);
+        }
+        if let Some(state) = restore {
+            f.restore(now, state);
+        }
         debug_check(&f);
         f
     }
@@ -757,6 +884,11 @@ impl Flood {
             known: s.known,
             above: s.above.len(),
         })
+    }
+
+    /// How many updates of a stream within `from..=to` this site stores now.
+    pub fn held_between(&self, group: &str, stream: &StreamKey, from: u64, to: u64) -> usize {
+        self.store.held(group, stream, from, to).count()
     }
 
     /// Whether this site counts `site` as a neighbour that is up in `group`.
@@ -922,8 +1054,19 @@ impl Flood {
                 group,
                 full,
                 want_full,
+                joined_us,
                 entries,
-            } => self.on_digest(now, sender.as_deref(), &group, full, want_full, entries),
+            } => self.on_digest(
+                now,
+                sender.as_deref(),
+                &group,
+                full,
+                want_full.then_some(joined_us),
+                entries,
+            ),
+            FloodMsg::Starts { group, entries } => {
+                self.on_starts(now, sender.as_deref(), &group, entries)
+            }
             FloodMsg::Pull {
                 group,
                 origin,
@@ -967,6 +1110,7 @@ impl Flood {
             Timer::SitePurge => self.on_site_purge(now),
             Timer::ExportRetry => self.pump_export(now),
             Timer::PartialLine(c) => self.on_partial_line(c),
+            Timer::State => self.on_state_timer(now),
         }
     }
 
@@ -978,6 +1122,14 @@ impl Flood {
     ) -> Result<(), FloodError> {
         if self.store.export_in_flight() == Some(id) {
             self.on_export_done(now, outcome);
+            return Ok(());
+        }
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.store_in_flight() == Some(id))
+        {
+            self.on_store_done(now, outcome);
             return Ok(());
         }
         let group = self
@@ -1054,8 +1206,13 @@ impl Machine for Flood {
             Input::Command(FloodCommand::Flood { group, data }) => {
                 self.flood(now, group.as_deref(), data).map(|_| ())
             }
+            Input::Command(FloodCommand::Stop { drain }) => {
+                self.on_stop(now, drain);
+                Ok(())
+            }
             Input::EffectDone { id, outcome } => self.on_effect(now, id, outcome),
         };
+        self.check_stopped();
         debug_check(self);
         r
     }
@@ -1064,6 +1221,7 @@ impl Machine for Flood {
         while let Some(t) = self.timers.pop_due(now) {
             self.on_timer(now, t);
         }
+        self.check_stopped();
         debug_check(self);
     }
 

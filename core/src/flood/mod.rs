@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod machine;
 pub mod msg;
+pub mod state;
 pub mod topology;
 
 pub use machine::{

@@ -30,6 +30,7 @@ const UPDATE: Kind = kind(0x08);
 const DIGEST: Kind = kind(0x09);
 const PULL: Kind = kind(0x0a);
 const EVICTED: Kind = kind(0x0b);
+const STARTS: Kind = kind(0x0c);
 
 /// Longest site or group name (SPEC.md §8.2).
 pub const MAX_NAME: usize = 64;
@@ -78,6 +79,18 @@ pub struct DigestEntry {
     /// Every sequence number up to this one has reached the sender (or was before its
     /// time, or reported lost).
     pub through: u64,
+}
+
+/// Where a site that just joined should take one stream from: the first sequence number
+/// the answering neighbour had not heard of when the asker joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartEntry {
+    /// Origin site.
+    pub origin: String,
+    /// The origin's incarnation.
+    pub incarnation: u64,
+    /// The first sequence number flooded after the asker joined, or earlier (≥ 1).
+    pub start: u64,
 }
 
 /// One link's measurement in an estimates message.
@@ -168,10 +181,22 @@ pub enum FloodMsg {
         group: String,
         /// Every stream the sender knows is listed (not only what changed).
         full: bool,
-        /// The sender has just joined: answer with a full digest.
+        /// The sender has just joined: answer with where each stream stood when it
+        /// joined ([`FloodMsg::Starts`]) and a full digest.
         want_full: bool,
+        /// With `want_full`: how long ago, in microseconds, the sender adopted its first
+        /// topology (0 otherwise).
+        joined_us: u64,
         /// Marks.
         entries: Vec<DigestEntry>,
+    },
+    /// Neighbour → a site that just joined, in answer to `want_full`: per stream the
+    /// answering site knew of then, where the asker should take it from.
+    Starts {
+        /// Group.
+        group: String,
+        /// Streams.
+        entries: Vec<StartEntry>,
     },
     /// Please send these sequence numbers of a stream.
     Pull {
@@ -337,11 +362,13 @@ impl FloodMsg {
                 group,
                 full,
                 want_full,
+                joined_us,
                 entries,
             } => {
                 w.str(group)
                     .bool(*full)
                     .bool(*want_full)
+                    .u64(*joined_us)
                     .count(entries.len());
                 for e in entries {
                     w.str(&e.origin)
@@ -350,6 +377,13 @@ impl FloodMsg {
                         .u64(e.through);
                 }
                 DIGEST
+            }
+            FloodMsg::Starts { group, entries } => {
+                w.str(group).count(entries.len());
+                for e in entries {
+                    w.str(&e.origin).u64(e.incarnation).u64(e.start);
+                }
+                STARTS
             }
             FloodMsg::Pull {
                 group,
@@ -460,6 +494,7 @@ impl FloodMsg {
                 let group = get_name(r, "group")?;
                 let full = r.bool("full")?;
                 let want_full = r.bool("want_full")?;
+                let joined_us = r.u64()?;
                 let n = r.count("digest", MAX_ENTRIES, 29)?;
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -481,8 +516,29 @@ impl FloodMsg {
                     group,
                     full,
                     want_full,
+                    joined_us,
                     entries,
                 }
+            }
+            STARTS => {
+                let group = get_name(r, "group")?;
+                let n = r.count("starts", MAX_ENTRIES, 21)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let e = StartEntry {
+                        origin: get_name(r, "origin")?,
+                        incarnation: r.u64()?,
+                        start: r.u64()?,
+                    };
+                    if e.start == 0 {
+                        return Err(DecodeError::InvalidValue {
+                            field: "start",
+                            value: 0,
+                        });
+                    }
+                    entries.push(e);
+                }
+                FloodMsg::Starts { group, entries }
             }
             PULL => FloodMsg::Pull {
                 group: get_name(r, "group")?,
@@ -602,12 +658,14 @@ mod tests {
                 name(),
                 any::<bool>(),
                 any::<bool>(),
+                any::<u64>(),
                 proptest::collection::vec((name(), any::<u64>(), 0u64..100, 1u64..100), 0..4)
             )
-                .prop_map(|(group, full, want_full, e)| FloodMsg::Digest {
+                .prop_map(|(group, full, want_full, joined_us, e)| FloodMsg::Digest {
                     group,
                     full,
                     want_full,
+                    joined_us,
                     entries: e
                         .into_iter()
                         .map(|(origin, incarnation, t, l)| DigestEntry {
@@ -615,6 +673,21 @@ mod tests {
                             incarnation,
                             low: l.min(t + 1),
                             through: t,
+                        })
+                        .collect(),
+                }),
+            (
+                name(),
+                proptest::collection::vec((name(), any::<u64>(), 1u64..), 0..4)
+            )
+                .prop_map(|(group, e)| FloodMsg::Starts {
+                    group,
+                    entries: e
+                        .into_iter()
+                        .map(|(origin, incarnation, start)| StartEntry {
+                            origin,
+                            incarnation,
+                            start
                         })
                         .collect(),
                 }),
@@ -685,5 +758,15 @@ mod tests {
             links: vec![(0, 1, 5)],
         };
         assert!(FloodMsg::decode(&topo.to_frame()).is_err());
+        // Streams count from 1: a start of 0 names nothing.
+        let starts = FloodMsg::Starts {
+            group: "g".into(),
+            entries: vec![StartEntry {
+                origin: "o".into(),
+                incarnation: 1,
+                start: 0,
+            }],
+        };
+        assert!(FloodMsg::decode(&starts.to_frame()).is_err());
     }
 }

@@ -11,12 +11,16 @@
 //!
 //! Checked after every step:
 //! - no site exports an update twice — in one life or across restarts (a restarted
-//!   site takes streams from their next update on);
+//!   site takes streams from where they stood when it rejoined);
 //! - every exported update holds exactly the bytes flooded under its name;
-//! - no site stores more than `data-storage-max`.
+//! - no site stores more than `data-storage-max`;
+//! - no site reports updates lost (`purged`) while their origin, running the same
+//!   incarnation, still stores one of them.
 //!
 //! Predicates: `all-exported` (every update flooded by a site has been exported, or
-//! reported lost, at every other running site responsible for it), `gaps-reported`
+//! reported lost, at every other running site responsible for it — and every site is
+//! responsible for every update flooded after it adopted its first topology in its
+//! current life, however it took the stream), `gaps-reported`
 //! (some site found updates missing and said so), `topology-everywhere` (every running
 //! site holds a topology of every running site, and it is k-connected).
 //!
@@ -27,7 +31,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use flotilla_core::flood::bundle::{self, BundleItem};
+use flotilla_core::flood::bundle::{self, BundleItem, LostReason};
 use flotilla_core::flood::config::FloodConfig;
 use flotilla_core::flood::topology;
 use flotilla_core::flood::{
@@ -90,6 +94,8 @@ pub struct FloodProtocol {
     export_count: BTreeMap<UpdateId, usize>,
     /// What each site reported lost: (group-less) stream → ranges.
     lost: Vec<LostRanges>,
+    /// When each site adopted its first topology in its current life.
+    rejoined: Vec<Option<Instant>>,
     missing_reported: u64,
     violation: Option<String>,
 }
@@ -112,6 +118,7 @@ impl Default for FloodProtocol {
             exported: Vec::new(),
             export_count: BTreeMap::new(),
             lost: Vec::new(),
+            rejoined: Vec::new(),
             missing_reported: 0,
             violation: None,
         }
@@ -358,6 +365,13 @@ impl FloodProtocol {
         let Some(m) = world.node(node).machine() else {
             return false;
         };
+        // Flooded after this site took part in the group: it must have it, or say it
+        // lost it, whatever it made of the stream's first marks.
+        if let (Some(joined), Some((flooded, _))) = (self.rejoined[node], self.timing.get(id))
+            && *flooded >= joined
+        {
+            return true;
+        }
         let key = StreamKey {
             origin: id.0.clone(),
             incarnation: id.1,
@@ -373,6 +387,30 @@ impl FloodProtocol {
         self.lost[node]
             .get(&(id.0.clone(), id.1))
             .is_some_and(|r| r.iter().any(|&(a, b)| a <= id.2 && id.2 <= b))
+    }
+
+    /// Updates flooded after site `node` adopted its first topology in its current life
+    /// that it has neither exported nor reported lost, with how long after that each was
+    /// flooded (empty while it has no topology).
+    pub fn unaccounted_since_rejoin(
+        &self,
+        _world: &World<Flood>,
+        node: usize,
+    ) -> Vec<((String, u64, u64), Duration)> {
+        let Some(joined) = self.rejoined.get(node).copied().flatten() else {
+            return Vec::new();
+        };
+        self.flooded
+            .keys()
+            .filter(|id| self.names.get(node) != Some(&id.0))
+            .filter_map(|id| {
+                let (flooded, _) = self.timing.get(id)?;
+                (*flooded >= joined
+                    && !self.exported[node].contains(id)
+                    && !self.reported_lost(node, id))
+                .then(|| (id.clone(), flooded.saturating_duration_since(joined)))
+            })
+            .collect()
     }
 
     fn all_exported(&self, world: &World<Flood>) -> bool {
@@ -395,6 +433,38 @@ impl FloodProtocol {
             }
         }
         true
+    }
+
+    /// A site said updates were purged everywhere: their origin, if it still runs the
+    /// incarnation that flooded them, must not hold any of them.
+    fn check_purge(
+        &mut self,
+        world: &World<Flood>,
+        node: usize,
+        origin: &str,
+        incarnation: u64,
+        from: u64,
+        to: u64,
+    ) {
+        let Some(o) = self.names.iter().position(|n| n == origin) else {
+            return;
+        };
+        let Some(m) = world.node(o).machine() else {
+            return;
+        };
+        let key = StreamKey {
+            origin: origin.to_string(),
+            incarnation,
+        };
+        if m.incarnation() == incarnation && m.held_between("g", &key, from, to) > 0 {
+            let msg = format!(
+                "{} reported {origin} {incarnation:016x} {from}..={to} lost (purged), but \
+                 {origin} still stores {} of them",
+                self.names[node],
+                m.held_between("g", &key, from, to)
+            );
+            self.violate(msg);
+        }
     }
 
     fn topology_everywhere(&self, world: &World<Flood>) -> bool {
@@ -490,7 +560,9 @@ impl Protocol for FloodProtocol {
             self.names = (0..n).map(|i| format!("n{}", i + 1)).collect();
             self.exported = vec![BTreeSet::new(); n];
             self.lost = vec![BTreeMap::new(); n];
+            self.rejoined = vec![None; n];
         }
+        self.rejoined[node.index] = None;
         self.names[node.index] = node.name.to_string();
         let names = self.names.clone();
         let cfg = FloodConfig::parse(&self.config_text(&names))
@@ -521,11 +593,20 @@ impl Protocol for FloodProtocol {
                     incarnation,
                     from,
                     to,
+                    reason,
                     ..
-                } => self.lost[node]
-                    .entry((origin.clone(), *incarnation))
-                    .or_default()
-                    .push((*from, *to)),
+                } => {
+                    if *reason == LostReason::Purged {
+                        self.check_purge(world, node, origin, *incarnation, *from, *to);
+                    }
+                    self.lost[node]
+                        .entry((origin.clone(), *incarnation))
+                        .or_default()
+                        .push((*from, *to));
+                }
+                FloodEvent::Topology { .. } if self.rejoined[node].is_none() => {
+                    self.rejoined[node] = Some(world.now());
+                }
                 FloodEvent::Missing { .. } => self.missing_reported += 1,
                 FloodEvent::Delivered {
                     origin,

@@ -5,6 +5,9 @@ use super::{Flood, Timer};
 impl Flood {
     pub(super) fn check(&self) -> Result<(), String> {
         self.store.check()?;
+        if self.durable.is_none() && self.staged_run_needs().is_some() {
+            return Err("an export run waits for a state file this site does not keep".into());
+        }
         self.timers.check()?;
         for (addr, name) in &self.by_addr {
             match self.sites.get(name) {
@@ -49,7 +52,18 @@ impl Flood {
                     g.streams.len()
                 ));
             }
+            if !g.fresh && !g.starts.is_empty() {
+                return Err(format!(
+                    "{name}: starts remembered after the first window closed"
+                ));
+            }
             for (k, s) in &g.streams {
+                if s.provisional && !g.fresh {
+                    return Err(format!(
+                        "{name}: stream {k:?} still waits for the first window to settle it, \
+                         which has closed"
+                    ));
+                }
                 let bad = s.base == 0
                     || s.through + 1 < s.base
                     || s.known < s.through
@@ -90,6 +104,7 @@ impl Flood {
                 Timer::PartialLine(c) => self.clients.contains_key(c),
                 Timer::Purge | Timer::SitePurge => true,
                 Timer::ExportRetry => self.store.export_in_flight().is_none(),
+                Timer::State => self.durable.is_some(),
             };
             if !ok {
                 return Err(format!("timer {t:?} names something that is gone"));

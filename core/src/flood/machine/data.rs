@@ -5,18 +5,21 @@ use bytes::Bytes;
 use core::time::Duration;
 
 use super::super::bundle::LostReason;
-use super::super::msg::{DigestEntry, FloodMsg, MAX_ENTRIES, MAX_RANGES};
+use super::super::msg::{DigestEntry, FloodMsg, MAX_ENTRIES, MAX_RANGES, StartEntry};
 use super::super::topology;
 use super::store::{EntryKey, NoRoom};
 use super::{
-    FULL_EVERY, Flood, FloodError, FloodEvent, Group, KEEPALIVE_ROUNDS, PULL_BATCH, PULL_TRIES,
-    Stream, StreamKey, Timer, is_tree,
+    ADOPT_ROUNDS, FULL_EVERY, Flood, FloodError, FloodEvent, HISTORY_GRAIN_PER_PERIOD,
+    JOIN_MARGIN_DEFAULT, JOIN_MARGIN_MAX, JOIN_MARGIN_MIN, KEEPALIVE_ROUNDS, PULL_BATCH,
+    PULL_TRIES, Stream, StreamKey, Timer, is_tree,
 };
 use crate::machine::PeerAddr;
 use crate::time::Instant;
 
 /// Longest an answer to one pull may be, in bytes of updates.
 const PULL_ANSWER_BYTES: usize = 4 << 20;
+/// Longest wait between two pulls from an origin that does not answer.
+const ORIGIN_PULL_MAX_WAIT: Duration = Duration::from_secs(30);
 
 impl Flood {
     /// Floods `data` from this site to `group`; its sequence number.
@@ -60,6 +63,7 @@ impl Flood {
             .entry(key.clone())
             .or_insert_with(|| Stream::new(1, now))
             .arrive(seq);
+        self.note_known(now, &name, &key);
         self.stats.originated += 1;
         self.forward(now, &name, &key, seq, &data, None, false);
         // Storing it may have dropped updates waiting for export: say so now.
@@ -157,13 +161,97 @@ impl Flood {
         }
     }
 
-    /// Whether the group is still in its first window (see `Group::fresh`); closes it
-    /// for good once its time is up.
-    fn in_adopt_window(g: &mut Group, now: Instant) -> bool {
-        if g.fresh && g.adopt_until.is_some_and(|t| now >= t) {
-            g.fresh = false;
+    /// Whether the group is still in its first window (see `Group::fresh`): closes it
+    /// for good, settling the streams taken in it, once its time is up or every
+    /// neighbour has answered.
+    fn in_first_window(&mut self, now: Instant, name: &str) -> bool {
+        let Some(g) = self.groups.get_mut(name) else {
+            return false;
+        };
+        if !g.fresh {
+            return false;
         }
-        g.fresh && g.adopt_until.is_some()
+        let Some(until) = g.adopt_until else {
+            // No topology yet: still starting.
+            return true;
+        };
+        let answered = g.neighbours.values().all(|n| n.got_full && n.got_start);
+        if now < until && !answered {
+            return true;
+        }
+        g.fresh = false;
+        self.settle_first_window(now, name, answered);
+        false
+    }
+
+    /// The first window closed: each stream taken in it is lowered to the latest start
+    /// a neighbour named for it — at or before the first update flooded after this site
+    /// joined — so that nothing flooded since is skipped; what is then missing is pulled
+    /// like any gap. A stream no neighbour knew when this site joined, with every
+    /// neighbour having answered, began later: it is taken from its first update.
+    fn settle_first_window(&mut self, now: Instant, name: &str, answered: bool) {
+        let max_above = self.cfg.limits.max_above;
+        let g = self.groups.get_mut(name).expect("checked by the caller");
+        let starts = core::mem::take(&mut g.starts);
+        let taken: Vec<StreamKey> = g
+            .streams
+            .iter()
+            .filter(|(_, s)| s.provisional)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in taken {
+            let s = self.stream_mut(name, &key);
+            s.provisional = false;
+            match starts.get(&key).copied() {
+                Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {
+                        s.lower_base(start);
+                    } else {
+                        // Too far behind to wait for them: said so, not skipped.
+                        let to = s.base - 1;
+                        self.stats.lost += to - start + 1;
+                        self.report_lost(name, &key, start, to, LostReason::Behind);
+                    }
+                }
+                Some(_) => {}
+                None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {
+                        s.lower_base(1);
+                    } else {
+                        let to = s.base - 1;
+                        self.stats.lost += to;
+                        self.report_lost(name, &key, 1, to, LostReason::Behind);
+                    }
+                }
+                None => {}
+            }
+            self.watch_missing(now, name, &key, None);
+        }
+        self.pump_export(now);
+    }
+
+    /// How far apart a stream's `history` entries are at least, and how long they are
+    /// kept.
+    fn history_spans(&self, name: &str) -> (Duration, Duration) {
+        let p = self.groups[name].def.digest_period;
+        (
+            p / HISTORY_GRAIN_PER_PERIOD,
+            p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,
+        )
+    }
+
+    /// Records a stream's `known` in its history.
+    fn note_known(&mut self, now: Instant, name: &str, key: &StreamKey) {
+        let (grain, horizon) = self.history_spans(name);
+        if let Some(s) = self
+            .groups
+            .get_mut(name)
+            .and_then(|g| g.streams.get_mut(key))
+        {
+            s.note_known(now, grain, horizon);
+        }
     }
 
     /// Makes room for one more stream by forgetting the one idle longest.
@@ -216,11 +304,13 @@ impl Flood {
         }
         if !self.groups[name].streams.contains_key(&key) {
             self.room_for_stream(name);
+            let fresh = self.in_first_window(now, name);
             let g = self.groups.get_mut(name).expect("checked");
-            let mut s = Stream::new(seq, now);
-            // Outside the first rounds the stream is new while this site runs: the
-            // first digest may show older updates its neighbours still hold.
-            s.history_open = !Self::in_adopt_window(g, now) && seq > 1;
+            // Outside the first window the stream began while this site ran: it is
+            // taken from its first update (what came before this one is missing).
+            // Inside it, the neighbours' answers say where to take it from.
+            let mut s = Stream::new(if fresh { seq } else { 1 }, now);
+            s.provisional = fresh;
             g.streams.insert(key.clone(), s);
         }
         let g = self.groups.get_mut(name).expect("checked");
@@ -265,6 +355,7 @@ impl Flood {
                 .get_mut(&key)
                 .expect("inserted");
             s.arrive(seq);
+            self.note_known(now, name, &key);
             self.stats.dropped_unexported += 1;
             self.report_lost(name, &key, seq, seq, LostReason::Storage);
             self.watch_missing(now, name, &key, sender);
@@ -272,6 +363,7 @@ impl Flood {
             return Ok(());
         }
         self.stream_mut(name, &key).arrive(seq);
+        self.note_known(now, name, &key);
         self.watch_missing(now, name, &key, sender);
         self.stats.delivered += 1;
         if was_missing {
@@ -321,9 +413,11 @@ impl Flood {
     }
 
     pub(super) fn on_digest_timer(&mut self, now: Instant, name: &str) {
-        let Some(g) = self.groups.get(name) else {
+        if !self.groups.contains_key(name) {
             return;
-        };
+        }
+        self.in_first_window(now, name);
+        let g = &self.groups[name];
         let period = g.def.digest_period;
         let full_round = g.rounds.is_multiple_of(FULL_EVERY);
         let neighbours: Vec<String> = g.neighbours.keys().cloned().collect();
@@ -338,7 +432,7 @@ impl Flood {
     }
 
     /// This site's marks for every stream of a group.
-    fn all_marks(&self, name: &str) -> Vec<(StreamKey, (u64, u64))> {
+    pub(super) fn all_marks(&self, name: &str) -> Vec<(StreamKey, (u64, u64))> {
         self.groups[name]
             .streams
             .iter()
@@ -348,7 +442,7 @@ impl Flood {
 
     /// Sends one neighbour the marks that changed since it last heard (all of them when
     /// `full`, when it asked, or the first time), or an empty digest as a keepalive.
-    fn send_digest(
+    pub(super) fn send_digest(
         &mut self,
         now: Instant,
         name: &str,
@@ -379,7 +473,13 @@ impl Flood {
             }
         }
         let keepalive = g.def.digest_period * KEEPALIVE_ROUNDS;
-        let want_full = g.fresh && g.adopt_until.is_some_and(|t| now < t) && !n.got_full;
+        let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);
+        let joined_us = match (want_full, g.joined) {
+            (true, Some(t)) => {
+                u64::try_from(now.saturating_duration_since(t).as_micros()).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        };
         let due = n
             .last_digest
             .is_none_or(|t| now.saturating_duration_since(t) >= keepalive);
@@ -405,6 +505,7 @@ impl Flood {
             group: name.to_string(),
             full,
             want_full,
+            joined_us,
             entries,
         };
         self.send(addr, &msg);
@@ -416,7 +517,7 @@ impl Flood {
         sender: Option<&str>,
         name: &str,
         full: bool,
-        want_full: bool,
+        want_full: Option<u64>,
         entries: Vec<DigestEntry>,
     ) -> Result<(), FloodError> {
         if !self.groups.contains_key(name) {
@@ -429,7 +530,8 @@ impl Flood {
             return Ok(());
         }
         self.heard_in_group(now, name, Some(&sender));
-        if want_full {
+        if let Some(joined_us) = want_full {
+            self.send_starts(now, name, &sender, joined_us);
             let marks = self.all_marks(name);
             self.send_digest(now, name, &sender, true, &marks);
         }
@@ -445,46 +547,123 @@ impl Flood {
             if !self.groups[name].streams.contains_key(&key) {
                 self.room_for_stream(name);
             }
-            let (max_streams, max_above) = (self.cfg.limits.max_streams, self.cfg.limits.max_above);
+            let max_streams = self.cfg.limits.max_streams;
+            let fresh = self.in_first_window(now, name);
             let g = self.groups.get_mut(name).expect("checked");
             let n = g.neighbours.get_mut(&sender).expect("checked");
             if n.marks.len() < max_streams || n.marks.contains_key(&key) {
                 n.marks.insert(key.clone(), (e.low, e.through));
             }
-            let fresh = Self::in_adopt_window(g, now);
             let s = g.streams.entry(key.clone()).or_insert_with(|| {
-                // A site that just started takes streams from their next update on; one
-                // that has run a while takes what its neighbours still hold.
-                let base = if fresh { e.through + 1 } else { e.low };
-                Stream::new(base.max(1), now)
+                // A site in its first window takes streams from their next update on
+                // for now (the neighbours' answers lower that when the window closes);
+                // one that has run a while takes a stream it first hears of from its
+                // first update: it began while this site ran.
+                let base = if fresh { e.through + 1 } else { 1 };
+                let mut s = Stream::new(base, now);
+                s.provisional = fresh;
+                s
             });
-            if s.history_open {
-                s.history_open = false;
-                // The stream was first seen mid-way while this site ran: take also what
-                // the neighbour still holds from before (within the out-of-order bound).
-                let arrived = s.through + 1 - s.base;
-                if e.low < s.base && arrived as usize + s.above.len() <= max_above {
-                    s.above.extend(s.base..=s.through);
-                    s.base = e.low;
-                    s.through = e.low - 1;
-                    s.reported = s.through;
-                    while s.above.remove(&(s.through + 1)) {
-                        s.through += 1;
-                    }
-                }
-            }
             s.touched = now;
             s.known = s.known.max(e.through);
+            self.note_known(now, name, &key);
             self.watch_missing(now, name, &key, Some(&sender));
         }
-        // The first window ends once every neighbour has shown everything it knows.
+        // The first window ends once every neighbour has shown everything it knows and
+        // where each stream stood when this site joined.
         let g = self.groups.get_mut(name).expect("checked");
         if full && let Some(n) = g.neighbours.get_mut(&sender) {
             n.got_full = true;
         }
-        if g.fresh && g.neighbours.values().all(|n| n.got_full) {
-            g.fresh = false;
+        self.in_first_window(now, name);
+        Ok(())
+    }
+
+    /// Tells a neighbour that just joined (`joined_us` ago) where each stream this site
+    /// knew of then stood: one past the highest sequence number known at that time, less
+    /// a margin for the time its request took — so at or before the first update
+    /// flooded after it joined. Sent even when empty: it is the answer.
+    fn send_starts(&mut self, now: Instant, name: &str, to: &str, joined_us: u64) {
+        let Some(addr) = self.addr_of(to) else {
+            return;
+        };
+        let margin = self
+            .sites
+            .get(to)
+            .and_then(|s| s.rtt)
+            .map_or(JOIN_MARGIN_DEFAULT, |r| {
+                (r * 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)
+            });
+        let since = now
+            .saturating_sub(Duration::from_micros(joined_us))
+            .saturating_sub(margin);
+        let entries: Vec<StartEntry> = self.groups[name]
+            .streams
+            .iter()
+            .filter(|(k, _)| k.origin != to)
+            .filter_map(|(k, s)| {
+                Some(StartEntry {
+                    origin: k.origin.clone(),
+                    incarnation: k.incarnation,
+                    start: s.known_at(since)? + 1,
+                })
+            })
+            .collect();
+        let mut chunks: Vec<&[StartEntry]> = entries.chunks(MAX_ENTRIES).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
         }
+        for chunk in chunks {
+            let msg = FloodMsg::Starts {
+                group: name.to_string(),
+                entries: chunk.to_vec(),
+            };
+            self.send(addr, &msg);
+        }
+    }
+
+    /// A neighbour's answer to this site's first request: remembered, per stream, until
+    /// the first window closes.
+    pub(super) fn on_starts(
+        &mut self,
+        now: Instant,
+        sender: Option<&str>,
+        name: &str,
+        entries: Vec<StartEntry>,
+    ) -> Result<(), FloodError> {
+        if !self.groups.contains_key(name) {
+            return Err(self.no_group(name));
+        }
+        let Some(sender) = sender else {
+            return Ok(());
+        };
+        if !self.groups[name].neighbours.contains_key(sender) {
+            return Ok(());
+        }
+        self.heard_in_group(now, name, Some(sender));
+        if !self.in_first_window(now, name) {
+            return Ok(());
+        }
+        let me = self.cfg.me.name.clone();
+        let max_streams = self.cfg.limits.max_streams;
+        let g = self.groups.get_mut(name).expect("checked");
+        for e in entries {
+            if e.origin == me {
+                continue;
+            }
+            let key = StreamKey {
+                origin: e.origin,
+                incarnation: e.incarnation,
+            };
+            if g.starts.len() < max_streams || g.starts.contains_key(&key) {
+                let at = g.starts.entry(key).or_insert(e.start);
+                *at = (*at).max(e.start);
+            }
+        }
+        if let Some(n) = g.neighbours.get_mut(sender) {
+            n.got_start = true;
+        }
+        self.in_first_window(now, name);
         Ok(())
     }
 
@@ -508,8 +687,12 @@ impl Flood {
         (rtt * 4).clamp(Duration::from_millis(200), Duration::from_secs(5))
     }
 
-    /// Pulls what is missing from a neighbour that holds it; what no neighbour holds any
-    /// more is reported lost.
+    /// Pulls what is missing from a neighbour that holds it. When no neighbour that is
+    /// up holds it but some have passed it, only the origin can tell whether it is gone:
+    /// it is asked (and is the one pulled from), and what it no longer stores — by its
+    /// own digest or its answer — is reported lost. A neighbour's word is never enough:
+    /// it may have passed the updates without ever holding them (it joined after them,
+    /// or dropped or lost them itself).
     pub(super) fn on_pull_timer(&mut self, now: Instant, name: &str, key: &StreamKey) {
         loop {
             let Some(s) = self.groups.get(name).and_then(|g| g.streams.get(key)) else {
@@ -578,10 +761,28 @@ impl Flood {
                         .set(Timer::Pull(name.to_string(), key.clone()), now + wait);
                     return;
                 };
-                let to = (lowest - 1).min(ranges[0].1);
-                self.declare_lost(name, key, first, to, LostReason::Purged);
-                self.pump_export(now);
-                continue;
+                // The origin's own marks, if it is a neighbour that is up, are its log.
+                let origin_marks = g
+                    .neighbours
+                    .get(&key.origin)
+                    .filter(|_| self.is_up(now, g, &key.origin))
+                    .and_then(|n| n.marks.get(key))
+                    .copied();
+                let gone_to = match (origin_marks, self.addr_of(&key.origin)) {
+                    (Some((low, through)), _) if through >= first && low > first => {
+                        Some((low - 1).min(ranges[0].1))
+                    }
+                    // No address for the origin any more: nobody else to ask.
+                    (_, None) => Some((lowest - 1).min(ranges[0].1)),
+                    _ => None,
+                };
+                if let Some(to) = gone_to {
+                    self.declare_lost(name, key, first, to, LostReason::Purged);
+                    self.pump_export(now);
+                    continue;
+                }
+                self.pull_from_origin(now, name, key, &ranges, tried.as_ref());
+                return;
             }
             let attempt = match &tried {
                 Some(p) if p.first == first => p.attempts + 1,
@@ -624,6 +825,59 @@ impl Flood {
                 .set(Timer::Pull(name.to_string(), key.clone()), now + wait);
             return;
         }
+    }
+
+    /// Asks the origin itself for the first missing updates of its stream (it is not a
+    /// neighbour holding them): again after the pull timeout, longer with each try, for
+    /// as long as it does not answer.
+    fn pull_from_origin(
+        &mut self,
+        now: Instant,
+        name: &str,
+        key: &StreamKey,
+        ranges: &[(u64, u64)],
+        tried: Option<&super::Pull>,
+    ) {
+        let Some(addr) = self.addr_of(&key.origin) else {
+            return;
+        };
+        let first = ranges[0].0;
+        let attempt = match tried {
+            Some(p) if p.first == first && p.from == key.origin => p.attempts.saturating_add(1),
+            _ => 1,
+        };
+        let mut budget = PULL_BATCH;
+        let mut ask = Vec::new();
+        for &(a, b) in ranges {
+            if budget == 0 {
+                break;
+            }
+            let b = b.min(a + budget - 1);
+            budget -= b - a + 1;
+            ask.push((a, b));
+        }
+        let last = ask.last().map_or(first, |r| r.1);
+        let wait = self
+            .pull_timeout(&key.origin)
+            .saturating_mul(attempt.min(16))
+            .min(ORIGIN_PULL_MAX_WAIT);
+        let s = self.stream_mut(name, key);
+        s.pull = Some(super::Pull {
+            from: key.origin.clone(),
+            first,
+            last,
+            attempts: attempt,
+        });
+        self.stats.pulls_sent += 1;
+        let msg = FloodMsg::Pull {
+            group: name.to_string(),
+            origin: key.origin.clone(),
+            incarnation: key.incarnation,
+            ranges: ask,
+        };
+        self.send(addr, &msg);
+        self.timers
+            .set(Timer::Pull(name.to_string(), key.clone()), now + wait);
     }
 
     fn stream_mut(&mut self, name: &str, key: &StreamKey) -> &mut Stream {
@@ -716,7 +970,8 @@ impl Flood {
     }
 
     /// A neighbour no longer holds what was asked: its marks are raised past it, and the
-    /// pull goes elsewhere (or the updates are reported lost) at once.
+    /// pull goes elsewhere (or to the origin) at once. The origin no longer holding what
+    /// it was asked is final: those updates are reported lost.
     pub(super) fn on_evicted(
         &mut self,
         now: Instant,
@@ -728,14 +983,15 @@ impl Flood {
         let Some(sender) = sender else {
             return;
         };
-        let Some(n) = self
+        if sender == key.origin {
+            self.origin_evicted(now, name, key, ranges);
+        }
+        if let Some(n) = self
             .groups
             .get_mut(name)
             .and_then(|g| g.neighbours.get_mut(sender))
-        else {
-            return;
-        };
-        if let Some((low, through)) = n.marks.get_mut(key) {
+            && let Some((low, through)) = n.marks.get_mut(key)
+        {
             for &(a, b) in ranges {
                 if a <= *low && *low <= b {
                     *low = (b + 1).min(*through + 1);
@@ -751,5 +1007,29 @@ impl Flood {
         if asked_here {
             self.on_pull_timer(now, name, key);
         }
+    }
+
+    /// The origin says it no longer stores updates it was asked for: those at the front
+    /// of what is missing (within what was asked of it) are lost.
+    fn origin_evicted(&mut self, now: Instant, name: &str, key: &StreamKey, ranges: &[(u64, u64)]) {
+        let Some(s) = self.groups.get(name).and_then(|g| g.streams.get(key)) else {
+            return;
+        };
+        let Some(last) = s
+            .pull
+            .as_ref()
+            .filter(|p| p.from == key.origin)
+            .map(|p| p.last)
+        else {
+            return;
+        };
+        for &(a, b) in ranges {
+            let b = b.min(last);
+            let next = self.stream_mut(name, key).through + 1;
+            if a <= next && next <= b {
+                self.declare_lost(name, key, next, b, LostReason::Purged);
+            }
+        }
+        self.pump_export(now);
     }
 }

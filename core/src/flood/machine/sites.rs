@@ -435,8 +435,10 @@ impl Flood {
             neighbours,
         });
         g.children.clear();
-        if g.adopt_until.is_none() {
+        let first = g.adopt_until.is_none();
+        if first {
             g.adopt_until = Some(now + g.def.digest_period * ADOPT_ROUNDS);
+            g.joined = Some(now);
         }
         self.stats.topologies += 1;
         self.outbox.event(FloodEvent::Topology {
@@ -445,6 +447,15 @@ impl Flood {
             members: count,
             links: nlinks,
         });
+        if first {
+            // Ask every neighbour at once where the streams stood (not a digest period
+            // later): the sooner it asks, the less it takes from before it joined.
+            let marks = self.all_marks(name);
+            let neighbours: Vec<String> = self.groups[name].neighbours.keys().cloned().collect();
+            for n in neighbours {
+                self.send_digest(now, name, &n, false, &marks);
+            }
+        }
     }
 
     /// A random other member of a group whose address is known.

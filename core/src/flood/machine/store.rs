@@ -32,12 +32,17 @@ struct Entry {
     kept: bool,
 }
 
-/// An export run in flight.
+/// An export run in flight — or, with a state file, staged: waiting for a stored state
+/// that names its updates as in a run before the command may see them.
 #[derive(Clone, Debug)]
-struct InFlight {
-    id: EffectId,
-    keys: BTreeSet<EntryKey>,
-    lost: usize,
+pub(super) struct InFlight {
+    /// The export effect (`None` while staged).
+    id: Option<EffectId>,
+    pub(super) keys: BTreeSet<EntryKey>,
+    pub(super) lost: usize,
+    /// While staged: the bundle, its update count, and the first state serial that
+    /// holds the run.
+    staged: Option<(Bytes, usize, u64)>,
 }
 
 /// What storage had to drop to take a new update.
@@ -67,9 +72,9 @@ pub(super) struct Store {
     kept: BTreeSet<(Instant, EntryKey)>,
     /// Entries waiting to be exported, by arrival: the export order.
     waiting: BTreeSet<(Instant, EntryKey)>,
-    in_flight: Option<InFlight>,
+    pub(super) in_flight: Option<InFlight>,
     /// Lost ranges waiting to be told to the export command.
-    lost: VecDeque<BundleItem>,
+    pub(super) lost: VecDeque<BundleItem>,
     /// Export failures in a row.
     failures: u32,
 }
@@ -93,7 +98,19 @@ impl Store {
     }
 
     pub(super) fn export_in_flight(&self) -> Option<EffectId> {
-        self.in_flight.as_ref().map(|f| f.id)
+        self.in_flight.as_ref().and_then(|f| f.id)
+    }
+
+    /// Updates waiting to be exported, in arrival order, and their bytes.
+    pub(super) fn waiting(&self) -> impl Iterator<Item = (&EntryKey, &Bytes)> {
+        self.waiting.iter().map(|(_, k)| (k, &self.entries[k].data))
+    }
+
+    /// Whether an update is in the export run in flight (or staged).
+    pub(super) fn in_run(&self, key: &EntryKey) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| f.keys.contains(key))
     }
 
     /// The oldest sequence number of a stream still held.
@@ -390,9 +407,13 @@ impl Flood {
         self.arm_purge(now);
     }
 
-    /// Starts an export run if none is in flight and none is waiting out a failure.
+    /// Starts an export run if none is in flight and none is waiting out a failure (nor
+    /// the daemon stopping without draining).
     pub(super) fn pump_export(&mut self, now: Instant) {
-        if self.store.in_flight.is_some() || self.timers.contains(&Timer::ExportRetry) {
+        if self.store.in_flight.is_some()
+            || self.timers.contains(&Timer::ExportRetry)
+            || self.stopping == Some(false)
+        {
             return;
         }
         if self.cfg.local.export_command.is_none() {
@@ -432,11 +453,72 @@ impl Flood {
         let format: ExportFormat = self.cfg.local.export_format;
         let updates = keys.len();
         let bundle = bundle::encode(&items, format);
+        if let Some(serial) = self.durable_serial_for_run() {
+            // The state file must name these as in a run before the command sees them:
+            // after a crash they are in doubt, never offered again.
+            self.store.in_flight = Some(InFlight {
+                id: None,
+                keys,
+                lost,
+                staged: Some((bundle, updates, serial)),
+            });
+            self.store_state(now);
+            return;
+        }
         let id = self.effect_id();
-        self.store.in_flight = Some(InFlight { id, keys, lost });
+        self.store.in_flight = Some(InFlight {
+            id: Some(id),
+            keys,
+            lost,
+            staged: None,
+        });
         let timeout = self.cfg.local.export_timeout;
         self.outbox
             .effect(id, FloodEffect::Export { bundle, updates }, Some(timeout));
+    }
+
+    /// Starts the staged export run once a state holding it (`serial` or later) is
+    /// stored.
+    pub(super) fn start_staged_run(&mut self, stored: u64) {
+        let Some(run) = self.store.in_flight.as_mut() else {
+            return;
+        };
+        let Some((_, _, serial)) = &run.staged else {
+            return;
+        };
+        if *serial > stored {
+            return;
+        }
+        let (bundle, updates, _) = run.staged.take().expect("checked");
+        let id = EffectId(self.next_effect);
+        self.next_effect += 1;
+        let run = self.store.in_flight.as_mut().expect("checked");
+        run.id = Some(id);
+        let timeout = self.cfg.local.export_timeout;
+        self.outbox
+            .effect(id, FloodEffect::Export { bundle, updates }, Some(timeout));
+    }
+
+    /// The state serial a staged run waits for, if any.
+    pub(super) fn staged_run_needs(&self) -> Option<u64> {
+        self.store
+            .in_flight
+            .as_ref()
+            .and_then(|f| f.staged.as_ref())
+            .map(|s| s.2)
+    }
+
+    /// Forgets a run that was staged or whose effect was dropped (the daemon stops):
+    /// its updates wait again, as after a failed run.
+    pub(super) fn abandon_export_run(&mut self, only_staged: bool) {
+        if self
+            .store
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| !only_staged || f.id.is_none())
+        {
+            self.store.in_flight = None;
+        }
     }
 
     pub(super) fn on_export_done(

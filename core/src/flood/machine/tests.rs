@@ -67,8 +67,15 @@ struct Net {
     /// Every update each site exported, in order, over all its lives.
     exported: Vec<Vec<BundleItem>>,
     export: ExportMode,
-    /// Export runs waiting for their outcome: (done at, site, id, ok).
+    /// Export runs (and stores) waiting for their outcome: (done at, site, id, ok).
     effects: Vec<(Instant, usize, EffectId, bool)>,
+    /// Sites keep a state file: each one's "disk", which survives its crash.
+    durable: bool,
+    disk: Vec<Option<Bytes>>,
+    /// Effect ids that are stores.
+    stores: BTreeSet<(usize, EffectId)>,
+    /// How long a store takes.
+    store_latency: Duration,
     events: Vec<Vec<FloodEvent>>,
     client_out: BTreeMap<ClientId, Vec<u8>>,
     closed: BTreeSet<ClientId>,
@@ -91,7 +98,26 @@ impl Net {
             client_out: BTreeMap::new(),
             closed: BTreeSet::new(),
             seed: 1,
+            durable: false,
+            disk: vec![None; n],
+            stores: BTreeSet::new(),
+            store_latency: Duration::ZERO,
         };
+        for i in 0..n {
+            net.sites.push(None);
+            net.start(i);
+        }
+        net.drain_all();
+        net
+    }
+
+    /// A network of sites that keep state files.
+    fn durable(cfg: FloodConfig, n: usize) -> Self {
+        let mut net = Net::new(cfg, 0);
+        net.durable = true;
+        net.exported = vec![Vec::new(); n];
+        net.events = vec![Vec::new(); n];
+        net.disk = vec![None; n];
         for i in 0..n {
             net.sites.push(None);
             net.start(i);
@@ -102,7 +128,11 @@ impl Net {
 
     fn start(&mut self, i: usize) {
         self.seed += 1;
-        let s = settings(&self.cfg, i);
+        let mut s = settings(&self.cfg, i);
+        s.durable = self.durable;
+        s.restore = self.disk[i]
+            .as_ref()
+            .map(|b| crate::flood::state::FloodState::decode(b).unwrap());
         self.sites[i] = Some(Flood::new(
             s,
             self.now,
@@ -113,6 +143,7 @@ impl Net {
     fn crash(&mut self, i: usize) {
         self.sites[i] = None;
         self.effects.retain(|e| e.1 != i);
+        self.stores.retain(|s| s.0 != i);
     }
 
     fn site(&self, i: usize) -> &Flood {
@@ -162,6 +193,12 @@ impl Net {
                         }
                     }
                     FloodEffect::Generate { .. } => panic!("no generator configured"),
+                    FloodEffect::Store { state, .. } => {
+                        assert!(self.durable, "a store without a state file");
+                        self.disk[i] = Some(state);
+                        self.stores.insert((i, r.id));
+                        self.effects.push((now + self.store_latency, i, r.id, true));
+                    }
                 },
             }
         }
@@ -195,7 +232,9 @@ impl Net {
             let now = self.now;
             if let Some(k) = self.effects.iter().position(|e| e.0 <= now) {
                 let (_, i, id, ok) = self.effects.remove(k);
-                let outcome = if ok {
+                let outcome = if self.stores.remove(&(i, id)) {
+                    Ok(FloodEffectValue::Stored)
+                } else if ok {
                     Ok(FloodEffectValue::Exported)
                 } else if self.export == ExportMode::Hang {
                     Err(EffectError::TimedOut(Duration::from_secs(60)))
@@ -773,4 +812,411 @@ fn missing_ranges_of_a_stream() {
     s.arrive(4);
     assert_eq!(s.through, 6);
     assert!(s.is_missing_any());
+}
+
+/// Finding 3 of issue 16: a site down long enough for its neighbours to classify it
+/// down comes back, and updates are flooded right after it adopts its topology — before
+/// its neighbours push to it again. It gets every one of them (its neighbours tell it
+/// where each stream stood when it joined), and does not export again what it exported
+/// before.
+#[test]
+fn a_restarted_site_gets_what_was_flooded_right_after_it_rejoined() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    for k in 0..3 {
+        net.flood(0, &format!("before{k}"));
+        net.flood(1, &format!("b-before{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.exports(2).len(), 6);
+    net.crash(2);
+    // Neighbours classify it down (12 digest periods) and stop pushing to it.
+    net.run_for(Duration::from_secs(3));
+    for k in 0..3 {
+        net.flood(0, &format!("down{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    net.start(2);
+    net.drain(2);
+    while net.site(2).topology("g").is_none() {
+        net.run_for(Duration::from_millis(1));
+    }
+    // Flooded while the neighbours still take it for down, as fast as they come.
+    let mut after = Vec::new();
+    for k in 0..5 {
+        let text = format!("after{k}");
+        net.flood(0, &text);
+        after.push(text);
+        let text = format!("b-after{k}");
+        net.flood(1, &text);
+        after.push(text);
+        net.run_for(Duration::from_millis(1));
+    }
+    net.run_for(Duration::from_secs(4));
+    let got: Vec<String> = net.exports(2).into_iter().map(|e| e.2).collect();
+    for text in &after {
+        assert!(got.contains(text), "s3 never exported {text}: {got:?}");
+    }
+    let mut seen = BTreeSet::new();
+    for text in &got {
+        assert!(seen.insert(text), "s3 exported {text} twice: {got:?}");
+    }
+    assert_eq!(net.site(2).stats().lost, 0);
+}
+
+/// The start a neighbour gives a site that just joined: one past what it knew then.
+#[test]
+fn a_streams_history_says_what_was_known_when() {
+    let t = |ms: u64| Instant::ZERO + Duration::from_millis(ms);
+    let (grain, horizon) = (Duration::from_millis(10), Duration::from_secs(1));
+    let mut s = Stream::new(1, t(0));
+    for (ms, seq) in [(100, 1), (102, 2), (104, 3), (150, 4)] {
+        s.arrive(seq);
+        s.note_known(t(ms), grain, horizon);
+    }
+    // Within a grain the latest entry moves: 2 at 102 ms was folded into 3 at 104 ms,
+    // so between them the answer falls back to what is certain.
+    assert_eq!(s.known_at(t(99)), Some(0));
+    assert_eq!(s.known_at(t(103)), Some(1));
+    assert_eq!(s.known_at(t(104)), Some(3));
+    assert_eq!(s.known_at(t(1999)), Some(4));
+    s.arrive(5);
+    s.note_known(t(2000), grain, horizon);
+    assert_eq!(s.known_at(t(2000)), Some(5));
+    // Pruned past the horizon, the newest older entry kept as a floor.
+    assert_eq!(s.history.front().copied(), Some((t(150), 4)));
+    assert_eq!(s.known_at(t(149)), None);
+    // Lowering the base keeps what arrived and makes the rest missing.
+    let mut s = Stream::new(5, t(0));
+    s.arrive(5);
+    s.arrive(6);
+    s.arrive(8);
+    s.lower_base(2);
+    assert_eq!((s.base, s.through, s.known), (2, 1, 8));
+    assert_eq!(s.missing_ranges(10), [(2, 4), (7, 7)]);
+}
+
+/// Sets up a site (s4) whose neighbours say, in their digests, that they passed updates
+/// of `origin` 1..=3 without holding them; returns the neighbours.
+fn passed_not_held(net: &mut Net, origin: usize, incarnation: u64) -> Vec<usize> {
+    let t = net.site(3).topology("g").unwrap();
+    let neighbours: Vec<usize> = t
+        .links
+        .iter()
+        .filter_map(|(a, b, _)| match (a.as_str(), b.as_str()) {
+            ("s4", o) | (o, "s4") => Some(o[1..].parse::<usize>().unwrap() - 1),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !neighbours.contains(&origin),
+        "the origin must not be a neighbour"
+    );
+    for &nb in &neighbours {
+        net.cut.insert((nb.min(3), nb.max(3)));
+    }
+    let digest = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: vec![super::super::msg::DigestEntry {
+            origin: format!("s{}", origin + 1),
+            incarnation,
+            low: 4,
+            through: 3,
+        }],
+    };
+    let now = net.now;
+    for &nb in &neighbours {
+        let m = net.sites[3].as_mut().unwrap();
+        m.handle(
+            now,
+            Input::Frame {
+                from: addr(nb),
+                frame: digest.to_frame(),
+            },
+        )
+        .unwrap();
+    }
+    net.drain(3);
+    neighbours
+}
+
+fn lost_events(net: &Net, i: usize) -> Vec<(u64, u64, LostReason)> {
+    net.events[i]
+        .iter()
+        .filter_map(|e| match e {
+            FloodEvent::Lost {
+                from, to, reason, ..
+            } => Some((*from, *to, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Finding 3 of issue 16, downstream: neighbours that passed updates without holding
+/// them (a site that joined after them, or dropped them) are not the origin's log. The
+/// site asks the origin, and gets the updates it still stores.
+#[test]
+fn updates_no_neighbour_holds_are_pulled_from_their_origin() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let t = net.site(3).topology("g").unwrap();
+    let Some(origin) = (0..3).find(|&o| {
+        !t.links.iter().any(|(a, b, _)| {
+            let o = format!("s{}", o + 1);
+            (a == "s4" && *b == o) || (b == "s4" && *a == o)
+        })
+    }) else {
+        panic!("every site is s4's neighbour in {t:?}: nothing to show");
+    };
+    // s4 is cut off from its neighbours; the origin floods three updates.
+    let incarnation = net.site(origin).incarnation();
+    let _ = passed_not_held(&mut net, origin, incarnation);
+    for k in 0..3 {
+        net.flood(origin, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_millis(50));
+    // Only the (injected) digests reached s4: its neighbours passed 1..=3, hold none.
+    let _ = passed_not_held(&mut net, origin, incarnation);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(lost_events(&net, 3), []);
+    let got: Vec<String> = net.exports(3).into_iter().map(|e| e.2).collect();
+    assert_eq!(got, ["u0", "u1", "u2"]);
+}
+
+/// What the origin itself no longer stores is lost — and only once it said so: while it
+/// cannot be reached, the updates stay missing.
+#[test]
+fn updates_are_reported_purged_on_the_origins_word_only() {
+    let n = 4;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let t = net.site(3).topology("g").unwrap();
+    let Some(origin) = (0..3).find(|&o| {
+        !t.links.iter().any(|(a, b, _)| {
+            let o = format!("s{}", o + 1);
+            (a == "s4" && *b == o) || (b == "s4" && *a == o)
+        })
+    }) else {
+        panic!("every site is s4's neighbour in {t:?}: nothing to show");
+    };
+    // A stream of an incarnation the origin does not run (it restarted): it stores
+    // nothing of it. The origin cannot be reached at first.
+    net.cut.insert((origin.min(3), origin.max(3)));
+    let neighbours = passed_not_held(&mut net, origin, 77);
+    net.run_for(Duration::from_millis(600));
+    let _ = passed_not_held(&mut net, origin, 77);
+    net.run_for(Duration::from_millis(600));
+    assert_eq!(lost_events(&net, 3), [], "lost on the neighbours' word");
+    assert!(net.site(3).stats().missing >= 3);
+    // The origin is reachable again: it says it stores none of them.
+    net.cut.clear();
+    for &nb in &neighbours {
+        net.cut.insert((nb.min(3), nb.max(3)));
+    }
+    let _ = passed_not_held(&mut net, origin, 77);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(lost_events(&net, 3), [(1, 3, LostReason::Purged)]);
+}
+
+/// The first window's checks fire: a stream still waiting to be settled, or starts
+/// still remembered, after the window closed.
+#[test]
+fn first_window_checks_fire_on_a_corrupted_state() {
+    let n = 3;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(4));
+    net.flood(0, "x");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.site(1).check_invariants(), Ok(()));
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: net.site(0).incarnation(),
+    };
+    let mut m = net.sites[1].take().unwrap();
+    let g = m.groups.get_mut("g").unwrap();
+    assert!(!g.fresh);
+    g.streams.get_mut(&key).unwrap().provisional = true;
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("first window"), "{e}");
+    let g = m.groups.get_mut("g").unwrap();
+    g.streams.get_mut(&key).unwrap().provisional = false;
+    g.starts.insert(key, 1);
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("starts remembered"), "{e}");
+}
+
+fn lost_items(net: &Net, i: usize) -> Vec<(u64, u64, LostReason)> {
+    net.exported[i]
+        .iter()
+        .filter_map(|it| match it {
+            BundleItem::Lost {
+                from, to, reason, ..
+            } => Some((*from, *to, *reason)),
+            BundleItem::Update { .. } => None,
+        })
+        .collect()
+}
+
+/// Finding 4 of issue 16: updates accepted and waiting for the export command survive a
+/// crash with a state file; the site resumes every stream where it stood, so it also
+/// gets what was flooded while it was down; nothing is exported twice.
+#[test]
+fn a_crashed_site_resumes_its_waiting_exports_from_its_state_file() {
+    let n = 3;
+    let mut net = Net::durable(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.flood(0, "u0");
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.exports(1).len(), 1);
+    // The export command fails: four updates wait at s2.
+    net.export = ExportMode::Fail;
+    for k in 1..5 {
+        net.flood(0, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_millis(1500));
+    assert_eq!(net.exports(1).len(), 1);
+    net.crash(1);
+    net.export = ExportMode::Succeed;
+    for k in 5..8 {
+        net.flood(0, &format!("u{k}"));
+    }
+    net.run_for(Duration::from_secs(1));
+    net.start(1);
+    net.drain(1);
+    net.run_for(Duration::from_secs(4));
+    let got: Vec<String> = net.exports(1).into_iter().map(|e| e.2).collect();
+    let want: Vec<String> = (0..8).map(|k| format!("u{k}")).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, want, "exported {got:?}");
+    assert_eq!(lost_items(&net, 1), []);
+}
+
+/// A crash while an export run is in flight: the state file names its updates as in a
+/// run, so after the restart they are reported lost (interrupted), never offered again.
+#[test]
+fn updates_in_a_run_at_a_crash_are_reported_interrupted() {
+    let n = 3;
+    let mut net = Net::durable(config(n, 2, "", "(:export-timeout 30)"), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    for k in 0..3 {
+        net.flood(0, &format!("u{k}"));
+        net.run_for(Duration::from_millis(1));
+    }
+    net.run_for(Duration::from_millis(500));
+    net.crash(1);
+    net.export = ExportMode::Succeed;
+    net.start(1);
+    net.drain(1);
+    net.run_for(Duration::from_secs(3));
+    let exported: Vec<String> = net.exports(1).into_iter().map(|e| e.2).collect();
+    let lost = lost_items(&net, 1);
+    let lost_count: u64 = lost.iter().map(|(a, b, _)| b - a + 1).sum();
+    assert!(
+        lost.iter().all(|l| l.2 == LostReason::Interrupted),
+        "{lost:?}"
+    );
+    assert!(lost_count >= 1, "the hung run held something: {lost:?}");
+    assert_eq!(
+        exported.len() as u64 + lost_count,
+        3,
+        "{exported:?} {lost:?}"
+    );
+    assert_eq!(net.site(1).stats().lost, lost_count);
+}
+
+/// Stopping without a state file drains the exports first; with a failing command it
+/// says it may stop at once (what is left is for the daemon to report).
+#[test]
+fn a_stop_drains_exports_then_says_stopped() {
+    let n = 2;
+    let mut net = Net::new(config(n, 1, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    net.flood(0, "a");
+    net.run_for(Duration::from_millis(100));
+    net.export = ExportMode::Succeed;
+    net.flood(0, "b");
+    net.run_for(Duration::from_millis(10));
+    let now = net.now;
+    let m = net.sites[1].as_mut().unwrap();
+    m.handle(now, Input::Command(FloodCommand::Stop { drain: true }))
+        .unwrap();
+    net.drain(1);
+    let stopped = |net: &Net| net.events[1].contains(&FloodEvent::Stopped);
+    assert!(!stopped(&net), "stopped with a run in flight");
+    // The hung run times out (60 s), then everything waiting goes.
+    net.run_for(Duration::from_secs(65));
+    assert!(stopped(&net));
+    let (left, lost) = net.site(1).unexported();
+    assert!(left.is_empty() && lost == 0, "{left:?} {lost}");
+    assert_eq!(net.exports(1).len(), 2);
+    // A failing command: stopped as soon as the run is over, the update left.
+    net.export = ExportMode::Fail;
+    net.flood(0, "c");
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.site(1).unexported().0.len(), 1);
+}
+
+/// With a state file, a stop lets the run in flight finish and starts no other; the
+/// final state holds what waits (a killed run's updates as waiting, not in doubt).
+#[test]
+fn a_stop_with_a_state_file_keeps_what_waits() {
+    let n = 2;
+    let mut net = Net::durable(config(n, 1, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.export = ExportMode::Hang;
+    net.flood(0, "a");
+    net.run_for(Duration::from_millis(100));
+    net.flood(0, "b");
+    net.run_for(Duration::from_millis(100));
+    let now = net.now;
+    let m = net.sites[1].as_mut().unwrap();
+    m.handle(now, Input::Command(FloodCommand::Stop { drain: false }))
+        .unwrap();
+    net.drain(1);
+    assert!(!net.events[1].contains(&FloodEvent::Stopped));
+    // The daemon gives up waiting: its driver drops the run; the final state has both
+    // updates waiting.
+    let state = net.sites[1].as_mut().unwrap().final_state();
+    let st = crate::flood::state::FloodState::decode(&state).unwrap();
+    let waiting: Vec<(u64, bool)> = st.groups[0]
+        .waiting
+        .iter()
+        .map(|u| (u.seq, u.in_run))
+        .collect();
+    assert_eq!(waiting, [(1, false), (2, false)]);
+    net.crash(1);
+    net.disk[1] = Some(state);
+    net.export = ExportMode::Succeed;
+    net.start(1);
+    net.drain(1);
+    net.run_for(Duration::from_secs(2));
+    let got: Vec<String> = net.exports(1).into_iter().map(|e| e.2).collect();
+    assert_eq!(got, ["a", "b"]);
+}
+
+/// The check that a staged export run has a state file to wait for fires.
+#[test]
+fn a_staged_run_without_a_state_file_is_caught() {
+    let n = 2;
+    let mut net = Net::durable(config(n, 1, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    net.store_latency = Duration::from_secs(1);
+    net.flood(0, "a");
+    // Delivered and staged, its store asked for but not yet done.
+    net.run_for(Duration::from_millis(100));
+    assert!(net.site(1).staged_run_needs().is_some());
+    assert_eq!(net.site(1).check_invariants(), Ok(()));
+    let mut m = net.sites[1].take().unwrap();
+    m.durable = None;
+    m.timers.cancel(&Timer::State);
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("state file"), "{e}");
 }
