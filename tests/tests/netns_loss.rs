@@ -1,0 +1,372 @@
+//! Daemons as separate hosts under real packet loss (issue 16): one network namespace
+//! per `flotilla groupd`, on a bridge, every host dropping a share of what it sends
+//! (nftables `numgen random`). Clients reach their daemon through its Unix socket.
+//!
+//! The short run is part of `cargo test`; it skips, saying why, where namespaces cannot
+//! be made (not root, no `ip` or `nft`). The long runs are on demand:
+//! `cargo test --release -p flotilla-tests --test netns_loss -- --ignored --nocapture`
+//! (`FLOTILLA_LOSS`, `FLOTILLA_SECONDS`, `FLOTILLA_DAEMONS` change them). They print the
+//! figures BENCHMARKS.md quotes; nothing here asserts a time.
+
+// Tests drive processes: they need threads, sleeps and the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flotilla_tests::netns::Netns;
+use flotilla_tests::process::{Daemon, LIMIT, flotilla, wait_until};
+
+/// The port every daemon listens on, in its own namespace.
+const PORT: u16 = 7400;
+
+/// A line client on a daemon's Unix socket.
+struct Client {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Client {
+    fn connect(path: &PathBuf) -> Client {
+        let s = UnixStream::connect(path).expect("connect to the daemon's socket");
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        Client {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.w.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// The next line; `None` at the end or after the read timeout.
+    fn line(&mut self) -> Option<String> {
+        let mut l = String::new();
+        match self.r.read_line(&mut l) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(l.trim_end_matches('\n').to_string()),
+        }
+    }
+
+    /// The final line of the next reply (notices on the way are skipped).
+    fn request(&mut self, line: &str) -> Vec<String> {
+        self.send(line);
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line().expect("a reply");
+            if l.starts_with('6') {
+                continue;
+            }
+            let last = l.len() < 4 || l.as_bytes()[3] != b'-';
+            lines.push(l);
+            if last {
+                return lines;
+            }
+        }
+    }
+}
+
+/// A counter from membership's `stats`.
+fn stat(c: &mut Client, name: &str) -> u64 {
+    let prefix = format!("250-{name} ");
+    c.request("stats")
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in stats"))
+}
+
+/// The number after `key` in a daemon's last log lines (its stats at exit).
+fn logged(text: &str, key: &str) -> u64 {
+    text.rfind(key)
+        .and_then(|at| {
+            text[at + key.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// One cluster of daemons in namespaces.
+struct Cluster {
+    net: Netns,
+    daemons: Vec<Daemon>,
+    sockets: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// `n` daemons, joined through the first, `n` members in one view; `None` (and why,
+    /// printed) where namespaces cannot be made.
+    fn start(n: usize, test: &str) -> Option<Cluster> {
+        let net = match Netns::new(n, 0) {
+            Ok(net) => net,
+            Err(e) => {
+                eprintln!("SKIPPED {test}: {e}");
+                return None;
+            }
+        };
+        let sockets: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                std::env::temp_dir().join(format!(
+                    "flotilla-netns-{}-{test}-{i}.sock",
+                    std::process::id()
+                ))
+            })
+            .collect();
+        let mut daemons = Vec::new();
+        for i in 0..n {
+            let mut cmd = net.command(i, flotilla());
+            let listen = net.addr(i, PORT);
+            cmd.args(["groupd", "--name", &format!("d{i}")])
+                .arg("--listen")
+                .arg(listen.to_string())
+                .arg("--socket")
+                .arg(&sockets[i]);
+            if i > 0 {
+                cmd.arg("--join").arg(net.addr(0, PORT).to_string());
+            }
+            daemons.push(Daemon::start(cmd, listen));
+        }
+        let cluster = Cluster {
+            net,
+            daemons,
+            sockets,
+        };
+        for i in 0..n {
+            wait_until(&format!("d{i} to see {n} daemons"), LIMIT, || {
+                let mut c = cluster.client(i);
+                let r = c.request("members");
+                (r.last()? == &format!("250 {n} members")).then_some(())
+            });
+        }
+        Some(cluster)
+    }
+
+    fn client(&self, i: usize) -> Client {
+        Client::connect(&self.sockets[i])
+    }
+
+    /// Stops every daemon with SIGTERM; what each logged.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.net.set_loss(0);
+        self.daemons
+            .iter_mut()
+            .map(|d| {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &d.pid().to_string()])
+                    .status();
+                d.wait_exit(LIMIT);
+                d.stderr()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for s in &self.sockets {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+}
+
+/// What one run measured.
+struct Run {
+    messages: usize,
+    latencies: Vec<Duration>,
+    resends: u64,
+    dropped: u64,
+    view_changes: u64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let k = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[k]
+}
+
+impl Run {
+    fn print(&self, what: &str) {
+        let mut l = self.latencies.clone();
+        l.sort();
+        println!(
+            "{what}: {} messages, send to last delivery p50 {:?} p99 {:?} max {:?}; \
+             resends per message {:.3}; frames dropped {}; view changes {}",
+            self.messages,
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            l.last().copied().unwrap_or_default(),
+            self.resends as f64 / self.messages.max(1) as f64,
+            self.dropped,
+            self.view_changes,
+        );
+    }
+}
+
+/// `n` daemons, a member of group `g` on each, `loss` percent loss on every link, and
+/// from every daemon one sender alternating agreed (`send`) and FIFO (`fsend`) messages
+/// every `gap` for `each` messages. Checks that every member delivers every message
+/// once, agreed ones in one order, FIFO ones in each sender's order, and that no view
+/// changed.
+fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str) -> Option<Run> {
+    let cluster = Cluster::start(n, test)?;
+    let mut members = Vec::new();
+    for i in 0..n {
+        let mut c = cluster.client(i);
+        assert_eq!(c.request(&format!("name m{i}")), [format!("250 m{i}")]);
+        assert_eq!(c.request("join g"), ["250 joined g"]);
+        members.push(c);
+    }
+    let views_before: Vec<u64> = (0..n)
+        .map(|i| stat(&mut cluster.client(i), "views"))
+        .collect();
+    cluster.net.set_loss(loss).expect("loss");
+    let total = n * each;
+    let sent_at: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+    // Readers: every member's notices with when they came.
+    let readers: Vec<thread::JoinHandle<Vec<(String, Instant)>>> = members
+        .into_iter()
+        .map(|mut c| {
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < total {
+                    let Some(l) = c.line() else { break };
+                    if l.starts_with("600 g ") || l.starts_with("601 g ") {
+                        got.push((l, Instant::now()));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let senders: Vec<thread::JoinHandle<()>> = (0..n)
+        .map(|i| {
+            let mut c = cluster.client(i);
+            let sent_at = sent_at.clone();
+            thread::spawn(move || {
+                for k in 0..each {
+                    let (verb, text) = if k % 2 == 0 {
+                        ("send", format!("a d{i} {k}"))
+                    } else {
+                        ("fsend", format!("f d{i} {k}"))
+                    };
+                    sent_at.lock().unwrap().insert(text.clone(), Instant::now());
+                    assert_eq!(c.request(&format!("{verb} g {text}")), ["250 sent"]);
+                    thread::sleep(gap);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let got: Vec<Vec<(String, Instant)>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let views_after: Vec<u64> = (0..n)
+        .map(|i| stat(&mut cluster.client(i), "views"))
+        .collect();
+    let logs = cluster.stop();
+
+    // Every message once at every member; one agreed order; each sender's FIFO order.
+    let text = |l: &str| l.splitn(6, ' ').nth(5).unwrap_or("").to_string();
+    let mut last: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut agreed_orders = Vec::new();
+    for (m, lines) in got.iter().enumerate() {
+        assert_eq!(
+            lines.len(),
+            total,
+            "member m{m} delivered {} of {total} messages under {loss}% loss",
+            lines.len()
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        let mut next_fifo = vec![1usize; n];
+        let mut agreed = Vec::new();
+        for (l, at) in lines {
+            let t = text(l);
+            assert!(seen.insert(t.clone()), "m{m} delivered {t} twice");
+            let w: Vec<&str> = t.split(' ').collect();
+            let (from, k): (usize, usize) = (w[1][1..].parse().unwrap(), w[2].parse().unwrap());
+            if w[0] == "f" {
+                assert_eq!(k, next_fifo[from], "m{m}: d{from}'s FIFO messages out of order");
+                next_fifo[from] += 2;
+            } else {
+                agreed.push(t.clone());
+            }
+            let e = last.entry(t).or_insert(*at);
+            *e = (*e).max(*at);
+        }
+        agreed_orders.push(agreed);
+    }
+    for o in &agreed_orders[1..] {
+        assert_eq!(o, &agreed_orders[0], "members delivered agreed messages in different orders");
+    }
+    let sent_at = sent_at.lock().unwrap();
+    let latencies = last
+        .iter()
+        .map(|(t, at)| at.saturating_duration_since(sent_at[t]))
+        .collect();
+    let view_changes = views_after
+        .iter()
+        .zip(&views_before)
+        .map(|(a, b)| a - b)
+        .sum();
+    Some(Run {
+        messages: total,
+        latencies,
+        resends: logs
+            .iter()
+            .map(|l| logged(l, " resent: ") + logged(l, "fifo_resent: "))
+            .sum(),
+        dropped: logs.iter().map(|l| logged(l, "frames_dropped: ")).sum(),
+        view_changes,
+    })
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Three daemons, 10% loss for a few seconds: no view change, every message delivered,
+/// resends bounded (findings 1–2 of issue 16, short).
+#[test]
+fn three_daemons_under_ten_percent_loss_deliver_everything_without_a_view_change() {
+    let Some(run) = groups_under_loss(3, 10, 150, Duration::from_millis(20), "short") else {
+        return;
+    };
+    run.print("3 daemons, 10% loss");
+    assert_eq!(run.view_changes, 0, "a view changed under 10% loss");
+    assert!(
+        (run.resends as f64) < 1.5 * run.messages as f64,
+        "{} resends for {} messages",
+        run.resends,
+        run.messages
+    );
+}
+
+/// The acceptance run: five daemons (`FLOTILLA_DAEMONS`), 10% loss (`FLOTILLA_LOSS`)
+/// for three minutes (`FLOTILLA_SECONDS`), one message every 10 ms from each daemon.
+#[test]
+#[ignore = "minutes long: run on demand (see the file's header)"]
+fn long_loss_run() {
+    let n = env_or("FLOTILLA_DAEMONS", 5);
+    let loss = env_or("FLOTILLA_LOSS", 10);
+    let seconds: u64 = env_or("FLOTILLA_SECONDS", 180);
+    let gap = Duration::from_millis(10);
+    let each = (seconds * 1000 / 10) as usize;
+    let Some(run) = groups_under_loss(n, loss, each, gap, "long") else {
+        return;
+    };
+    run.print(&format!("{n} daemons, {loss}% loss, {seconds} s"));
+    assert_eq!(run.view_changes, 0, "a view changed under {loss}% loss");
+}
