@@ -767,3 +767,5 @@ fn the_harness_drops_frames_of_isolated_nodes() {
     assert_eq!(net.m(0).view().members.len(), 1);
     assert!(net.queue.iter().all(|q| q.1 != addr(0) && q.2 != addr(0)));
 }
+
+mod epochs;
