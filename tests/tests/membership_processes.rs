@@ -175,7 +175,7 @@ fn five_daemons_crash_rejoin_join_and_reload() {
     let head = out.stdout.lines().next().unwrap_or_default().to_string();
     assert!(
         head.starts_with(&format!("view {} n", formed.epoch))
-            && head.ends_with(" primary members=5 config=0"),
+            && head.contains(" primary members=5 config=0 incarnation="),
         "{}",
         out.stdout
     );

@@ -54,6 +54,34 @@ fn partitions_into_two_and_three_sides_then_heal() {
     swept("membership-partition", 0..20);
 }
 
+/// A 2|3 split healed three times, links as TCP connections (`membership-heal`): one
+/// merged view of all five within 1.5 s of the network returning, every time, on every
+/// seed. Finding 7 of issue 16 (2.2–3.7 s with real processes), reproduced: what was
+/// queued across the cut waits for the sender's backed-off retransmission, so the
+/// second heal (after 3.3 s cut) does not merge even within 3.5 s on any of 50 seeds.
+/// Not fixed yet: the drivers would have to give up on a stalled peer connection and
+/// dial again (and the simulator's stream model learn the same).
+#[test]
+#[ignore = "fails on every seed until stalled peer connections are redialled (issue 16, finding 7)"]
+fn a_healed_partition_merges_within_one_and_a_half_seconds() {
+    swept("membership-heal", 0..50);
+}
+
+/// The same heals over datagram links (no retransmission backoff): the machine's part
+/// of a merge (greeting, view request, proposal, commit) fits in 1.5 s on every seed.
+#[test]
+fn a_healed_partition_merges_within_one_and_a_half_seconds_over_datagrams() {
+    let text = builtin("membership-heal").unwrap();
+    let datagrams = text.replace("(:stream (:mbit 1000) (:queue 4096))", "");
+    assert_ne!(
+        datagrams, text,
+        "membership-heal no longer runs over streams"
+    );
+    let scn = Scenario::parse(&datagrams, MembershipProtocol::default(), None).unwrap();
+    let r = sweep(&scn, 0..50);
+    assert!(r.passed(), "{r}");
+}
+
 /// `name` cut to `secs` seconds of simulated time.
 fn shortened(name: &str, secs: u64) -> Scenario<MembershipProtocol> {
     let text = builtin(name)

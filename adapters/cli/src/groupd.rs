@@ -475,6 +475,7 @@ fn log_view(me: &str, last: Option<&View>, view: &View, joined: &[String], left:
     let members: Vec<&str> = view.names().collect();
     info!(
         view = %view.id,
+        incarnation = %format_args!("{:016x}", view.id.incarnation),
         primary = view.primary,
         members = members.join(","),
         cause = causes.join("; "),

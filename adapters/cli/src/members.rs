@@ -2,7 +2,7 @@
 //! named by `--daemon` or `GROUPD` (default `127.0.0.1:4803`). Prints
 //!
 //! ```text
-//! view 7 n1 primary members=3 config=0
+//! view 7 n1 primary members=3 config=0 incarnation=8d2c…
 //! n1 127.0.0.1:4803 incarnation=8d2c…
 //! …
 //! ```
@@ -27,7 +27,8 @@ pub(crate) struct Args {
     /// The group daemon to ask (its --listen address).
     #[arg(long, env = "GROUPD", default_value = crate::groupd::DEFAULT_ADDR, value_name = "HOST:PORT")]
     daemon: String,
-    /// Print one JSON object: {"view": {"epoch", "coordinator"}, "primary", "config",
+    /// Print one JSON object: {"view": {"epoch", "coordinator", "incarnation"}, "primary",
+    /// "config",
     /// "members": [{"name", "address", "incarnation"}]}.
     #[arg(long)]
     json: bool,
@@ -88,8 +89,13 @@ fn to_json(s: &DaemonView) -> String {
             )
         })
         .collect();
+    // The view id's incarnation, as the members' (absent from an older daemon).
+    let incarnation = s
+        .incarnation
+        .map(|i| format!(",\"incarnation\":\"{i:016x}\""))
+        .unwrap_or_default();
     format!(
-        "{{\"view\":{{\"epoch\":{},\"coordinator\":{}}},\"primary\":{},\"config\":{},\"members\":[{}]}}",
+        "{{\"view\":{{\"epoch\":{},\"coordinator\":{}{incarnation}}},\"primary\":{},\"config\":{},\"members\":[{}]}}",
         s.epoch,
         json_string(&s.coordinator),
         s.primary,
@@ -102,7 +108,7 @@ fn to_json(s: &DaemonView) -> String {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "view 3 n1 primary members=2 config=1\n\
+    const TEXT: &str = "view 3 n1 primary members=2 config=1 incarnation=00000000000000ff\n\
                         n1 127.0.0.1:4803 incarnation=00000000000000ff\n\
                         n2 127.0.0.1:4804 incarnation=0000000000000100\n\
                         2 members";
@@ -115,7 +121,7 @@ mod tests {
         assert_eq!(s.members[1].name, "n2");
         assert_eq!(
             to_json(&s),
-            "{\"view\":{\"epoch\":3,\"coordinator\":\"n1\"},\"primary\":true,\"config\":1,\
+            "{\"view\":{\"epoch\":3,\"coordinator\":\"n1\",\"incarnation\":\"00000000000000ff\"},\"primary\":true,\"config\":1,\
              \"members\":[{\"name\":\"n1\",\"address\":\"127.0.0.1:4803\",\"incarnation\":\"00000000000000ff\"},\
              {\"name\":\"n2\",\"address\":\"127.0.0.1:4804\",\"incarnation\":\"0000000000000100\"}]}"
         );

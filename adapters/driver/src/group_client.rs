@@ -89,6 +89,9 @@ pub struct DaemonView {
     pub epoch: u64,
     /// The daemon that coordinated it.
     pub coordinator: String,
+    /// That daemon's incarnation (the id's third part: it tells apart the views of two
+    /// lives of one daemon); `None` from a daemon that does not print it.
+    pub incarnation: Option<u64>,
     /// Whether it is the primary component.
     pub primary: bool,
     /// The configuration version it runs with.
@@ -601,8 +604,9 @@ fn parse_group_members(text: &str) -> Result<GroupMembers, ClientError> {
     })
 }
 
-/// `view EPOCH COORD primary|non-primary members=N config=V`, `NAME ADDR incarnation=HEX`
-/// per daemon, `N members`.
+/// `view EPOCH COORD primary|non-primary members=N config=V incarnation=HEX`, `NAME ADDR
+/// incarnation=HEX` per daemon, `N members` (a view line without its incarnation, from
+/// an older daemon, is read too).
 /// Reads the daemon's answer to `members` (the final reply's text, lines joined with
 /// `\n`): the one reader of that reply, for this library and `flotilla members`.
 pub fn parse_daemon_view(text: &str) -> Result<DaemonView, ClientError> {
@@ -612,9 +616,16 @@ pub fn parse_daemon_view(text: &str) -> Result<DaemonView, ClientError> {
         return Err(bad(what, text));
     };
     let w: Vec<&str> = head.split(' ').collect();
-    let ["view", epoch, coordinator, primary, count, config] = w.as_slice() else {
+    let (fields, inc) = match w.split_last() {
+        Some((last, front)) if last.starts_with("incarnation=") => (front, Some(*last)),
+        _ => (&w[..], None),
+    };
+    let ["view", epoch, coordinator, primary, count, config] = fields else {
         return Err(bad(what, head));
     };
+    let incarnation = inc
+        .map(|i| u64::from_str_radix(&i["incarnation=".len()..], 16).map_err(|_| bad(what, head)))
+        .transpose()?;
     let primary = match *primary {
         "primary" => true,
         "non-primary" => false,
@@ -645,6 +656,7 @@ pub fn parse_daemon_view(text: &str) -> Result<DaemonView, ClientError> {
     Ok(DaemonView {
         epoch: number(what, head, epoch)?,
         coordinator: coordinator.to_string(),
+        incarnation,
         primary,
         config: field(config, "config=")?,
         members,
@@ -1059,7 +1071,7 @@ mod tests {
         let v = parse_daemon_view(&reply_text(&reply_lines(
             250,
             [
-                "view 7 n1 non-primary members=2 config=3",
+                "view 7 n1 non-primary members=2 config=3 incarnation=00000000000000ff",
                 "n1 127.0.0.1:4803 incarnation=00000000000000ff",
                 "n2 [::1]:4804 incarnation=0000000000000100",
                 "2 members",
@@ -1067,6 +1079,10 @@ mod tests {
         )))
         .unwrap();
         assert_eq!((v.epoch, v.primary, v.config), (7, false, 3));
+        assert_eq!(v.incarnation, Some(255));
+        // A daemon that does not print the id's incarnation is still read.
+        let old = parse_daemon_view("view 7 n1 primary members=0 config=3\n0 members").unwrap();
+        assert_eq!((old.epoch, old.incarnation), (7, None));
         assert_eq!(v.members[1].addr, "[::1]:4804".parse().unwrap());
         assert_eq!(v.members[1].incarnation, 256);
         assert_eq!(
@@ -1126,6 +1142,8 @@ mod tests {
             "view 1 n1 maybe members=0 config=0\n0 members",
             "view 1 n1 primary members=1 config=0\nn1 nowhere incarnation=1\n1 members",
             "view 1 n1 primary members=1 config=0\n0 members",
+            "view 1 n1 primary members=0 config=0 incarnation=xyz\n0 members",
+            "view 1 n1 primary members=0 config=0 incarnation=1 extra\n0 members",
         ] {
             assert!(
                 matches!(parse_daemon_view(t), Err(ClientError::Protocol(_))),

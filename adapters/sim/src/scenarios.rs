@@ -119,6 +119,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/membership-partition.scn"),
     ),
     (
+        "membership-heal",
+        "5 daemons split 2|3 and healed three times: one merged view within 1.5 s of every heal",
+        include_str!("../scenarios/membership-heal.scn"),
+    ),
+    (
         "membership-loss",
         "10 daemons, one frame in ten lost for a minute: nobody reachable is ever excluded",
         include_str!("../scenarios/membership-loss.scn"),

@@ -245,7 +245,7 @@ pub struct Membership {
     canary: bool,
     rng: Rng,
     view: View,
-    /// The highest epoch seen anywhere.
+    /// The highest epoch heard of, in any message or view: a proposal's is above it.
     max_epoch: u64,
     /// The highest proposal acknowledged (or made): lower ones are refused.
     highest: ViewId,
@@ -476,6 +476,9 @@ impl Membership {
         if self.stopped {
             return Ok(());
         }
+        // Every epoch heard, in whatever message and from whomever, raises what this
+        // daemon's next proposal must exceed (SPEC.md §9.2).
+        self.max_epoch = self.max_epoch.max(msg.epoch_heard());
         match msg {
             MemberMsg::Heartbeat { view, from: m } => self.on_heartbeat(now, view, m),
             MemberMsg::Report { view: _, suspects } => self.on_report(now, from, suspects),

@@ -438,6 +438,35 @@ fn get_opt_config(r: &mut Reader<'_>) -> Result<Option<ClusterConfig>, DecodeErr
 }
 
 impl MemberMsg {
+    /// The highest epoch this message tells of (0 if it carries none): every epoch a
+    /// daemon hears raises what its next proposal must exceed (SPEC.md §9.2).
+    pub fn epoch_heard(&self) -> u64 {
+        match self {
+            MemberMsg::Heartbeat { view, .. }
+            | MemberMsg::Report { view, .. }
+            | MemberMsg::ReportAck { view }
+            | MemberMsg::Gather { view, .. }
+            | MemberMsg::Here { view, .. }
+            | MemberMsg::Hello { view, .. } => view.epoch,
+            MemberMsg::Elect { epoch, .. } => *epoch,
+            MemberMsg::Propose { view, .. }
+            | MemberMsg::Commit { view, .. }
+            | MemberMsg::ViewState { view, .. } => view.id.epoch,
+            MemberMsg::Ack {
+                id, last_primary, ..
+            } => id.epoch.max(last_primary.epoch),
+            MemberMsg::Nack { id, higher } => id.epoch.max(higher.epoch),
+            MemberMsg::Probe { .. }
+            | MemberMsg::ProbeFor { .. }
+            | MemberMsg::ProbeAck { .. }
+            | MemberMsg::Join { .. }
+            | MemberMsg::Refuse { .. }
+            | MemberMsg::Leave { .. }
+            | MemberMsg::ViewReq { .. }
+            | MemberMsg::Reload { .. } => 0,
+        }
+    }
+
     /// Encodes into a frame.
     pub fn to_frame(&self) -> Frame {
         let mut w = Writer::new();

@@ -70,8 +70,13 @@ impl Membership {
             .max_epoch
             .max(self.highest.epoch)
             .max(self.view.id.epoch);
+        // Above every epoch heard. The last epoch of all is only ever heard in a forged
+        // frame: past it, this daemon proposes nothing.
+        let Some(epoch) = self.max_epoch.checked_add(1) else {
+            return;
+        };
         let id = ViewId {
-            epoch: self.max_epoch + 1,
+            epoch,
             coordinator: self.me.name.clone(),
             incarnation: self.me.incarnation,
         };
@@ -615,11 +620,11 @@ impl Membership {
             let mut alone = View::alone(&self.me, self.cfg.version, self.last_primary.1.clone());
             self.max_epoch = self.max_epoch.max(v.id.epoch);
             alone.id = ViewId {
-                epoch: self.max_epoch + 1,
+                epoch: self.max_epoch.saturating_add(1),
                 coordinator: self.me.name.clone(),
                 incarnation: self.me.incarnation,
             };
-            self.max_epoch += 1;
+            self.max_epoch = self.max_epoch.saturating_add(1);
             self.highest = alone.id.clone();
             self.install(now, alone, None);
             self.start_joining(now);

@@ -24,6 +24,18 @@ impl Membership {
                 v.id, self.highest, self.max_epoch
             ));
         }
+        if self.highest.epoch > self.max_epoch {
+            return Err(format!(
+                "the highest id {} is above the highest epoch heard ({})",
+                self.highest, self.max_epoch
+            ));
+        }
+        if self.last_primary.0 > self.highest {
+            return Err(format!(
+                "the last primary view {} is above the highest id {}",
+                self.last_primary.0, self.highest
+            ));
+        }
         // The ring is recomputed (hashing every name) only for views of modest size:
         // this check runs after every input, and at a thousand members the full
         // recomputation would cost more than the protocol. Larger views check the
@@ -58,6 +70,13 @@ impl Membership {
             if p.view.id <= v.id || p.view.id.coordinator != self.me.name {
                 return Err(format!("proposal {} is not above view {}", p.view.id, v.id));
             }
+            // A proposal gives way to any higher one it hears of.
+            if p.view.id != self.highest {
+                return Err(format!(
+                    "proposal {} is not the highest id seen ({})",
+                    p.view.id, self.highest
+                ));
+            }
             if p.acks.keys().any(|a| !p.view.contains(a)) {
                 return Err("an acknowledgement from outside the proposal".into());
             }
@@ -66,6 +85,9 @@ impl Membership {
             }
         }
         if let Some(a) = &self.awaiting {
+            if a.view.id > self.highest {
+                return Err("awaiting a commit above the highest id seen".into());
+            }
             if a.view.id <= v.id {
                 return Err("awaiting a commit of a view not above the installed one".into());
             }

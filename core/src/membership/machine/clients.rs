@@ -107,13 +107,16 @@ impl Membership {
         match cmd.as_str() {
             "members" => {
                 let v = &self.view;
+                // The whole id, incarnation included: a restarted daemon's first view
+                // is `0 NAME` in every life, told apart by the incarnation.
                 let mut lines = vec![format!(
-                    "view {} {} {} members={} config={}",
+                    "view {} {} {} members={} config={} incarnation={:016x}",
                     v.id.epoch,
                     v.id.coordinator,
                     if v.primary { "primary" } else { "non-primary" },
                     v.members.len(),
-                    v.config_version
+                    v.config_version,
+                    v.id.incarnation
                 )];
                 lines.extend(
                     v.members.iter().map(|m| {

@@ -448,8 +448,8 @@ fn the_client_line_protocol_answers() {
     send(&mut net, 1, "members\r\n").unwrap();
     let v = net.m(0).view().clone();
     let mut want = vec![format!(
-        "250-view {} alpha primary members=3 config=0",
-        v.id.epoch
+        "250-view {} alpha primary members=3 config=0 incarnation={:016x}",
+        v.id.epoch, v.id.incarnation
     )];
     for m in &v.members {
         want.push(format!(
@@ -767,3 +767,5 @@ fn the_harness_drops_frames_of_isolated_nodes() {
     assert_eq!(net.m(0).view().members.len(), 1);
     assert!(net.queue.iter().all(|q| q.1 != addr(0) && q.2 != addr(0)));
 }
+
+mod epochs;
