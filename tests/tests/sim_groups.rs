@@ -79,10 +79,21 @@ fn swarm_faults() {
 /// Seeds 149 and 611 once brought a disconnected agent back: the table a flush installs
 /// was built from what each daemon said of its own clients before the flush's fills were
 /// delivered, so a leave in the fill was undone. It is now built as of after the fills.
+///
+/// In `cargo test`: those seeds, seed 928 (unsettled 6 s after the faults while repeats
+/// backed off to 3.2 s), and 150 more; the thousand on demand (`-- --ignored`).
 #[test]
-fn services_and_messages_under_swarm_faults_over_a_thousand_seeds() {
+fn services_and_messages_under_swarm_faults() {
     swept("services-swarm", 149..150);
     swept("services-swarm", 611..612);
+    swept("services-swarm", 928..929);
+    swept("services-swarm", 0..150);
+}
+
+/// The thousand-seed sweep of `services-swarm` (minutes in a test build).
+#[test]
+#[ignore = "a thousand seeds: run on demand"]
+fn services_and_messages_under_swarm_faults_over_a_thousand_seeds() {
     swept("services-swarm", 0..1000);
 }
 
