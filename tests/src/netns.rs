@@ -56,9 +56,7 @@ fn nft(ns: &str, rules: &str) -> Result<(), String> {
         .expect("piped")
         .write_all(rules.as_bytes())
         .map_err(|e| format!("cannot write to nft: {e}"))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -94,8 +92,8 @@ impl Netns {
             sh(&["ip", "netns", "add", &host])?;
             let port = format!("p{i}");
             sh(&[
-                "ip", "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name",
-                &port, "netns", &hub,
+                "ip", "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", &port,
+                "netns", &hub,
             ])?;
             sh(&["ip", "-n", &hub, "link", "set", &port, "master", "br0"])?;
             sh(&["ip", "-n", &hub, "link", "set", &port, "up"])?;

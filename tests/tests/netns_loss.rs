@@ -295,7 +295,10 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
             let w: Vec<&str> = t.split(' ').collect();
             let (from, k): (usize, usize) = (w[1][1..].parse().unwrap(), w[2].parse().unwrap());
             if w[0] == "f" {
-                assert_eq!(k, next_fifo[from], "m{m}: d{from}'s FIFO messages out of order");
+                assert_eq!(
+                    k, next_fifo[from],
+                    "m{m}: d{from}'s FIFO messages out of order"
+                );
                 next_fifo[from] += 2;
             } else {
                 agreed.push(t.clone());
@@ -306,7 +309,10 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
         agreed_orders.push(agreed);
     }
     for o in &agreed_orders[1..] {
-        assert_eq!(o, &agreed_orders[0], "members delivered agreed messages in different orders");
+        assert_eq!(
+            o, &agreed_orders[0],
+            "members delivered agreed messages in different orders"
+        );
     }
     let sent_at = sent_at.lock().unwrap();
     let latencies = last

@@ -354,7 +354,10 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         w.store(b"third", 3).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"third");
-        assert!(!dir.join("site.state.tmp").exists(), "the temporary file stays");
+        assert!(
+            !dir.join("site.state.tmp").exists(),
+            "the temporary file stays"
+        );
         let gone = StateWriter::new(dir.join("no such directory").join("x"));
         let err = gone.store(b"x", 1).unwrap_err();
         assert!(err.contains("cannot write the state file"), "{err}");
