@@ -154,7 +154,7 @@ impl Netns {
     }
 
     fn rules(&self, host: &str, loss: u32, cut: &[IpAddr]) -> Result<(), String> {
-        let mut rules = format!("flush chain inet flotilla out\n");
+        let mut rules = "flush chain inet flotilla out\n".to_string();
         for ip in cut {
             rules.push_str(&format!("add rule inet flotilla out ip daddr {ip} drop\n"));
         }

@@ -121,14 +121,14 @@ impl Cluster {
             })
             .collect();
         let mut daemons = Vec::new();
-        for i in 0..n {
+        for (i, socket) in sockets.iter().enumerate() {
             let mut cmd = net.command(i, flotilla());
             let listen = net.addr(i, PORT);
             cmd.args(["groupd", "--name", &format!("d{i}")])
                 .arg("--listen")
                 .arg(listen.to_string())
                 .arg("--socket")
-                .arg(&sockets[i]);
+                .arg(socket);
             if i > 0 {
                 cmd.arg("--join").arg(net.addr(0, PORT).to_string());
             }
