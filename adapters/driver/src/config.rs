@@ -98,6 +98,16 @@ pub struct DriverConfig {
     pub slow_notice: Bytes,
     /// Longest wait for a TCP dial, or for a peer's hello after its first byte.
     pub connect_timeout: Duration,
+    /// How long a control-lane connection (or dial) may make no progress before it is
+    /// closed, its queued frames dropped (counted in `frames_dropped`) and the next frame
+    /// dials afresh (SPEC.md §7.1). Without it, frames written across a partition wait
+    /// for TCP's backed-off retransmission (0.2, 0.6, 1.4, 3.0, 6.2 s after the cut) and
+    /// a dial for SYN retries (1, 3, 7 s), so nothing crosses for seconds after a heal.
+    /// 500 ms: five default membership heartbeat periods (100 ms), above
+    /// `suspect_after` (400 ms), so membership has suspected a peer before its
+    /// connection is given up on, and a frame lost and retransmitted once (200 ms) does
+    /// not trip it.
+    pub control_stall: Duration,
     /// Effects running at once; more wait in order.
     pub effect_concurrency: usize,
     /// Effects waiting to run; one more fails at once with `EffectError::Overloaded`.
@@ -123,6 +133,7 @@ impl DriverConfig {
             refusal: Bytes::from_static(b"503 too many connections: try again later\n"),
             slow_notice: Bytes::new(),
             connect_timeout: Duration::from_secs(5),
+            control_stall: Duration::from_millis(500),
             effect_concurrency: 16,
             effect_queue: 1024,
             effect_timeout: Duration::from_secs(30),

@@ -4,6 +4,7 @@
 
 use core::net::SocketAddr;
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,6 +127,12 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) client_queue: usize,
     pub(crate) client_bytes: usize,
     pub(crate) connect_timeout: Duration,
+    /// The control lane's stall bound ([`crate::DriverConfig::control_stall`]).
+    pub(crate) control_stall: Duration,
+    /// When each peer was last heard on the control lane, on any of its connections:
+    /// the two ends of a pair may each send on the connection the other dialled, so a
+    /// connection we write on can be silent by design while the peer is well.
+    pub(crate) heard: Mutex<BTreeMap<PeerAddr, std::time::Instant>>,
     pub(crate) me: Option<SocketAddr>,
     pub(crate) stop: watch::Receiver<()>,
     /// Every task holds a clone; the node's shutdown waits until all are dropped.
@@ -170,6 +177,16 @@ impl<R: Runtime> Shared<R> {
 
     pub(crate) fn next_conn(&self) -> u64 {
         self.conns.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn heard_at(&self, peer: PeerAddr) -> Option<std::time::Instant> {
+        self.heard.lock().ok().and_then(|h| h.get(&peer).copied())
+    }
+
+    fn hear(&self, peer: PeerAddr, now: std::time::Instant) {
+        if let Ok(mut h) = self.heard.lock() {
+            h.insert(peer, now);
+        }
     }
 }
 
@@ -433,12 +450,14 @@ pub(crate) async fn dial<R: Runtime>(
     mut rx: mpsc::Receiver<Frame>,
 ) {
     let Link { peer, lane, conn } = link;
-    let connect = timeout(
-        &shared.rt,
-        shared.connect_timeout,
-        shared.rt.tcp_connect(peer),
-    )
-    .await;
+    // A control-lane dial that is not through within the stall bound is given up (its
+    // frames dropped and counted): the next frame dials afresh, so a fresh SYN goes out
+    // instead of waiting for the kernel's SYN retransmissions at 1, 3, 7 s (SPEC §7.1).
+    let wait = match lane {
+        Lane::Control => shared.connect_timeout.min(shared.control_stall),
+        Lane::Data => shared.connect_timeout,
+    };
+    let connect = timeout(&shared.rt, wait, shared.rt.tcp_connect(peer)).await;
     let (rd, wr) = match connect.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())) {
         Ok(s) => s,
         Err(e) => {
@@ -517,6 +536,11 @@ async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
     let mut out = BytesMut::new();
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut sending = true;
+    // The control lane's stall rule (SPEC §7.1): the first write the peer has not been
+    // heard from since. Data lanes carry group traffic whose queued frames matter and
+    // keep TCP's own retransmission.
+    let stall = (lane == Lane::Control).then_some(shared.control_stall);
+    let mut unanswered: Option<std::time::Instant> = None;
     loop {
         while let Some(frame) = reader.next_frame().map_err(|e| {
             shared.stats.bump(Stat::DecodeErrors);
@@ -532,13 +556,30 @@ async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
                 return Ok(());
             }
         }
+        let deadline = match (stall, unanswered) {
+            (Some(bound), Some(w)) => Some(w + bound),
+            _ => None,
+        };
+        // Far enough never to fire while no deadline is set (the branch is then off).
+        let wake = deadline.unwrap_or_else(|| shared.rt.now() + Duration::from_secs(3600));
         tokio::select! {
             r = rd.read(&mut chunk) => {
                 let n = r?;
                 if n == 0 {
                     return Ok(());
                 }
+                if stall.is_some() {
+                    shared.hear(peer, shared.rt.now());
+                }
                 reader.extend(&chunk[..n]);
+            }
+            () = shared.rt.sleep_until(wake), if deadline.is_some() => {
+                let now = shared.rt.now();
+                match stall_check(unanswered, shared.heard_at(peer), now, shared.control_stall) {
+                    Stall::Stalled => return Err(stalled()),
+                    Stall::Answered => unanswered = None,
+                    Stall::Waiting => {}
+                }
             }
             f = rx.recv(), if sending => match f {
                 Some(f) => {
@@ -551,7 +592,23 @@ async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
                         f.encode(&mut out);
                         n += 1;
                     }
-                    wr.write_all(&out).await?;
+                    match stall {
+                        None => wr.write_all(&out).await?,
+                        Some(bound) => {
+                            let now = shared.rt.now();
+                            if unanswered.is_none_or(|w| {
+                                stall_check(Some(w), shared.heard_at(peer), now, bound)
+                                    == Stall::Answered
+                            }) {
+                                unanswered = Some(now);
+                            }
+                            // A control write the socket does not take within the bound
+                            // (its send buffer full of unacknowledged bytes) is a stall too.
+                            timeout(&shared.rt, bound, wr.write_all(&out))
+                                .await
+                                .unwrap_or_else(|| Err(stalled()))?;
+                        }
+                    }
                     shared.stats.add(Stat::FramesOut, n);
                 }
                 // A newer connection replaced this one as the link; keep reading.
@@ -559,6 +616,43 @@ async fn pump_peer<R: Runtime, Rd: ReadHalf, Wr: WriteHalf>(
             },
         }
     }
+}
+
+/// Where a control connection stands under the stall rule (SPEC §7.1).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Stall {
+    /// Nothing written is waiting for the peer, or the peer has been heard since the
+    /// first write that was: the connection makes progress.
+    Answered,
+    /// Writes wait for the peer, not yet for the whole bound.
+    Waiting,
+    /// Writes have waited the whole bound with nothing heard from the peer: the
+    /// connection is closed, its queue dropped and counted, and the next frame redials.
+    Stalled,
+}
+
+/// The stall rule as a pure function: `unanswered` is the first write since the peer was
+/// last `heard` (on any of its control connections).
+fn stall_check(
+    unanswered: Option<std::time::Instant>,
+    heard: Option<std::time::Instant>,
+    now: std::time::Instant,
+    bound: Duration,
+) -> Stall {
+    let Some(w) = unanswered else {
+        return Stall::Answered;
+    };
+    if heard.is_some_and(|h| h >= w) {
+        Stall::Answered
+    } else if now.saturating_duration_since(w) >= bound {
+        Stall::Stalled
+    } else {
+        Stall::Waiting
+    }
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "control lane stalled")
 }
 
 /// One of the `max_clients` places; given back when the stream ends, however it ends.
@@ -734,6 +828,32 @@ mod tests {
 
     fn data(s: &str) -> ClientWrite {
         ClientWrite::Data(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn a_control_connection_stalls_only_after_the_bound_with_nothing_heard() {
+        // Any instant will do: the rule only compares it with others.
+        #[allow(clippy::disallowed_methods)]
+        let t0 = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        let b = ms(500);
+        // Nothing written: never stalled, whatever was heard.
+        assert_eq!(stall_check(None, None, t0 + ms(9000), b), Stall::Answered);
+        // Written, nothing heard: waiting until the bound, stalled from it on.
+        assert_eq!(stall_check(Some(t0), None, t0 + ms(499), b), Stall::Waiting);
+        assert_eq!(stall_check(Some(t0), None, t0 + b, b), Stall::Stalled);
+        // Heard only before the write: the same.
+        let before = Some(t0 - ms(1));
+        assert_eq!(
+            stall_check(Some(t0), before, t0 + ms(600), b),
+            Stall::Stalled
+        );
+        // Heard since the write (on any connection of that peer): progress, however long.
+        let since = Some(t0 + ms(10));
+        assert_eq!(
+            stall_check(Some(t0), since, t0 + ms(5000), b),
+            Stall::Answered
+        );
     }
 
     #[test]

@@ -230,6 +230,8 @@ impl<R: Runtime> Driver<R> {
             client_queue: c.client_queue.max(1),
             client_bytes: c.client_bytes.max(1),
             connect_timeout: c.connect_timeout,
+            control_stall: c.control_stall,
+            heard: Default::default(),
             me: self.local.peer,
             stop: stop_rx,
             alive: Mutex::new(Some(alive_tx)),

@@ -232,9 +232,9 @@ impl fmt::Display for Report {
         if self.streams.is_some() || !wait.is_zero() {
             writeln!(
                 f,
-                "  streams: {} retransmitted, {} dropped at a full queue; longest wait for a \
-                 busy node {wait:?}",
-                s.retransmitted, s.queue_full
+                "  streams: {} retransmitted, {} dropped at a full queue, {} with a stalled \
+                 control connection; longest wait for a busy node {wait:?}",
+                s.retransmitted, s.queue_full, s.stall_dropped
             )?;
         }
         for v in &self.verdicts {

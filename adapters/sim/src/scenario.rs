@@ -195,10 +195,13 @@ fn stream_params(forms: &[Node]) -> Result<StreamParams, SexprError> {
             Some("queue") => p.queue = v.int_in(1, 1 << 24)? as usize,
             Some("min-rto") => p.min_rto = v.duration()?,
             Some("max-rto") => p.max_rto = v.duration()?,
+            Some("control-stall") => p.control_stall = v.duration()?,
             _ => {
                 return Err(err(
                     f,
-                    format!("unknown stream setting {f} (use :mbit :queue :min-rto :max-rto)"),
+                    format!(
+                        "unknown stream setting {f} (use :mbit :queue :min-rto :max-rto :control-stall)"
+                    ),
                 ));
             }
         }

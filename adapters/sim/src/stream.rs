@@ -14,7 +14,15 @@
 //!   the driver drops it (`frames_dropped`);
 //! - while the rules cut the link (partition, block), frames wait in the queue; when the
 //!   link passes again they resume at the sender's next retransmission, which has backed
-//!   off (doubling from `min-rto`, at most `max-rto`) all the while the link was cut.
+//!   off (doubling from `min-rto`, at most `max-rto`) all the while the link was cut;
+//! - except on the **control lane**, where the driver gives up a connection whose writes
+//!   have gone unanswered for `control-stall` (500 ms, the driver's `control_stall`),
+//!   and a dial not through within it: the frames waiting are dropped and counted, the
+//!   backoff is gone with the connection, and the next frame dials afresh, arriving one
+//!   round trip (the connection set-up) later than it would on an open connection. A
+//!   dial made while the link is cut is given up the same way after the bound, so after
+//!   a cut longer than the bound every frame sent during it is dropped, and so is every
+//!   frame sent before the last dial's bound runs out (SPEC.md §6.3, §7.1).
 //!
 //! The model keeps no bytes: the simulator holds waiting frames; this decides when each
 //! one arrives.
@@ -36,6 +44,9 @@ pub struct StreamParams {
     pub min_rto: Duration,
     /// The longest retransmission timeout.
     pub max_rto: Duration,
+    /// How long a control-lane connection or dial may make no progress before the driver
+    /// gives it up (its `control_stall`).
+    pub control_stall: Duration,
 }
 
 impl Default for StreamParams {
@@ -46,6 +57,7 @@ impl Default for StreamParams {
             queue: 4096,
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),
+            control_stall: Duration::from_millis(500),
         }
     }
 }
@@ -57,10 +69,17 @@ pub type StreamKey = (usize, usize, Lane);
 struct StreamState {
     /// Arrival times of frames sent and not yet delivered, in order.
     in_flight: VecDeque<Instant>,
-    /// Frames waiting while the link is cut.
-    stalled: usize,
+    /// When each frame waiting while the link is cut was sent, in order.
+    waiting: VecDeque<Instant>,
     /// When the link was cut with frames waiting, if it is.
     stalled_since: Option<Instant>,
+    /// Control lane: the waiting frames wait on a dial, not on an open connection.
+    dialing: bool,
+    /// Control lane: the connection was given up; the next frame dials.
+    closed: bool,
+    /// Control lane: a doomed dial (its SYN was lost) is given up then; frames sent
+    /// before it go into its queue and are dropped with it.
+    doomed_until: Option<Instant>,
     /// When the wire is free for the next frame's bytes.
     wire_free: Instant,
 }
@@ -74,6 +93,19 @@ pub enum StreamVerdict {
     Stall,
     /// The sender's queue for this link is full: dropped.
     QueueFull,
+    /// Control lane: queued on a dial that is given up (its SYN was lost while the link
+    /// was cut): dropped with it.
+    Doomed,
+}
+
+/// How the frames waiting on a stream go on when its link passes again.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// From this instant, in order.
+    At(Instant),
+    /// They were dropped with the control connection (or dial) given up while the link
+    /// was cut; the next frame dials afresh.
+    Dropped(usize),
 }
 
 /// Counters of the stream model.
@@ -83,6 +115,8 @@ pub struct StreamStats {
     pub queue_full: u64,
     /// Segments retransmitted after a loss.
     pub retransmitted: u64,
+    /// Control frames dropped with a connection or dial given up as stalled.
+    pub stall_dropped: u64,
 }
 
 /// Every stream of a run.
@@ -114,7 +148,7 @@ impl Streams {
         while s.in_flight.front().is_some_and(|t| *t <= now) {
             s.in_flight.pop_front();
         }
-        s.in_flight.len() + s.stalled
+        s.in_flight.len() + s.waiting.len()
     }
 
     /// Decides the fate of a frame of `len` bytes sent on `key` at `now`. `cut` says
@@ -133,22 +167,43 @@ impl Streams {
             return StreamVerdict::QueueFull;
         }
         let s = self.links.entry(key).or_default();
-        if cut || s.stalled > 0 {
+        if let Some(until) = s.doomed_until {
+            if now < until {
+                self.stats.stall_dropped += 1;
+                return StreamVerdict::Doomed;
+            }
+            s.doomed_until = None;
+        }
+        if cut || !s.waiting.is_empty() {
             // Behind a frame that waits, a frame waits too: the stream keeps its order.
-            s.stalled += 1;
+            if s.waiting.is_empty() && s.closed {
+                // The first frame after a connection was given up dials (into a cut link).
+                s.closed = false;
+                s.dialing = true;
+            }
+            s.waiting.push_back(now);
             s.stalled_since.get_or_insert(now);
             return StreamVerdict::Stall;
         }
-        StreamVerdict::Arrive(self.schedule(key, now, len, latency, loss, rng))
+        let mut start = now;
+        if s.closed {
+            // A fresh connection: the handshake costs a round trip before the frame.
+            s.closed = false;
+            start += latency * 2;
+        }
+        StreamVerdict::Arrive(self.schedule(key, start, len, latency, loss, rng))
     }
 
-    /// The link of `key` passes again at `now`: the instant its waiting frames start
-    /// again (the sender's next retransmission). The caller then sends each with
-    /// [`Streams::send_resumed`], in order.
-    pub fn resume(&mut self, key: StreamKey, now: Instant) -> Option<Instant> {
+    /// The link of `key` passes again at `now`: when its waiting frames start again
+    /// (the sender's next retransmission), or that they were dropped (a control
+    /// connection given up). The caller then sends each with [`Streams::send_resumed`],
+    /// in order, or drops them all.
+    pub fn resume(&mut self, key: StreamKey, now: Instant) -> Option<Resumed> {
+        let bound = self.params.control_stall;
         let s = self.links.get_mut(&key)?;
         let since = s.stalled_since.take()?;
-        s.stalled = 0;
+        let waiting = core::mem::take(&mut s.waiting);
+        let dialing = core::mem::take(&mut s.dialing);
         // Retransmissions went out at since + rto, + 2 rto, + 4 rto… while the link was
         // cut; the first after `now` is the one that gets through.
         let mut rto = self.params.min_rto;
@@ -157,7 +212,23 @@ impl Streams {
             rto = (rto * 2).min(self.params.max_rto);
             at += rto;
         }
-        Some(at)
+        // A dial's SYN is first retransmitted after 1 s, past the bound: a dial into a
+        // cut link never gets through.
+        if key.2 != Lane::Control || (!dialing && at <= since + bound) {
+            return Some(Resumed::At(at));
+        }
+        // The connection (or dial) is given up at since + bound with what it queued; the
+        // next frame dials into the cut link and is given up a bound later, and so on.
+        let mut until = since + bound;
+        for t in &waiting {
+            if *t >= until {
+                until = *t + bound;
+            }
+        }
+        s.doomed_until = (until > now).then_some(until);
+        s.closed = true;
+        self.stats.stall_dropped += waiting.len() as u64;
+        Some(Resumed::Dropped(waiting.len()))
     }
 
     /// Schedules a frame that waited on `key`, resuming at `at`.
@@ -181,7 +252,7 @@ impl Streams {
     pub fn stalled_keys(&self) -> Vec<StreamKey> {
         self.links
             .iter()
-            .filter(|(_, s)| s.stalled > 0)
+            .filter(|(_, s)| !s.waiting.is_empty())
             .map(|(k, _)| *k)
             .collect()
     }
@@ -235,6 +306,7 @@ mod tests {
         queue: 4096,
         min_rto: Duration::from_millis(200),
         max_rto: Duration::from_secs(120),
+        control_stall: Duration::from_millis(500),
     };
 
     fn ms(n: u64) -> Duration {
@@ -350,9 +422,46 @@ mod tests {
         assert_eq!(s.occupancy(k, at(2000)), 2);
         assert_eq!(s.stalled_keys(), vec![k]);
         // Retransmissions at 1.2, 1.6, 2.4, 4.0, 7.2 s: healed at 4.5 s, it resumes at 7.2.
-        assert_eq!(s.resume(k, at(4500)), Some(at(7200)));
+        assert_eq!(s.resume(k, at(4500)), Some(Resumed::At(at(7200))));
         let t = s.send_resumed(k, at(7200), 10, (ms(1), 0.0), &mut rng);
         assert_eq!(t, at(7201));
         assert!(s.stalled_keys().is_empty());
+    }
+
+    #[test]
+    fn a_stalled_control_lane_drops_its_frames_and_redials_a_round_trip_after_the_heal() {
+        let mut s = Streams::new(INSTANT_WIRE);
+        let mut rng = Rng::from_seed(6);
+        let k = (0, 1, Lane::Control);
+        let cut = (true, ms(1), 0.0);
+        // Cut for 300 ms: the retransmission at +200 ms comes within the bound; nothing
+        // is given up.
+        assert_eq!(s.send(k, at(1000), 10, cut, &mut rng), StreamVerdict::Stall);
+        assert_eq!(s.resume(k, at(1100)), Some(Resumed::At(at(1200))));
+        let _ = s.send_resumed(k, at(1200), 10, (ms(1), 0.0), &mut rng);
+        // Cut at 2 s with frames every 100 ms until the heal at 4.55 s: the connection is
+        // given up at 2.5 s, each dial after it a bound later (the last, from 4.5 s, at
+        // 5.0 s): all 26 frames are dropped.
+        for t in (2000..=4500).step_by(100) {
+            assert_eq!(s.send(k, at(t), 10, cut, &mut rng), StreamVerdict::Stall);
+        }
+        assert_eq!(s.resume(k, at(4550)), Some(Resumed::Dropped(26)));
+        assert_eq!(s.stats().stall_dropped, 26);
+        // Until the doomed dial is given up, frames go into its queue and are dropped…
+        let up = (false, ms(1), 0.0);
+        assert_eq!(s.send(k, at(4900), 10, up, &mut rng), StreamVerdict::Doomed);
+        // …then the next frame dials: one round trip of set-up, then its own latency.
+        assert_eq!(
+            s.send(k, at(5000), 10, up, &mut rng),
+            StreamVerdict::Arrive(at(5003))
+        );
+        assert_eq!(
+            s.send(k, at(5010), 10, up, &mut rng),
+            StreamVerdict::Arrive(at(5011))
+        );
+        // The data lane keeps TCP's backoff.
+        let d = (0, 1, D);
+        assert_eq!(s.send(d, at(6000), 10, cut, &mut rng), StreamVerdict::Stall);
+        assert_eq!(s.resume(d, at(8000)), Some(Resumed::At(at(9000))));
     }
 }
