@@ -423,7 +423,9 @@ fn flood_under_loss(n: usize, loss: u32, count: usize, test: &str) -> Option<Dur
     for i in 0..n {
         conf.push_str(&format!(" (:site s{i})"));
     }
-    conf.push_str(" (:ping-period 0.5) (:estimates-period 1) (:join-period 1) (:digest-period 0.1))\n");
+    conf.push_str(
+        " (:ping-period 0.5) (:estimates-period 1) (:join-period 1) (:digest-period 0.1))\n",
+    );
     conf.push_str(&format!(
         "(:local (:export-command \"cat >> {}/$FLOOD_SITE.out\"))\n",
         dir.display()
@@ -459,7 +461,11 @@ fn flood_under_loss(n: usize, loss: u32, count: usize, test: &str) -> Option<Dur
     }
     net.set_loss(loss).expect("loss");
     for k in 0..count {
-        let out = ask(0, &["send", "--binary", "g"], format!("update {k}").as_bytes());
+        let out = ask(
+            0,
+            &["send", "--binary", "g"],
+            format!("update {k}").as_bytes(),
+        );
         assert!(out.starts_with("flooded to g"), "{out}");
     }
     let taken = Instant::now();
