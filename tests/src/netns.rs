@@ -154,7 +154,10 @@ impl Netns {
     }
 
     fn rules(&self, host: &str, loss: u32, cut: &[IpAddr]) -> Result<(), String> {
-        let mut rules = "flush chain inet flotilla out\n".to_string();
+        // A host's traffic to itself (a client on its own address) is never dropped.
+        let mut rules =
+            "flush chain inet flotilla out\nadd rule inet flotilla out oifname \"lo\" accept\n"
+                .to_string();
         for ip in cut {
             rules.push_str(&format!("add rule inet flotilla out ip daddr {ip} drop\n"));
         }
