@@ -23,6 +23,9 @@ use crate::effects::{Admit, EffectQueue, EffectRunner};
 use crate::runtime::{Runtime, timeout};
 use crate::tables::{ClientSend, ClientTable, Epoch, LinkSend, PeerLinks, Stat};
 
+/// Most client inputs taken in one turn of the loop before its outputs are flushed.
+const CLIENT_BATCH: usize = 128;
+
 /// A command and, when the sender waits for it, where the machine's verdict goes.
 pub(crate) type CommandMsg<M> = (
     <M as Machine>::Command,
@@ -231,7 +234,19 @@ where
                 match source {
                     Source::Control => self.take(&mut inlets.control),
                     Source::Peers => self.take(&mut inlets.peers),
-                    Source::Clients => self.take(&mut inlets.clients),
+                    Source::Clients => {
+                        // A batch per turn, flushed once: a burst of joins is one write
+                        // per client, not one per join (a machine may hold its client
+                        // bytes until polled). Peers and the control lane still get their
+                        // turn after each batch.
+                        self.take(&mut inlets.clients);
+                        for _ in 1..CLIENT_BATCH {
+                            if self.congestion.holding() || inlets.clients.is_empty() {
+                                break;
+                            }
+                            self.take(&mut inlets.clients);
+                        }
+                    }
                     Source::Local => {
                         if let Ok((id, outcome)) = self.effect_rx.try_recv() {
                             self.on_effect_done(id, outcome);

@@ -11,8 +11,8 @@ pub mod msg;
 mod machine;
 
 pub use machine::{
-    Cause, FIFO_LOG_BYTES, FIFO_WINDOW, Groups, GroupsCommand, GroupsError, GroupsEvent,
-    GroupsSettings, GroupsStats, LOG_BYTES, MAX_PENDING, WINDOW,
+    Cause, FIFO_LOG_BYTES, FIFO_WINDOW, GroupChange, Groups, GroupsCommand, GroupsError,
+    GroupsEvent, GroupsSettings, GroupsStats, LOG_BYTES, MAX_PENDING, WINDOW,
 };
 pub use msg::{FifoFill, FifoState, Fill, GroupMsg, Item, MsgId, Numbered, What};
 

@@ -22,7 +22,9 @@ use services::{
     CONTROL_SENDER, Change, Claim, Control, Place, Services, service_group, service_of,
 };
 
-use super::machine::{Cause, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
+use super::machine::{
+    Cause, GroupChange, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings,
+};
 use crate::line::{LineBuffer, escape, reply, reply_lines};
 use crate::machine::{
     ClientId, ClientOrigin, Input, Machine, NoEffect, Outbox, Output, OutputOf, Timers, debug_check,
@@ -218,10 +220,25 @@ enum Timer {
     Barrier(String),
 }
 
+/// Lines that go to every local member of one group (a delivery, a `611`), written
+/// once instead of once per member: a group of n local members costs O(1) per line and
+/// O(n) per drain of the outbox, not O(n) per line. Each member's copy starts where it
+/// became a member (or last caught up); it is copied into the member's own output before
+/// anything else is written to it, so every client's output keeps its order.
+#[derive(Clone, Debug)]
+struct Fanout {
+    group: String,
+    lines: BytesMut,
+    /// Where a member's copy starts, for members that joined or caught up since the
+    /// lines began (the others: 0).
+    from: BTreeMap<ClientId, usize>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct GroupTable {
     view: Option<ViewId>,
-    members: Vec<(String, String)>,
+    /// (client, daemon), in the order every daemon holds them.
+    members: BTreeSet<(String, String)>,
 }
 
 /// The client side of a group daemon, holding its groups machine. See the module docs.
@@ -252,6 +269,8 @@ pub struct GroupsFront {
     /// The barrier each agent was last told of (told once, whichever path comes first).
     told_barrier: BTreeMap<String, String>,
     out: BTreeMap<ClientId, BytesMut>,
+    /// Lines for every local member of one group, written once for all of them.
+    fanout: Option<Fanout>,
     /// Groups that clients gone during this input leave (submitted before it ends).
     pending_gone: Vec<(String, String)>,
     /// Claims of this view the groups machine had no room for, in order: they go as
@@ -289,6 +308,7 @@ impl GroupsFront {
             told: BTreeMap::new(),
             told_barrier: BTreeMap::new(),
             out: BTreeMap::new(),
+            fanout: None,
             pending_gone: Vec::new(),
             held_claims: Vec::new(),
             draining: false,
@@ -328,12 +348,14 @@ impl GroupsFront {
 
     fn write(&mut self, c: ClientId, b: &[u8]) {
         if self.clients.contains_key(&c) {
+            self.catch_up(c);
             self.out.entry(c).or_default().extend_from_slice(b);
         }
     }
 
     fn notice(&mut self, c: ClientId, text: &str) {
         if self.clients.contains_key(&c) {
+            self.catch_up(c);
             self.stats.notices += 1;
             let o = self.out.entry(c).or_default();
             o.extend_from_slice(text.as_bytes());
@@ -341,15 +363,74 @@ impl GroupsFront {
         }
     }
 
+    /// `line` to every local member of `group` but `except` (see [`Fanout`]).
+    fn fan_out(&mut self, group: &str, line: &str, except: Option<ClientId>) {
+        if self.fanout.as_ref().is_some_and(|f| f.group != group) {
+            self.spill();
+        }
+        let heard = self.local.get(group).map_or(0, BTreeSet::len);
+        let skipped = except.filter(|c| self.local.get(group).is_some_and(|l| l.contains(c)));
+        if let Some(c) = skipped {
+            self.catch_up(c);
+        }
+        let f = self.fanout.get_or_insert_with(|| Fanout {
+            group: group.to_string(),
+            lines: BytesMut::new(),
+            from: BTreeMap::new(),
+        });
+        f.lines.extend_from_slice(line.as_bytes());
+        f.lines.extend_from_slice(b"\n");
+        if let Some(c) = skipped {
+            f.from.insert(c, f.lines.len());
+        }
+        self.stats.notices += (heard - usize::from(skipped.is_some())) as u64;
+    }
+
+    /// Copies the fan-out lines client `c` has not had yet into its own output.
+    fn catch_up(&mut self, c: ClientId) {
+        let Some(f) = &mut self.fanout else {
+            return;
+        };
+        if !self.local.get(&f.group).is_some_and(|l| l.contains(&c)) {
+            return;
+        }
+        let start = f.from.get(&c).copied().unwrap_or(0);
+        if start < f.lines.len() {
+            self.out
+                .entry(c)
+                .or_default()
+                .extend_from_slice(&f.lines[start..]);
+            f.from.insert(c, f.lines.len());
+        }
+    }
+
+    /// Copies the fan-out lines into every member's own output, and ends them.
+    fn spill(&mut self) {
+        let Some(f) = self.fanout.take() else {
+            return;
+        };
+        for c in self.local.get(&f.group).into_iter().flatten() {
+            let start = f.from.get(c).copied().unwrap_or(0);
+            if start < f.lines.len() {
+                self.out
+                    .entry(*c)
+                    .or_default()
+                    .extend_from_slice(&f.lines[start..]);
+            }
+        }
+    }
+
     fn flush_client(&mut self, c: ClientId) {
+        self.catch_up(c);
         if let Some(b) = self.out.remove(&c) {
             self.outbox.to_client(c, b.freeze());
         }
     }
 
-    /// Everything written during one input goes out as one write per client: a burst of
-    /// deliveries is one entry in the driver's queue, not hundreds.
+    /// Everything written since the outbox was last drained goes out as one write per
+    /// client: a burst of deliveries is one entry in the driver's queue, not hundreds.
     fn flush_all(&mut self) {
+        self.spill();
         for (c, b) in std::mem::take(&mut self.out) {
             self.outbox.to_client(c, b.freeze());
         }
@@ -435,9 +516,10 @@ impl GroupsFront {
                 group,
                 view,
                 seq,
-                members,
+                change,
                 cause,
-            } => self.on_group_view(now, group, view, seq, members, cause),
+                ..
+            } => self.on_group_view(now, (group, view, seq), change, cause),
             GroupsEvent::Closed { .. } => self.on_closed(now),
         }
     }
@@ -452,132 +534,208 @@ impl GroupsFront {
         (view, seq): (&ViewId, u64),
         payload: &[u8],
     ) {
-        let Some(to) = self.local.get(group).filter(|l| !l.is_empty()) else {
+        if self.local.get(group).is_none_or(BTreeSet::is_empty) {
             return;
-        };
-        let to: Vec<ClientId> = to.iter().copied().collect();
+        }
         let text = escape(payload);
         let line = format!("{code} {group} {sender}@{origin} {view} {seq} {text}");
-        for c in to {
-            self.notice(c, &line);
-        }
+        self.fan_out(group, &line, None);
     }
 
     fn on_group_view(
         &mut self,
         now: Instant,
-        group: String,
-        view: ViewId,
-        seq: u64,
-        members: Vec<(String, String)>,
+        (group, view, seq): (String, ViewId, u64),
+        change: GroupChange,
         cause: Cause,
     ) {
-        let here: BTreeSet<ClientId> = members
-            .iter()
-            .filter(|(_, d)| *d == self.me)
-            .filter_map(|(c, _)| self.names.get(c).copied())
-            .collect();
-        let before = self.local.remove(&group).unwrap_or_default();
-        if !here.is_empty() {
-            self.local.insert(group.clone(), here.clone());
-        }
-        for c in before.difference(&here) {
-            if let Some(gs) = self.local_of.get_mut(c) {
-                gs.remove(&group);
-                if gs.is_empty() {
-                    self.local_of.remove(c);
-                }
-            }
-        }
-        for c in here.difference(&before) {
-            self.local_of.entry(*c).or_default().insert(group.clone());
-        }
         let place = Place {
             view: view.clone(),
             seq,
         };
-        // Taken out and put back below, not copied: a big group's list changes often.
-        let old_members = self
+        // Who heard of the group before a view change (a join or a leave changes only
+        // the one member it names: no copy of the local members for it).
+        let before = matches!(change, GroupChange::Whole(_))
+            .then(|| self.local.get(&group).cloned().unwrap_or_default());
+        // Apply the change to the table and to the index of local members. A join or a
+        // leave touches one member: O(log n), however big the group.
+        let table = self.tables.entry(group.clone()).or_default();
+        table.view = Some(view.clone());
+        let old_len = table.members.len();
+        let (changed, differs) = match change {
+            GroupChange::Joined(m) => {
+                table.members.insert(m.clone());
+                (Some(m), true)
+            }
+            GroupChange::Left(m) => {
+                table.members.remove(&m);
+                (Some(m), true)
+            }
+            GroupChange::Whole(list) => {
+                let whole: BTreeSet<(String, String)> = list.into_iter().collect();
+                let differs = whole != table.members;
+                table.members = whole;
+                (None, differs)
+            }
+        };
+        let new_len = table.members.len();
+        if new_len == 0 {
+            self.tables.remove(&group);
+        }
+        self.memberships = self.memberships + new_len - old_len;
+        if let Some((c, d)) = &changed
+            && *d == self.me
+            && let Some(id) = self.names.get(c).copied()
+        {
+            let joined = matches!(cause, Cause::Join);
+            self.set_local(&group, id, joined);
+        } else if changed.is_none() {
+            self.reindex_local(&group);
+        }
+        self.after_group_view(now, &group, &place, cause, changed, (before, differs));
+    }
+
+    /// Rebuilds the local members of `group` from its table (after a view change).
+    fn reindex_local(&mut self, group: &str) {
+        let here: BTreeSet<ClientId> = self
             .tables
-            .remove(&group)
-            .map(|t| t.members)
-            .unwrap_or_default();
-        self.memberships = self.memberships + members.len() - old_members.len();
-        if let Some(s) = service_of(&group) {
+            .get(group)
+            .into_iter()
+            .flat_map(|t| t.members.iter())
+            .filter(|(_, d)| *d == self.me)
+            .filter_map(|(c, _)| self.names.get(c).copied())
+            .collect();
+        let before = self.local.get(group).cloned().unwrap_or_default();
+        for c in before.difference(&here) {
+            self.set_local(group, *c, false);
+        }
+        for c in here.difference(&before) {
+            self.set_local(group, *c, true);
+        }
+    }
+
+    /// Adds or takes local client `c` to or from `group`'s local members and the index.
+    fn set_local(&mut self, group: &str, c: ClientId, member: bool) {
+        // A member's copy of the fan-out lines starts where it joins and ends where it
+        // leaves.
+        self.catch_up(c);
+        if member {
+            if let Some(f) = self.fanout.as_mut().filter(|f| f.group == group) {
+                f.from.insert(c, f.lines.len());
+            }
+            self.local.entry(group.to_string()).or_default().insert(c);
+            self.local_of
+                .entry(c)
+                .or_default()
+                .insert(group.to_string());
+            return;
+        }
+        if let Some(f) = self.fanout.as_mut().filter(|f| f.group == group) {
+            f.from.remove(&c);
+        }
+        if let Some(l) = self.local.get_mut(group) {
+            l.remove(&c);
+            if l.is_empty() {
+                self.local.remove(group);
+            }
+        }
+        if let Some(gs) = self.local_of.get_mut(&c) {
+            gs.remove(group);
+            if gs.is_empty() {
+                self.local_of.remove(&c);
+            }
+        }
+    }
+
+    /// What follows a change of `group`'s table: the service table for a service
+    /// group; otherwise the notices (`610` whole to whom it is news, `611` with the one
+    /// member to the others) and the joins and leaves it answers. `before`: the local
+    /// members before the change, and whether the table changed at all.
+    fn after_group_view(
+        &mut self,
+        now: Instant,
+        group: &str,
+        place: &Place,
+        cause: Cause,
+        changed: Option<(String, String)>,
+        (before, differs): (Option<BTreeSet<ClientId>>, bool),
+    ) {
+        if let Some(s) = service_of(group) {
             // A service's list has one agent per node at most: a copy is cheap.
-            self.put_table(&group, &view, members.clone());
+            let members: Vec<(String, String)> = self
+                .tables
+                .get(group)
+                .map(|t| t.members.iter().cloned().collect())
+                .unwrap_or_default();
             let s = s.to_string();
             let nodes: BTreeSet<String> = members.iter().map(|(_, d)| d.clone()).collect();
-            let changes = self.services.members(&s, nodes, &place);
+            let changes = self.services.members(&s, nodes, place);
             self.apply(now, changes);
             self.answer_service_waiters(now, &s, &members);
             return;
         }
-        let cause = match cause {
+        let cause_word = match cause {
             Cause::Join => "join",
             Cause::Leave => "leave",
             Cause::Disconnect => "disconnect",
             Cause::Network => "network",
         };
+        let (view, seq) = (&place.view, place.seq);
+        let members = self.tables.get(group).map(|t| &t.members);
+        let count = members.map_or(0, BTreeSet::len);
         // The whole list goes to whom it is news (the client that joined or left, and
         // everyone at a network change); the others hear only who came or went, so a
         // group of n members costs O(n) per change, not O(n²).
-        let full = || {
-            let mut line = format!("610 {group} {view} {seq} {cause} {}", members.len());
-            for (c, d) in members.iter().take(NOTICE_MEMBERS) {
+        let causer = changed
+            .as_ref()
+            .filter(|(_, d)| *d == self.me)
+            .and_then(|(who, _)| self.names.get(who).copied());
+        // Built only when someone hears it: it lists up to NOTICE_MEMBERS members.
+        let full = (causer.is_some() || (changed.is_none() && differs)).then(|| {
+            let mut line = format!("610 {group} {view} {seq} {cause_word} {count}");
+            for (c, d) in members.into_iter().flatten().take(NOTICE_MEMBERS) {
                 line.push_str(&format!(" {c}@{d}"));
             }
             line
-        };
-        let audience: Vec<ClientId> = before.union(&here).copied().collect();
-        if cause == "network" {
-            if old_members != members {
-                let line = full();
-                for c in audience {
-                    self.notice(c, &line);
+        });
+        match (&changed, &full) {
+            (None, Some(full)) => {
+                // Everyone who was or is a local member hears the new list.
+                let mut audience = before.unwrap_or_default();
+                audience.extend(self.local.get(group).into_iter().flatten().copied());
+                for c in &audience {
+                    self.notice(*c, full);
                 }
             }
-        } else {
-            let old: BTreeSet<&(String, String)> = old_members.iter().collect();
-            let new: BTreeSet<&(String, String)> = members.iter().collect();
-            let changed: Vec<(String, String)> = old
-                .symmetric_difference(&new)
-                .map(|m| (*m).clone())
-                .collect();
-            let causers: BTreeSet<ClientId> = changed
-                .iter()
-                .filter(|(_, d)| *d == self.me)
-                .filter_map(|(c, _)| self.names.get(c).copied())
-                .collect();
-            if !causers.is_empty() {
-                let line = full();
-                for c in &causers {
-                    self.notice(*c, &line);
+            (None, None) => {}
+            (Some((who, d)), full) => {
+                if let (Some(c), Some(full)) = (causer, full) {
+                    self.notice(c, full);
                 }
-            }
-            for (who, d) in &changed {
-                let delta = format!(
-                    "611 {group} {view} {seq} {cause} {} {who}@{d}",
-                    members.len()
-                );
-                for c in audience.iter().filter(|c| !causers.contains(c)) {
-                    self.notice(*c, &delta);
-                }
+                // The other local members: the local index already holds the change, so
+                // it is everyone who hears, but the member that joined or left.
+                let delta = format!("611 {group} {view} {seq} {cause_word} {count} {who}@{d}");
+                self.fan_out(group, &delta, causer);
             }
         }
-        // Joins and leaves waiting for this change are answered after its notice (and
-        // once the table holds it, for the requests they let through).
-        let waiting: Vec<(ClientId, Waiting, bool)> = self
-            .waiting_on(&group)
-            .into_iter()
-            .map(|(id, w)| {
-                let name = &self.clients[&id].name;
-                let member = members.iter().any(|(c, d)| c == name && *d == self.me);
-                (id, w, member)
-            })
-            .collect();
-        self.put_table(&group, &view, members);
-        for (id, w, member) in waiting {
+        // Joins and leaves waiting for this change are answered after its notice. A join
+        // or a leave answers only its own client's request; a view change may answer any.
+        let waiting: Vec<(ClientId, Waiting)> = match &changed {
+            Some((who, d)) if *d == self.me => self
+                .names
+                .get(who)
+                .and_then(|id| Some((*id, self.clients.get(id)?.waiting.clone()?)))
+                .into_iter()
+                .collect(),
+            Some(_) => Vec::new(),
+            None => self.waiting_on(group),
+        };
+        for (id, w) in waiting {
+            let name = &self.clients[&id].name;
+            let member = self
+                .tables
+                .get(group)
+                .is_some_and(|t| t.members.contains(&(name.clone(), self.me.clone())));
             match w {
                 Waiting::Join(g) if g == group && member => {
                     self.say(id, 250, &format!("joined {g}"));
@@ -589,17 +747,6 @@ impl GroupsFront {
                 }
                 _ => {}
             }
-        }
-    }
-
-    /// Records a group's agreed members (none: the group is gone).
-    fn put_table(&mut self, group: &str, view: &ViewId, members: Vec<(String, String)>) {
-        if !members.is_empty() {
-            let t = GroupTable {
-                view: Some(view.clone()),
-                members,
-            };
-            self.tables.insert(group.to_string(), t);
         }
     }
 
@@ -1378,6 +1525,9 @@ impl GroupsFront {
             return;
         };
         self.out.remove(&client);
+        if let Some(f) = &mut self.fanout {
+            f.from.remove(&client);
+        }
         self.timers.cancel(&Timer::PartialLine(client));
         if self.names.get(&c.name) == Some(&client) {
             self.names.remove(&c.name);
@@ -1421,8 +1571,22 @@ impl GroupsFront {
         if !self.held_claims.is_empty() && self.groups.pending() < super::MAX_PENDING {
             return Err("claims held for room while there is room".into());
         }
-        if !self.out.is_empty() {
-            return Err("client output left unflushed".into());
+        // Output waits for the next poll only for clients still open (a close flushes).
+        if let Some(c) = self.out.keys().find(|c| !self.clients.contains_key(c)) {
+            return Err(format!("output kept for client {c}, which is closed"));
+        }
+        if let Some(f) = &self.fanout {
+            let members = self.local.get(&f.group);
+            for (c, at) in &f.from {
+                if !members.is_some_and(|l| l.contains(c)) || *at > f.lines.len() {
+                    return Err(format!(
+                        "fan-out of {}: client {c} starts at {at} of {} bytes, a member: {}",
+                        f.group,
+                        f.lines.len(),
+                        members.is_some_and(|l| l.contains(c))
+                    ));
+                }
+            }
         }
         let counted: usize = self.tables.values().map(|t| t.members.len()).sum();
         if counted != self.memberships {
@@ -1523,7 +1687,6 @@ impl Machine for GroupsFront {
         };
         self.wake_held(now);
         self.submit_gone(now);
-        self.flush_all();
         debug_check(self);
         r
     }
@@ -1550,11 +1713,15 @@ impl Machine for GroupsFront {
         }
         self.wake_held(now);
         self.submit_gone(now);
-        self.flush_all();
         debug_check(self);
     }
 
     fn poll_output(&mut self) -> Option<OutputOf<Self>> {
+        // Client bytes wait until the outbox is drained: inputs handled back to back (a
+        // driver taking a batch of client input in one turn) write once per client.
+        if self.outbox.is_empty() && (!self.out.is_empty() || self.fanout.is_some()) {
+            self.flush_all();
+        }
         self.outbox.pop()
     }
 

@@ -193,6 +193,17 @@ pub enum Cause {
     Network,
 }
 
+/// What changed in a group's membership (a member is (client, daemon)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupChange {
+    /// This member joined (cause [`Cause::Join`]).
+    Joined((String, String)),
+    /// This member left (cause [`Cause::Leave`] or [`Cause::Disconnect`]).
+    Left((String, String)),
+    /// The whole membership, in order, at a view change (cause [`Cause::Network`]).
+    Whole(Vec<(String, String)>),
+}
+
 /// What the machine tells the embedding program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupsEvent {
@@ -255,8 +266,11 @@ pub enum GroupsEvent {
         view: ViewId,
         /// The number of the item that changed it (0: the view's start).
         seq: u64,
-        /// Members: (client, daemon).
-        members: Vec<(String, String)>,
+        /// What changed: one member for a join or a leave (so a change costs O(log n),
+        /// not a copy of an n-member list), the whole list at a view change.
+        change: GroupChange,
+        /// How many members the group has now.
+        count: usize,
         /// Why.
         cause: Cause,
     },
@@ -765,8 +779,13 @@ impl Groups {
                     self.locals.insert((item.group.clone(), client.clone()));
                 }
                 let m = (client, item.id.origin);
-                if self.table.entry(item.group.clone()).or_default().insert(m) {
-                    self.group_view(&item.group, seq, Cause::Join);
+                if self
+                    .table
+                    .entry(item.group.clone())
+                    .or_default()
+                    .insert(m.clone())
+                {
+                    self.group_view(&item.group, seq, Cause::Join, GroupChange::Joined(m));
                 }
             }
             What::Leave { client } | What::Gone { client } => {
@@ -782,19 +801,20 @@ impl Groups {
                     self.table.remove(&item.group);
                 }
                 if removed {
-                    self.group_view(&item.group, seq, leave_cause);
+                    self.group_view(&item.group, seq, leave_cause, GroupChange::Left(m));
                 }
             }
         }
     }
 
-    fn group_view(&mut self, group: &str, seq: u64, cause: Cause) {
-        let members = self.members(group);
+    fn group_view(&mut self, group: &str, seq: u64, cause: Cause, change: GroupChange) {
+        let count = self.table.get(group).map_or(0, BTreeSet::len);
         self.outbox.event(GroupsEvent::GroupView {
             group: group.to_string(),
             view: self.view.id.clone(),
             seq,
-            members,
+            change,
+            count,
             cause,
         });
     }
@@ -1076,7 +1096,8 @@ impl Groups {
         // state of their own per group (service groups) must see the same sequence at
         // every daemon of the new view, whatever table each held before.
         for g in groups {
-            self.group_view(&g, 0, Cause::Network);
+            let whole = GroupChange::Whole(self.members(&g));
+            self.group_view(&g, 0, Cause::Network, whole);
         }
         if !self.is_sequencer() {
             // Delivered is 0 in the new view: this acknowledges the start.
