@@ -6,7 +6,8 @@
 //! The short storm is part of `cargo test`. The full one is on demand and prints the
 //! figures BENCHMARKS.md quotes:
 //! `cargo test --release -p flotilla-tests --test join_storm -- --ignored --nocapture`
-//! (`FLOTILLA_CLIENTS` changes the count). Nothing here asserts a time.
+//! (`FLOTILLA_CLIENTS` changes the count; `FLOTILLA_STORM=spread` or `=one` runs only
+//! that half). Nothing here asserts a time.
 
 // Tests drive processes: they need threads, sleeps and the clock.
 #![allow(clippy::disallowed_methods)]
