@@ -694,7 +694,11 @@ impl GroupsFront {
         let full = (causer.is_some() || (changed.is_none() && differs)).then(|| {
             let mut line = format!("610 {group} {view} {seq} {cause_word} {count}");
             for (c, d) in members.into_iter().flatten().take(NOTICE_MEMBERS) {
-                line.push_str(&format!(" {c}@{d}"));
+                // Pushed piece by piece: a thousand members, no allocation each.
+                line.push(' ');
+                line.push_str(c);
+                line.push('@');
+                line.push_str(d);
             }
             line
         });
