@@ -145,8 +145,13 @@ fn the_canary_is_caught() {
     let canary = Scenario::parse(text, MembershipProtocol::canary(), None).unwrap();
     let r = sweep(&canary, 0..10);
     assert_eq!(r.failures.len(), 10, "{r}");
+    // Installed early, before every member acknowledged: the agreement check sees a
+    // member that never did, or the view shows up with two member lists.
     assert!(
-        r.failures[0].to_string().contains("two member lists"),
+        r.failures.iter().all(|f| {
+            let f = f.to_string();
+            f.contains("two member lists") || f.contains("never acknowledged it")
+        }),
         "{r}"
     );
     let fixed = text.replace("(:protocol membership-canary)", "(:protocol membership)");

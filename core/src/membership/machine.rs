@@ -411,6 +411,13 @@ impl Membership {
         &self.view
     }
 
+    /// The highest view id this daemon has proposed, acknowledged or installed in this
+    /// life: a daemon never acknowledges below it, so every member of a view it is in
+    /// holds at least that view's id here (the simulator checks this at every install).
+    pub fn highest_seen(&self) -> &ViewId {
+        &self.highest
+    }
+
     /// The configuration the cluster agreed on (or this daemon's, while alone).
     pub fn config(&self) -> &ClusterConfig {
         &self.cfg

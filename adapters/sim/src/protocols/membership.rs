@@ -39,6 +39,8 @@ pub struct MembershipProtocol {
     seed: usize,
     timing: Timing,
     names: Vec<String>,
+    /// Node index by name.
+    index: BTreeMap<String, usize>,
     /// Every view id installed anywhere, with its members.
     ids: BTreeMap<ViewId, Vec<String>>,
     /// Each node's last installed view id and the life it was installed in.
@@ -336,9 +338,12 @@ impl Protocol for MembershipProtocol {
         let n = node.addrs.len();
         if self.names.len() != n {
             self.names = (0..n).map(|i| format!("n{}", i + 1)).collect();
+            self.index = (0..n).map(|i| (self.names[i].clone(), i)).collect();
             self.last = vec![None; n];
         }
+        self.index.remove(&self.names[node.index]);
         self.names[node.index] = node.name.to_string();
+        self.index.insert(node.name.to_string(), node.index);
         let names = self.names.clone();
         let mut s = MembershipSettings::new(node.name, node.addr);
         s.config = self.config_for(node.addrs, &names);
@@ -374,6 +379,29 @@ impl Protocol for MembershipProtocol {
             }
         } else {
             self.ids.insert(view.id.clone(), members);
+        }
+        // Agreement: a view is installed only once every member of it acknowledged it,
+        // so every member still in the life the view names has seen it (a view with a
+        // member that never agreed — committed one acknowledgement short, say — is
+        // caught here, at its first install).
+        for m in view.members.iter().filter(|m| m.name != world.name(node)) {
+            let Some(&q) = self.index.get(&m.name) else {
+                continue;
+            };
+            let Some(mq) = world.node(q).machine() else {
+                continue;
+            };
+            if mq.me().incarnation == m.incarnation && *mq.highest_seen() < view.id {
+                let msg = format!(
+                    "{} installed view {} with {}, which never acknowledged it (it has seen \
+                     no view above {})",
+                    world.name(node),
+                    view.id,
+                    m.name,
+                    mq.highest_seen()
+                );
+                self.violate(msg);
+            }
         }
         let life = world.node(node).incarnation();
         if let Some((l, prev)) = &self.last[node]

@@ -768,4 +768,5 @@ fn the_harness_drops_frames_of_isolated_nodes() {
     assert!(net.queue.iter().all(|q| q.1 != addr(0) && q.2 != addr(0)));
 }
 
+mod agreement;
 mod epochs;
