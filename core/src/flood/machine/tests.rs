@@ -1220,3 +1220,63 @@ fn a_staged_run_without_a_state_file_is_caught() {
     let e = m.check_invariants().unwrap_err();
     assert!(e.contains("state file"), "{e}");
 }
+
+/// A neighbour that says it no longer holds a range of a stream: what it is believed to
+/// hold starts right past the range — not at its last update, which it no longer has
+/// either — and never past what it has (a range beyond it empties it); a range that
+/// does not cover the oldest it holds changes nothing. Taken at the edges.
+#[test]
+fn an_evicted_range_moves_a_neighbours_marks_just_past_it() {
+    let n = 3;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let mut m = net.sites[1].take().unwrap();
+    let sender = m.groups["g"]
+        .neighbours
+        .keys()
+        .next()
+        .expect("s2 has a neighbour")
+        .clone();
+    let from = addr(sender[1..].parse::<usize>().unwrap() - 1);
+    let key = StreamKey {
+        origin: "s9".into(),
+        incarnation: 5,
+    };
+    let now = net.now;
+    for (held, evicted, after) in [
+        ((1, 10), (1, 5), (6, 10)),
+        ((1, 10), (1, 1), (2, 10)),
+        ((4, 10), (1, 4), (5, 10)),
+        ((4, 10), (5, 7), (4, 10)),
+        ((1, 10), (1, 10), (11, 10)),
+        ((1, 10), (1, 30), (11, 10)),
+    ] {
+        m.groups
+            .get_mut("g")
+            .unwrap()
+            .neighbours
+            .get_mut(&sender)
+            .unwrap()
+            .marks
+            .insert(key.clone(), held);
+        let msg = FloodMsg::Evicted {
+            group: "g".into(),
+            origin: key.origin.clone(),
+            incarnation: key.incarnation,
+            ranges: vec![evicted],
+        };
+        m.handle(
+            now,
+            Input::Frame {
+                from,
+                frame: msg.to_frame(),
+            },
+        )
+        .unwrap();
+        let marks = m.groups["g"].neighbours[&sender].marks[&key];
+        assert_eq!(
+            marks, after,
+            "{sender} held {held:?} and evicted {evicted:?}"
+        );
+    }
+}

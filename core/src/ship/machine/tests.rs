@@ -854,3 +854,130 @@ fn a_large_configuration_reaches_a_daughtership_in_pieces() {
     assert_eq!(n.ships[0].stats().snapshot_pieces, pieces);
     assert_eq!(n.ships[1].stats().snapshots, 1);
 }
+
+/// Frames `ship` sent to `to` since the last drain, decoded.
+fn sent_to(ship: &mut Ship, to: PeerAddr) -> Vec<ShipMsg> {
+    let mut got = Vec::new();
+    while let Some(o) = ship.poll_output() {
+        if let Output::Transmit(t) = o
+            && t.to == to
+        {
+            got.push(ShipMsg::decode(&t.frame).expect("ships send good frames"));
+        }
+    }
+    got
+}
+
+/// A connect across daughterships finishes with one connection; then offers for its
+/// ticket come again, duplicated or late (a holder that did not hear the answer): the
+/// origin confirms the one it took, and declines any other connection id, so no second
+/// acceptor is ever told a client is coming.
+#[test]
+fn a_repeated_offer_is_confirmed_only_for_the_connection_taken() {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    let c = n.finals(2, 2);
+    let conn = c[0].split("conn=").nth(1).unwrap().to_string();
+    let (&ticket, _) = n.ships[2]
+        .finished
+        .iter()
+        .find(|(_, c)| c.as_deref() == Some(conn.as_str()))
+        .expect("the origin remembers the connect it finished");
+    for (offered, confirm) in [(conn.clone(), true), (format!("{conn}x"), false)] {
+        let offer = ShipMsg::Offer {
+            ticket,
+            conn: offered.clone(),
+            acceptor: "10.8.8.8:7000".into(),
+            ttl_ms: 1000,
+        };
+        let frame = offer.to_frame();
+        n.ships[2]
+            .handle(
+                n.now,
+                Input::Frame {
+                    from: addr(0),
+                    frame,
+                },
+            )
+            .unwrap();
+        let answers = sent_to(&mut n.ships[2], addr(0));
+        let want = if confirm {
+            ShipMsg::Confirm {
+                ticket,
+                conn: offered,
+            }
+        } else {
+            ShipMsg::Decline {
+                ticket,
+                conn: offered,
+            }
+        };
+        assert_eq!(answers, vec![want]);
+    }
+}
+
+/// A daughtership's configuration request whose answer was lost is sent again with the
+/// same ticket: the root answers with what it decided the first time and changes
+/// nothing (a claim is not made twice, a set does not take a second version).
+#[test]
+fn a_retried_configuration_request_is_decided_once() {
+    let mut n = tree(true);
+    let ticket = Ticket {
+        origin: n.ships[1].id(),
+        seq: 9_999,
+    };
+    for op in [
+        ConfigOp::Claim {
+            pattern: "render/*".into(),
+            host: "h1".into(),
+        },
+        ConfigOp::Set {
+            path: "mode".into(),
+            value: "slow".into(),
+        },
+    ] {
+        let ticket = Ticket {
+            seq: ticket.seq + u64::from(matches!(op, ConfigOp::Set { .. })),
+            ..ticket
+        };
+        let req = ShipMsg::ConfigReq {
+            ticket,
+            op,
+            ttl_ms: 5_000,
+        };
+        let mut outcomes = Vec::new();
+        let mut versions = Vec::new();
+        for _ in 0..2 {
+            let frame = req.to_frame();
+            n.ships[0]
+                .handle(
+                    n.now,
+                    Input::Frame {
+                        from: addr(1),
+                        frame,
+                    },
+                )
+                .unwrap();
+            versions.push(n.ships[0].version());
+            outcomes.extend(sent_to(&mut n.ships[0], addr(1)).into_iter().filter_map(
+                |m| match m {
+                    ShipMsg::ConfigResp { outcome, .. } => Some(outcome),
+                    _ => None,
+                },
+            ));
+        }
+        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+        assert_eq!(outcomes[0], outcomes[1], "the retry got another answer");
+        assert!(
+            matches!(outcomes[0], ConfigOutcome::Applied { .. }),
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            versions[0], versions[1],
+            "the retry changed the configuration"
+        );
+    }
+}
