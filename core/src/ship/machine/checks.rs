@@ -56,6 +56,21 @@ impl Ship {
         if !self.staged.is_empty() && !self.cfg.durable {
             return Err("changes staged on a ship that stores nothing".to_string());
         }
+        // Refusals wait for a store only at a durable root, and only those it decided for
+        // other ships (its own clients' requests are never retried after a restart).
+        if !self.store.refusals.is_empty() && !self.cfg.durable {
+            return Err("refusals kept for a store on a ship that stores nothing".to_string());
+        }
+        if let Some((t, _)) = self
+            .store
+            .refusals
+            .iter()
+            .find(|(t, _)| t.origin == self.id)
+        {
+            return Err(format!(
+                "a refusal of its own request {t:?} kept for a store"
+            ));
+        }
         match self.store.inflight.map(|f| f.version) {
             Some(v) => {
                 let (first, last) = match (self.staged.front(), self.staged.back()) {

@@ -981,3 +981,145 @@ fn a_retried_configuration_request_is_decided_once() {
         );
     }
 }
+
+/// A durable root stores what it refused another ship (so a retry after a restart gets
+/// the same answer) with the next change it stores, and not what it refused its own
+/// clients; the check fires on a refusal kept by a ship that stores nothing, or kept
+/// for its own request.
+#[test]
+fn a_durable_root_stores_the_refusals_it_decided_for_other_ships() {
+    let mut root = durable_root();
+    let now = Instant::from_millis(5);
+    drain(&mut root);
+    // Ship 77 says hello as a child.
+    let hello = ShipMsg::Hello {
+        ship: 77,
+        is_root: false,
+        epoch: 0,
+        version: 0,
+        subtree: vec![77],
+        receiving: None,
+    };
+    root.handle(
+        now,
+        Input::Frame {
+            from: addr(1),
+            frame: hello.to_frame(),
+        },
+    )
+    .unwrap();
+    drain(&mut root);
+    let remote = |seq| Ticket { origin: 77, seq };
+    let ask = |root: &mut Ship, ticket, op| {
+        let frame = ShipMsg::ConfigReq {
+            ticket,
+            op,
+            ttl_ms: 5_000,
+        }
+        .to_frame();
+        root.handle(
+            now,
+            Input::Frame {
+                from: addr(1),
+                frame,
+            },
+        )
+        .unwrap();
+    };
+    // Refused: nothing matches. Then a change that is stored.
+    let nothing = ConfigOp::Claim {
+        pattern: "nothing/*".into(),
+        host: "h".into(),
+    };
+    ask(&mut root, remote(1), nothing.clone());
+    root.handle(
+        now,
+        Input::ClientOpened {
+            client: ClientId(1),
+            origin: origin(),
+        },
+    )
+    .unwrap();
+    set_on(&mut root, now, ClientId(1), "claim nothing/* h");
+    drain(&mut root);
+    ask(
+        &mut root,
+        remote(2),
+        ConfigOp::Set {
+            path: "mode".into(),
+            value: "slow".into(),
+        },
+    );
+    let (_, batch) = store_of(&drain(&mut root));
+    let tickets: Vec<Ticket> = batch.decided.iter().map(|(t, _)| *t).collect();
+    assert!(tickets.contains(&remote(1)), "{:?}", batch.decided);
+    assert!(tickets.contains(&remote(2)), "{:?}", batch.decided);
+    assert!(
+        tickets.iter().all(|t| t.origin == 77),
+        "the root's own request went into the store: {:?}",
+        batch.decided
+    );
+    assert!(
+        batch
+            .decided
+            .iter()
+            .any(|(t, o)| *t == remote(1) && matches!(o, ConfigOutcome::Refused { .. }))
+    );
+    // The checks.
+    let own = Ticket {
+        origin: root.id(),
+        seq: 1,
+    };
+    let refused = ConfigOutcome::Refused {
+        code: 409,
+        text: "x".into(),
+    };
+    root.store.refusals.push((own, refused.clone()));
+    let e = root.check_invariants().unwrap_err();
+    assert!(e.contains("its own request"), "{e}");
+    let mut plain = tree(true);
+    plain.ships[0].store.refusals.push((remote(3), refused));
+    let e = plain.ships[0].check_invariants().unwrap_err();
+    assert!(e.contains("stores nothing"), "{e}");
+}
+
+/// At a durable root the size limit counts the changes staged and not yet stored: a
+/// second change that fits the stored tree but not the tree with the first one staged
+/// is refused while the first is still being stored.
+#[test]
+fn the_size_limit_counts_changes_waiting_to_be_stored() {
+    let base = ConfigTree::parse("(:param a x)").unwrap();
+    let mut cfg = ShipConfig::mothership(addr(0), base.clone());
+    cfg.durable = true;
+    // Room for one more parameter with a 10-byte value (4+1 + 4+10 bytes), not two.
+    cfg.limits.max_config_bytes = base.size() + 19;
+    let mut root = Ship::new(cfg, Instant::ZERO, Rng::from_seed(3)).unwrap();
+    drain(&mut root);
+    for c in [1, 2] {
+        root.handle(
+            Instant::ZERO,
+            Input::ClientOpened {
+                client: ClientId(c),
+                origin: origin(),
+            },
+        )
+        .unwrap();
+    }
+    set_on(&mut root, Instant::ZERO, ClientId(1), "set b 0123456789");
+    let _ = store_of(&drain(&mut root));
+    // The store has not answered: "b" is staged, the tree holds only "a".
+    set_on(&mut root, Instant::ZERO, ClientId(2), "set d 0123456789");
+    let replies: Vec<String> = drain(&mut root)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::ToClient(_, b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.starts_with("507 the configuration would grow to")),
+        "{replies:?}"
+    );
+}

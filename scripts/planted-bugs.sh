@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The plausible bugs of issue 17, planted one at a time: each must make the core's tests
+# fail (and the tree is restored after each). On demand, not in CI: every plant is a
+# rebuild of the core's tests (about a minute here).
+#
+#   scripts/planted-bugs.sh          # all of them
+#   scripts/planted-bugs.sh 3        # only the third
+#
+# A line per bug: PASS (caught: some test failed) or FAIL (the bug went unnoticed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Per bug: the file, the code as it is, the bug, and the tests to run
+# (cargo test -p flotilla-core --lib FILTER).
+files=() codes=() plants=() filters=()
+plant() { files+=("$1"); codes+=("$2"); plants+=("$3"); filters+=("$4"); }
+plant core/src/membership/machine/agreement.rs \
+  '.is_some_and(|p| p.view.members.iter().all(|m| p.acks.contains_key(&m.name)))' \
+  '.is_some_and(|p| p.view.members.iter().filter(|m| !p.acks.contains_key(&m.name)).count() <= 1)' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'if proposal.id <= self.view.id || proposal.id < self.highest {' \
+  'if proposal.id <= self.view.id {' \
+  membership
+plant core/src/ship/machine/broker.rs \
+  'Some(Some(c)) if *c == conn => ShipMsg::Confirm { ticket, conn },' \
+  'Some(Some(_)) => ShipMsg::Confirm { ticket, conn },' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  'if let Some(o) = self.decided.get(&ticket) {' \
+  'if let Some(o) = None::<&ConfigOutcome> {' \
+  ship
+plant core/src/flood/machine/data.rs \
+  '*low = (b + 1).min(*through + 1);' \
+  '*low = b.min(*through + 1);' \
+  flood
+# Survivors of the mutation run (TESTING.md), killed since: a refusal kept for a store
+# on a ship that stores nothing, and a durable root that stores its own refusals
+# instead of the ones it decided for other ships.
+plant core/src/ship/machine/decisions.rs \
+  'if self.cfg.durable && ticket.origin != self.id {' \
+  'if self.cfg.durable || ticket.origin != self.id {' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  'if self.cfg.durable && ticket.origin != self.id {' \
+  'if self.cfg.durable && ticket.origin == self.id {' \
+  ship
+# The size limit forgets what is staged; the store batch records the root's own
+# decisions instead of other ships'.
+plant core/src/ship/machine/decisions.rs \
+  'let size = self.tree.size() as isize + ov.growth + ov.growth_of' \
+  'let size = self.tree.size() as isize - ov.growth + ov.growth_of' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  '.filter(|st| st.ticket.origin != self.id)' \
+  '.filter(|st| st.ticket.origin == self.id)' \
+  ship
+
+only=${1:-}
+failed=0
+for k in "${!files[@]}"; do
+  n=$((k + 1))
+  if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi
+  file=${files[$k]} code=${codes[$k]} bug=${plants[$k]} filter=${filters[$k]}
+  # The code must be there exactly once, or the plant would test nothing.
+  count=$(grep -cF -- "$code" "$file" || true)
+  if [ "$count" != 1 ]; then
+    echo "bug $n: the code to change is in $file $count times, not once: update this script"
+    failed=1
+    continue
+  fi
+  cp "$file" "$file.orig"
+  trap 'mv -f "$file.orig" "$file"' EXIT
+  python3 - "$file" "$code" "$bug" <<'PY'
+import sys
+path, old, new = sys.argv[1:4]
+text = open(path).read()
+open(path, "w").write(text.replace(old, new, 1))
+PY
+  if cargo test -q -p flotilla-core --lib "$filter" >"/tmp/planted-$n.log" 2>&1; then
+    echo "bug $n ($file): FAIL, every $filter test passed with the bug planted"
+    failed=1
+  else
+    # cargo test -q lists the failed tests, indented, under "failures:".
+    caught=$({ grep -E '^    [a-z_]+(::[a-z0-9_]+)+$' "/tmp/planted-$n.log" || true; } | sort -u | tr -d ' ' | tr '\n' ' ')
+    echo "bug $n ($file): PASS, caught by ${caught:-a build failure (see /tmp/planted-$n.log)}"
+  fi
+  mv -f "$file.orig" "$file"
+  trap - EXIT
+done
+exit $failed
