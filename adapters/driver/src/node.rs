@@ -25,6 +25,10 @@ use crate::tables::{ClientSend, ClientTable, Epoch, LinkSend, PeerLinks, Stat};
 
 /// Most client inputs taken in one turn of the loop before its outputs are flushed.
 const CLIENT_BATCH: usize = 128;
+/// Client bytes past which a turn takes no further client input: a batch is for many
+/// small requests (a join storm), not for bulk input, whose frames to peers must meet
+/// the congestion check after every input (it is looked at only when they are flushed).
+const CLIENT_BATCH_BYTES: usize = 4096;
 
 /// A command and, when the sender waits for it, where the machine's verdict goes.
 pub(crate) type CommandMsg<M> = (
@@ -232,19 +236,26 @@ where
                     break;
                 }
                 match source {
-                    Source::Control => self.take(&mut inlets.control),
-                    Source::Peers => self.take(&mut inlets.peers),
+                    Source::Control => {
+                        self.take(&mut inlets.control);
+                    }
+                    Source::Peers => {
+                        self.take(&mut inlets.peers);
+                    }
                     Source::Clients => {
                         // A batch per turn, flushed once: a burst of joins is one write
                         // per client, not one per join (a machine may hold its client
                         // bytes until polled). Peers and the control lane still get their
                         // turn after each batch.
-                        self.take(&mut inlets.clients);
+                        let mut bytes = self.take(&mut inlets.clients);
                         for _ in 1..CLIENT_BATCH {
-                            if self.congestion.holding() || inlets.clients.is_empty() {
+                            if bytes >= CLIENT_BATCH_BYTES
+                                || self.congestion.holding()
+                                || inlets.clients.is_empty()
+                            {
                                 break;
                             }
-                            self.take(&mut inlets.clients);
+                            bytes += self.take(&mut inlets.clients);
                         }
                     }
                     Source::Local => {
@@ -368,10 +379,17 @@ where
         });
     }
 
-    fn take(&mut self, from: &mut mpsc::Receiver<Inbound>) {
-        if let Ok(msg) = from.try_recv() {
-            self.on_inbound(msg);
-        }
+    /// Handles the next waiting input of `from`, if any; the client bytes it carried.
+    fn take(&mut self, from: &mut mpsc::Receiver<Inbound>) -> usize {
+        let Ok(msg) = from.try_recv() else {
+            return 0;
+        };
+        let bytes = match &msg {
+            Inbound::ClientData(_, data) => data.len(),
+            _ => 0,
+        };
+        self.on_inbound(msg);
+        bytes
     }
 
     fn on_inbound(&mut self, msg: Inbound) {
