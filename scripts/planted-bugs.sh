@@ -55,6 +55,15 @@ plant core/src/ship/machine/decisions.rs \
   '.filter(|st| st.ticket.origin != self.id)' \
   '.filter(|st| st.ticket.origin == self.id)' \
   ship
+# Remote decisions forgotten after a quarter of the time; the changes counter stuck.
+plant core/src/ship/machine/decisions.rs \
+  'now + self.cfg.timings.config_timeout * 2,' \
+  'now + self.cfg.timings.config_timeout / 2,' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  'self.stats.changes_applied += 1;' \
+  'self.stats.changes_applied *= 1;' \
+  ship
 
 only=${1:-}
 failed=0

@@ -950,6 +950,7 @@ fn a_retried_configuration_request_is_decided_once() {
         };
         let mut outcomes = Vec::new();
         let mut versions = Vec::new();
+        let applied_at_start = n.ships[0].stats().changes_applied;
         for _ in 0..2 {
             let frame = req.to_frame();
             n.ships[0]
@@ -969,8 +970,49 @@ fn a_retried_configuration_request_is_decided_once() {
                 },
             ));
         }
-        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+        assert_eq!(
+            n.ships[0].stats().changes_applied,
+            applied_at_start + 1,
+            "one decision, one change applied"
+        );
+        // One more retry a whole configuration timeout later (decisions are kept for
+        // two): still the first answer.
+        let applied_before = n.ships[0].stats().changes_applied;
+        n.advance(n.ships[0].cfg.timings.config_timeout + Duration::from_millis(50));
+        let frame = req.to_frame();
+        n.ships[0]
+            .handle(
+                n.now,
+                Input::Frame {
+                    from: addr(1),
+                    frame,
+                },
+            )
+            .unwrap();
+        versions.push(n.ships[0].version());
+        outcomes.extend(
+            sent_to(&mut n.ships[0], addr(1))
+                .into_iter()
+                .filter_map(|m| match m {
+                    ShipMsg::ConfigResp { outcome, .. } => Some(outcome),
+                    _ => None,
+                }),
+        );
+        assert_eq!(
+            n.ships[0].stats().changes_applied,
+            applied_before,
+            "a retry applied a change"
+        );
+        assert_eq!(outcomes.len(), 3, "{outcomes:?}");
         assert_eq!(outcomes[0], outcomes[1], "the retry got another answer");
+        assert_eq!(
+            outcomes[0], outcomes[2],
+            "the late retry got another answer"
+        );
+        assert_eq!(
+            versions[0], versions[2],
+            "the late retry changed the configuration"
+        );
         assert!(
             matches!(outcomes[0], ConfigOutcome::Applied { .. }),
             "{outcomes:?}"
