@@ -64,6 +64,11 @@ plant core/src/ship/machine/decisions.rs \
   'self.stats.changes_applied += 1;' \
   'self.stats.changes_applied *= 1;' \
   ship
+# The delta log's start not moved as it rolls over.
+plant core/src/ship/machine/decisions.rs \
+  '            self.log_first += 1;' \
+  '            self.log_first *= 1;' \
+  ship
 
 only=${1:-}
 failed=0

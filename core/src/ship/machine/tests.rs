@@ -1165,3 +1165,25 @@ fn the_size_limit_counts_changes_waiting_to_be_stored() {
         "{replies:?}"
     );
 }
+
+/// The root keeps only its last `delta_log` changes; past that, every change still
+/// reaches every ship by the push itself, at once (no greeting in between: time does
+/// not move), from the right place in the log.
+#[test]
+fn changes_past_the_delta_log_still_reach_every_ship_by_the_push() {
+    let mut n = tree(true);
+    n.ships[0].cfg.limits.delta_log = 2;
+    n.open(0, 1);
+    for k in 0..6 {
+        n.say(0, 1, &format!("set mode v{k}"));
+        let v = n.ships[0].version();
+        for s in 1..4 {
+            assert_eq!(n.ships[s].version(), v, "ship {s} after change {k}");
+            assert_eq!(
+                n.ships[s].tree().get("mode").unwrap(),
+                format!("v{k}"),
+                "ship {s} after change {k}"
+            );
+        }
+    }
+}
