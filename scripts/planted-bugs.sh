@@ -84,7 +84,7 @@ for k in "${!files[@]}"; do
     continue
   fi
   cp "$file" "$file.orig"
-  trap 'mv -f "$file.orig" "$file"' EXIT
+  trap 'mv -f "$file.orig" "$file"; touch "$file"' EXIT
   python3 - "$file" "$code" "$bug" <<'PY'
 import sys
 path, old, new = sys.argv[1:4]
@@ -100,6 +100,9 @@ PY
     echo "bug $n ($file): PASS, caught by ${caught:-a build failure (see /tmp/planted-$n.log)}"
   fi
   mv -f "$file.orig" "$file"
+  # The copy is older than the build of the plant: without a new time cargo would keep
+  # the planted build.
+  touch "$file"
   trap - EXIT
 done
 exit $failed
