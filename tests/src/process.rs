@@ -115,6 +115,15 @@ pub fn free_addr() -> SocketAddr {
     }
 }
 
+/// The environment variable `name` parsed, or `default` when unset or unparsable (the
+/// knobs of on-demand runs: client counts, durations).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `f` every 50 ms until it gives a value; panics naming `what` after `limit`.
 pub fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;

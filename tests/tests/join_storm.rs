@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flotilla_tests::process::{Daemon, LIMIT, free_addr, wait_until};
+use flotilla_tests::process::{Daemon, LIMIT, env_or, free_addr, wait_until};
 
 /// A blocking request on a fresh connection: the final line of the reply and how long
 /// it took, connect included (as `flotilla members` does it).
@@ -247,13 +247,6 @@ fn storm(clients: usize, spread: bool, senders: usize) -> Storm {
         view_changes: views_after - views_before,
         notices: members.iter().map(|m| m.notices).sum(),
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[test]

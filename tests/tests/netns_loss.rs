@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flotilla_tests::netns::Netns;
-use flotilla_tests::process::{Daemon, LIMIT, flotilla, wait_until};
+use flotilla_tests::process::{Daemon, LIMIT, env_or, flotilla, wait_until};
 
 /// The port every daemon listens on, in its own namespace.
 const PORT: u16 = 7400;
@@ -334,13 +334,6 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
         dropped: logs.iter().map(|l| logged(l, "frames_dropped: ")).sum(),
         view_changes,
     })
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Three daemons, 10% loss for a few seconds: no view change, every message delivered,

@@ -919,6 +919,27 @@ fn a_repeated_offer_is_confirmed_only_for_the_connection_taken() {
     }
 }
 
+/// `msg` from ship 1 to the root (ship 0), now; the configuration answers it sent back.
+fn ask_root(n: &mut Net, msg: &ShipMsg) -> Vec<ConfigOutcome> {
+    let frame = msg.to_frame();
+    n.ships[0]
+        .handle(
+            n.now,
+            Input::Frame {
+                from: addr(1),
+                frame,
+            },
+        )
+        .unwrap();
+    sent_to(&mut n.ships[0], addr(1))
+        .into_iter()
+        .filter_map(|m| match m {
+            ShipMsg::ConfigResp { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A daughtership's configuration request whose answer was lost is sent again with the
 /// same ticket: the root answers with what it decided the first time and changes
 /// nothing (a claim is not made twice, a set does not take a second version).
@@ -952,23 +973,8 @@ fn a_retried_configuration_request_is_decided_once() {
         let mut versions = Vec::new();
         let applied_at_start = n.ships[0].stats().changes_applied;
         for _ in 0..2 {
-            let frame = req.to_frame();
-            n.ships[0]
-                .handle(
-                    n.now,
-                    Input::Frame {
-                        from: addr(1),
-                        frame,
-                    },
-                )
-                .unwrap();
+            outcomes.extend(ask_root(&mut n, &req));
             versions.push(n.ships[0].version());
-            outcomes.extend(sent_to(&mut n.ships[0], addr(1)).into_iter().filter_map(
-                |m| match m {
-                    ShipMsg::ConfigResp { outcome, .. } => Some(outcome),
-                    _ => None,
-                },
-            ));
         }
         assert_eq!(
             n.ships[0].stats().changes_applied,
@@ -979,25 +985,8 @@ fn a_retried_configuration_request_is_decided_once() {
         // two): still the first answer.
         let applied_before = n.ships[0].stats().changes_applied;
         n.advance(n.ships[0].cfg.timings.config_timeout + Duration::from_millis(50));
-        let frame = req.to_frame();
-        n.ships[0]
-            .handle(
-                n.now,
-                Input::Frame {
-                    from: addr(1),
-                    frame,
-                },
-            )
-            .unwrap();
+        outcomes.extend(ask_root(&mut n, &req));
         versions.push(n.ships[0].version());
-        outcomes.extend(
-            sent_to(&mut n.ships[0], addr(1))
-                .into_iter()
-                .filter_map(|m| match m {
-                    ShipMsg::ConfigResp { outcome, .. } => Some(outcome),
-                    _ => None,
-                }),
-        );
         assert_eq!(
             n.ships[0].stats().changes_applied,
             applied_before,
