@@ -49,6 +49,20 @@ impl Backoff {
         true
     }
 
+    /// The peer showed it misses what the repeat carries (it asked again on its own):
+    /// true when the repeat may go at once — at least `first` after the last repeat or
+    /// progress, so one still on its way is not doubled —, and it then counts as the
+    /// next repeat (the wait doubles), so hurried and paced repeats together keep the
+    /// pace and add no traffic over a stream that only delays.
+    pub fn hurry(&mut self, now: Instant) -> bool {
+        if now < self.since + self.first {
+            return false;
+        }
+        self.since = now;
+        self.wait = (self.wait * 2).min(self.max);
+        true
+    }
+
     /// The current wait.
     pub fn wait(&self) -> Duration {
         self.wait
@@ -78,6 +92,25 @@ mod tests {
         b.progress(t(6100));
         assert!(!b.fire(t(6499)));
         assert!(b.fire(t(6500)));
+    }
+
+    #[test]
+    fn a_hurry_goes_at_once_but_not_twice_within_first() {
+        let t = Instant::from_millis;
+        let mut b = Backoff::new(ms(400), ms(1600), t(0));
+        // Too soon after the start: what went may be on its way.
+        assert!(!b.hurry(t(399)));
+        assert!(b.hurry(t(400)));
+        assert_eq!(
+            b.wait(),
+            ms(800),
+            "a hurried repeat counts as the next repeat"
+        );
+        assert!(!b.hurry(t(799)));
+        assert!(b.hurry(t(800)));
+        // The paced repeat waits from the hurried one.
+        assert!(!b.fire(t(800 + 1599)));
+        assert!(b.fire(t(800 + 1600)));
     }
 
     proptest! {

@@ -29,7 +29,7 @@ fn loss_delivers_everything_once_in_one_order() {
     swept("groups-loss", 0..30);
 }
 
-/// Issue 16, finding 1: 600 clients join one group on three daemons whose loops take
+/// Issue 16, finding 1: 900 clients join one group on three daemons whose loops take
 /// time per input and per notice. Served in the drivers' order (control lane first) no
 /// daemon leaves the view; served in arrival order — the drivers before lanes — every
 /// seed excludes some daemon, so the simulator catches that starvation.

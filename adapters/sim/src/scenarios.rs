@@ -200,7 +200,7 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
     ),
     (
         "groups-join-storm",
-        "600 clients join one group on three busy daemons over TCP lanes: the control lane goes first, nobody is excluded",
+        "900 clients join one group on three busy daemons over TCP lanes: the control lane goes first, nobody is excluded",
         include_str!("../scenarios/groups-join-storm.scn"),
     ),
     (

@@ -629,6 +629,150 @@ fn a_leave_submitted_again_after_a_view_change_takes_effect_everywhere() {
     );
 }
 
+// ----- (d') a flush's repeats are paced -----
+
+/// A flush request is small but its answer carries the member's unstable items, and a
+/// start carries every fill: repeated every tick towards a member behind a slow link,
+/// they stacked copies in its queue (issue 16, finding 2). Both now go again only after
+/// a wait without progress that doubles, and the flush still finishes once the member
+/// is heard.
+#[test]
+fn flush_requests_and_starts_go_again_paced_until_answered() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    // c hears everything but is not heard: a (the sequencer) waits for its state.
+    let asks = Rc::new(Cell::new(0u32));
+    let counted = asks.clone();
+    net.drop = Box::new(move |from, to, m| {
+        if to == 2 && matches!(m, GroupMsg::FlushReq { .. }) {
+            counted.set(counted.get() + 1);
+        }
+        from == 2
+    });
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.nodes[0].g.flushing(), "c's state never arrived");
+    // Asked at once and then after 0.1, 0.3, 0.7 and 1.5 s (every 50 ms tick: 60).
+    assert!(
+        (2..=5).contains(&asks.get()),
+        "{} flush requests to c in 3 s",
+        asks.get()
+    );
+    // c is heard again, except its acknowledgements: the start goes again, paced.
+    let starts = Rc::new(Cell::new(0u32));
+    let counted = starts.clone();
+    net.drop = Box::new(move |from, to, m| {
+        if to == 2 && matches!(m, GroupMsg::Start { .. }) {
+            counted.set(counted.get() + 1);
+        }
+        from == 2 && matches!(m, GroupMsg::Ack { .. })
+    });
+    net.run_for(Duration::from_secs(3));
+    assert!(
+        net.nodes.iter().all(|n| !n.g.flushing()),
+        "the flush finished once c was heard"
+    );
+    // Sent once, then after 0.3, 0.9 and 2.1 s (every tick: 60).
+    assert!(
+        (2..=4).contains(&starts.get()),
+        "{} starts to c in 3 s",
+        starts.get()
+    );
+    // Acknowledgements heard: no more starts, and the view works.
+    let counted = starts.clone();
+    net.drop = Box::new(move |_, to, m| {
+        if to == 2 && matches!(m, GroupMsg::Start { .. }) {
+            counted.set(counted.get() + 1);
+        }
+        false
+    });
+    // c acknowledges the next repeat (due within the 1.6 s cap).
+    net.run_for(Duration::from_secs(2));
+    let before = starts.get();
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        starts.get(),
+        before,
+        "a start acknowledged by all is not sent again"
+    );
+    net.input(2, send_cmd("#x#c", b"c0")).unwrap();
+    net.run_until(|n| n.settled());
+    for n in &net.nodes {
+        assert_eq!(n.g.view().id, v2.id);
+        assert_eq!(n.payloads(), [Bytes::from_static(b"c0")]);
+    }
+}
+
+/// A submit the sequencer ordered already means its origin has not seen the order: the
+/// origin's tail goes again at once (at most once per 400 ms) instead of waiting for the
+/// tail's own pace, so under a burst of loss every submit repeat is a second chance.
+#[test]
+fn a_repeated_submit_brings_its_origin_the_order_at_once() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    // Orders to c are lost; c's first submit is kept (to repeat it by hand), its
+    // later ones are lost.
+    let orders = Rc::new(RefCell::new(0u32));
+    let submit: Rc<RefCell<Option<GroupMsg>>> = Rc::default();
+    let (o, sub) = (orders.clone(), submit.clone());
+    net.drop = Box::new(move |from, to, m| match m {
+        GroupMsg::Order { .. } if to == 2 => {
+            *o.borrow_mut() += 1;
+            true
+        }
+        GroupMsg::Submit { .. } if from == 2 => {
+            let mut kept = sub.borrow_mut();
+            if kept.is_some() {
+                return true;
+            }
+            *kept = Some(m.clone());
+            false
+        }
+        _ => false,
+    });
+    net.input(2, send_cmd("#x#c", b"c0")).unwrap();
+    // Ordered, and sent to c once; then c's tail goes again after 400 ms (and next
+    // after 800 ms more).
+    net.run_until(|_| *orders.borrow() == 2);
+    let repeat = submit.borrow().clone().expect("c submitted");
+    let c = net.nodes[2].addr;
+    let mut again = |net: &mut Net, after: Duration| {
+        net.run_for(after);
+        let before = *orders.borrow();
+        net.input(
+            0,
+            Input::Frame {
+                from: c,
+                frame: repeat.to_frame(),
+            },
+        )
+        .unwrap();
+        *orders.borrow() - before
+    };
+    assert_eq!(
+        again(&mut net, Duration::from_millis(450)),
+        1,
+        "a repeated submit 450 ms after the tail went brings the order at once"
+    );
+    assert_eq!(
+        again(&mut net, Duration::from_millis(100)),
+        0,
+        "but not twice within 400 ms"
+    );
+    net.drop = Box::new(|_, _, _| false);
+    net.run_until(|n| n.settled());
+    assert_eq!(net.nodes[2].payloads(), [Bytes::from_static(b"c0")]);
+}
+
 // ----- (e') the same when the old submits arrive late -----
 
 #[test]

@@ -66,7 +66,7 @@ impl Default for Timing {
         Timing {
             heartbeat: Duration::from_millis(100),
             suspect_after: Duration::from_millis(400),
-            verify_for: Duration::from_millis(300),
+            verify_for: Duration::from_millis(500),
             retry: Duration::from_millis(50),
             ack_timeout: Duration::from_millis(300),
             commit_timeout: Duration::from_millis(1000),

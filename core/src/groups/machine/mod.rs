@@ -50,7 +50,8 @@ pub const WINDOW: u64 = 1024;
 pub const LOG_BYTES: usize = 192 * 1024;
 /// Items a daemon has submitted and not yet seen delivered, at most.
 pub const MAX_PENDING: usize = 1024;
-/// How often a message that wants an answer is sent again.
+/// How often the machine looks at what may need sending again (each repeat has its own
+/// pace, `crate::backoff`: this is only the tick that looks).
 const RETRY: Duration = Duration::from_millis(50);
 /// How often a member acknowledges what it delivered (when nothing else made it).
 const ACK_EVERY: Duration = Duration::from_millis(100);
@@ -70,6 +71,15 @@ const RESEND_FIRST: Duration = Duration::from_millis(400);
 const RESEND_MAX: Duration = Duration::from_millis(1600);
 /// A gap is asked for again after this long, then twice as long each time.
 const NACK_FIRST: Duration = Duration::from_millis(100);
+/// A flush asks members that have not answered again after this long without a new
+/// answer, then twice as long each time (up to [`RESEND_MAX`]): each answer carries the
+/// member's unstable items (up to [`LOG_BYTES`]), so asking every tick over a slow link
+/// stacks copies of them in its queue.
+const FLUSH_ASK_FIRST: Duration = Duration::from_millis(100);
+/// A start goes again to members that have not acknowledged it after this long without a
+/// new acknowledgement, then twice as long each time: members acknowledge within
+/// [`ACK_EVERY`], and a start carries every fill of the flush.
+const START_FIRST: Duration = Duration::from_millis(300);
 
 /// Per member: its acknowledgement when last looked at, and when its tail may be sent
 /// again. One mechanism for the sequencer's ordered items and every origin's FIFO items.
@@ -101,6 +111,20 @@ impl Tails {
             }
         }
         out
+    }
+
+    /// `name` showed it misses items at or above its acknowledgement (`acks`, below
+    /// `last`): the first it misses, if its tail may go again at once.
+    fn hurry(
+        &mut self,
+        now: Instant,
+        name: &str,
+        acks: &BTreeMap<String, u64>,
+        last: u64,
+    ) -> Option<u64> {
+        let a = acks.get(name).copied().unwrap_or(0);
+        let (seen, wait) = self.0.get_mut(name)?;
+        (*seen == a && a < last && wait.hurry(now)).then_some(a + 1)
     }
 }
 
@@ -368,6 +392,19 @@ struct Flush {
     /// Member → its previous view, delivered up to, items held, its clients' groups, and
     /// its FIFO items.
     states: BTreeMap<String, State>,
+    /// When members that have not answered are asked again (the sequencer's pace), and
+    /// whether they were asked at all yet (the first ask goes at once).
+    asks: Backoff,
+    asked: bool,
+}
+
+/// The start this daemon sent as a view's sequencer, who acknowledged it, and when it
+/// goes again to the others.
+#[derive(Debug)]
+struct Starting {
+    start: GroupMsg,
+    acked: BTreeSet<String>,
+    repeat: Backoff,
 }
 
 /// The client-groups machine of one daemon.
@@ -410,9 +447,9 @@ pub struct Groups {
     /// Per origin life, the highest `lseq` delivered here (an origin's items are
     /// delivered in `lseq` order, so anything at or below is a duplicate).
     seen: BTreeMap<(String, u64), u64>,
-    /// The start this daemon sent as a view's sequencer, and who acknowledged it: sent
-    /// again to the others until all did.
-    starting: Option<(GroupMsg, BTreeSet<String>)>,
+    /// The start this daemon sent as a view's sequencer: sent again to the others, paced,
+    /// until all acknowledged it.
+    starting: Option<Starting>,
     timers: Timers<Timer>,
     outbox: Outbox<GroupsEvent, NoEffect>,
     stats: GroupsStats,
@@ -567,7 +604,18 @@ impl Groups {
         let exp = s.expected.entry(origin.clone()).or_insert(floor);
         *exp = (*exp).max(floor.min(item.id.lseq));
         if item.id.lseq < *exp {
-            return; // Ordered already: a resend.
+            // Ordered already: a resend, so its origin has not seen the order. Its tail
+            // goes again now rather than at the tail's pace (at most once per
+            // `RESEND_FIRST`): under heavy loss every submit repeat is then a second
+            // chance for the order too.
+            let last = s.next.saturating_sub(1);
+            let origin_addr = self.view.member(&origin.0).map(|m| m.addr);
+            if let Some(to) = origin_addr
+                && let Some(from) = s.tails.hurry(now, &origin.0, &s.acks, last)
+            {
+                self.on_nack(to, view, from);
+            }
+            return;
         }
         let early = s.early.entry(origin.clone()).or_default();
         if early.len() < MAX_PENDING {
@@ -831,6 +879,8 @@ impl Groups {
         self.flush = Some(Flush {
             view: v,
             states: BTreeMap::new(),
+            asks: Backoff::new(FLUSH_ASK_FIRST, RESEND_MAX, now),
+            asked: false,
         });
         self.flush_step(now);
     }
@@ -850,7 +900,7 @@ impl Groups {
                 f.states.insert(self.me.name.clone(), mine);
             }
         }
-        let Some(f) = &self.flush else {
+        let Some(f) = &mut self.flush else {
             return;
         };
         let missing: Vec<PeerAddr> = f
@@ -861,6 +911,11 @@ impl Groups {
             .map(|m| m.addr)
             .collect();
         if !missing.is_empty() {
+            // Asked at once, then again only at the flush's pace.
+            if f.asked && !f.asks.fire(now) {
+                return;
+            }
+            f.asked = true;
             let frame = GroupMsg::FlushReq {
                 view: f.view.id.clone(),
             }
@@ -870,6 +925,9 @@ impl Groups {
             }
             return;
         }
+        let Some(f) = &self.flush else {
+            return;
+        };
         // Every state is in: per previous view, the highest number delivered there and
         // the items above the lowest.
         let mut per_old: BTreeMap<ViewId, (u64, u64, BTreeMap<u64, Item>)> = BTreeMap::new();
@@ -929,7 +987,11 @@ impl Groups {
             fifo: fifo::fills(f.states.values().map(|st| (&st.old, &st.fifo[..]))),
         };
         // Kept to send again until every member acknowledges it.
-        self.starting = Some((start.clone(), BTreeSet::from([self.me.name.clone()])));
+        self.starting = Some(Starting {
+            start: start.clone(),
+            acked: BTreeSet::from([self.me.name.clone()]),
+            repeat: Backoff::new(START_FIRST, RESEND_MAX, now),
+        });
         let frame = start.to_frame();
         let targets: Vec<PeerAddr> = self
             .flush
@@ -1011,7 +1073,10 @@ impl Groups {
             locals,
             fifo,
         };
-        f.states.insert(from, st);
+        if f.states.insert(from, st).is_none() {
+            // A new answer is progress: the others are asked again a full wait from now.
+            f.asks.progress(now);
+        }
         if f.states.len() == f.view.members.len() {
             self.flush_step(now);
         }
@@ -1080,7 +1145,7 @@ impl Groups {
             || self
                 .starting
                 .as_ref()
-                .is_some_and(|(_, s)| s.len() >= everyone)
+                .is_some_and(|s| s.acked.len() >= everyone)
         {
             // A start sent for an earlier view is moot; one every member has is done.
             self.starting = None;
@@ -1124,15 +1189,17 @@ impl Groups {
         {
             self.flush_step(now);
         }
-        if let Some((start, started)) = &self.starting {
+        if let Some(s) = &mut self.starting
+            && s.repeat.fire(now)
+        {
             let missing: Vec<PeerAddr> = self
                 .view
                 .members
                 .iter()
-                .filter(|m| !started.contains(&m.name) && m.name != self.me.name)
+                .filter(|m| !s.acked.contains(&m.name) && m.name != self.me.name)
                 .map(|m| m.addr)
                 .collect();
-            let frame = start.to_frame();
+            let frame = s.start.to_frame();
             for to in missing {
                 self.send_frame(to, frame.clone());
             }
@@ -1234,10 +1301,12 @@ impl Groups {
             GroupMsg::Ack { view, upto } => {
                 if let Some(n) = self.name_at(from) {
                     if view == self.view.id
-                        && let Some((_, started)) = &mut self.starting
+                        && let Some(s) = &mut self.starting
                     {
-                        started.insert(n.clone());
-                        if started.len() >= self.view.members.len() {
+                        if s.acked.insert(n.clone()) {
+                            s.repeat.progress(now);
+                        }
+                        if s.acked.len() >= self.view.members.len() {
                             self.starting = None;
                         }
                     }
