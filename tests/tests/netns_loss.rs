@@ -6,7 +6,7 @@
 //! be made (not root, no `ip` or `nft`). The long runs are on demand:
 //! `cargo test --release -p flotilla-tests --test netns_loss -- --ignored --nocapture`
 //! (`FLOTILLA_LOSS`, `FLOTILLA_SECONDS`, `FLOTILLA_DAEMONS`, `FLOTILLA_GAP_MS`,
-//! `FLOTILLA_UPDATES`, `FLOTILLA_PURGE` change them). They print the
+//! `FLOTILLA_UPDATES`, `FLOTILLA_PURGE`, `FLOTILLA_PIPELINE=1` change them). They print the
 //! figures BENCHMARKS.md quotes; nothing here asserts a time.
 
 // Tests drive processes: they need threads, sleeps and the clock.
@@ -459,13 +459,38 @@ fn flood_under_loss(n: usize, loss: u32, count: usize, test: &str) -> Option<Dur
         });
     }
     net.set_loss(loss).expect("loss");
-    for k in 0..count {
-        let out = ask(
-            0,
-            &["send", "--binary", "g"],
-            format!("update {k}").as_bytes(),
+    if env_or("FLOTILLA_PIPELINE", 0) == 1 {
+        // Issue 16's load: every update on one client connection, as fast as the site
+        // takes them (bash's /dev/tcp inside s0's namespace; the answers read meanwhile).
+        let answers = dir.join("answers");
+        let script = format!(
+            "exec 3<>/dev/tcp/{ip}/{client_port}; cat <&3 > {a} & \
+             for k in $(seq 0 {last}); do p=\"update $k\"; printf 'binary %d g\\n%s' ${{#p}} \"$p\" >&3; done; \
+             while [ $(grep -c '^250 flooded' {a}) -lt {count} ]; do sleep 0.05; done; exec 3>&-",
+            ip = net.ip(0),
+            a = answers.display(),
+            last = count - 1,
         );
-        assert!(out.starts_with("flooded to g"), "{out}");
+        let started = Instant::now();
+        let st = net
+            .command(0, std::path::Path::new("/bin/bash"))
+            .args(["-c", &script])
+            .status()
+            .expect("bash");
+        assert!(st.success(), "the pipelined sender failed");
+        println!(
+            "{count} updates taken by s0 in {:?} on one connection",
+            started.elapsed()
+        );
+    } else {
+        for k in 0..count {
+            let out = ask(
+                0,
+                &["send", "--binary", "g"],
+                format!("update {k}").as_bytes(),
+            );
+            assert!(out.starts_with("flooded to g"), "{out}");
+        }
     }
     let taken = Instant::now();
     let want: std::collections::BTreeSet<u64> = (1..=count as u64).collect();
