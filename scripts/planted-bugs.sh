@@ -69,6 +69,16 @@ plant core/src/ship/machine/decisions.rs \
   '            self.log_first += 1;' \
   '            self.log_first *= 1;' \
   ship
+# A failed store retried at once (1 >> failures), or with its pause capped at twice the
+# configuration timeout instead of half of it.
+plant core/src/ship/machine/decisions.rs \
+  '.saturating_mul(1 << self.store.failures.min(5))' \
+  '.saturating_mul(1 >> self.store.failures.min(5))' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  '.min(self.cfg.timings.config_timeout / 2)' \
+  '.min(self.cfg.timings.config_timeout * 2)' \
+  ship
 
 only=${1:-}
 failed=0

@@ -562,6 +562,50 @@ fn changes_during_a_store_are_stored_together() {
     assert!(out.contains(&Output::ToClient(ClientId(3), reply(200, "version=3"))));
 }
 
+/// A store that keeps failing is retried after `retry` × 2, × 4, … (× 32 at most), and
+/// never more than half the configuration timeout apart: a full disk is not hammered,
+/// and one that recovers is used again within that bound.
+#[test]
+fn a_failing_store_is_retried_at_a_doubling_pace_up_to_its_cap() {
+    let mut root = durable_root();
+    let t = ShipTimings::default();
+    let c = ClientId(1);
+    let mut now = Instant::ZERO;
+    root.handle(
+        now,
+        Input::ClientOpened {
+            client: c,
+            origin: origin(),
+        },
+    )
+    .unwrap();
+    set_on(&mut root, now, c, "set mode slow");
+    let (mut id, _) = store_of(&drain(&mut root));
+    let mut pauses = Vec::new();
+    for _ in 0..7 {
+        let outcome = Err(EffectError::Failed("disk full".into()));
+        root.handle(now, Input::EffectDone { id, outcome }).unwrap();
+        drain(&mut root);
+        let failed_at = now;
+        let retried = loop {
+            now = root.poll_timeout().expect("a retry is due").max(now);
+            root.handle_timeout(now);
+            let out = drain(&mut root);
+            if out.iter().any(|o| matches!(o, Output::Effect(_))) {
+                break out;
+            }
+        };
+        pauses.push(now.saturating_duration_since(failed_at));
+        id = store_of(&retried).0;
+    }
+    let want: Vec<Duration> = (1..=7u32)
+        .map(|f| (t.retry * 2u32.pow(f.min(5))).min(t.config_timeout / 2))
+        .collect();
+    assert_eq!(pauses, want);
+    // With the defaults (250 ms, 10 s) the cap is met: 8 s would be the next pause.
+    assert_eq!(want[4], t.config_timeout / 2);
+}
+
 /// A store that fails is retried after a pause; its change is neither acknowledged nor
 /// applied meanwhile, and a client whose deadline passes is told the outcome is in doubt.
 #[test]
