@@ -79,6 +79,28 @@ plant core/src/ship/machine/decisions.rs \
   '.min(self.cfg.timings.config_timeout / 2)' \
   '.min(self.cfg.timings.config_timeout * 2)' \
   ship
+# Deltas pushed on from the wrong place in the log, or from before its start.
+plant core/src/ship/machine/decisions.rs \
+  'if self.children.is_empty() || from < self.log_first {' \
+  'if self.children.is_empty() && from < self.log_first {' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  '.skip((from - self.log_first) as usize)' \
+  '.skip((from + self.log_first) as usize)' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  '.skip((from - self.log_first) as usize)' \
+  '.skip((from / self.log_first) as usize)' \
+  ship
+# The delta log keeping one change fewer than `delta_log`.
+plant core/src/ship/machine/decisions.rs \
+  'if self.log.len() > self.cfg.limits.delta_log {' \
+  'if self.log.len() >= self.cfg.limits.delta_log {' \
+  ship
+plant core/src/ship/machine/decisions.rs \
+  'if self.log.len() > self.cfg.limits.delta_log {' \
+  'if self.log.len() == self.cfg.limits.delta_log {' \
+  ship
 
 only=${1:-}
 failed=0

@@ -12,6 +12,8 @@ struct Net {
     closed: BTreeSet<(usize, u64)>,
     events: Vec<(usize, ShipEvent)>,
     down: BTreeSet<usize>,
+    /// Every frame delivered: (from, to, message).
+    sent: Vec<(usize, usize, ShipMsg)>,
 }
 
 fn addr(i: usize) -> PeerAddr {
@@ -45,6 +47,7 @@ impl Net {
             closed: BTreeSet::new(),
             events: Vec::new(),
             down: BTreeSet::new(),
+            sent: Vec::new(),
         };
         n.settle();
         n
@@ -75,6 +78,7 @@ impl Net {
                             let bytes = t.frame.to_bytes();
                             let frame =
                                 crate::wire::decode_frame(&bytes, &Default::default()).unwrap();
+                            self.sent.push((i, j, ShipMsg::decode(&frame).unwrap()));
                             let input = Input::Frame {
                                 from: addr(i),
                                 frame,
@@ -1197,6 +1201,92 @@ fn the_size_limit_counts_changes_waiting_to_be_stored() {
             .any(|r| r.starts_with("507 the configuration would grow to")),
         "{replies:?}"
     );
+}
+
+/// A daughtership that catches up on more changes at once than its own delta log
+/// holds cannot push them on from its log: its child catches up from it by asking. And
+/// a log of `delta_log` changes serves a child exactly that far behind with deltas.
+#[test]
+fn a_catch_up_longer_than_the_delta_log_still_reaches_the_grandchild() {
+    let mut n = tree(true);
+    n.ships[0].cfg.limits.delta_log = 4;
+    n.ships[1].cfg.limits.delta_log = 2;
+    n.open(0, 1);
+    n.sent.clear();
+    n.down.insert(1);
+    for k in 0..4 {
+        n.say(0, 1, &format!("set mode v{k}"));
+    }
+    n.down.remove(&1);
+    n.advance(Duration::from_secs(5));
+    for s in [1, 3] {
+        assert_eq!(n.ships[s].version(), n.ships[0].version(), "ship {s}");
+        assert_eq!(n.ships[s].tree().get("mode").unwrap(), "v3", "ship {s}");
+    }
+    // Ship 1 did take the four changes as one push (not a snapshot): the root's log of
+    // four holds exactly what it missed.
+    assert!(
+        n.sent.iter().any(|(f, t, m)| *f == 0
+            && *t == 1
+            && matches!(m, ShipMsg::Deltas { changes, .. } if changes.len() == 4)),
+        "ship 1 caught up by one push of four changes"
+    );
+    assert!(
+        !n.sent
+            .iter()
+            .any(|(f, t, m)| *f == 0 && *t == 1 && matches!(m, ShipMsg::SnapshotChunk { .. })),
+        "ship 1 needed no snapshot"
+    );
+}
+
+/// A change costs one push to each child, which carries it, and no pull: as the delta
+/// log rolls over too (a push from the wrong place in the log is repaired by the child
+/// asking again at once, so only counting frames shows it).
+#[test]
+fn a_change_is_one_usable_push_per_child_and_no_pull() {
+    let mut n = tree(true);
+    n.ships[0].cfg.limits.delta_log = 2;
+    n.open(0, 1);
+    for k in 0..6 {
+        n.sent.clear();
+        n.say(0, 1, &format!("set mode v{k}"));
+        let v = n.ships[0].version();
+        for (parent, child) in [(0, 1), (0, 2), (1, 3)] {
+            let pushes: Vec<&ShipMsg> = n
+                .sent
+                .iter()
+                .filter(|(f, t, m)| {
+                    *f == parent && *t == child && matches!(m, ShipMsg::Deltas { .. })
+                })
+                .map(|(_, _, m)| m)
+                .collect();
+            let [
+                ShipMsg::Deltas {
+                    first,
+                    changes,
+                    latest,
+                    ..
+                },
+            ] = &pushes[..]
+            else {
+                panic!("change {k}: ship {child} got {} pushes", pushes.len());
+            };
+            assert_eq!(
+                (*first, changes.len(), *latest),
+                (v, 1, v),
+                "change {k}: the push to ship {child} is the change"
+            );
+        }
+        let pulls: Vec<_> = n
+            .sent
+            .iter()
+            .filter(|(_, _, m)| matches!(m, ShipMsg::Hello { .. }))
+            .collect();
+        assert!(
+            pulls.is_empty(),
+            "change {k}: a ship asked again: {pulls:?}"
+        );
+    }
 }
 
 /// The root keeps only its last `delta_log` changes; past that, every change still
