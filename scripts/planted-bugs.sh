@@ -101,6 +101,11 @@ plant core/src/ship/machine/decisions.rs \
   'if self.log.len() > self.cfg.limits.delta_log {' \
   'if self.log.len() == self.cfg.limits.delta_log {' \
   ship
+# A daughtership's client answered before the daughtership holds its write.
+plant core/src/ship/machine/decisions.rs \
+  '} if *v <= self.version => {' \
+  '} if true => {' \
+  ship
 
 only=${1:-}
 failed=0

@@ -14,6 +14,8 @@ struct Net {
     down: BTreeSet<usize>,
     /// Every frame delivered: (from, to, message).
     sent: Vec<(usize, usize, ShipMsg)>,
+    /// Ships whose incoming deltas are lost.
+    lose_deltas_to: BTreeSet<usize>,
 }
 
 fn addr(i: usize) -> PeerAddr {
@@ -48,6 +50,7 @@ impl Net {
             events: Vec::new(),
             down: BTreeSet::new(),
             sent: Vec::new(),
+            lose_deltas_to: BTreeSet::new(),
         };
         n.settle();
         n
@@ -78,7 +81,13 @@ impl Net {
                             let bytes = t.frame.to_bytes();
                             let frame =
                                 crate::wire::decode_frame(&bytes, &Default::default()).unwrap();
-                            self.sent.push((i, j, ShipMsg::decode(&frame).unwrap()));
+                            let msg = ShipMsg::decode(&frame).unwrap();
+                            if self.lose_deltas_to.contains(&j)
+                                && matches!(msg, ShipMsg::Deltas { .. })
+                            {
+                                continue;
+                            }
+                            self.sent.push((i, j, msg));
                             let input = Input::Frame {
                                 from: addr(i),
                                 frame,
@@ -1201,6 +1210,29 @@ fn the_size_limit_counts_changes_waiting_to_be_stored() {
             .any(|r| r.starts_with("507 the configuration would grow to")),
         "{replies:?}"
     );
+}
+
+/// A client of a daughtership that set a value is answered only once the daughtership
+/// holds that version, so its next read sees its write — even when the root's answer
+/// comes back before the change itself.
+#[test]
+fn a_write_is_answered_only_once_the_daughtership_holds_it() {
+    let mut n = tree(true);
+    n.open(1, 1);
+    n.lose_deltas_to.insert(1);
+    n.say(1, 1, "set mode slow");
+    assert_eq!(n.ships[0].version(), 1, "the root applied the change");
+    assert_eq!(n.ships[1].version(), 0, "its push to ship 1 was lost");
+    assert!(
+        n.finals(1, 1).is_empty(),
+        "answered before ship 1 held version 1: {:?}",
+        n.finals(1, 1)
+    );
+    n.lose_deltas_to.clear();
+    n.advance(Duration::from_secs(3));
+    assert_eq!(n.finals(1, 1), vec!["200 version=1"]);
+    n.say(1, 1, "get mode");
+    assert_eq!(n.finals(1, 1), vec!["200 version=1", "200 slow"]);
 }
 
 /// A daughtership that catches up on more changes at once than its own delta log
