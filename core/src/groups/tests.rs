@@ -745,7 +745,7 @@ fn a_repeated_submit_brings_its_origin_the_order_at_once() {
     net.run_until(|_| *orders.borrow() == 2);
     let repeat = submit.borrow().clone().expect("c submitted");
     let c = net.nodes[2].addr;
-    let mut again = |net: &mut Net, after: Duration| {
+    let again = |net: &mut Net, after: Duration| {
         net.run_for(after);
         let before = *orders.borrow();
         net.input(
