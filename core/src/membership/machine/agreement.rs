@@ -297,6 +297,14 @@ impl Membership {
         let Some(p) = self.proposing.take() else {
             return;
         };
+        // Agreement rests on this: every member acknowledged the proposal, so none will
+        // acknowledge a lower one, and a view committed here is the view everyone in it
+        // installs (SPEC §9.4). Asserted here, not only tested by the caller.
+        debug_assert!(
+            p.view.members.iter().all(|m| p.acks.contains_key(&m.name)),
+            "committing {} without every member's acknowledgement",
+            p.view.id
+        );
         self.timers.cancel(&Timer::ProposeRetry);
         let mut v = p.view;
         let config = p.config;
