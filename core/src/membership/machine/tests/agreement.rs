@@ -150,3 +150,168 @@ fn a_stale_proposal_delivered_late_is_refused() {
         "alpha still waits for the commit of what it acknowledged"
     );
 }
+
+/// A proposal sent again (its coordinator did not hear the acknowledgement) is
+/// acknowledged again, not refused as stale: it is the highest seen, not below it.
+#[test]
+fn a_proposal_sent_again_is_acknowledged_again() {
+    let now = Instant::from_millis(10);
+    let mut alpha = Membership::new(
+        MembershipSettings::new("alpha", addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(3),
+    );
+    while alpha.poll_output().is_some() {}
+    let me = alpha.me().clone();
+    let x = member("xray", 5);
+    let p = proposal(9, &x, &[me.clone(), x.clone()]);
+    for copy in 1..=2 {
+        alpha
+            .handle(
+                now,
+                Input::Frame {
+                    from: x.addr,
+                    frame: p.to_frame(),
+                },
+            )
+            .expect("a good frame");
+        alpha.check_invariants().expect("consistent");
+        let (acked, refused) = answers(&mut alpha, x.clone());
+        assert_eq!(
+            (acked.len(), refused.len()),
+            (1, 0),
+            "copy {copy} of the proposal: acknowledged {acked:?}, refused {refused:?}"
+        );
+    }
+}
+
+/// A proposal that leaves this daemon out is not acknowledged, and nothing waits for
+/// its commit here.
+#[test]
+fn a_proposal_without_this_daemon_is_not_acknowledged() {
+    let now = Instant::from_millis(10);
+    let mut alpha = Membership::new(
+        MembershipSettings::new("alpha", addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(3),
+    );
+    while alpha.poll_output().is_some() {}
+    let (x, y) = (member("xray", 5), member("yankee", 6));
+    let p = proposal(9, &x, &[x.clone(), y.clone()]);
+    alpha
+        .handle(
+            now,
+            Input::Frame {
+                from: x.addr,
+                frame: p.to_frame(),
+            },
+        )
+        .expect("a good frame");
+    alpha.check_invariants().expect("consistent");
+    let (acked, _) = answers(&mut alpha, x.clone());
+    assert!(
+        acked.is_empty(),
+        "acknowledged a view without it: {acked:?}"
+    );
+    assert!(
+        alpha.awaiting.is_none(),
+        "waits for the commit of a view without it"
+    );
+}
+
+/// An acknowledgement of an earlier proposal does not count for the one that replaced
+/// it: a coordinator outbid on its first proposal commits the second only once every
+/// member acknowledged the second.
+#[test]
+fn an_acknowledgement_of_an_earlier_proposal_does_not_count() {
+    let mut alpha = Membership::new(
+        MembershipSettings::new("alpha", addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(3),
+    );
+    while alpha.poll_output().is_some() {}
+    let x = member("xray", 5);
+    let mut now = Instant::from_millis(10);
+    let feed = |m: &mut Membership, now: Instant, msg: &MemberMsg| {
+        m.handle(
+            now,
+            Input::Frame {
+                from: x.addr,
+                frame: msg.to_frame(),
+            },
+        )
+        .expect("a good frame");
+        m.check_invariants().expect("consistent");
+    };
+    // Until alpha sends x a proposal (or a commit): the ids proposed, and whether it
+    // committed.
+    let next = |m: &mut Membership, now: &mut Instant| -> (Vec<ViewId>, bool) {
+        let (mut proposed, mut committed) = (Vec::new(), false);
+        for _ in 0..100 {
+            while let Some(o) = m.poll_output() {
+                if let Output::Transmit(t) = o
+                    && t.to == x.addr
+                {
+                    match MemberMsg::decode(&t.frame) {
+                        Ok(MemberMsg::Propose { view, .. }) => proposed.push(view.id),
+                        Ok(MemberMsg::Commit { .. }) => committed = true,
+                        _ => {}
+                    }
+                }
+            }
+            if !proposed.is_empty() || committed {
+                break;
+            }
+            *now = m.poll_timeout().unwrap_or(*now).max(*now);
+            m.handle_timeout(*now);
+        }
+        (proposed, committed)
+    };
+    feed(&mut alpha, now, &MemberMsg::Join { member: x.clone() });
+    let (first, _) = next(&mut alpha, &mut now);
+    let first = first.first().expect("alpha proposes a view with x").clone();
+    // x took a higher proposal from a daemon with a greater name: alpha outbids it.
+    let higher = ViewId {
+        epoch: first.epoch + 1,
+        coordinator: "yankee".into(),
+        incarnation: 7,
+    };
+    feed(
+        &mut alpha,
+        now,
+        &MemberMsg::Nack {
+            id: first.clone(),
+            higher,
+        },
+    );
+    let (second, _) = next(&mut alpha, &mut now);
+    let second = second.first().expect("alpha proposes again").clone();
+    assert!(second > first);
+    let ack = |id: &ViewId| MemberMsg::Ack {
+        id: id.clone(),
+        from: x.clone(),
+        last_primary: ViewId {
+            epoch: 0,
+            coordinator: x.name.clone(),
+            incarnation: x.incarnation,
+        },
+        basis: Vec::new(),
+    };
+    // x's acknowledgement of the first proposal arrives late.
+    feed(&mut alpha, now, &ack(&first));
+    let mut committed = false;
+    while let Some(o) = alpha.poll_output() {
+        if let Output::Transmit(t) = o {
+            committed |= matches!(MemberMsg::decode(&t.frame), Ok(MemberMsg::Commit { .. }));
+        }
+    }
+    assert!(
+        !committed,
+        "committed {second} on an acknowledgement of {first}"
+    );
+    assert_eq!(alpha.view().members.len(), 1);
+    // Its acknowledgement of the second one commits it.
+    feed(&mut alpha, now, &ack(&second));
+    assert_eq!(alpha.view().id, second);
+    assert_eq!(alpha.view().members.len(), 2);
+}
