@@ -116,6 +116,11 @@ plant core/src/membership/machine/agreement.rs \
   '            || p.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation)' \
   '            && p.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation)' \
   membership
+# A member that never gets the commit of what it acknowledged waits for ever.
+plant core/src/membership/machine/agreement.rs \
+  '    pub(super) fn on_commit_wait(&mut self, now: Instant) {' \
+  '    pub(super) fn on_commit_wait(&mut self, now: Instant) { if true { let _ = now; return; }' \
+  membership
 
 only=${1:-}
 failed=0

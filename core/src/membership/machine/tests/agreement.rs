@@ -315,3 +315,51 @@ fn an_acknowledgement_of_an_earlier_proposal_does_not_count() {
     assert_eq!(alpha.view().id, second);
     assert_eq!(alpha.view().members.len(), 2);
 }
+
+/// A member whose coordinator falls silent after its proposal does not wait for the
+/// commit for ever: after `commit-timeout` it stops waiting (and looks for the
+/// coordinator).
+#[test]
+fn a_proposal_never_committed_is_given_up_after_the_commit_timeout() {
+    let mut now = Instant::from_millis(10);
+    let mut alpha = Membership::new(
+        MembershipSettings::new("alpha", addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(3),
+    );
+    while alpha.poll_output().is_some() {}
+    let me = alpha.me().clone();
+    let x = member("xray", 5);
+    let p = proposal(9, &x, &[me, x.clone()]);
+    alpha
+        .handle(
+            now,
+            Input::Frame {
+                from: x.addr,
+                frame: p.to_frame(),
+            },
+        )
+        .expect("a good frame");
+    let (acked, _) = answers(&mut alpha, x.clone());
+    assert_eq!(acked.len(), 1);
+    assert!(alpha.awaiting.is_some());
+    let deadline = now + crate::membership::Timing::default().commit_timeout;
+    for _ in 0..10_000 {
+        if now > deadline {
+            break;
+        }
+        now = alpha
+            .poll_timeout()
+            .expect("timers")
+            .max(now + Duration::from_millis(1));
+        alpha.handle_timeout(now);
+        alpha.check_invariants().expect("consistent");
+        while alpha.poll_output().is_some() {}
+    }
+    assert!(now > deadline);
+    assert!(
+        alpha.awaiting.is_none(),
+        "still waiting for the commit of {:?} at {now:?}",
+        alpha.awaiting.as_ref().map(|a| &a.view.id)
+    );
+}
