@@ -121,6 +121,11 @@ plant core/src/membership/machine/agreement.rs \
   '    pub(super) fn on_commit_wait(&mut self, now: Instant) {' \
   '    pub(super) fn on_commit_wait(&mut self, now: Instant) { if true { let _ = now; return; }' \
   membership
+# A non-primary view takes its own members as its basis.
+plant core/src/membership/machine/agreement.rs \
+  'v.basis = if v.primary && configured.is_empty() {' \
+  'v.basis = if v.primary || configured.is_empty() {' \
+  membership
 
 only=${1:-}
 failed=0

@@ -363,3 +363,23 @@ fn a_proposal_never_committed_is_given_up_after_the_commit_timeout() {
         alpha.awaiting.as_ref().map(|a| &a.view.id)
     );
 }
+
+/// A daemon cut off from a cluster formed by joins (no configured daemons) installs a
+/// view of its own that is not primary, and that view keeps the basis of the last
+/// primary view (dynamic voting: a later merge is judged against it), not its own
+/// members.
+#[test]
+fn a_cut_off_minority_keeps_the_last_primary_basis() {
+    let mut net = formed();
+    let basis_before = net.m(0).view().basis.clone();
+    assert_eq!(basis_before.len(), 3, "the formed view is its own basis");
+    net.isolated.insert(2);
+    net.run_for(Duration::from_secs(3));
+    let v = net.m(2).view();
+    assert_eq!(v.members.len(), 1, "the cut-off daemon is alone: {v:?}");
+    assert!(!v.primary, "one of three is not primary");
+    assert_eq!(
+        v.basis, basis_before,
+        "a non-primary view keeps the last primary basis"
+    );
+}
