@@ -126,6 +126,11 @@ plant core/src/membership/machine/agreement.rs \
   'v.basis = if v.primary && configured.is_empty() {' \
   'v.basis = if v.primary || configured.is_empty() {' \
   membership
+# A leaving daemon acknowledging a proposal that still holds it.
+plant core/src/membership/machine/agreement.rs \
+  'if !proposal.contains(&self.me.name) || self.leaving {' \
+  'if !proposal.contains(&self.me.name) && self.leaving {' \
+  membership
 
 only=${1:-}
 failed=0

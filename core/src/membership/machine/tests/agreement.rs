@@ -383,3 +383,52 @@ fn a_cut_off_minority_keeps_the_last_primary_basis() {
         "a non-primary view keeps the last primary basis"
     );
 }
+
+/// A daemon that is leaving does not acknowledge a proposal that still holds it (one
+/// that crossed its leave): it would be counted in a view it is leaving.
+#[test]
+fn a_leaving_daemon_does_not_acknowledge_a_proposal_that_holds_it() {
+    let now = Instant::from_millis(10);
+    let mut alpha = Membership::new(
+        MembershipSettings::new("alpha", addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(3),
+    );
+    while alpha.poll_output().is_some() {}
+    let me = alpha.me().clone();
+    let x = member("xray", 5);
+    let feed = |m: &mut Membership, msg: &MemberMsg| {
+        m.handle(
+            now,
+            Input::Frame {
+                from: x.addr,
+                frame: msg.to_frame(),
+            },
+        )
+        .expect("a good frame");
+        m.check_invariants().expect("consistent");
+    };
+    // A view of alpha and x, proposed and committed by x.
+    let first = proposal(9, &x, &[me.clone(), x.clone()]);
+    feed(&mut alpha, &first);
+    let MemberMsg::Propose { view, .. } = &first else {
+        unreachable!()
+    };
+    feed(
+        &mut alpha,
+        &MemberMsg::Commit {
+            view: view.clone(),
+            config: None,
+        },
+    );
+    assert_eq!(alpha.view().members.len(), 2);
+    while alpha.poll_output().is_some() {}
+    alpha
+        .handle(now, Input::Command(super::super::MembershipCommand::Leave))
+        .expect("leave");
+    while alpha.poll_output().is_some() {}
+    // x had not heard of the leave yet: its next proposal still holds alpha.
+    feed(&mut alpha, &proposal(10, &x, &[me, x.clone()]));
+    let (acked, _) = answers(&mut alpha, x.clone());
+    assert!(acked.is_empty(), "a leaving daemon acknowledged {acked:?}");
+}
