@@ -106,6 +106,30 @@ fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
     (acked, refused)
 }
 
+/// A daemon "alpha" alone, its start-up output drained.
+fn lone_alpha() -> Membership {
+    let mut alpha = Membership::new(
+        MembershipSettings::new("alpha", addr(0)),
+        Instant::ZERO,
+        Rng::from_seed(3),
+    );
+    while alpha.poll_output().is_some() {}
+    alpha
+}
+
+/// Hands `m` the frame of `msg` from `from`, and checks it stays consistent.
+fn feed_from(m: &mut Membership, now: Instant, from: &Member, msg: &MemberMsg) {
+    m.handle(
+        now,
+        Input::Frame {
+            from: from.addr,
+            frame: msg.to_frame(),
+        },
+    )
+    .expect("a good frame");
+    m.check_invariants().expect("consistent");
+}
+
 /// A daemon acknowledges a proposal of epoch 9, then a proposal of epoch 5 from
 /// another coordinator arrives late (it was sent before, and delayed): above the
 /// daemon's installed view but below what it acknowledged. It is refused, and the
@@ -113,27 +137,12 @@ fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
 #[test]
 fn a_stale_proposal_delivered_late_is_refused() {
     let now = Instant::from_millis(10);
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
-        Instant::ZERO,
-        Rng::from_seed(3),
-    );
-    while alpha.poll_output().is_some() {}
+    let mut alpha = lone_alpha();
     let me = alpha.me().clone();
     let (x, y) = (member("xray", 5), member("yankee", 6));
     let high = proposal(9, &x, &[me.clone(), x.clone()]);
     let low = proposal(5, &y, &[me.clone(), y.clone()]);
-    let feed = |m: &mut Membership, from: &Member, msg: &MemberMsg| {
-        m.handle(
-            now,
-            Input::Frame {
-                from: from.addr,
-                frame: msg.to_frame(),
-            },
-        )
-        .expect("a good frame");
-        m.check_invariants().expect("consistent");
-    };
+    let feed = |m: &mut Membership, from: &Member, msg: &MemberMsg| feed_from(m, now, from, msg);
     feed(&mut alpha, &x, &high);
     let (acked, _) = answers(&mut alpha, x.clone());
     assert_eq!(acked.len(), 1, "the first proposal is acknowledged");
@@ -156,26 +165,12 @@ fn a_stale_proposal_delivered_late_is_refused() {
 #[test]
 fn a_proposal_sent_again_is_acknowledged_again() {
     let now = Instant::from_millis(10);
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
-        Instant::ZERO,
-        Rng::from_seed(3),
-    );
-    while alpha.poll_output().is_some() {}
+    let mut alpha = lone_alpha();
     let me = alpha.me().clone();
     let x = member("xray", 5);
     let p = proposal(9, &x, &[me.clone(), x.clone()]);
     for copy in 1..=2 {
-        alpha
-            .handle(
-                now,
-                Input::Frame {
-                    from: x.addr,
-                    frame: p.to_frame(),
-                },
-            )
-            .expect("a good frame");
-        alpha.check_invariants().expect("consistent");
+        feed_from(&mut alpha, now, &x, &p);
         let (acked, refused) = answers(&mut alpha, x.clone());
         assert_eq!(
             (acked.len(), refused.len()),
@@ -190,24 +185,10 @@ fn a_proposal_sent_again_is_acknowledged_again() {
 #[test]
 fn a_proposal_without_this_daemon_is_not_acknowledged() {
     let now = Instant::from_millis(10);
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
-        Instant::ZERO,
-        Rng::from_seed(3),
-    );
-    while alpha.poll_output().is_some() {}
+    let mut alpha = lone_alpha();
     let (x, y) = (member("xray", 5), member("yankee", 6));
     let p = proposal(9, &x, &[x.clone(), y.clone()]);
-    alpha
-        .handle(
-            now,
-            Input::Frame {
-                from: x.addr,
-                frame: p.to_frame(),
-            },
-        )
-        .expect("a good frame");
-    alpha.check_invariants().expect("consistent");
+    feed_from(&mut alpha, now, &x, &p);
     let (acked, _) = answers(&mut alpha, x.clone());
     assert!(
         acked.is_empty(),
@@ -224,25 +205,10 @@ fn a_proposal_without_this_daemon_is_not_acknowledged() {
 /// member acknowledged the second.
 #[test]
 fn an_acknowledgement_of_an_earlier_proposal_does_not_count() {
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
-        Instant::ZERO,
-        Rng::from_seed(3),
-    );
-    while alpha.poll_output().is_some() {}
+    let mut alpha = lone_alpha();
     let x = member("xray", 5);
     let mut now = Instant::from_millis(10);
-    let feed = |m: &mut Membership, now: Instant, msg: &MemberMsg| {
-        m.handle(
-            now,
-            Input::Frame {
-                from: x.addr,
-                frame: msg.to_frame(),
-            },
-        )
-        .expect("a good frame");
-        m.check_invariants().expect("consistent");
-    };
+    let feed = |m: &mut Membership, now: Instant, msg: &MemberMsg| feed_from(m, now, &x, msg);
     // Until alpha sends x a proposal (or a commit): the ids proposed, and whether it
     // committed.
     let next = |m: &mut Membership, now: &mut Instant| -> (Vec<ViewId>, bool) {
@@ -322,24 +288,11 @@ fn an_acknowledgement_of_an_earlier_proposal_does_not_count() {
 #[test]
 fn a_proposal_never_committed_is_given_up_after_the_commit_timeout() {
     let mut now = Instant::from_millis(10);
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
-        Instant::ZERO,
-        Rng::from_seed(3),
-    );
-    while alpha.poll_output().is_some() {}
+    let mut alpha = lone_alpha();
     let me = alpha.me().clone();
     let x = member("xray", 5);
     let p = proposal(9, &x, &[me, x.clone()]);
-    alpha
-        .handle(
-            now,
-            Input::Frame {
-                from: x.addr,
-                frame: p.to_frame(),
-            },
-        )
-        .expect("a good frame");
+    feed_from(&mut alpha, now, &x, &p);
     let (acked, _) = answers(&mut alpha, x.clone());
     assert_eq!(acked.len(), 1);
     assert!(alpha.awaiting.is_some());
@@ -389,25 +342,10 @@ fn a_cut_off_minority_keeps_the_last_primary_basis() {
 #[test]
 fn a_leaving_daemon_does_not_acknowledge_a_proposal_that_holds_it() {
     let now = Instant::from_millis(10);
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
-        Instant::ZERO,
-        Rng::from_seed(3),
-    );
-    while alpha.poll_output().is_some() {}
+    let mut alpha = lone_alpha();
     let me = alpha.me().clone();
     let x = member("xray", 5);
-    let feed = |m: &mut Membership, msg: &MemberMsg| {
-        m.handle(
-            now,
-            Input::Frame {
-                from: x.addr,
-                frame: msg.to_frame(),
-            },
-        )
-        .expect("a good frame");
-        m.check_invariants().expect("consistent");
-    };
+    let feed = |m: &mut Membership, msg: &MemberMsg| feed_from(m, now, &x, msg);
     // A view of alpha and x, proposed and committed by x.
     let first = proposal(9, &x, &[me.clone(), x.clone()]);
     feed(&mut alpha, &first);
