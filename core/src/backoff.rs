@@ -44,8 +44,7 @@ impl Backoff {
         if now < self.since + self.wait {
             return false;
         }
-        self.since = now;
-        self.wait = (self.wait * 2).min(self.max);
+        self.repeated(now);
         true
     }
 
@@ -58,9 +57,14 @@ impl Backoff {
         if now < self.since + self.first {
             return false;
         }
+        self.repeated(now);
+        true
+    }
+
+    /// A repeat went at `now`: the next waits twice as long (at most `max`).
+    fn repeated(&mut self, now: Instant) {
         self.since = now;
         self.wait = (self.wait * 2).min(self.max);
-        true
     }
 
     /// The current wait.
