@@ -474,7 +474,8 @@ impl Protocol for GroupsProtocol {
             }),
             // Issue 16: at most 2 resends (orders, submits, FIFO data) per message sent,
             // counted over the daemons running now. Over seeds 0..20 of
-            // groups-stream-loss the paced repeats resent 0.89–1.87 per message (every
+            // groups-stream-loss the paced repeats resent 0.89–1.87 per message (measured
+            // before a repeated submit was answered at once; every
             // one spurious: a stream loses nothing, a tail stalled behind a
             // retransmission past RESEND_FIRST goes again); the fixed repeats of before
             // resent several times per message on every seed.
