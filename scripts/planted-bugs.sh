@@ -132,6 +132,22 @@ plant core/src/membership/machine/agreement.rs \
   'if !proposal.contains(&self.me.name) && self.leaving {' \
   membership
 
+# Survivors of the run over the broker's offer path: a relay that lost its route
+# answers a repeated offer itself; an offer with no time left is taken; a decline is
+# dropped, so the acceptor stays reserved until its time-out.
+plant core/src/ship/machine/broker.rs \
+  'None if ticket.origin == self.id => {' \
+  'None if true => {' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  'if !waiting || ttl == 0 {' \
+  'if !waiting && ttl == 0 {' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '    pub(super) fn on_decline(&mut self, now: Instant, from: Hop, ticket: Ticket, conn: String) {' \
+  '    pub(super) fn on_decline(&mut self, now: Instant, from: Hop, ticket: Ticket, conn: String) { if true { let _ = (now, from, ticket, conn); return; }' \
+  ship
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

@@ -14,8 +14,13 @@ struct Net {
     down: BTreeSet<usize>,
     /// Every frame delivered: (from, to, message).
     sent: Vec<(usize, usize, ShipMsg)>,
-    /// Ships whose incoming deltas are lost.
-    lose_deltas_to: BTreeSet<usize>,
+    /// Frames lost on the way: `lose(to, msg)` says whether `msg` to ship `to` is.
+    lose: fn(usize, &ShipMsg) -> bool,
+}
+
+/// Nothing lost (the net's default).
+fn lose_nothing(_: usize, _: &ShipMsg) -> bool {
+    false
 }
 
 fn addr(i: usize) -> PeerAddr {
@@ -50,7 +55,7 @@ impl Net {
             events: Vec::new(),
             down: BTreeSet::new(),
             sent: Vec::new(),
-            lose_deltas_to: BTreeSet::new(),
+            lose: lose_nothing,
         };
         n.settle();
         n
@@ -82,9 +87,7 @@ impl Net {
                             let frame =
                                 crate::wire::decode_frame(&bytes, &Default::default()).unwrap();
                             let msg = ShipMsg::decode(&frame).unwrap();
-                            if self.lose_deltas_to.contains(&j)
-                                && matches!(msg, ShipMsg::Deltas { .. })
-                            {
+                            if (self.lose)(j, &msg) {
                                 continue;
                             }
                             self.sent.push((i, j, msg));
@@ -1219,7 +1222,7 @@ fn the_size_limit_counts_changes_waiting_to_be_stored() {
 fn a_write_is_answered_only_once_the_daughtership_holds_it() {
     let mut n = tree(true);
     n.open(1, 1);
-    n.lose_deltas_to.insert(1);
+    n.lose = |to, m| to == 1 && matches!(m, ShipMsg::Deltas { .. });
     n.say(1, 1, "set mode slow");
     assert_eq!(n.ships[0].version(), 1, "the root applied the change");
     assert_eq!(n.ships[1].version(), 0, "its push to ship 1 was lost");
@@ -1228,7 +1231,7 @@ fn a_write_is_answered_only_once_the_daughtership_holds_it() {
         "answered before ship 1 held version 1: {:?}",
         n.finals(1, 1)
     );
-    n.lose_deltas_to.clear();
+    n.lose = lose_nothing;
     n.advance(Duration::from_secs(3));
     assert_eq!(n.finals(1, 1), vec!["200 version=1"]);
     n.say(1, 1, "get mode");
@@ -1341,4 +1344,112 @@ fn changes_past_the_delta_log_still_reach_every_ship_by_the_push() {
             );
         }
     }
+}
+
+/// The ticket of the connect `ship` still waits on.
+fn waiting_connect(ship: &Ship) -> Ticket {
+    let (&ticket, _) = ship
+        .reqs
+        .iter()
+        .find(|(_, r)| matches!(r.kind, ReqKind::Connect { .. }))
+        .expect("a connect still waits");
+    ticket
+}
+
+/// The connection id of the offer `ship` holds an accept for, if any.
+fn reserved_conn(ship: &Ship) -> Option<String> {
+    ship.reqs.values().find_map(|r| match &r.kind {
+        ReqKind::Accept {
+            reservation: Some(res),
+            ..
+        } => Some(res.conn.clone()),
+        _ => None,
+    })
+}
+
+/// Ship 3 holds an accept reserved for ship 2's connect, whose offer was lost on its
+/// last hop (root → ship 2): the client at ship 2 still waits.
+fn an_offer_lost_before_the_origin() -> (Net, Ticket, String) {
+    let mut n = tree(true);
+    n.lose = |to, m| to == 2 && matches!(m, ShipMsg::Offer { .. });
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    assert!(
+        n.finals(2, 2).is_empty(),
+        "the offer never reached the origin"
+    );
+    let ticket = waiting_connect(&n.ships[2]);
+    let conn = reserved_conn(&n.ships[3]).expect("ship 3 reserved its accept");
+    n.lose = lose_nothing;
+    (n, ticket, conn)
+}
+
+/// An offer that reaches the connect's own ship with no time left (the acceptor's
+/// commit window closed on the way) is declined, and the client goes on waiting; the
+/// decline travels back and frees the acceptor's reservation at once, so the accept
+/// can serve a connect again without waiting for the reservation to run out.
+#[test]
+fn an_offer_with_no_time_left_is_declined_and_frees_the_acceptor_at_once() {
+    let (mut n, ticket, conn) = an_offer_lost_before_the_origin();
+    let late = ShipMsg::Offer {
+        ticket,
+        conn: conn.clone(),
+        acceptor: "10.9.9.9:7000".into(),
+        ttl_ms: 0,
+    };
+    n.ships[2]
+        .handle(
+            n.now,
+            Input::Frame {
+                from: addr(0),
+                frame: late.to_frame(),
+            },
+        )
+        .unwrap();
+    let answers = sent_to(&mut n.ships[2], addr(0));
+    let decline = ShipMsg::Decline {
+        ticket,
+        conn: conn.clone(),
+    };
+    assert_eq!(answers, vec![decline.clone()]);
+    assert!(n.finals(2, 2).is_empty(), "a late offer was taken");
+    // The decline goes back along the route (root → ship 1 → ship 3), with no time
+    // passing: the reservation is gone as soon as it arrives.
+    n.ships[0]
+        .handle(
+            n.now,
+            Input::Frame {
+                from: addr(2),
+                frame: decline.to_frame(),
+            },
+        )
+        .unwrap();
+    n.settle();
+    assert_eq!(
+        reserved_conn(&n.ships[3]),
+        None,
+        "the declined reservation is still held"
+    );
+    // Freed, the accept is there for the next connect at once.
+    n.open(2, 3);
+    n.say(2, 3, "connect svc 5 carol");
+    let c = n.finals(2, 3);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].starts_with("200 10.9.9.9:7000 conn="), "{c:?}");
+}
+
+/// A ship on the way that lost its route for a connect (as a restart leaves it) passes
+/// the holder's repeated offer on toward the origin instead of answering it itself: the
+/// origin takes it and the client is served at the holder's next repeat.
+#[test]
+fn a_relay_that_lost_the_route_passes_a_repeated_offer_to_the_origin() {
+    let (mut n, ticket, conn) = an_offer_lost_before_the_origin();
+    assert!(n.ships[1].drop_route(ticket).is_some(), "ship 1 relayed");
+    n.ships[1].timers.cancel(&Timer::Route(ticket));
+    n.advance(n.ships[3].cfg.timings.retry * 2);
+    let c = n.finals(2, 2);
+    assert_eq!(c, vec![format!("200 10.9.9.9:7000 conn={conn}")]);
+    assert_eq!(n.finals(3, 1), vec![format!("200 conn={conn} client=bob")]);
 }
