@@ -148,6 +148,44 @@ plant core/src/ship/machine/broker.rs \
   '    pub(super) fn on_decline(&mut self, now: Instant, from: Hop, ticket: Ticket, conn: String) { if true { let _ = (now, from, ticket, conn); return; }' \
   ship
 
+# Survivors of the run over the rest of membership's agreement file: changes that keep
+# coming postpone the proposal for ever; proposals not counted.
+plant core/src/membership/machine/agreement.rs \
+  'if self.proposing.is_none() && !self.timers.contains(&Timer::Propose) {' \
+  'if self.proposing.is_none() || !self.timers.contains(&Timer::Propose) {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'self.stats.proposals += 1;' \
+  'self.stats.proposals *= 1;' \
+  membership
+
+# A leaving coordinator that still proposes (terms of propose's guard joined by &&
+# instead of ||: each of the three mutants).
+plant core/src/membership/machine/agreement.rs \
+  '            || self.proposing.is_some()' \
+  '            && self.proposing.is_some()' \
+  membership
+
+plant core/src/membership/machine/agreement.rs \
+  $'        if self.leaving\n            || self.proposing.is_some()\n            || !self.is_coordinator()' \
+  $'        if (self.leaving\n            || self.proposing.is_some())\n            && !self.is_coordinator()' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'        if self.leaving\n            || self.proposing.is_some()\n            || !self.is_coordinator()\n            || !self.changes_wanted()' \
+  $'        if (self.leaving\n            || self.proposing.is_some()\n            || !self.is_coordinator())\n            && !self.changes_wanted()' \
+  membership
+
+# A proposal's retry taken for its deadline, so a member slow to acknowledge (within
+# ack-timeout) is given up after three retries.
+plant core/src/membership/machine/agreement.rs \
+  '        if now < p.deadline {' \
+  '        if now == p.deadline {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if now < p.deadline {' \
+  '        if now > p.deadline {' \
+  membership
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do
@@ -155,7 +193,8 @@ for k in "${!files[@]}"; do
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi
   file=${files[$k]} code=${codes[$k]} bug=${plants[$k]} filter=${filters[$k]}
   # The code must be there exactly once, or the plant would test nothing.
-  count=$(grep -cF -- "$code" "$file" || true)
+  # (Counted by Python: a code may span lines.)
+  count=$(python3 -c 'import sys; print(open(sys.argv[1]).read().count(sys.argv[2]))' "$file" "$code")
   if [ "$count" != 1 ]; then
     echo "bug $n: the code to change is in $file $count times, not once: update this script"
     failed=1

@@ -6,6 +6,7 @@
 //! be made (not root, no `ip` or `nft`). The long runs are on demand:
 //! `cargo test --release -p flotilla-tests --test netns_loss -- --ignored --nocapture`
 //! (`FLOTILLA_LOSS`, `FLOTILLA_SECONDS`, `FLOTILLA_DAEMONS`, `FLOTILLA_GAP_MS`,
+//! `FLOTILLA_EVERY_MS`, `FLOTILLA_DOWN_MS`,
 //! `FLOTILLA_UPDATES`, `FLOTILLA_PURGE`, `FLOTILLA_PIPELINE=1` change them). They print the
 //! figures BENCHMARKS.md quotes; nothing here asserts a time.
 
@@ -93,6 +94,19 @@ fn logged(text: &str, key: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// Every number after `key` in a daemon's log, in order.
+fn logged_all(text: &str, key: &str) -> Vec<u64> {
+    text.match_indices(key)
+        .filter_map(|(at, _)| {
+            text[at + key.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// One cluster of daemons in namespaces.
@@ -185,6 +199,8 @@ struct Run {
     resends: u64,
     dropped: u64,
     view_changes: u64,
+    /// How long each flush took at each daemon (from its `flush finished` lines).
+    flushes: Vec<Duration>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -210,7 +226,27 @@ impl Run {
             self.dropped,
             self.view_changes,
         );
+        if !self.flushes.is_empty() {
+            let mut f = self.flushes.clone();
+            f.sort();
+            println!(
+                "{what}: {} flushes, p50 {:?} p99 {:?} max {:?}",
+                f.len(),
+                percentile(&f, 0.5),
+                percentile(&f, 0.99),
+                f.last().copied().unwrap_or_default(),
+            );
+        }
     }
+}
+
+/// View changes made during a run: the last daemon is cut off from the others (both
+/// ways) for `down`, then healed, every `every`. It sends nothing, and its member's
+/// deliveries are not checked (it is in a view of its own while cut off).
+#[derive(Clone, Copy)]
+struct Churn {
+    every: Duration,
+    down: Duration,
 }
 
 /// `n` daemons, a member of group `g` on each, `loss` percent loss on every link, and
@@ -218,8 +254,17 @@ impl Run {
 /// every `gap` for `each` messages. Checks that every member delivers every message
 /// once, agreed ones in one order, FIFO ones in each sender's order, and that no view
 /// changed.
-fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str) -> Option<Run> {
+fn groups_under_loss(
+    n: usize,
+    loss: u32,
+    each: usize,
+    gap: Duration,
+    churn: Option<Churn>,
+    test: &str,
+) -> Option<Run> {
     let cluster = Cluster::start(n, test)?;
+    // With churn the last daemon neither sends nor is checked.
+    let checked = if churn.is_some() { n - 1 } else { n };
     let mut members = Vec::new();
     for i in 0..n {
         let mut c = cluster.client(i);
@@ -231,15 +276,18 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
         .map(|i| stat(&mut cluster.client(i), "views"))
         .collect();
     cluster.net.set_loss(loss).expect("loss");
-    let total = n * each;
+    let total = checked * each;
     let sent_at: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
     // Readers: every member's notices with when they came.
     let readers: Vec<thread::JoinHandle<Vec<(String, Instant)>>> = members
         .into_iter()
-        .map(|mut c| {
+        .enumerate()
+        .map(|(i, mut c)| {
             thread::spawn(move || {
                 let mut got = Vec::new();
-                while got.len() < total {
+                // The unchecked member reads until its connection closes (at the end).
+                let want = if i < checked { total } else { usize::MAX };
+                while got.len() < want {
                     let Some(l) = c.line() else { break };
                     if l.starts_with("600 g ") || l.starts_with("601 g ") {
                         got.push((l, Instant::now()));
@@ -249,7 +297,7 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
             })
         })
         .collect();
-    let senders: Vec<thread::JoinHandle<()>> = (0..n)
+    let senders: Vec<thread::JoinHandle<()>> = (0..checked)
         .map(|i| {
             let mut c = cluster.client(i);
             let sent_at = sent_at.clone();
@@ -267,14 +315,35 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
             })
         })
         .collect();
+    let t0 = Instant::now();
+    if let Some(c) = churn {
+        let others: Vec<usize> = (0..n - 1).collect();
+        while !senders.iter().all(|s| s.is_finished()) {
+            thread::sleep(c.every.saturating_sub(c.down));
+            cluster.net.cut(n - 1, &others, loss).expect("cut");
+            for &j in &others {
+                cluster.net.cut(j, &[n - 1], loss).expect("cut");
+            }
+            thread::sleep(c.down);
+            cluster.net.set_loss(loss).expect("heal");
+        }
+    }
     for s in senders {
         s.join().unwrap();
     }
+    eprintln!("{test}: sent in {:?}", t0.elapsed());
+    let mut readers = readers;
+    let unchecked = readers.split_off(checked);
     let got: Vec<Vec<(String, Instant)>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    eprintln!("{test}: delivered in {:?}", t0.elapsed());
     let views_after: Vec<u64> = (0..n)
         .map(|i| stat(&mut cluster.client(i), "views"))
         .collect();
     let logs = cluster.stop();
+    eprintln!("{test}: stopped in {:?}", t0.elapsed());
+    for r in unchecked {
+        r.join().unwrap();
+    }
 
     // Every message once at every member; one agreed order; each sender's FIFO order.
     let text = |l: &str| l.splitn(6, ' ').nth(5).unwrap_or("").to_string();
@@ -288,7 +357,7 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
             lines.len()
         );
         let mut seen = std::collections::BTreeSet::new();
-        let mut next_fifo = vec![1usize; n];
+        let mut next_fifo = vec![1usize; checked];
         let mut agreed = Vec::new();
         for (l, at) in lines {
             let t = text(l);
@@ -334,6 +403,11 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
             .sum(),
         dropped: logs.iter().map(|l| logged(l, "frames_dropped: ")).sum(),
         view_changes,
+        flushes: logs
+            .iter()
+            .flat_map(|l| logged_all(l, "took_ms="))
+            .map(Duration::from_millis)
+            .collect(),
     })
 }
 
@@ -341,7 +415,7 @@ fn groups_under_loss(n: usize, loss: u32, each: usize, gap: Duration, test: &str
 /// resends bounded (findings 1–2 of issue 16, short).
 #[test]
 fn three_daemons_under_ten_percent_loss_deliver_everything_without_a_view_change() {
-    let Some(run) = groups_under_loss(3, 10, 150, Duration::from_millis(20), "short") else {
+    let Some(run) = groups_under_loss(3, 10, 150, Duration::from_millis(20), None, "short") else {
         return;
     };
     run.print("3 daemons, 10% loss");
@@ -366,11 +440,55 @@ fn long_loss_run() {
     let gap_ms: u64 = env_or("FLOTILLA_GAP_MS", 10).max(1);
     let gap = Duration::from_millis(gap_ms);
     let each = (seconds * 1000 / gap_ms) as usize;
-    let Some(run) = groups_under_loss(n, loss, each, gap, "long") else {
+    let Some(run) = groups_under_loss(n, loss, each, gap, None, "long") else {
         return;
     };
     run.print(&format!("{n} daemons, {loss}% loss, {seconds} s"));
     assert_eq!(run.view_changes, 0, "a view changed under {loss}% loss");
+}
+
+/// Flushes under loss (issue 16): four daemons send under `FLOTILLA_LOSS` (10%) loss
+/// while a fifth is cut off for `FLOTILLA_DOWN_MS` (3 s) every `FLOTILLA_EVERY_MS`
+/// (15 s), so every cycle is two view changes and a flush at each daemon for each.
+/// Every message reaches every member that stays in the primary view, once, in order;
+/// prints the flush times.
+#[test]
+#[ignore = "minutes long: run on demand (see the file's header)"]
+fn long_loss_run_with_view_changes() {
+    let n = env_or("FLOTILLA_DAEMONS", 5);
+    let loss = env_or("FLOTILLA_LOSS", 10);
+    let seconds: u64 = env_or("FLOTILLA_SECONDS", 180);
+    let gap_ms: u64 = env_or("FLOTILLA_GAP_MS", 10).max(1);
+    let churn = Churn {
+        every: Duration::from_millis(env_or("FLOTILLA_EVERY_MS", 15_000)),
+        down: Duration::from_millis(env_or("FLOTILLA_DOWN_MS", 3_000)),
+    };
+    let each = (seconds * 1000 / gap_ms) as usize;
+    let gap = Duration::from_millis(gap_ms);
+    let Some(run) = groups_under_loss(n, loss, each, gap, Some(churn), "churn-long") else {
+        return;
+    };
+    run.print(&format!(
+        "{n} daemons, {loss}% loss, {seconds} s, one cut off {:?} every {:?}",
+        churn.down, churn.every
+    ));
+    assert!(run.view_changes > 0, "the cuts changed no view");
+}
+
+/// The same, short: three daemons, 10% loss, the third cut off twice.
+#[test]
+fn flushes_finish_under_loss_while_a_daemon_is_cut_off_and_back() {
+    let churn = Churn {
+        every: Duration::from_secs(6),
+        down: Duration::from_secs(2),
+    };
+    let gap = Duration::from_millis(20);
+    let Some(run) = groups_under_loss(3, 10, 500, gap, Some(churn), "churn") else {
+        return;
+    };
+    run.print("3 daemons, 10% loss, one cut off 2 s every 6 s");
+    assert!(run.view_changes > 0, "the cuts changed no view");
+    assert!(!run.flushes.is_empty(), "no flush logged");
 }
 
 /// The updates in a flood export file: `(origin, seq)` of each, lost ranges apart.

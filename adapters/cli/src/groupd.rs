@@ -323,6 +323,9 @@ async fn serve(
                 Some(Either::B(FrontEvent::BarrierWaiting { service, event, missing })) => {
                     warn!(service, event, missing = missing.join(","), "recovery barrier still waiting for these nodes");
                 }
+                Some(Either::B(FrontEvent::Flushed { view, took })) => {
+                    info!(view = %view, took_ms = took.as_millis() as u64, "flush finished");
+                }
                 Some(Either::B(_)) => {}
                 Some(Either::A(MembershipEvent::ViewInstalled { view, joined, left })) => {
                     log_view(&name, last.as_ref(), &view, &joined, &left);

@@ -104,7 +104,20 @@ impl Node {
         self.events
             .iter()
             .filter_map(|e| match e {
-                GroupsEvent::Closed { old, new, upto } => Some((old.clone(), new.clone(), *upto)),
+                GroupsEvent::Closed { old, new, upto, .. } => {
+                    Some((old.clone(), new.clone(), *upto))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How long each flush took here, by the view it moved to.
+    fn flush_times(&self) -> Vec<(ViewId, Duration)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                GroupsEvent::Closed { new, took, .. } => Some((new.clone(), *took)),
                 _ => None,
             })
             .collect()
@@ -676,6 +689,18 @@ fn flush_requests_and_starts_go_again_paced_until_answered() {
     assert!(
         net.nodes.iter().all(|n| !n.g.flushing()),
         "the flush finished once c was heard"
+    );
+    // The sequencer's flush lasted from the view until c was heard: 3 to 6 s.
+    let took: Vec<Duration> = net.nodes[0]
+        .flush_times()
+        .into_iter()
+        .filter(|(v, _)| *v == v2.id)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(took.len(), 1, "{took:?}");
+    assert!(
+        took[0] > Duration::from_secs(3) && took[0] <= Duration::from_secs(6),
+        "{took:?}"
     );
     // Sent once, then after 0.3, 0.9 and 2.1 s (every tick: 60).
     assert!(

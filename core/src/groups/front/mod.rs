@@ -147,6 +147,14 @@ pub enum FrontEvent {
         /// The nodes that have not said done.
         missing: Vec<String>,
     },
+    /// This daemon finished a flush: the groups moved to a new view of the daemons
+    /// (reported always; a daemon logs it).
+    Flushed {
+        /// The new view.
+        view: ViewId,
+        /// How long the flush took here, from learning the view to its start.
+        took: Duration,
+    },
 }
 
 /// Why an input was refused.
@@ -520,7 +528,10 @@ impl GroupsFront {
                 cause,
                 ..
             } => self.on_group_view(now, (group, view, seq), change, cause),
-            GroupsEvent::Closed { .. } => self.on_closed(now),
+            GroupsEvent::Closed { new, took, .. } => {
+                self.outbox.event(FrontEvent::Flushed { view: new, took });
+                self.on_closed(now);
+            }
         }
     }
 

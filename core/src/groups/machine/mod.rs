@@ -307,6 +307,8 @@ pub enum GroupsEvent {
         new: ViewId,
         /// The last item of `old` delivered.
         upto: u64,
+        /// How long the flush took here: from learning the new view to its start.
+        took: Duration,
     },
 }
 
@@ -389,6 +391,8 @@ struct State {
 #[derive(Debug)]
 struct Flush {
     view: View,
+    /// When this daemon learnt the view (how long the flush took is reported).
+    since: Instant,
     /// Member → its previous view, delivered up to, items held, its clients' groups, and
     /// its FIFO items.
     states: BTreeMap<String, State>,
@@ -878,6 +882,7 @@ impl Groups {
         }
         self.flush = Some(Flush {
             view: v,
+            since: now,
             states: BTreeMap::new(),
             asks: Backoff::new(FLUSH_ASK_FIRST, RESEND_MAX, now),
             asked: false,
@@ -1101,6 +1106,7 @@ impl Groups {
             return;
         }
         let new = f.view.clone();
+        let took = now.saturating_duration_since(f.since);
         let old = self.view.id.clone();
         // Finish the previous view as everyone coming from it does.
         let mut upto = self.delivered;
@@ -1121,6 +1127,7 @@ impl Groups {
             old,
             new: new.id.clone(),
             upto,
+            took,
         });
         // The new view, its table, and notices where a group changed.
         let mut fresh: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();

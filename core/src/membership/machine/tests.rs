@@ -770,3 +770,26 @@ fn the_harness_drops_frames_of_isolated_nodes() {
 
 mod agreement;
 mod epochs;
+
+/// A coordinator that is leaving proposes nothing more, even when a change comes while
+/// it waits to be let go (here another member leaves at the same time): the next
+/// coordinator proposes the views without them.
+#[test]
+fn a_leaving_coordinator_proposes_nothing_more() {
+    let mut net = formed();
+    assert_eq!(net.m(0).view().id.coordinator, NAMES[0]);
+    let proposals = net.m(0).stats().proposals;
+    for leaver in [0, 1] {
+        net.handle(leaver, Input::Command(MembershipCommand::Leave))
+            .unwrap();
+    }
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.m(0).stats().proposals,
+        proposals,
+        "the leaving coordinator proposed"
+    );
+    assert!(net.m(0).stopped() && net.m(1).stopped(), "both were let go");
+    let v = net.m(2).view();
+    assert_eq!(v.names().collect::<Vec<_>>(), [NAMES[2]], "{v:?}");
+}

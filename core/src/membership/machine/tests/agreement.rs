@@ -370,3 +370,81 @@ fn a_leaving_daemon_does_not_acknowledge_a_proposal_that_holds_it() {
     let (acked, _) = answers(&mut alpha, x.clone());
     assert!(acked.is_empty(), "a leaving daemon acknowledged {acked:?}");
 }
+
+/// Changes that keep coming do not hold a view back: the coordinator proposes one retry
+/// period after the first change, with what it has by then, even while more daemons
+/// ask to join every 30 ms (a retry period is 50 ms); later ones wait for the next view.
+#[test]
+fn a_stream_of_joins_does_not_postpone_the_first_proposal() {
+    let mut alpha = lone_alpha();
+    let retry = alpha.timing().retry;
+    let joiners: Vec<Member> = (0..6).map(|i| member(&format!("x{i}"), i + 5)).collect();
+    let first_join = Instant::from_millis(10);
+    let mut proposed_at = None;
+    let mut now = first_join;
+    while now <= Instant::from_millis(400) && proposed_at.is_none() {
+        let since = now.saturating_duration_since(first_join).as_millis() as usize;
+        if since % 30 == 0 && since / 30 < joiners.len() {
+            let j = &joiners[since / 30];
+            feed_from(&mut alpha, now, j, &MemberMsg::Join { member: j.clone() });
+        }
+        alpha.handle_timeout(now);
+        while let Some(o) = alpha.poll_output() {
+            if let Output::Transmit(t) = o
+                && matches!(MemberMsg::decode(&t.frame), Ok(MemberMsg::Propose { .. }))
+            {
+                proposed_at.get_or_insert(now);
+            }
+        }
+        now = now + Duration::from_millis(5);
+    }
+    let at = proposed_at.expect("alpha proposed");
+    assert!(
+        at <= first_join + retry,
+        "first proposal at {at:?}, {retry:?} after the first join is {:?}",
+        first_join + retry
+    );
+    assert_eq!(alpha.stats().proposals, 1, "one proposal, counted");
+}
+
+/// A member slow to acknowledge (its acknowledgement takes 200 ms, within the 300 ms
+/// `ack-timeout`) is waited for: the proposal is sent again meanwhile, not given up,
+/// and its acknowledgement commits the view with it.
+#[test]
+fn a_slow_acknowledgement_within_the_ack_timeout_is_waited_for() {
+    let mut alpha = lone_alpha();
+    let x = member("xray", 5);
+    let mut now = Instant::from_millis(10);
+    feed_from(&mut alpha, now, &x, &MemberMsg::Join { member: x.clone() });
+    let mut proposed = None;
+    let until = now + Duration::from_millis(200);
+    while now <= until {
+        alpha.handle_timeout(now);
+        while let Some(o) = alpha.poll_output() {
+            if let Output::Transmit(t) = o
+                && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&t.frame)
+            {
+                proposed.get_or_insert(view.id);
+            }
+        }
+        now = now + Duration::from_millis(5);
+    }
+    let id = proposed.expect("alpha proposed a view with xray");
+    let ack = MemberMsg::Ack {
+        id: id.clone(),
+        from: x.clone(),
+        last_primary: ViewId {
+            epoch: 0,
+            coordinator: x.name.clone(),
+            incarnation: x.incarnation,
+        },
+        basis: Vec::new(),
+    };
+    feed_from(&mut alpha, now, &x, &ack);
+    assert_eq!(
+        alpha.view().id,
+        id,
+        "the late acknowledgement did not commit"
+    );
+    assert_eq!(alpha.view().members.len(), 2);
+}
