@@ -384,7 +384,7 @@ fn a_stream_of_joins_does_not_postpone_the_first_proposal() {
     let mut now = first_join;
     while now <= Instant::from_millis(400) && proposed_at.is_none() {
         let since = now.saturating_duration_since(first_join).as_millis() as usize;
-        if since % 30 == 0 && since / 30 < joiners.len() {
+        if since.is_multiple_of(30) && since / 30 < joiners.len() {
             let j = &joiners[since / 30];
             feed_from(&mut alpha, now, j, &MemberMsg::Join { member: j.clone() });
         }
@@ -396,7 +396,7 @@ fn a_stream_of_joins_does_not_postpone_the_first_proposal() {
                 proposed_at.get_or_insert(now);
             }
         }
-        now = now + Duration::from_millis(5);
+        now += Duration::from_millis(5);
     }
     let at = proposed_at.expect("alpha proposed");
     assert!(
@@ -427,7 +427,7 @@ fn a_slow_acknowledgement_within_the_ack_timeout_is_waited_for() {
                 proposed.get_or_insert(view.id);
             }
         }
-        now = now + Duration::from_millis(5);
+        now += Duration::from_millis(5);
     }
     let id = proposed.expect("alpha proposed a view with xray");
     let ack = MemberMsg::Ack {
