@@ -186,6 +186,48 @@ plant core/src/membership/machine/agreement.rs \
   '        if now > p.deadline {' \
   membership
 
+# The proposal's give-up path (survivors of the agreement file): a retry at the deadline
+# taken for one before it; the silent taken for those that answered; too few or too
+# many extensions, or shorter ones; extensions never counted.
+plant core/src/membership/machine/agreement.rs \
+  '        if now < p.deadline {' \
+  '        if now <= p.deadline {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'            .filter(|m| !p.acks.contains_key(&m.name))\n            .map(|m| m.name.clone())' \
+  $'            .filter(|m| p.acks.contains_key(&m.name))\n            .map(|m| m.name.clone())' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if p.extensions < MAX_EXTENSIONS {' \
+  '        if p.extensions == MAX_EXTENSIONS {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if p.extensions < MAX_EXTENSIONS {' \
+  '        if p.extensions > MAX_EXTENSIONS {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if p.extensions < MAX_EXTENSIONS {' \
+  '        if p.extensions <= MAX_EXTENSIONS {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'let extra = self.timing().verify_for + self.timing().retry;' \
+  'let extra = self.timing().verify_for - self.timing().retry;' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '                p.extensions += 1;' \
+  '                p.extensions *= 1;' \
+  membership
+
+# An outbid coordinator giving way to the wrong names.
+plant core/src/membership/machine/agreement.rs \
+  $'        if self.unreachable.contains(&higher.coordinator)\n            || higher.coordinator.as_str() >= self.me.name.as_str()' \
+  $'        if self.unreachable.contains(&higher.coordinator)\n            && higher.coordinator.as_str() >= self.me.name.as_str()' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '            || higher.coordinator.as_str() >= self.me.name.as_str()' \
+  '            || higher.coordinator.as_str() < self.me.name.as_str()' \
+  membership
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

@@ -46,7 +46,7 @@ fn a_join_storm_excludes_nobody_when_membership_goes_first() {
 }
 
 /// Issue 16, finding 2: 10 % loss over TCP streams turns into delay, not loss; paced
-/// repeats keep resends under 1.5 per message and every message is delivered.
+/// repeats keep resends under 1 per message and every message is delivered.
 #[test]
 fn stream_loss_is_delay_and_repeats_stay_paced() {
     swept("groups-stream-loss", 0..3);

@@ -6,8 +6,10 @@
 //!
 //! - frames arrive **in order**: one that was lost and retransmitted holds back every
 //!   frame behind it (head-of-line blocking);
-//! - a lost segment costs a retransmission timeout (`min-rto`, Linux's 200 ms) for each
-//!   time it is lost, not a lost frame;
+//! - a lost segment costs delay, not a lost frame: found as Linux finds it (a later
+//!   segment acknowledged selectively, a tail-loss probe, at worst the retransmission
+//!   timeout `min-rto`, 200 ms), so milliseconds on a busy stream and up to the timeout
+//!   on a sparse one; a retransmission lost again is found the same way;
 //! - the link has a **bandwidth**: a frame is on the wire for `len / bandwidth`;
 //! - the sender's **queue is bounded** as the driver's per-peer queue is: frames sent and
 //!   not yet delivered count against it, and a frame past it is dropped and counted, as
@@ -82,7 +84,13 @@ struct StreamState {
     doomed_until: Option<Instant>,
     /// When the wire is free for the next frame's bytes.
     wire_free: Instant,
+    /// When the last frame was sent on it (the pace a loss is predicted from).
+    last_sent: Option<Instant>,
 }
+
+/// What a tail-loss probe costs beyond two round trips: Linux probes the last segment
+/// `2 × srtt` plus two jiffies after it while other segments are unacknowledged.
+const PROBE_SLACK: Duration = Duration::from_millis(8);
 
 /// What the stream model does with one frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -274,15 +282,31 @@ impl Streams {
         );
         s.wire_free = start + on_wire;
         let mut arrive = start + on_wire + latency;
-        // Each lost transmission costs one `min-rto`: the first retransmission comes
-        // after the timeout, and further ones of the same segment are mostly sent early
-        // by tail-loss probes and selective acknowledgements while traffic flows. Matched
-        // to loss made with nftables drops on these machines: frames every 100 ms at 10 %
-        // loss arrive with p99 107 ms and at most 201 ms (BENCHMARKS.md).
+        // A lost segment is found as TCP finds it (RACK and tail-loss probes, as Linux
+        // does): when a later segment is acknowledged selectively, a round trip after it
+        // is sent; while earlier segments are still unacknowledged, by a probe two round
+        // trips and a little after the send; otherwise by the timeout (`min-rto`). The
+        // next send is predicted from the pace of the last two, so on a busy stream a loss
+        // costs milliseconds and on a sparse one (heartbeats, acknowledgements) up to the
+        // timeout; a retransmission lost again is found the same way. Matched to loss
+        // made with nftables drops on these machines: frames every 100 ms at 10 % loss
+        // arrive with p99 107 ms and at most 201 ms; a stream at 1,000 frames/s at p99
+        // 17 ms (BENCHMARKS.md).
+        let rtt = latency * 2;
+        let busy = s.in_flight.back().is_some_and(|t| *t > now);
+        let pace = s.last_sent.map(|t| now.saturating_duration_since(t));
+        s.last_sent = Some(now);
+        let by_sack = pace.map_or(params.min_rto, |gap| gap + rtt);
+        let by_probe = if busy {
+            rtt * 2 + PROBE_SLACK
+        } else {
+            params.min_rto
+        };
+        let found = by_sack.min(by_probe).min(params.min_rto);
         let mut lost = Duration::ZERO;
         while loss > 0.0 && rng.chance(loss.min(0.99)) && lost < params.max_rto {
             self.stats.retransmitted += 1;
-            lost += params.min_rto;
+            lost += found;
         }
         arrive += lost;
         // In order: never before the frame ahead of it.
@@ -332,18 +356,48 @@ mod tests {
             panic!("{second:?}")
         };
         assert!(t2 >= t1, "in order: {t2} before {t1}");
-        // Over many frames at 50 % loss, some wait at least one RTO.
+        // Over many sparse frames (nothing follows a lost one soon) at 50 % loss, some
+        // wait at least one RTO.
         let mut late = 0;
         for k in 0..100 {
-            let v = s.send((0, 2, D), at(k), 10, (false, ms(1), 0.5), &mut rng);
+            let v = s.send((0, 2, D), at(k * 300), 10, (false, ms(1), 0.5), &mut rng);
             if let StreamVerdict::Arrive(t) = v
-                && t >= at(k) + ms(200)
+                && t >= at(k * 300) + ms(200)
             {
                 late += 1;
             }
         }
         assert!(late > 30, "{late}");
         assert!(s.stats().retransmitted > 30);
+    }
+
+    /// Frames sent every `gap` for 10 s at 10 % loss on a 1 ms link: the share that took
+    /// at least `min-rto` (200 ms) to arrive.
+    fn share_waiting_a_timeout(gap: Duration) -> f64 {
+        let mut s = Streams::new(INSTANT_WIRE);
+        let mut rng = Rng::from_seed(7);
+        let (mut t, mut late, mut n) = (at(0), 0, 0);
+        while t < at(10_000) {
+            if let StreamVerdict::Arrive(a) =
+                s.send((0, 1, D), t, 10, (false, ms(1), 0.1), &mut rng)
+                && a >= t + ms(200)
+            {
+                late += 1;
+            }
+            n += 1;
+            t += gap;
+        }
+        f64::from(late) / f64::from(n)
+    }
+
+    #[test]
+    fn a_loss_on_a_busy_stream_costs_milliseconds_and_on_a_sparse_one_a_timeout() {
+        // Every 300 ms: nothing follows soon enough, each loss waits for the timeout.
+        let sparse = share_waiting_a_timeout(ms(300));
+        assert!(sparse > 0.07, "{sparse}");
+        // Every 1 ms: found by the next segments within milliseconds.
+        let busy = share_waiting_a_timeout(ms(1));
+        assert!(busy < 0.03, "{busy}");
     }
 
     #[test]

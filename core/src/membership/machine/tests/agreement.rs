@@ -108,13 +108,18 @@ fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
 
 /// A daemon "alpha" alone, its start-up output drained.
 fn lone_alpha() -> Membership {
-    let mut alpha = Membership::new(
-        MembershipSettings::new("alpha", addr(0)),
+    lone("alpha")
+}
+
+/// A daemon named `name`, alone in its own view, its start-up output drained.
+fn lone(name: &str) -> Membership {
+    let mut m = Membership::new(
+        MembershipSettings::new(name, addr(0)),
         Instant::ZERO,
         Rng::from_seed(3),
     );
-    while alpha.poll_output().is_some() {}
-    alpha
+    while m.poll_output().is_some() {}
+    m
 }
 
 /// Hands `m` the frame of `msg` from `from`, and checks it stays consistent.
@@ -447,4 +452,103 @@ fn a_slow_acknowledgement_within_the_ack_timeout_is_waited_for() {
         "the late acknowledgement did not commit"
     );
     assert_eq!(alpha.view().members.len(), 2);
+}
+
+/// A joiner that never acknowledges is given up on exactly on schedule: the proposal
+/// goes again every retry period until `ack-timeout`, is then extended twice by
+/// `verify-for` and a retry (silent members of the installed view are checked
+/// meanwhile; a joiner is not one), and is then dropped, the joiner left out: no view
+/// is proposed again without it, since nothing else changed.
+#[test]
+fn a_silent_joiner_is_given_up_on_schedule_and_only_it() {
+    let mut alpha = lone_alpha();
+    let t = alpha.timing().clone();
+    let x = member("xray", 5);
+    let mut now = Instant::from_millis(10);
+    feed_from(&mut alpha, now, &x, &MemberMsg::Join { member: x.clone() });
+    let (mut first, mut given_up, mut sends) = (None, None, 0);
+    while now <= Instant::from_millis(3000) {
+        alpha.handle_timeout(now);
+        while let Some(o) = alpha.poll_output() {
+            if let Output::Transmit(tr) = o
+                && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&tr.frame)
+            {
+                assert!(view.contains(&x.name), "proposed {view:?} after giving up");
+                first.get_or_insert(now);
+                sends += 1;
+            }
+        }
+        if first.is_some() && given_up.is_none() && alpha.proposing.is_none() {
+            given_up = Some(now);
+        }
+        alpha.check_invariants().expect("consistent");
+        now += Duration::from_millis(5);
+    }
+    let first = first.expect("alpha proposed a view with xray");
+    let given_up = given_up.expect("the proposal was given up");
+    assert_eq!(
+        given_up,
+        first + t.ack_timeout + (t.verify_for + t.retry) * 2,
+        "given up at the wrong time (first sent at {first:?})"
+    );
+    // One send per retry period until it was given up.
+    let periods = given_up.saturating_duration_since(first).as_millis() / t.retry.as_millis();
+    assert_eq!(sends as u128, periods, "{sends} proposals sent");
+    assert_eq!(alpha.stats().proposals, 1, "proposed again after giving up");
+    assert_eq!(alpha.view().members.len(), 1);
+    assert!(!alpha.unreachable.contains(&alpha.me().name));
+}
+
+/// Outbid on its proposal (a member acknowledged a higher one), a coordinator proposes
+/// again at once if the higher proposal's coordinator has a greater name (the least
+/// name coordinates a merged view), but gives a lesser name `ack-timeout` to take it in
+/// first.
+#[test]
+fn an_outbid_coordinator_gives_way_only_to_a_lesser_name() {
+    for (rival, at_once) in [("yankee", true), ("alpha", false)] {
+        let mut bravo = lone("bravo");
+        let ack_timeout = bravo.timing().ack_timeout;
+        let x = member("xray", 5);
+        let mut now = Instant::from_millis(10);
+        feed_from(&mut bravo, now, &x, &MemberMsg::Join { member: x.clone() });
+        // Each proposal bravo sends x, with when.
+        let mut sent: Vec<(Instant, ViewId)> = Vec::new();
+        let mut step = |m: &mut Membership, now: Instant, sent: &mut Vec<(Instant, ViewId)>| {
+            m.handle_timeout(now);
+            while let Some(o) = m.poll_output() {
+                if let Output::Transmit(t) = o
+                    && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&t.frame)
+                    && sent.last().is_none_or(|(_, id)| *id != view.id)
+                {
+                    sent.push((now, view.id));
+                }
+            }
+        };
+        while sent.is_empty() {
+            step(&mut bravo, now, &mut sent);
+            now += Duration::from_millis(5);
+        }
+        let first = sent[0].1.clone();
+        let higher = ViewId {
+            epoch: first.epoch + 1,
+            coordinator: rival.into(),
+            incarnation: 7,
+        };
+        feed_from(&mut bravo, now, &x, &MemberMsg::Nack { id: first, higher });
+        let outbid_at = now;
+        while sent.len() < 2 && now <= outbid_at + ack_timeout * 2 {
+            step(&mut bravo, now, &mut sent);
+            now += Duration::from_millis(5);
+        }
+        let (again, _) = sent.get(1).expect("bravo proposes again");
+        if at_once {
+            assert_eq!(*again, outbid_at, "outbid by {rival}: not again at once");
+        } else {
+            assert_eq!(
+                *again,
+                outbid_at + ack_timeout,
+                "outbid by {rival}: not after ack-timeout"
+            );
+        }
+    }
 }
