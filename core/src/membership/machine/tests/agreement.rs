@@ -513,7 +513,7 @@ fn an_outbid_coordinator_gives_way_only_to_a_lesser_name() {
         feed_from(&mut bravo, now, &x, &MemberMsg::Join { member: x.clone() });
         // Each proposal bravo sends x, with when.
         let mut sent: Vec<(Instant, ViewId)> = Vec::new();
-        let mut step = |m: &mut Membership, now: Instant, sent: &mut Vec<(Instant, ViewId)>| {
+        let step = |m: &mut Membership, now: Instant, sent: &mut Vec<(Instant, ViewId)>| {
             m.handle_timeout(now);
             while let Some(o) = m.poll_output() {
                 if let Output::Transmit(t) = o
