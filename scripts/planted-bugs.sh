@@ -228,6 +228,37 @@ plant core/src/membership/machine/agreement.rs \
   '            || higher.coordinator.as_str() < self.me.name.as_str()' \
   membership
 
+# A late commit lowering the highest id seen; installed views not counted.
+plant core/src/membership/machine/agreement.rs \
+  '        if v.id > self.highest {' \
+  '        if v.id < self.highest {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        self.stats.views += 1;' \
+  '        self.stats.views *= 1;' \
+  membership
+
+# The members a view lost not remembered (so not greeted after a heal).
+plant core/src/membership/machine/agreement.rs \
+  $'            .filter(|m| !v.contains(&m.name))\n            .cloned()\n            .collect();\n        for m in &gone {' \
+  $'            .filter(|m| v.contains(&m.name))\n            .cloned()\n            .collect();\n        for m in &gone {' \
+  membership
+
+# A reloaded configuration's daemons remembered wrongly: members of the view taken for
+# absent (the check fires), or the listed daemons not running forgotten.
+plant core/src/membership/machine/agreement.rs \
+  '                if !v.contains(n) && *n != self.me.name {' \
+  '                if v.contains(n) && *n != self.me.name {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '                if !v.contains(n) && *n != self.me.name {' \
+  '                if !v.contains(n) || *n != self.me.name {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '                if !v.contains(n) && *n != self.me.name {' \
+  '                if !v.contains(n) && *n == self.me.name {' \
+  membership
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

@@ -60,6 +60,11 @@ impl Membership {
                 return Err("neighbours disagree with the view".to_string());
             }
         }
+        // Daemons to greet are outside the view (this one included, as it is in it): a
+        // member held absent would be greeted as a stranger.
+        if let Some((n, _)) = self.absent.iter().find(|(n, _)| v.contains(n)) {
+            return Err(format!("{n} is in view {} and remembered as absent", v.id));
+        }
         if self.heard.len() != self.neighbours.len() {
             return Err("neighbours and heartbeats heard disagree".to_string());
         }

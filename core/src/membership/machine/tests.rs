@@ -793,3 +793,59 @@ fn a_leaving_coordinator_proposes_nothing_more() {
     let v = net.m(2).view();
     assert_eq!(v.names().collect::<Vec<_>>(), [NAMES[2]], "{v:?}");
 }
+
+/// A partition that heals merges the two sides again: each side remembers the members it
+/// lost and greets them (SPEC §9.2), also where joins formed the cluster and no
+/// configuration lists anyone.
+#[test]
+fn a_healed_partition_merges_back_into_one_view() {
+    for cut in [0, 2] {
+        let mut net = formed();
+        net.isolated.insert(cut);
+        let rest: Vec<usize> = (0..3).filter(|i| *i != cut).collect();
+        net.run_until(Instant::from_secs(6), |n| n.agree(&rest))
+            .expect("the other two go on without the one cut off");
+        net.isolated.clear();
+        let healed = net.now;
+        let at = net
+            .run_until(healed + Duration::from_secs(3), |n| n.agree(&[0, 1, 2]))
+            .unwrap_or_else(|| panic!("daemon {cut}: no merged view 3 s after the heal"));
+        assert!(at > healed);
+    }
+}
+
+/// The check fires on a member of the view (this daemon too) remembered as absent
+/// (greeted as a stranger).
+#[test]
+fn the_check_fires_on_a_member_remembered_as_absent() {
+    let mut net = formed();
+    net.run_for(Duration::from_millis(10));
+    assert!(net.m(0).check().is_ok());
+    let m = &mut net.nodes[0].m;
+    m.absent.insert(NAMES[1].to_string(), addr(1));
+    let e = m.check().expect_err("a member remembered as absent");
+    assert!(e.contains("bravo is in view"), "{e}");
+    m.absent.clear();
+    m.absent.insert(NAMES[0].to_string(), addr(0));
+    let e = m.check().expect_err("itself remembered as absent");
+    assert!(e.contains("alpha is in view"), "{e}");
+}
+
+/// A reload that lists a daemon not running makes every member remember it, so it is
+/// greeted and merged when it starts: and only it (never a member of the view).
+#[test]
+fn a_reload_listing_a_daemon_not_running_has_it_greeted() {
+    let mut net = formed();
+    let mut four = listing_three();
+    four.daemons.push(("delta".to_string(), addr(3)));
+    net.handle(0, Input::Command(MembershipCommand::Reload(four)))
+        .unwrap();
+    net.run_until(Instant::from_secs(5), |n| {
+        (0..3).all(|i| n.m(i).config().daemons.len() == 4)
+    })
+    .expect("the reload reaches every member");
+    for i in 0..3 {
+        let absent: Vec<&String> = net.m(i).absent.keys().collect();
+        assert_eq!(absent, ["delta"], "daemon {i} remembers {absent:?}");
+    }
+}

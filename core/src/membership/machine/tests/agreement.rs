@@ -552,3 +552,43 @@ fn an_outbid_coordinator_gives_way_only_to_a_lesser_name() {
         }
     }
 }
+
+/// A view committed after this daemon acknowledged a higher proposal (the commit of an
+/// earlier one it had taken, delivered late) is installed, but leaves the highest id
+/// seen where it was: a proposal between the two is still refused as stale. Installing
+/// counts a view.
+#[test]
+fn a_late_commit_does_not_lower_the_highest_proposal_seen() {
+    let now = Instant::from_millis(10);
+    let mut alpha = lone_alpha();
+    let me = alpha.me().clone();
+    let (x, y, z) = (member("xray", 5), member("yankee", 6), member("zulu", 7));
+    let feed = |m: &mut Membership, from: &Member, msg: &MemberMsg| feed_from(m, now, from, msg);
+    // Yankee's epoch 8, then xray's epoch 9: both acknowledged.
+    let p8 = proposal(8, &y, &[me.clone(), y.clone()]);
+    feed(&mut alpha, &y, &p8);
+    feed(&mut alpha, &x, &proposal(9, &x, &[me.clone(), x.clone()]));
+    while alpha.poll_output().is_some() {}
+    // Yankee commits its epoch 8.
+    let MemberMsg::Propose { view: mut v8, .. } = p8 else {
+        unreachable!("a proposal")
+    };
+    v8.primary = true;
+    let views = alpha.stats().views;
+    feed(
+        &mut alpha,
+        &y,
+        &MemberMsg::Commit {
+            view: v8.clone(),
+            config: None,
+        },
+    );
+    assert_eq!(alpha.view().id, v8.id, "the commit was installed");
+    assert_eq!(alpha.stats().views, views + 1, "the view was counted");
+    while alpha.poll_output().is_some() {}
+    // Zulu's epoch 8 sorts between yankee's 8 and xray's 9: stale.
+    feed(&mut alpha, &z, &proposal(8, &z, &[me.clone(), z.clone()]));
+    let (acked, refused) = answers(&mut alpha, z.clone());
+    assert!(acked.is_empty(), "acknowledged below epoch 9: {acked:?}");
+    assert_eq!(refused.len(), 1);
+}
