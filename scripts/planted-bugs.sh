@@ -259,6 +259,21 @@ plant core/src/membership/machine/agreement.rs \
   '                if !v.contains(n) && *n == self.me.name {' \
   membership
 
+# A daemon that keeps asking to join once in a view; empty suspect reports after every
+# view.
+plant core/src/membership/machine/agreement.rs \
+  '        if self.view.members.len() > 1 {' \
+  '        if self.view.members.len() < 1 {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if self.view.members.len() > 1 {' \
+  '        if self.view.members.len() == 1 {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'        if !self.suspects.is_empty() {\n            self.report_suspects(now);\n        }\n    }' \
+  $'        if self.suspects.is_empty() {\n            self.report_suspects(now);\n        }\n    }' \
+  membership
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

@@ -849,3 +849,44 @@ fn a_reload_listing_a_daemon_not_running_has_it_greeted() {
         assert_eq!(absent, ["delta"], "daemon {i} remembers {absent:?}");
     }
 }
+
+/// Once formed, nobody asks to join any more, no report of suspects is pending (there
+/// are none), and a quiet cluster sends heartbeats and nothing else.
+#[test]
+fn a_formed_cluster_is_quiet_but_for_heartbeats() {
+    let mut net = formed();
+    for i in 0..3 {
+        let m = net.m(i);
+        assert!(
+            !m.timers.contains(&super::Timer::Join),
+            "daemon {i} still joining"
+        );
+        assert!(m.report.is_none(), "daemon {i} reports {:?}", m.report);
+    }
+    let before: Vec<(u64, u64)> = (0..3)
+        .map(|i| (net.m(i).stats().frames_sent, net.m(i).stats().heartbeats))
+        .collect();
+    net.run_for(Duration::from_secs(2));
+    for (i, (frames, beats)) in before.into_iter().enumerate() {
+        let s = net.m(i).stats();
+        assert!(s.heartbeats > beats, "daemon {i} sent no heartbeat");
+        assert_eq!(
+            s.frames_sent - frames,
+            s.heartbeats - beats,
+            "daemon {i} sent more than heartbeats"
+        );
+    }
+}
+
+/// The coordinator falls silent: the next one (bravo) proposes the view of the two that
+/// are left within about a second and a half.
+#[test]
+fn a_failed_coordinator_is_replaced_by_the_next() {
+    let mut net = formed();
+    assert!(net.m(0).is_coordinator());
+    let cut = net.now;
+    net.isolated.insert(0);
+    net.run_until(cut + Duration::from_millis(1500), |n| n.agree(&[1, 2]))
+        .expect("bravo and charlie agree within 1.5 s of losing the coordinator");
+    assert_eq!(net.m(1).view().id.coordinator, NAMES[1]);
+}
