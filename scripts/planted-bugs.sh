@@ -274,6 +274,15 @@ plant core/src/membership/machine/agreement.rs \
   $'        if self.suspects.is_empty() {\n            self.report_suspects(now);\n        }\n    }' \
   membership
 
+# The gather (survivors: no unit test reached it): none started, or not counted.
+plant core/src/membership/machine/agreement.rs \
+  '    pub(super) fn start_gather(&mut self, now: Instant) {' \
+  '    pub(super) fn start_gather(&mut self, now: Instant) { if true { let _ = now; return; }' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        self.stats.gathers += 1;' \
+  '        self.stats.gathers *= 1;' \
+  membership
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

@@ -890,3 +890,34 @@ fn a_failed_coordinator_is_replaced_by_the_next() {
         .expect("bravo and charlie agree within 1.5 s of losing the coordinator");
     assert_eq!(net.m(1).view().id.coordinator, NAMES[1]);
 }
+
+/// The coordinator and the next in line fail together: a member that is not next in
+/// line either gathers who can still hear it, and the least name of those elected forms
+/// the view of the two left — neither is ever left in a view of its own.
+#[test]
+fn a_gather_forms_the_view_when_the_next_coordinator_is_gone_too() {
+    let mut net = formed();
+    let mut s = MembershipSettings::new("delta", addr(3));
+    s.join = vec![addr(0)];
+    net.add(s);
+    net.run_until(Instant::from_secs(4), |n| n.agree(&[0, 1, 2, 3]))
+        .expect("delta joins within 2 s");
+    let cut = net.now;
+    let installed: Vec<usize> = (0..4).map(|i| net.nodes[i].views().count()).collect();
+    net.isolated.extend([0, 1]);
+    net.run_until(cut + Duration::from_secs(2), |n| n.agree(&[2, 3]))
+        .expect("charlie and delta agree within 2 s of losing alpha and bravo");
+    assert!(
+        net.m(2).stats().gathers + net.m(3).stats().gathers >= 1,
+        "nobody gathered"
+    );
+    for i in [2, 3] {
+        let alone: Vec<String> = net.nodes[i]
+            .views()
+            .skip(installed[i])
+            .filter(|(_, v)| v.members.len() < 2)
+            .map(|(_, v)| v.id.to_string())
+            .collect();
+        assert!(alone.is_empty(), "daemon {i} was left alone in {alone:?}");
+    }
+}
