@@ -283,6 +283,12 @@ plant core/src/membership/machine/agreement.rs \
   '        self.stats.gathers += 1;' \
   '        self.stats.gathers *= 1;' \
   membership
+# The gather's end never handled.
+plant core/src/membership/machine/agreement.rs \
+  '    pub(super) fn on_gather_timer(&mut self, now: Instant) {' \
+  '    pub(super) fn on_gather_timer(&mut self, now: Instant) { if true { let _ = now; return; }' \
+  membership
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

@@ -921,3 +921,33 @@ fn a_gather_forms_the_view_when_the_next_coordinator_is_gone_too() {
         assert!(alone.is_empty(), "daemon {i} was left alone in {alone:?}");
     }
 }
+
+/// In a large view a daemon watches only its neighbours on the ring (`watch_count` each
+/// way, 7 in a view of 32): when the coordinator and the seven names after it fail
+/// together, nobody left watches both the coordinator and the next in line. Those that
+/// watched the coordinator gather who can hear them and elect the least name, which
+/// proposes the view of the 24 left — without the gather nobody would.
+#[test]
+fn a_gather_elects_a_coordinator_when_the_next_in_line_are_all_gone() {
+    let names: Vec<String> = (0..32).map(|i| format!("d{i:02}")).collect();
+    let mut net = Net::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut s = MembershipSettings::new(name, addr(i));
+        if i > 0 {
+            s.join = vec![addr(0)];
+        }
+        net.add(s);
+    }
+    let all: Vec<usize> = (0..names.len()).collect();
+    net.run_until(Instant::from_secs(10), |n| n.agree(&all))
+        .expect("32 daemons formed by join agree within 10 s");
+    assert_eq!(crate::membership::view::watch_count(32), 7);
+    let cut = net.now;
+    net.isolated.extend(0..8);
+    let rest: Vec<usize> = (8..names.len()).collect();
+    net.run_until(cut + Duration::from_secs(4), |n| n.agree(&rest))
+        .expect("the 24 left agree within 4 s");
+    let gathers: u64 = rest.iter().map(|&i| net.m(i).stats().gathers).sum();
+    assert!(gathers >= 1, "nobody gathered");
+    assert_eq!(net.m(8).view().id.coordinator, names[8]);
+}
