@@ -106,6 +106,21 @@ fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
     (acked, refused)
 }
 
+/// `from`'s acknowledgement of proposal `id`, as a daemon that was never in a primary
+/// view sends it.
+fn ack_from(from: &Member, id: &ViewId) -> MemberMsg {
+    MemberMsg::Ack {
+        id: id.clone(),
+        from: from.clone(),
+        last_primary: ViewId {
+            epoch: 0,
+            coordinator: from.name.clone(),
+            incarnation: from.incarnation,
+        },
+        basis: Vec::new(),
+    }
+}
+
 /// A daemon "alpha" alone, its start-up output drained.
 fn lone_alpha() -> Membership {
     lone("alpha")
@@ -258,16 +273,7 @@ fn an_acknowledgement_of_an_earlier_proposal_does_not_count() {
     let (second, _) = next(&mut alpha, &mut now);
     let second = second.first().expect("alpha proposes again").clone();
     assert!(second > first);
-    let ack = |id: &ViewId| MemberMsg::Ack {
-        id: id.clone(),
-        from: x.clone(),
-        last_primary: ViewId {
-            epoch: 0,
-            coordinator: x.name.clone(),
-            incarnation: x.incarnation,
-        },
-        basis: Vec::new(),
-    };
+    let ack = |id: &ViewId| ack_from(&x, id);
     // x's acknowledgement of the first proposal arrives late.
     feed(&mut alpha, now, &ack(&first));
     let mut committed = false;
@@ -435,16 +441,7 @@ fn a_slow_acknowledgement_within_the_ack_timeout_is_waited_for() {
         now += Duration::from_millis(5);
     }
     let id = proposed.expect("alpha proposed a view with xray");
-    let ack = MemberMsg::Ack {
-        id: id.clone(),
-        from: x.clone(),
-        last_primary: ViewId {
-            epoch: 0,
-            coordinator: x.name.clone(),
-            incarnation: x.incarnation,
-        },
-        basis: Vec::new(),
-    };
+    let ack = ack_from(&x, &id);
     feed_from(&mut alpha, now, &x, &ack);
     assert_eq!(
         alpha.view().id,
