@@ -289,6 +289,12 @@ plant core/src/membership/machine/agreement.rs \
   '    pub(super) fn on_gather_timer(&mut self, now: Instant) { if true { let _ = now; return; }' \
   membership
 
+# A reload forgetting the daemons removed before (it keeps only those listed again).
+plant core/src/membership/machine/agreement.rs \
+  $'            .removed\n            .iter()\n            .filter(|n| !listed.contains(n.as_str()))' \
+  $'            .removed\n            .iter()\n            .filter(|n| listed.contains(n.as_str()))' \
+  membership
+
 only=${1:-}
 failed=0
 for k in "${!files[@]}"; do

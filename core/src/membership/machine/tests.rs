@@ -951,3 +951,38 @@ fn a_gather_elects_a_coordinator_when_the_next_in_line_are_all_gone() {
     assert!(gathers >= 1, "nobody gathered");
     assert_eq!(net.m(8).view().id.coordinator, names[8]);
 }
+
+/// A daemon removed by a reload stays removed through later reloads that do not list it
+/// either (its joins are still refused), and is removed no longer once a reload lists it
+/// again.
+#[test]
+fn a_removed_daemon_stays_removed_until_a_reload_lists_it_again() {
+    let mut net = Net::new();
+    for (i, name) in NAMES.iter().enumerate() {
+        let mut s = MembershipSettings::new(name, addr(i));
+        s.config = listing_three();
+        net.add(s);
+    }
+    net.run_until(Instant::from_secs(3), |n| n.agree(&[0, 1, 2]))
+        .expect("three listed daemons agree within 3 s");
+    let two = ClusterConfig {
+        daemons: (0..2).map(|i| (NAMES[i].to_string(), addr(i))).collect(),
+        ..ClusterConfig::default()
+    };
+    let reload = |net: &mut Net, cfg: &ClusterConfig, version: u64| {
+        net.handle(0, Input::Command(MembershipCommand::Reload(cfg.clone())))
+            .unwrap();
+        net.run_until(net.now + Duration::from_secs(2), |n| {
+            n.m(0).config().version == version
+        })
+        .expect("the reload is applied within 2 s");
+        net.m(0).config().removed.clone()
+    };
+    assert_eq!(reload(&mut net, &two, 1), ["charlie"]);
+    assert_eq!(
+        reload(&mut net, &two, 2),
+        ["charlie"],
+        "forgotten at the next reload"
+    );
+    assert!(reload(&mut net, &listing_three(), 3).is_empty());
+}
