@@ -299,7 +299,9 @@ impl Membership {
         };
         // Agreement rests on this: every member acknowledged the proposal, so none will
         // acknowledge a lower one, and a view committed here is the view everyone in it
-        // installs (SPEC §9.4). Asserted here, not only tested by the caller.
+        // installs (SPEC §9.4). Asserted here, not only tested by the caller — and
+        // restated rather than calling `proposal_complete`, so that a bug in that test
+        // (planted bug 1 in TESTING.md) still meets this one.
         debug_assert!(
             p.view.members.iter().all(|m| p.acks.contains_key(&m.name)),
             "committing {} without every member's acknowledgement",

@@ -249,6 +249,20 @@ fn listing_three() -> ClusterConfig {
     }
 }
 
+/// The three daemons of `listing_three`, each started with it, run until they agree
+/// (within 3 s).
+fn listed_three_formed() -> Net {
+    let mut net = Net::new();
+    for (i, name) in NAMES.iter().enumerate() {
+        let mut s = MembershipSettings::new(name, addr(i));
+        s.config = listing_three();
+        net.add(s);
+    }
+    net.run_until(Instant::from_secs(3), |n| n.agree(&[0, 1, 2]))
+        .expect("three listed daemons agree within 3 s");
+    net
+}
+
 fn origin() -> ClientOrigin {
     ClientOrigin::tcp(ListenerId(0), "127.0.0.1:40000".parse().unwrap(), addr(0))
 }
@@ -560,14 +574,7 @@ fn the_client_line_protocol_answers() {
 fn a_reload_removing_a_daemon_is_one_view_change() {
     // At the coordinator, and at a member that passes it on.
     for at in [0, 1] {
-        let mut net = Net::new();
-        for (i, name) in NAMES.iter().enumerate() {
-            let mut s = MembershipSettings::new(name, addr(i));
-            s.config = listing_three();
-            net.add(s);
-        }
-        net.run_until(Instant::from_secs(3), |n| n.agree(&[0, 1, 2]))
-            .expect("three listed daemons agree within 3 s");
+        let mut net = listed_three_formed();
         assert!(net.m(0).view().primary);
         assert_eq!(net.m(0).view().config_version, 0);
         net.run_for(Duration::from_millis(500));
@@ -957,14 +964,7 @@ fn a_gather_elects_a_coordinator_when_the_next_in_line_are_all_gone() {
 /// again.
 #[test]
 fn a_removed_daemon_stays_removed_until_a_reload_lists_it_again() {
-    let mut net = Net::new();
-    for (i, name) in NAMES.iter().enumerate() {
-        let mut s = MembershipSettings::new(name, addr(i));
-        s.config = listing_three();
-        net.add(s);
-    }
-    net.run_until(Instant::from_secs(3), |n| n.agree(&[0, 1, 2]))
-        .expect("three listed daemons agree within 3 s");
+    let mut net = listed_three_formed();
     let two = ClusterConfig {
         daemons: (0..2).map(|i| (NAMES[i].to_string(), addr(i))).collect(),
         ..ClusterConfig::default()

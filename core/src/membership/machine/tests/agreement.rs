@@ -121,6 +121,21 @@ fn ack_from(from: &Member, id: &ViewId) -> MemberMsg {
     }
 }
 
+/// Fires `m`'s timers due at `now` and drains its output: the views of the proposals it
+/// sent (one per member asked).
+fn proposals_at(m: &mut Membership, now: Instant) -> Vec<View> {
+    m.handle_timeout(now);
+    let mut views = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Transmit(t) = o
+            && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&t.frame)
+        {
+            views.push(view);
+        }
+    }
+    views
+}
+
 /// A daemon "alpha" alone, its start-up output drained.
 fn lone_alpha() -> Membership {
     lone("alpha")
@@ -399,13 +414,8 @@ fn a_stream_of_joins_does_not_postpone_the_first_proposal() {
             let j = &joiners[since / 30];
             feed_from(&mut alpha, now, j, &MemberMsg::Join { member: j.clone() });
         }
-        alpha.handle_timeout(now);
-        while let Some(o) = alpha.poll_output() {
-            if let Output::Transmit(t) = o
-                && matches!(MemberMsg::decode(&t.frame), Ok(MemberMsg::Propose { .. }))
-            {
-                proposed_at.get_or_insert(now);
-            }
+        if !proposals_at(&mut alpha, now).is_empty() {
+            proposed_at.get_or_insert(now);
         }
         now += Duration::from_millis(5);
     }
@@ -430,13 +440,8 @@ fn a_slow_acknowledgement_within_the_ack_timeout_is_waited_for() {
     let mut proposed = None;
     let until = now + Duration::from_millis(200);
     while now <= until {
-        alpha.handle_timeout(now);
-        while let Some(o) = alpha.poll_output() {
-            if let Output::Transmit(t) = o
-                && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&t.frame)
-            {
-                proposed.get_or_insert(view.id);
-            }
+        if let Some(view) = proposals_at(&mut alpha, now).into_iter().next() {
+            proposed.get_or_insert(view.id);
         }
         now += Duration::from_millis(5);
     }
@@ -465,15 +470,10 @@ fn a_silent_joiner_is_given_up_on_schedule_and_only_it() {
     feed_from(&mut alpha, now, &x, &MemberMsg::Join { member: x.clone() });
     let (mut first, mut given_up, mut sends) = (None, None, 0);
     while now <= Instant::from_millis(3000) {
-        alpha.handle_timeout(now);
-        while let Some(o) = alpha.poll_output() {
-            if let Output::Transmit(tr) = o
-                && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&tr.frame)
-            {
-                assert!(view.contains(&x.name), "proposed {view:?} after giving up");
-                first.get_or_insert(now);
-                sends += 1;
-            }
+        for view in proposals_at(&mut alpha, now) {
+            assert!(view.contains(&x.name), "proposed {view:?} after giving up");
+            first.get_or_insert(now);
+            sends += 1;
         }
         if first.is_some() && given_up.is_none() && alpha.proposing.is_none() {
             given_up = Some(now);
@@ -511,12 +511,8 @@ fn an_outbid_coordinator_gives_way_only_to_a_lesser_name() {
         // Each proposal bravo sends x, with when.
         let mut sent: Vec<(Instant, ViewId)> = Vec::new();
         let step = |m: &mut Membership, now: Instant, sent: &mut Vec<(Instant, ViewId)>| {
-            m.handle_timeout(now);
-            while let Some(o) = m.poll_output() {
-                if let Output::Transmit(t) = o
-                    && let Ok(MemberMsg::Propose { view, .. }) = MemberMsg::decode(&t.frame)
-                    && sent.last().is_none_or(|(_, id)| *id != view.id)
-                {
+            for view in proposals_at(m, now) {
+                if sent.last().is_none_or(|(_, id)| *id != view.id) {
                     sent.push((now, view.id));
                 }
             }
