@@ -6,7 +6,7 @@
 //! be made (not root, no `ip` or `nft`). The long runs are on demand:
 //! `cargo test --release -p flotilla-tests --test netns_loss -- --ignored --nocapture`
 //! (`FLOTILLA_LOSS`, `FLOTILLA_SECONDS`, `FLOTILLA_DAEMONS`, `FLOTILLA_GAP_MS`,
-//! `FLOTILLA_EVERY_MS`, `FLOTILLA_DOWN_MS`,
+//! `FLOTILLA_EVERY_MS`, `FLOTILLA_DOWN_MS`, `FLOTILLA_LOG_DIR` (keep each daemon's log),
 //! `FLOTILLA_UPDATES`, `FLOTILLA_PURGE`, `FLOTILLA_PIPELINE=1` change them). They print the
 //! figures BENCHMARKS.md quotes; nothing here asserts a time.
 
@@ -201,6 +201,16 @@ struct Run {
     view_changes: u64,
     /// How long each flush took at each daemon (from its `flush finished` lines).
     flushes: Vec<Duration>,
+    /// After each heal (with churn): how long until every daemon listed all of them
+    /// (polled every 20 ms), or `None` if not before the next cut.
+    merges: Vec<Option<Duration>>,
+}
+
+/// The wall clock, to set the test's cuts beside the daemons' log lines.
+fn wall() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -226,6 +236,17 @@ impl Run {
             self.dropped,
             self.view_changes,
         );
+        if !self.merges.is_empty() {
+            let mut m: Vec<Duration> = self.merges.iter().flatten().copied().collect();
+            m.sort();
+            println!(
+                "{what}: {} heals, merged view after p50 {:?} max {:?}, {} not merged before the next cut",
+                self.merges.len(),
+                percentile(&m, 0.5),
+                m.last().copied().unwrap_or_default(),
+                self.merges.len() - m.len(),
+            );
+        }
         if !self.flushes.is_empty() {
             let mut f = self.flushes.clone();
             f.sort();
@@ -316,16 +337,42 @@ fn groups_under_loss(
         })
         .collect();
     let t0 = Instant::now();
+    let mut merges = Vec::new();
     if let Some(c) = churn {
         let others: Vec<usize> = (0..n - 1).collect();
+        thread::sleep(c.every.saturating_sub(c.down));
         while !senders.iter().all(|s| s.is_finished()) {
-            thread::sleep(c.every.saturating_sub(c.down));
+            eprintln!("{test}: cut at {:?}", wall());
             cluster.net.cut(n - 1, &others, loss).expect("cut");
             for &j in &others {
                 cluster.net.cut(j, &[n - 1], loss).expect("cut");
             }
             thread::sleep(c.down);
             cluster.net.set_loss(loss).expect("heal");
+            // Heal to merged view: every daemon lists all n again.
+            let healed = Instant::now();
+            let merged = loop {
+                let all = (0..n).all(|i| {
+                    cluster.client(i).request("members").last() == Some(&format!("250 {n} members"))
+                });
+                if all {
+                    break Some(healed.elapsed());
+                }
+                if healed.elapsed() >= c.every.saturating_sub(c.down) {
+                    break None;
+                }
+                thread::sleep(Duration::from_millis(20));
+            };
+            eprintln!(
+                "{test}: healed at {:?}, merged view after {merged:?}",
+                wall()
+            );
+            merges.push(merged);
+            thread::sleep(
+                c.every
+                    .saturating_sub(c.down)
+                    .saturating_sub(healed.elapsed()),
+            );
         }
     }
     for s in senders {
@@ -341,6 +388,12 @@ fn groups_under_loss(
         .collect();
     let logs = cluster.stop();
     eprintln!("{test}: stopped in {:?}", t0.elapsed());
+    if let Ok(dir) = std::env::var("FLOTILLA_LOG_DIR") {
+        for (i, l) in logs.iter().enumerate() {
+            std::fs::write(PathBuf::from(&dir).join(format!("{test}-d{i}.log")), l)
+                .expect("write a daemon's log");
+        }
+    }
     for r in unchecked {
         r.join().unwrap();
     }
@@ -403,6 +456,7 @@ fn groups_under_loss(
             .sum(),
         dropped: logs.iter().map(|l| logged(l, "frames_dropped: ")).sum(),
         view_changes,
+        merges,
         flushes: logs
             .iter()
             .flat_map(|l| logged_all(l, "took_ms="))

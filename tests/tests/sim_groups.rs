@@ -52,6 +52,24 @@ fn stream_loss_is_delay_and_repeats_stay_paced() {
     swept("groups-stream-loss", 0..3);
 }
 
+/// Issue 16: one daemon of five cut off for 3.3 s and for 2.5 s under 20 % loss: every
+/// flush finishes within 2 s of its daemon learning the view. With the kernel's TCP
+/// alone — data connections riding out the cut at their backed-off retransmission, a
+/// lost SYN tried again after 1 s — flushes waited up to 3 s after a heal, as real
+/// processes did (BENCHMARKS.md), and the simulator catches it.
+#[test]
+fn flushes_finish_promptly_after_a_cut_under_twenty_percent_loss() {
+    swept("groups-cut-flush", 0..4);
+    let kernel_alone = builtin("groups-cut-flush").unwrap().replace(
+        "(:queue 4096))",
+        "(:queue 4096) (:data-stall 120s) (:syn-retry 1s))",
+    );
+    let scn = Scenario::parse(&kernel_alone, GroupsProtocol::default(), None).unwrap();
+    let r = sweep(&scn, 0..8);
+    assert_eq!(r.failing_seeds(), [3, 4, 6, 7], "{r}");
+    assert!(r.failures[0].to_string().contains("flushes-prompt"), "{r}");
+}
+
 /// A daemon and then the sequencer crash and restart while messages flow.
 #[test]
 fn crashes_keep_order_and_virtual_synchrony() {

@@ -108,6 +108,16 @@ pub struct DriverConfig {
     /// connection is given up on, and a frame lost and retransmitted once (200 ms) does
     /// not trip it.
     pub control_stall: Duration,
+    /// How long bytes written to a data-lane connection may go unacknowledged by the
+    /// peer's TCP before the kernel gives the connection up (`TCP_USER_TIMEOUT`), its
+    /// queued frames are dropped (counted) and the next frame dials afresh (SPEC.md
+    /// §7.1). Without it a data
+    /// connection that had frames in flight when a partition began resumes only at its
+    /// backed-off retransmission, up to 3 s after a 3 s partition heals, and a flush
+    /// waits for it. 1 s: a segment must be lost on three tries in a row to trip it on
+    /// a sparse connection (0.2 + 0.4 + 0.8 s), which the machines' own repeats then
+    /// recover, as after any dropped frame.
+    pub data_stall: Duration,
     /// Effects running at once; more wait in order.
     pub effect_concurrency: usize,
     /// Effects waiting to run; one more fails at once with `EffectError::Overloaded`.
@@ -134,6 +144,7 @@ impl DriverConfig {
             slow_notice: Bytes::new(),
             connect_timeout: Duration::from_secs(5),
             control_stall: Duration::from_millis(500),
+            data_stall: Duration::from_secs(1),
             effect_concurrency: 16,
             effect_queue: 1024,
             effect_timeout: Duration::from_secs(30),

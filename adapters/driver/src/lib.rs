@@ -53,7 +53,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{Carries, DriverConfig, ListenAddr, Listener, LocalAddrs, PeerTransport};
 pub use effects::{EffectRunner, NoRunner};
-pub use runtime::{ReadHalf, Runtime, TcpAccepted, WriteHalf, timeout};
+pub use runtime::{ReadHalf, Runtime, TcpAccepted, WriteHalf, limit_unacknowledged, timeout};
 pub use tables::DriverStats;
 
 /// Re-exports the driver and the client libraries for one runtime under that runtime
@@ -231,6 +231,7 @@ impl<R: Runtime> Driver<R> {
             client_bytes: c.client_bytes.max(1),
             connect_timeout: c.connect_timeout,
             control_stall: c.control_stall,
+            data_stall: c.data_stall,
             heard: Default::default(),
             me: self.local.peer,
             stop: stop_rx,

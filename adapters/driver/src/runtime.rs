@@ -5,6 +5,7 @@
 
 use core::future::Future;
 use core::net::SocketAddr;
+use core::time::Duration;
 use std::io;
 use std::path::Path;
 
@@ -21,6 +22,30 @@ pub trait WriteHalf: Send + 'static {
     fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
     /// Flushes and closes the writing direction.
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Asks the kernel to give the connection up (the next read or write fails) once
+    /// bytes written to it have gone unacknowledged by the peer for `limit`
+    /// (`TCP_USER_TIMEOUT` on Linux; SPEC §7.1). Streams without such a setting (Unix
+    /// sockets, other systems) ignore it.
+    fn limit_unacknowledged(&self, limit: Duration) -> io::Result<()> {
+        let _ = limit;
+        Ok(())
+    }
+}
+
+/// Sets `TCP_USER_TIMEOUT` on a TCP socket (what [`WriteHalf::limit_unacknowledged`]
+/// does for the adapters' TCP streams): the kernel gives the connection up once written
+/// bytes have gone unacknowledged for `limit`, instead of retransmitting at a backed-off
+/// pace for minutes. A no-op where the system has no such setting.
+pub fn limit_unacknowledged(socket: &impl std::os::fd::AsFd, limit: Duration) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        socket2::SockRef::from(socket).set_tcp_user_timeout(Some(limit))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (socket, limit);
+        Ok(())
+    }
 }
 
 /// An accepted TCP connection.
@@ -123,5 +148,23 @@ pub async fn timeout<R: Runtime, T>(
         biased;
         v = fut => Some(v),
         () = rt.sleep_until(deadline) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound reaches the socket as `TCP_USER_TIMEOUT` (SPEC §7.1).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_unacknowledged_bound_reaches_the_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let before = socket2::SockRef::from(&s).tcp_user_timeout().unwrap();
+        assert_eq!(before, None, "the kernel's default is no bound");
+        limit_unacknowledged(&s, Duration::from_millis(1500)).unwrap();
+        let after = socket2::SockRef::from(&s).tcp_user_timeout().unwrap();
+        assert_eq!(after, Some(Duration::from_millis(1500)));
     }
 }

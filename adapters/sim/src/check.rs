@@ -233,7 +233,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  streams: {} retransmitted, {} dropped at a full queue, {} with a stalled \
-                 control connection; longest wait for a busy node {wait:?}",
+                 connection or dial; longest wait for a busy node {wait:?}",
                 s.retransmitted, s.queue_full, s.stall_dropped
             )?;
         }

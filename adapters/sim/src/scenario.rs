@@ -196,11 +196,13 @@ fn stream_params(forms: &[Node]) -> Result<StreamParams, SexprError> {
             Some("min-rto") => p.min_rto = v.duration()?,
             Some("max-rto") => p.max_rto = v.duration()?,
             Some("control-stall") => p.control_stall = v.duration()?,
+            Some("data-stall") => p.data_stall = v.duration()?,
+            Some("syn-retry") => p.syn_retry = v.duration()?,
             _ => {
                 return Err(err(
                     f,
                     format!(
-                        "unknown stream setting {f} (use :mbit :queue :min-rto :max-rto :control-stall)"
+                        "unknown stream setting {f} (use :mbit :queue :min-rto :max-rto :control-stall :data-stall :syn-retry)"
                     ),
                 ));
             }

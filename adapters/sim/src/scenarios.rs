@@ -214,6 +214,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/groups-stream-loss.scn"),
     ),
     (
+        "groups-cut-flush",
+        "5 daemons over TCP streams with 20 % loss, one cut off for 3 s twice: every flush within 2 s",
+        include_str!("../scenarios/groups-cut-flush.scn"),
+    ),
+    (
         "services-partition",
         "service groups bound on both sides of a partition: one port table after the heal, every barrier finished",
         include_str!("../scenarios/services-partition.scn"),

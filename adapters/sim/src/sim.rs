@@ -25,7 +25,7 @@ use crate::cpu::{CpuParams, NodeCpu};
 use crate::effects::{EffectParams, EffectPatch, Fate};
 use crate::network::{Delivery, LinkParams, Network, Verdict as NetVerdict};
 use crate::protocol::{CommandOf, EffectOf, NodeSpec, Observation, Protocol};
-use crate::stream::{Resumed, StreamKey, StreamParams, StreamVerdict, Streams};
+use crate::stream::{StreamKey, StreamParams, StreamVerdict, Streams};
 use crate::timeline::{MarkKind, SpanKind, Timeline};
 use crate::trace::{Tag, Trace};
 use crate::world::{
@@ -1340,7 +1340,7 @@ impl<P: Protocol> Sim<P> {
                 StreamVerdict::Arrive(t) => format!(" arrives {t}"),
                 StreamVerdict::Stall => " waits: link cut".to_string(),
                 StreamVerdict::QueueFull => " dropped: queue full".to_string(),
-                StreamVerdict::Doomed => " dropped: control connection given up".to_string(),
+                StreamVerdict::Doomed => " dropped: connection given up".to_string(),
             };
             let line = format!(
                 "{} -> {} {lane} frame {} ({} B){fate}",
@@ -1374,7 +1374,7 @@ impl<P: Protocol> Sim<P> {
             StreamVerdict::QueueFull | StreamVerdict::Doomed => {
                 self.trace.hash(now, from as u64, Tag::Dropped);
                 let why = match verdict {
-                    StreamVerdict::Doomed => "control connection given up",
+                    StreamVerdict::Doomed => "connection given up",
                     _ => "queue full",
                 };
                 if let Some(tl) = &mut self.timeline {
@@ -1425,25 +1425,26 @@ impl<P: Protocol> Sim<P> {
             let Some(resumed) = streams.resume(key, now) else {
                 continue;
             };
-            let waiting = self.stalled.remove(&key).unwrap_or_default();
-            let at = match resumed {
-                Resumed::At(at) => at,
-                Resumed::Dropped(n) => {
-                    // A control connection given up while the link was cut (§6.3).
-                    for _ in 0..n {
-                        self.trace.hash(now, key.0 as u64, Tag::Dropped);
-                    }
-                    if self.trace.enabled() {
-                        let line = format!(
-                            "{} -> {} {} stream given up: {n} waiting frames dropped",
-                            self.world.name(key.0),
-                            self.world.name(key.1),
-                            key.2
-                        );
-                        self.trace.line(now, format_args!("{line}"));
-                    }
-                    continue;
+            let mut waiting = self.stalled.remove(&key).unwrap_or_default();
+            let n = resumed.dropped;
+            if n > 0 {
+                // Dropped with a connection (or dial) given up while the link was cut (§6.3).
+                for _ in 0..n {
+                    self.trace.hash(now, key.0 as u64, Tag::Dropped);
                 }
+                if self.trace.enabled() {
+                    let line = format!(
+                        "{} -> {} {} stream given up: {n} waiting frames dropped",
+                        self.world.name(key.0),
+                        self.world.name(key.1),
+                        key.2
+                    );
+                    self.trace.line(now, format_args!("{line}"));
+                }
+                waiting.drain(..n.min(waiting.len()));
+            }
+            let Some(at) = resumed.at else {
+                continue;
             };
             let mut arrivals = Vec::with_capacity(waiting.len());
             for (bytes, incarnation, drawn) in waiting {

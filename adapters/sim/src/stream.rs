@@ -17,14 +17,20 @@
 //! - while the rules cut the link (partition, block), frames wait in the queue; when the
 //!   link passes again they resume at the sender's next retransmission, which has backed
 //!   off (doubling from `min-rto`, at most `max-rto`) all the while the link was cut;
-//! - except on the **control lane**, where the driver gives up a connection whose writes
-//!   have gone unanswered for `control-stall` (500 ms, the driver's `control_stall`),
-//!   and a dial not through within it: the frames waiting are dropped and counted, the
-//!   backoff is gone with the connection, and the next frame dials afresh, arriving one
-//!   round trip (the connection set-up) later than it would on an open connection. A
-//!   dial made while the link is cut is given up the same way after the bound, so after
-//!   a cut longer than the bound every frame sent during it is dropped, and so is every
-//!   frame sent before the last dial's bound runs out (SPEC.md §6.3, §7.1).
+//! - unless that retransmission comes after the lane's stall bound: the driver gives up a
+//!   control connection whose writes have gone unanswered for `control-stall` (500 ms,
+//!   the driver's `control_stall`), a data connection whose bytes have gone
+//!   unacknowledged for `data-stall` (1 s, the driver's `data_stall`, which the kernel
+//!   applies as `TCP_USER_TIMEOUT`), and a dial on either lane not through within its
+//!   bound: the frames waiting are dropped and counted, the backoff is gone with the
+//!   connection, and the next frame dials afresh, arriving one round trip (the
+//!   connection set-up) later than it would on an open connection. A dial made while
+//!   the link is cut is given up the same way after the bound, so after a cut longer
+//!   than the bound every frame sent during it is dropped, and so is every frame sent
+//!   before the last dial's bound runs out (SPEC.md §6.3, §7.1). Not modelled: a live
+//!   but lossy data connection whose one segment is lost on every try for the whole
+//!   bound (five times in a row here, where each loss costs at most `min-rto`) is given
+//!   up by the kernel too.
 //!
 //! The model keeps no bytes: the simulator holds waiting frames; this decides when each
 //! one arrives.
@@ -49,6 +55,35 @@ pub struct StreamParams {
     /// How long a control-lane connection or dial may make no progress before the driver
     /// gives it up (its `control_stall`).
     pub control_stall: Duration,
+    /// How long a data-lane connection's bytes may go unacknowledged, or its dial take,
+    /// before it is given up (the driver's `data_stall`, `TCP_USER_TIMEOUT`).
+    pub data_stall: Duration,
+    /// How long after a dial's SYN (or the answer to it) was lost a new one goes out: the
+    /// kernel alone retries after 1 s; the driver dials again in parallel sooner
+    /// (`DIAL_AGAIN`, SPEC.md §7.1).
+    pub syn_retry: Duration,
+    /// How long a data-lane dial keeps trying, its frames waiting, before it is given up
+    /// (the driver's `connect_timeout`).
+    pub dial_timeout: Duration,
+}
+
+impl StreamParams {
+    /// How long a connection (or dial) on `lane` may make no progress before the driver
+    /// gives it up.
+    fn stall(&self, lane: Lane) -> Duration {
+        match lane {
+            Lane::Control => self.control_stall,
+            Lane::Data => self.data_stall,
+        }
+    }
+
+    /// How long a dial on `lane` keeps trying before it is given up with its frames.
+    fn dial_bound(&self, lane: Lane) -> Duration {
+        match lane {
+            Lane::Control => self.control_stall,
+            Lane::Data => self.dial_timeout,
+        }
+    }
 }
 
 impl Default for StreamParams {
@@ -60,6 +95,9 @@ impl Default for StreamParams {
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),
             control_stall: Duration::from_millis(500),
+            data_stall: Duration::from_secs(1),
+            syn_retry: Duration::from_millis(250),
+            dial_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -75,12 +113,12 @@ struct StreamState {
     waiting: VecDeque<Instant>,
     /// When the link was cut with frames waiting, if it is.
     stalled_since: Option<Instant>,
-    /// Control lane: the waiting frames wait on a dial, not on an open connection.
+    /// The waiting frames wait on a dial, not on an open connection.
     dialing: bool,
-    /// Control lane: the connection was given up; the next frame dials.
+    /// The connection was given up; the next frame dials.
     closed: bool,
-    /// Control lane: a doomed dial (its SYN was lost) is given up then; frames sent
-    /// before it go into its queue and are dropped with it.
+    /// A doomed dial (its SYN was lost) is given up then; frames sent before it go into
+    /// its queue and are dropped with it.
     doomed_until: Option<Instant>,
     /// When the wire is free for the next frame's bytes.
     wire_free: Instant,
@@ -101,19 +139,21 @@ pub enum StreamVerdict {
     Stall,
     /// The sender's queue for this link is full: dropped.
     QueueFull,
-    /// Control lane: queued on a dial that is given up (its SYN was lost while the link
-    /// was cut): dropped with it.
+    /// Queued on a dial that is given up (its SYN was lost while the link was cut):
+    /// dropped with it.
     Doomed,
 }
 
-/// How the frames waiting on a stream go on when its link passes again.
+/// How the frames waiting on a stream go on when its link passes again: the first
+/// `dropped` of them were dropped with a connection (or dial) given up while the link was
+/// cut; the rest go on in order from `at` (none are left when it is `None`, and the next
+/// frame dials afresh).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Resumed {
-    /// From this instant, in order.
-    At(Instant),
-    /// They were dropped with the control connection (or dial) given up while the link
-    /// was cut; the next frame dials afresh.
-    Dropped(usize),
+pub struct Resumed {
+    /// How many of the waiting frames, from the first, were dropped.
+    pub dropped: usize,
+    /// When the others go on.
+    pub at: Option<Instant>,
 }
 
 /// Counters of the stream model.
@@ -123,7 +163,7 @@ pub struct StreamStats {
     pub queue_full: u64,
     /// Segments retransmitted after a loss.
     pub retransmitted: u64,
-    /// Control frames dropped with a connection or dial given up as stalled.
+    /// Frames dropped with a connection or dial given up as stalled.
     pub stall_dropped: u64,
 }
 
@@ -195,9 +235,22 @@ impl Streams {
         }
         let mut start = now;
         if s.closed {
-            // A fresh connection: the handshake costs a round trip before the frame.
+            // A fresh connection: the handshake costs a round trip before the frame, and
+            // a dial again for each SYN or answer lost; a dial not through within the
+            // lane's bound is given up with its frames, as a dial into a cut link is.
+            let bound = self.params.dial_bound(key.2);
+            let mut setup = latency * 2;
+            let lost_each = 1.0 - (1.0 - loss.min(0.99)).powi(2);
+            while loss > 0.0 && rng.chance(lost_each) {
+                setup += self.params.syn_retry;
+                if setup >= bound {
+                    s.doomed_until = Some(now + bound);
+                    self.stats.stall_dropped += 1;
+                    return StreamVerdict::Doomed;
+                }
+            }
             s.closed = false;
-            start += latency * 2;
+            start += setup;
         }
         StreamVerdict::Arrive(self.schedule(key, start, len, latency, loss, rng))
     }
@@ -207,26 +260,40 @@ impl Streams {
     /// connection given up). The caller then sends each with [`Streams::send_resumed`],
     /// in order, or drops them all.
     pub fn resume(&mut self, key: StreamKey, now: Instant) -> Option<Resumed> {
-        let bound = self.params.control_stall;
+        let params = self.params;
         let s = self.links.get_mut(&key)?;
         let since = s.stalled_since.take()?;
         let waiting = core::mem::take(&mut s.waiting);
         let dialing = core::mem::take(&mut s.dialing);
         // Retransmissions went out at since + rto, + 2 rto, + 4 rto… while the link was
         // cut; the first after `now` is the one that gets through.
-        let mut rto = self.params.min_rto;
+        let mut rto = params.min_rto;
         let mut at = since + rto;
         while at < now {
-            rto = (rto * 2).min(self.params.max_rto);
+            rto = (rto * 2).min(params.max_rto);
             at += rto;
         }
-        // A dial's SYN is first retransmitted after 1 s, past the bound: a dial into a
-        // cut link never gets through.
-        if key.2 != Lane::Control || (!dialing && at <= since + bound) {
-            return Some(Resumed::At(at));
+        let bound = params.stall(key.2);
+        if !dialing && at <= since + bound {
+            return Some(Resumed {
+                dropped: 0,
+                at: Some(at),
+            });
         }
-        // The connection (or dial) is given up at since + bound with what it queued; the
-        // next frame dials into the cut link and is given up a bound later, and so on.
+        if key.2 == Lane::Data {
+            return Some(Self::resume_data(
+                s,
+                &mut self.stats,
+                &params,
+                (since, dialing),
+                &waiting,
+                now,
+            ));
+        }
+        // A control connection (or dial) is given up at since + bound with what it
+        // queued; the next frame dials into the cut link and is given up a bound later,
+        // and so on: a control dial's SYN is first sent again at or past its bound, so a
+        // dial into a cut link never gets through.
         let mut until = since + bound;
         for t in &waiting {
             if *t >= until {
@@ -236,7 +303,58 @@ impl Streams {
         s.doomed_until = (until > now).then_some(until);
         s.closed = true;
         self.stats.stall_dropped += waiting.len() as u64;
-        Some(Resumed::Dropped(waiting.len()))
+        Some(Resumed {
+            dropped: waiting.len(),
+            at: None,
+        })
+    }
+
+    /// The data lane after a cut its connection did not ride out: the connection went
+    /// at `data-stall` with the frames sent before; the next frame dialled, trying again
+    /// every `syn-retry` for `dial-timeout`, a frame after that dial gave up dials
+    /// afresh, and so on. The first dial still trying when the link passes gets through
+    /// at its next try.
+    fn resume_data(
+        s: &mut StreamState,
+        stats: &mut StreamStats,
+        params: &StreamParams,
+        (since, dialing): (Instant, bool),
+        waiting: &VecDeque<Instant>,
+        now: Instant,
+    ) -> Resumed {
+        let retry = params.syn_retry.max(Duration::from_nanos(1));
+        let mut first = if dialing {
+            0
+        } else {
+            let gone = since + params.data_stall;
+            waiting.iter().take_while(|t| **t < gone).count()
+        };
+        while let Some(&from) = waiting.get(first) {
+            let ends = from + params.dial_timeout;
+            if now < ends {
+                let tries = now
+                    .saturating_duration_since(from)
+                    .as_nanos()
+                    .div_ceil(retry.as_nanos());
+                let at = from + Duration::from_nanos((retry.as_nanos() * tries) as u64);
+                stats.stall_dropped += first as u64;
+                return Resumed {
+                    dropped: first,
+                    at: Some(at),
+                };
+            }
+            first += waiting
+                .iter()
+                .skip(first)
+                .take_while(|t| **t < ends)
+                .count();
+        }
+        s.closed = true;
+        stats.stall_dropped += waiting.len() as u64;
+        Resumed {
+            dropped: waiting.len(),
+            at: None,
+        }
     }
 
     /// Schedules a frame that waited on `key`, resuming at `at`.
@@ -331,10 +449,28 @@ mod tests {
         min_rto: Duration::from_millis(200),
         max_rto: Duration::from_secs(120),
         control_stall: Duration::from_millis(500),
+        data_stall: Duration::from_secs(1),
+        syn_retry: Duration::from_millis(250),
+        dial_timeout: Duration::from_secs(5),
     };
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// `dropped` waiting frames dropped, the others going on at `t` ms.
+    fn goes(dropped: usize, t: u64) -> Resumed {
+        Resumed {
+            dropped,
+            at: Some(at(t)),
+        }
+    }
+
+    fn all_dropped(n: usize) -> Resumed {
+        Resumed {
+            dropped: n,
+            at: None,
+        }
     }
 
     fn at(n: u64) -> Instant {
@@ -470,20 +606,21 @@ mod tests {
         );
         // Behind a waiting frame, even a passing link waits.
         assert_eq!(
-            s.send(k, at(1500), 10, (false, ms(1), 0.0), &mut rng),
+            s.send(k, at(1100), 10, (false, ms(1), 0.0), &mut rng),
             StreamVerdict::Stall
         );
-        assert_eq!(s.occupancy(k, at(2000)), 2);
+        assert_eq!(s.occupancy(k, at(1200)), 2);
         assert_eq!(s.stalled_keys(), vec![k]);
-        // Retransmissions at 1.2, 1.6, 2.4, 4.0, 7.2 s: healed at 4.5 s, it resumes at 7.2.
-        assert_eq!(s.resume(k, at(4500)), Some(Resumed::At(at(7200))));
-        let t = s.send_resumed(k, at(7200), 10, (ms(1), 0.0), &mut rng);
-        assert_eq!(t, at(7201));
+        // Retransmissions at 1.2, 1.6, 2.4, 4.0, 7.2 s: healed at 1.5 s, it resumes at
+        // 1.6, within the data lane's 1 s bound.
+        assert_eq!(s.resume(k, at(1500)), Some(goes(0, 1600)));
+        let t = s.send_resumed(k, at(1600), 10, (ms(1), 0.0), &mut rng);
+        assert_eq!(t, at(1601));
         assert!(s.stalled_keys().is_empty());
     }
 
     #[test]
-    fn a_stalled_control_lane_drops_its_frames_and_redials_a_round_trip_after_the_heal() {
+    fn a_stalled_lane_drops_its_frames_and_redials_a_round_trip_after_the_heal() {
         let mut s = Streams::new(INSTANT_WIRE);
         let mut rng = Rng::from_seed(6);
         let k = (0, 1, Lane::Control);
@@ -491,7 +628,7 @@ mod tests {
         // Cut for 300 ms: the retransmission at +200 ms comes within the bound; nothing
         // is given up.
         assert_eq!(s.send(k, at(1000), 10, cut, &mut rng), StreamVerdict::Stall);
-        assert_eq!(s.resume(k, at(1100)), Some(Resumed::At(at(1200))));
+        assert_eq!(s.resume(k, at(1100)), Some(goes(0, 1200)));
         let _ = s.send_resumed(k, at(1200), 10, (ms(1), 0.0), &mut rng);
         // Cut at 2 s with frames every 100 ms until the heal at 4.55 s: the connection is
         // given up at 2.5 s, each dial after it a bound later (the last, from 4.5 s, at
@@ -499,7 +636,7 @@ mod tests {
         for t in (2000..=4500).step_by(100) {
             assert_eq!(s.send(k, at(t), 10, cut, &mut rng), StreamVerdict::Stall);
         }
-        assert_eq!(s.resume(k, at(4550)), Some(Resumed::Dropped(26)));
+        assert_eq!(s.resume(k, at(4550)), Some(all_dropped(26)));
         assert_eq!(s.stats().stall_dropped, 26);
         // Until the doomed dial is given up, frames go into its queue and are dropped…
         let up = (false, ms(1), 0.0);
@@ -513,9 +650,31 @@ mod tests {
             s.send(k, at(5010), 10, up, &mut rng),
             StreamVerdict::Arrive(at(5011))
         );
-        // The data lane keeps TCP's backoff.
+        // The data lane keeps TCP's backoff within its own bound (1 s)…
         let d = (0, 1, D);
         assert_eq!(s.send(d, at(6000), 10, cut, &mut rng), StreamVerdict::Stall);
-        assert_eq!(s.resume(d, at(8000)), Some(Resumed::At(at(9000))));
+        assert_eq!(s.resume(d, at(6500)), Some(goes(0, 6600)));
+        let _ = s.send_resumed(d, at(6600), 10, (ms(1), 0.0), &mut rng);
+        // …and past it is given up: healed at 8.5 s, the retransmission would have come
+        // at 10.0 s (after 7.2, 7.6, 8.4); the connection went at 8.0 s with its frames.
+        assert_eq!(s.send(d, at(7000), 10, cut, &mut rng), StreamVerdict::Stall);
+        assert_eq!(s.resume(d, at(8500)), Some(all_dropped(1)));
+        // The next data frame dials: one round trip of set-up.
+        assert_eq!(
+            s.send(d, at(8600), 10, up, &mut rng),
+            StreamVerdict::Arrive(at(8603))
+        );
+        // Cut again at 10 s: the connection goes at 11 s with the frame sent at 10 s; a
+        // frame at 11.5 s dials, trying every 250 ms; healed at 12.1 s, its try at
+        // 12.25 s gets through and it goes on from there.
+        assert_eq!(
+            s.send(d, at(10_000), 10, cut, &mut rng),
+            StreamVerdict::Stall
+        );
+        assert_eq!(
+            s.send(d, at(11_500), 10, cut, &mut rng),
+            StreamVerdict::Stall
+        );
+        assert_eq!(s.resume(d, at(12_100)), Some(goes(1, 12_250)));
     }
 }

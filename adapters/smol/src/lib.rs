@@ -95,6 +95,9 @@ impl WriteHalf for Write<TcpStream> {
         AsyncWriteExt::flush(&mut self.0).await?;
         self.0.shutdown(std::net::Shutdown::Write)
     }
+    fn limit_unacknowledged(&self, limit: core::time::Duration) -> io::Result<()> {
+        flotilla_driver::limit_unacknowledged(&self.0, limit)
+    }
 }
 
 impl WriteHalf for Write<UnixStream> {

@@ -73,7 +73,7 @@ pub struct UnixRead(unix::OwnedReadHalf);
 pub struct UnixWrite(unix::OwnedWriteHalf);
 
 macro_rules! wrapped_halves {
-    ($read:ident, $write:ident) => {
+    ($read:ident, $write:ident $(, $extra:item)*) => {
         impl ReadHalf for $read {
             async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 AsyncReadExt::read(&mut self.0, buf).await
@@ -86,11 +86,18 @@ macro_rules! wrapped_halves {
             async fn shutdown(&mut self) -> io::Result<()> {
                 AsyncWriteExt::shutdown(&mut self.0).await
             }
+            $($extra)*
         }
     };
 }
 
-wrapped_halves!(TcpRead, TcpWrite);
+wrapped_halves!(
+    TcpRead,
+    TcpWrite,
+    fn limit_unacknowledged(&self, limit: core::time::Duration) -> io::Result<()> {
+        flotilla_driver::limit_unacknowledged(self.0.as_ref(), limit)
+    }
+);
 wrapped_halves!(UnixRead, UnixWrite);
 fn split_tcp(s: TcpStream) -> (TcpRead, TcpWrite) {
     let (r, w) = s.into_split();

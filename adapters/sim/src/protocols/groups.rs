@@ -71,6 +71,9 @@ struct ServiceLoad {
 /// How often a simulated agent says `done`.
 const DONE_EVERY: core::time::Duration = core::time::Duration::from_millis(300);
 
+/// The longest a flush may take (`flushes-prompt`): issue 16's worst case under loss.
+const FLUSH_BOUND: core::time::Duration = core::time::Duration::from_secs(2);
+
 /// The client-groups protocol as the simulator sees it.
 #[derive(Clone, Debug, Default)]
 pub struct GroupsProtocol {
@@ -111,6 +114,8 @@ pub struct GroupsProtocol {
     fifo_order: BTreeMap<(usize, u64, String, u64), u64>,
     /// What service agents heard on their streams.
     agents: Agents,
+    /// The longest flush any daemon reported (`GroupsEvent::Closed::took`).
+    slowest_flush: core::time::Duration,
     violation: Option<String>,
 }
 
@@ -371,6 +376,7 @@ impl Protocol for GroupsProtocol {
             "barriers-finished",
             "all-in",
             "resends-bounded",
+            "flushes-prompt",
         ]
     }
 
@@ -491,6 +497,9 @@ impl Protocol for GroupsProtocol {
                     .sum();
                 resent <= self.sent.len() as u64
             }
+            // Issue 16: every flush so far finished within 2 s of its daemon learning the
+            // view (the worst the issue allows under loss; p99 should be under 1 s).
+            "flushes-prompt" => self.slowest_flush <= FLUSH_BOUND,
             "all-in" => super::membership::all_in_one_view(world, &up, |p| p.a().view()),
             "all-delivered" => {
                 let steady: Vec<usize> = up
@@ -616,7 +625,8 @@ impl GroupsProtocol {
             GroupsEvent::FifoDelivered {
                 view, id, payload, ..
             } => self.on_fifo(node, &name, view, id, payload),
-            GroupsEvent::Closed { old, new, .. } => {
+            GroupsEvent::Closed { old, new, took, .. } => {
+                self.slowest_flush = self.slowest_flush.max(*took);
                 let life = self.last[node].0;
                 let mine = self
                     .per_view
