@@ -246,6 +246,92 @@ fn local_match_never_leaves_the_daughtership() {
     assert_eq!(n.ships[1].stats().local_matches, 1);
 }
 
+/// A connect given up by its client while its offer is on the way (lost here) releases
+/// the accept reserved for it at once: the next connect is matched without waiting for
+/// the reservation to time out.
+#[test]
+fn a_cancelled_connect_frees_its_reserved_accept_at_once() {
+    let (mut n, _, _) = an_offer_lost_before_the_origin();
+    n.close(2, 2);
+    n.open(3, 5);
+    n.say(3, 5, "connect svc 5 dave");
+    assert!(
+        n.finals(3, 5)
+            .first()
+            .is_some_and(|l| l.starts_with("200 10.9.9.9:7000 conn=")),
+        "{:?}",
+        n.finals(3, 5)
+    );
+    assert!(
+        n.finals(3, 1)[0].ends_with("client=dave"),
+        "{:?}",
+        n.finals(3, 1)
+    );
+}
+
+/// Every brokered connection gets an id of its own, matched locally or across the tree
+/// (the clients tell their two ends apart by it).
+#[test]
+fn every_brokered_connection_has_an_id_of_its_own() {
+    let mut n = tree(true);
+    let mut ids = Vec::new();
+    for k in 0..4u64 {
+        // A local match at ship 1, then one across the tree (held at 3, asked at 2).
+        for (holder, asker) in [(1, 1), (3, 2)] {
+            let (a, c) = (10 + 2 * k, 11 + 2 * k);
+            n.open(holder, a);
+            n.say(holder, a, "accept svc 10.9.9.9:7000 5");
+            n.open(asker, c);
+            n.say(asker, c, "connect svc 5 bob");
+            let f = n.finals(asker, c);
+            assert_eq!(f.len(), 1, "{f:?}");
+            ids.push(f[0].split("conn=").nth(1).unwrap().to_string());
+        }
+    }
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an id was given twice: {ids:?}");
+}
+
+/// An accept is offered to a connect from elsewhere only while more than
+/// `offer_margin` (1 s) is left of it, so the offer can cross the tree and be confirmed
+/// in time; a connect on its own ship needs no such margin.
+#[test]
+fn an_accept_about_to_expire_serves_only_its_own_ship() {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    // Exactly the margin left: not enough for a connect from elsewhere.
+    n.advance(Duration::from_secs(4));
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    assert!(n.finals(2, 2).is_empty(), "{:?}", n.finals(2, 2));
+    assert!(n.finals(3, 1).is_empty(), "{:?}", n.finals(3, 1));
+    // On its own ship it is matched at once.
+    n.open(3, 3);
+    n.say(3, 3, "connect svc 5 carol");
+    assert!(
+        n.finals(3, 3)[0].starts_with("200 10.9.9.9:7000 conn="),
+        "{:?}",
+        n.finals(3, 3)
+    );
+    assert!(
+        n.finals(3, 1)[0].ends_with("client=carol"),
+        "{:?}",
+        n.finals(3, 1)
+    );
+}
+
+/// An accept reserved for one connect (its offer still on the way) is not free for
+/// another, not even one on its own ship.
+#[test]
+fn a_reserved_accept_is_not_matched_again() {
+    let (mut n, _, _) = an_offer_lost_before_the_origin();
+    n.open(3, 5);
+    n.say(3, 5, "connect svc 5 dave");
+    assert!(n.finals(3, 5).is_empty(), "{:?}", n.finals(3, 5));
+    assert!(n.finals(3, 1).is_empty(), "{:?}", n.finals(3, 1));
+}
+
 #[test]
 fn cross_daughtership_pair_matches_at_the_common_ancestor() {
     let mut n = tree(true);
