@@ -297,6 +297,29 @@ plant core/src/membership/machine/agreement.rs \
 
 only=${1:-}
 failed=0
+# Survivors of the broker's mutation run (TESTING.md), killed since: connection ids
+# given twice, a reserved accept matched again, the offer margin skipped for connects
+# from elsewhere, and a cancel ignored.
+plant core/src/ship/machine/broker.rs \
+  '        if !reuse {
+            self.next_conn += 1;' \
+  '        if reuse {
+            self.next_conn += 1;' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  ') && (!remote || r.deadline == Instant::MAX || r.deadline > now + margin)' \
+  ') || (!remote || r.deadline == Instant::MAX || r.deadline > now + margin)' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  ') && (!remote || r.deadline == Instant::MAX || r.deadline > now + margin)' \
+  ') && (remote || r.deadline == Instant::MAX || r.deadline > now + margin)' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '    pub(super) fn on_cancel(&mut self, now: Instant, ticket: Ticket) {
+        self.end_connect(now, ticket, None);' \
+  '    pub(super) fn on_cancel(&mut self, now: Instant, ticket: Ticket) {
+        let _ = (now, ticket);' \
+  ship
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi
