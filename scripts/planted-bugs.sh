@@ -320,6 +320,11 @@ plant core/src/ship/machine/broker.rs \
   '    pub(super) fn on_cancel(&mut self, now: Instant, ticket: Ticket) {
         let _ = (now, ticket);' \
   ship
+# Relays' routes dropped a second early (the grace after a connect's deadline halved).
+plant core/src/ship/machine/broker.rs \
+  'let grace = (self.cfg.timings.retry * 4).max(self.cfg.timings.offer_margin * 2);' \
+  'let grace = (self.cfg.timings.retry * 4).max(self.cfg.timings.offer_margin / 2);' \
+  ship
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

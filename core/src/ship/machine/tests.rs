@@ -346,8 +346,14 @@ fn cross_daughtership_pair_matches_at_the_common_ancestor() {
     let conn = c[0].split("conn=").nth(1).unwrap();
     assert_eq!(a[0], format!("200 conn={conn} client=bob"));
     assert_eq!(n.ships[3].stats().remote_matches, 1);
-    // Routes linger (so repeated offers still find the origin), then expire.
-    n.advance(Duration::from_secs(7));
+    // Routes linger (so repeated offers still find the origin) for the connect's 5 s
+    // and a grace of twice the offer margin (2 s), then expire.
+    n.advance(Duration::from_millis(6900));
+    assert!(
+        n.ships.iter().map(|s| s.routes()).sum::<usize>() > 0,
+        "the relays' routes went before the grace ended"
+    );
+    n.advance(Duration::from_millis(100));
     assert_eq!(
         n.ships.iter().map(|s| s.routes()).sum::<usize>(),
         0,
