@@ -57,6 +57,18 @@ impl Flood {
                     "{name}: starts remembered after the first window closed"
                 ));
             }
+            // What a neighbour is believed to hold of a stream is a range its digest
+            // could have said (the decoder refuses any other), and an eviction only
+            // moves its start up to past what it still has.
+            for (nb, n) in &g.neighbours {
+                if let Some((k, m)) = n.marks.iter().find(|(_, (low, through))| {
+                    *low == 0 || *low > through.saturating_add(1)
+                }) {
+                    return Err(format!(
+                        "{name}: neighbour {nb}'s marks {m:?} of stream {k:?} are no range"
+                    ));
+                }
+            }
             for (k, s) in &g.streams {
                 if s.provisional && !g.fresh {
                     return Err(format!(

@@ -1050,6 +1050,28 @@ fn first_window_checks_fire_on_a_corrupted_state() {
     assert!(e.contains("starts remembered"), "{e}");
 }
 
+/// The check on a neighbour's marks fires on a range no digest could carry: a start past
+/// everything it has and one more (an eviction that moved it too far).
+#[test]
+fn a_neighbours_marks_past_its_stream_are_caught() {
+    let n = 3;
+    let mut net = Net::new(config(n, 2, "", ""), n);
+    net.run_for(Duration::from_secs(4));
+    net.flood(0, "x");
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.site(1).check_invariants(), Ok(()));
+    let mut m = net.sites[1].take().unwrap();
+    let g = m.groups.get_mut("g").unwrap();
+    let (low, through) = g
+        .neighbours
+        .values_mut()
+        .find_map(|nb| nb.marks.values_mut().next())
+        .expect("a neighbour's digest gave marks");
+    *low = *through + 2;
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("are no range"), "{e}");
+}
+
 fn lost_items(net: &Net, i: usize) -> Vec<(u64, u64, LostReason)> {
     net.exported[i]
         .iter()

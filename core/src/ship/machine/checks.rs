@@ -129,12 +129,36 @@ impl Ship {
                         if !self.timers.contains(&Timer::Reserve(*t)) {
                             return Err(format!("reserved accept {t:?} has no reservation timer"));
                         }
+                        // Between an offer and its confirm: the connect may take the
+                        // offer only while the confirm can still come back, never past
+                        // the accept's own deadline; and the connection id is this
+                        // ship's, the one the offer carries and the confirm must name.
+                        if res.window_end > res.expires || res.expires > r.deadline {
+                            return Err(format!(
+                                "accept {t:?}'s offer window ends at {:?} and its wait at {:?}, \
+                                 past each other or the accept's deadline {:?}",
+                                res.window_end, res.expires, r.deadline
+                            ));
+                        }
+                        if !res.conn.starts_with(&format!("{:016x}-", self.id)) {
+                            return Err(format!(
+                                "accept {t:?} is reserved under connection id {}, not one of ours",
+                                res.conn
+                            ));
+                        }
                     }
                 }
-                ReqKind::Connect { key } => match self.routes.get(t) {
-                    Some(rt) if rt.from == Hop::Here && rt.key == *key => {}
-                    _ => return Err(format!("connect {t:?} has no route of its own")),
-                },
+                ReqKind::Connect { key } => {
+                    match self.routes.get(t) {
+                        Some(rt) if rt.from == Hop::Here && rt.key == *key => {}
+                        _ => return Err(format!("connect {t:?} has no route of its own")),
+                    }
+                    // A connect remembered as ended (confirmed or given up) no longer
+                    // waits: a repeated offer would be answered from the memory.
+                    if self.finished.contains_key(t) {
+                        return Err(format!("connect {t:?} waits but is remembered as ended"));
+                    }
+                }
                 ReqKind::Config { .. } => {}
             }
         }

@@ -269,6 +269,43 @@ fn a_cancelled_connect_frees_its_reserved_accept_at_once() {
     );
 }
 
+/// The checks between an offer and its confirm fire on a corrupted reservation (a
+/// window past its wait, a foreign connection id) and on a waiting connect remembered as
+/// ended.
+#[test]
+fn the_offer_checks_fire_on_a_corrupted_reservation() {
+    fn reserved(n: &mut Net) -> &mut Reservation {
+        n.ships[3]
+            .reqs
+            .values_mut()
+            .find_map(|r| match &mut r.kind {
+                ReqKind::Accept {
+                    reservation: Some(res),
+                    ..
+                } => Some(res),
+                _ => None,
+            })
+            .expect("ship 3 reserved its accept")
+    }
+    let (mut n, _, _) = an_offer_lost_before_the_origin();
+    n.ships[3].check_invariants().unwrap();
+    let res = reserved(&mut n);
+    res.window_end = res.expires + Duration::from_millis(1);
+    let e = n.ships[3].check_invariants().unwrap_err();
+    assert!(e.contains("offer window"), "{e}");
+
+    let (mut n, _, _) = an_offer_lost_before_the_origin();
+    reserved(&mut n).conn = "00000000000000ff-1".into();
+    let e = n.ships[3].check_invariants().unwrap_err();
+    assert!(e.contains("not one of ours"), "{e}");
+
+    let (mut n, ticket, _) = an_offer_lost_before_the_origin();
+    n.ships[2].check_invariants().unwrap();
+    n.ships[2].finished.insert(ticket, None);
+    let e = n.ships[2].check_invariants().unwrap_err();
+    assert!(e.contains("remembered as ended"), "{e}");
+}
+
 /// Every brokered connection gets an id of its own, matched locally or across the tree
 /// (the clients tell their two ends apart by it).
 #[test]
