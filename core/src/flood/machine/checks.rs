@@ -61,9 +61,11 @@ impl Flood {
             // could have said (the decoder refuses any other), and an eviction only
             // moves its start up to past what it still has.
             for (nb, n) in &g.neighbours {
-                if let Some((k, m)) = n.marks.iter().find(|(_, (low, through))| {
-                    *low == 0 || *low > through.saturating_add(1)
-                }) {
+                if let Some((k, m)) = n
+                    .marks
+                    .iter()
+                    .find(|(_, (low, through))| *low == 0 || *low > through.saturating_add(1))
+                {
                     return Err(format!(
                         "{name}: neighbour {nb}'s marks {m:?} of stream {k:?} are no range"
                     ));
