@@ -325,6 +325,13 @@ plant core/src/ship/machine/broker.rs \
   'let grace = (self.cfg.timings.retry * 4).max(self.cfg.timings.offer_margin * 2);' \
   'let grace = (self.cfg.timings.retry * 4).max(self.cfg.timings.offer_margin / 2);' \
   ship
+# A stale view (or one of another life of this daemon) taken unless it is both.
+plant core/src/groups/machine/mod.rs \
+  '        if v.id <= *current
+            || v.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation)' \
+  '        if v.id <= *current
+            && v.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation)' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -280,6 +280,35 @@ fn a_daemon_alone_delivers_its_own_send_at_once() {
     g.check_invariants().unwrap();
 }
 
+/// A view that is not newer than the one in force, or that names another life of this
+/// daemon, changes nothing: no flush starts.
+#[test]
+fn a_stale_view_or_one_of_another_life_is_ignored() {
+    let mut net = Net::new(&["a", "b"]);
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0, 1]);
+    net.run_until(|n| n.nodes.iter().all(|x| !x.g.flushing()));
+    assert_eq!(net.nodes[0].g.view().id, v2.id);
+    net.install(&view(1, &["a", "b"]), &[0]);
+    assert!(!net.nodes[0].g.flushing(), "a stale view started a flush");
+    net.install(&v2, &[0]);
+    assert!(
+        !net.nodes[0].g.flushing(),
+        "the view in force started a flush again"
+    );
+    let mut other_life = view(3, &["a", "b"]);
+    other_life.members[0].incarnation += 1;
+    net.install(&other_life, &[0]);
+    assert!(
+        !net.nodes[0].g.flushing(),
+        "a view of another life of this daemon started a flush"
+    );
+    assert_eq!(net.nodes[0].g.view().id, v2.id);
+    // A newer view with this life does.
+    net.install(&view(3, &["a", "b"]), &[0]);
+    assert!(net.nodes[0].g.flushing());
+}
+
 // ----- (b) refusals -----
 
 #[test]
