@@ -340,7 +340,8 @@ fn groups_under_loss(
     let mut merges = Vec::new();
     if let Some(c) = churn {
         let others: Vec<usize> = (0..n - 1).collect();
-        thread::sleep(c.every.saturating_sub(c.down));
+        let up = c.every.saturating_sub(c.down);
+        thread::sleep(up);
         while !senders.iter().all(|s| s.is_finished()) {
             eprintln!("{test}: cut at {:?}", wall());
             cluster.net.cut(n - 1, &others, loss).expect("cut");
@@ -349,6 +350,7 @@ fn groups_under_loss(
             }
             thread::sleep(c.down);
             cluster.net.set_loss(loss).expect("heal");
+            eprintln!("{test}: healed at {:?}", wall());
             // Heal to merged view: every daemon lists all n again.
             let healed = Instant::now();
             let merged = loop {
@@ -358,21 +360,14 @@ fn groups_under_loss(
                 if all {
                     break Some(healed.elapsed());
                 }
-                if healed.elapsed() >= c.every.saturating_sub(c.down) {
+                if healed.elapsed() >= up {
                     break None;
                 }
                 thread::sleep(Duration::from_millis(20));
             };
-            eprintln!(
-                "{test}: healed at {:?}, merged view after {merged:?}",
-                wall()
-            );
+            eprintln!("{test}: merged view {merged:?} after the heal");
             merges.push(merged);
-            thread::sleep(
-                c.every
-                    .saturating_sub(c.down)
-                    .saturating_sub(healed.elapsed()),
-            );
+            thread::sleep(up.saturating_sub(healed.elapsed()));
         }
     }
     for s in senders {

@@ -60,9 +60,14 @@ fn stream_loss_is_delay_and_repeats_stay_paced() {
 #[test]
 fn flushes_finish_promptly_after_a_cut_under_twenty_percent_loss() {
     swept("groups-cut-flush", 0..4);
-    let kernel_alone = builtin("groups-cut-flush").unwrap().replace(
+    let with_fix = builtin("groups-cut-flush").unwrap();
+    let kernel_alone = with_fix.replace(
         "(:queue 4096))",
         "(:queue 4096) (:data-stall 120s) (:syn-retry 1s))",
+    );
+    assert_ne!(
+        kernel_alone, with_fix,
+        "the scenario's stream settings moved"
     );
     let scn = Scenario::parse(&kernel_alone, GroupsProtocol::default(), None).unwrap();
     let r = sweep(&scn, 0..8);

@@ -111,12 +111,11 @@ pub struct DriverConfig {
     /// How long bytes written to a data-lane connection may go unacknowledged by the
     /// peer's TCP before the kernel gives the connection up (`TCP_USER_TIMEOUT`), its
     /// queued frames are dropped (counted) and the next frame dials afresh (SPEC.md
-    /// §7.1). Without it a data
-    /// connection that had frames in flight when a partition began resumes only at its
-    /// backed-off retransmission, up to 3 s after a 3 s partition heals, and a flush
-    /// waits for it. 1 s: a segment must be lost on three tries in a row to trip it on
-    /// a sparse connection (0.2 + 0.4 + 0.8 s), which the machines' own repeats then
-    /// recover, as after any dropped frame.
+    /// §7.1). Without it a data connection that had frames in flight when a partition
+    /// began resumes only at its backed-off retransmission, up to 3 s after a 3 s
+    /// partition heals, and a flush waits for it. 1 s: a segment must be lost on three
+    /// tries in a row to trip it on a sparse connection (0.2 + 0.4 + 0.8 s), which the
+    /// machines' own repeats then recover, as after any dropped frame.
     pub data_stall: Duration,
     /// Effects running at once; more wait in order.
     pub effect_concurrency: usize,

@@ -198,11 +198,12 @@ fn stream_params(forms: &[Node]) -> Result<StreamParams, SexprError> {
             Some("control-stall") => p.control_stall = v.duration()?,
             Some("data-stall") => p.data_stall = v.duration()?,
             Some("syn-retry") => p.syn_retry = v.duration()?,
+            Some("dial-timeout") => p.dial_timeout = v.duration()?,
             _ => {
                 return Err(err(
                     f,
                     format!(
-                        "unknown stream setting {f} (use :mbit :queue :min-rto :max-rto :control-stall :data-stall :syn-retry)"
+                        "unknown stream setting {f} (use :mbit :queue :min-rto :max-rto :control-stall :data-stall :syn-retry :dial-timeout)"
                     ),
                 ));
             }

@@ -215,7 +215,7 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
     ),
     (
         "groups-cut-flush",
-        "5 daemons over TCP streams with 20 % loss, one cut off for 3 s twice: every flush within 2 s",
+        "5 daemons over TCP streams with 20 % loss, one cut off for 3.3 s and then 2.5 s: every flush within 2 s",
         include_str!("../scenarios/groups-cut-flush.scn"),
     ),
     (

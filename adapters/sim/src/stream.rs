@@ -19,18 +19,21 @@
 //!   off (doubling from `min-rto`, at most `max-rto`) all the while the link was cut;
 //! - unless that retransmission comes after the lane's stall bound: the driver gives up a
 //!   control connection whose writes have gone unanswered for `control-stall` (500 ms,
-//!   the driver's `control_stall`), a data connection whose bytes have gone
+//!   the driver's `control_stall`) and a data connection whose bytes have gone
 //!   unacknowledged for `data-stall` (1 s, the driver's `data_stall`, which the kernel
-//!   applies as `TCP_USER_TIMEOUT`), and a dial on either lane not through within its
-//!   bound: the frames waiting are dropped and counted, the backoff is gone with the
-//!   connection, and the next frame dials afresh, arriving one round trip (the
-//!   connection set-up) later than it would on an open connection. A dial made while
-//!   the link is cut is given up the same way after the bound, so after a cut longer
-//!   than the bound every frame sent during it is dropped, and so is every frame sent
-//!   before the last dial's bound runs out (SPEC.md §6.3, §7.1). Not modelled: a live
-//!   but lossy data connection whose one segment is lost on every try for the whole
-//!   bound (five times in a row here, where each loss costs at most `min-rto`) is given
-//!   up by the kernel too.
+//!   applies as `TCP_USER_TIMEOUT`): the frames sent before are dropped and counted, the
+//!   backoff is gone with the connection, and the next frame dials afresh, arriving one
+//!   round trip (the connection set-up) later than it would on an open connection, and
+//!   `syn-retry` later for each SYN or answer lost (the driver's racing dial);
+//! - a control dial not through within `control-stall` is given up with its frames, so
+//!   after a cut longer than the bound every control frame sent during it is dropped,
+//!   and so is every one sent before the last dial's bound runs out; a data dial keeps
+//!   trying, its frames waiting, for `dial-timeout` (the driver's `connect_timeout`), and
+//!   the first try after the heal gets through (SPEC.md §6.1, §7.1).
+//!
+//! Not modelled: a live but lossy data connection whose one segment is lost on every try
+//! for the whole bound (five times in a row here, where each loss costs at most
+//! `min-rto`) is given up by the kernel too.
 //!
 //! The model keeps no bytes: the simulator holds waiting frames; this decides when each
 //! one arrives.
@@ -55,8 +58,8 @@ pub struct StreamParams {
     /// How long a control-lane connection or dial may make no progress before the driver
     /// gives it up (its `control_stall`).
     pub control_stall: Duration,
-    /// How long a data-lane connection's bytes may go unacknowledged, or its dial take,
-    /// before it is given up (the driver's `data_stall`, `TCP_USER_TIMEOUT`).
+    /// How long a data-lane connection's bytes may go unacknowledged before it is given
+    /// up (the driver's `data_stall`, `TCP_USER_TIMEOUT`).
     pub data_stall: Duration,
     /// How long after a dial's SYN (or the answer to it) was lost a new one goes out: the
     /// kernel alone retries after 1 s; the driver dials again in parallel sooner
@@ -255,10 +258,10 @@ impl Streams {
         StreamVerdict::Arrive(self.schedule(key, start, len, latency, loss, rng))
     }
 
-    /// The link of `key` passes again at `now`: when its waiting frames start again
-    /// (the sender's next retransmission), or that they were dropped (a control
-    /// connection given up). The caller then sends each with [`Streams::send_resumed`],
-    /// in order, or drops them all.
+    /// The link of `key` passes again at `now`: how many of its waiting frames were
+    /// dropped with a connection or dial given up during the cut, and when the others go
+    /// on (the sender's next retransmission, or a data dial's next try). The caller drops
+    /// those and sends the others with [`Streams::send_resumed`], in order.
     pub fn resume(&mut self, key: StreamKey, now: Instant) -> Option<Resumed> {
         let params = self.params;
         let s = self.links.get_mut(&key)?;
@@ -292,8 +295,7 @@ impl Streams {
         }
         // A control connection (or dial) is given up at since + bound with what it
         // queued; the next frame dials into the cut link and is given up a bound later,
-        // and so on: a control dial's SYN is first sent again at or past its bound, so a
-        // dial into a cut link never gets through.
+        // and so on: every try of a dial into a cut link is lost, so none gets through.
         let mut until = since + bound;
         for t in &waiting {
             if *t >= until {
@@ -676,5 +678,67 @@ mod tests {
             StreamVerdict::Stall
         );
         assert_eq!(s.resume(d, at(12_100)), Some(goes(1, 12_250)));
+        // Cut at 20 s: the connection goes at 21 s; a frame at 21.5 s dials until
+        // 26.5 s and gives up with it; a frame at 27 s dials again; healed at 27.3 s,
+        // that dial's try at 27.5 s gets through and only its frame goes on.
+        for t in [20_000, 21_500, 27_000] {
+            assert_eq!(s.send(d, at(t), 10, cut, &mut rng), StreamVerdict::Stall);
+        }
+        assert_eq!(s.resume(d, at(27_300)), Some(goes(2, 27_500)));
+    }
+
+    /// A fresh connection pays `syn-retry` for each SYN or answer lost; a control dial
+    /// that loses both tries within its bound is given up with its frame, a data dial
+    /// keeps trying.
+    #[test]
+    fn a_lost_syn_costs_a_retry_and_a_control_dial_gives_up_at_its_bound() {
+        let up = |loss| (false, ms(1), loss);
+        let mut retried = 0;
+        for seed in 0..40 {
+            let mut s = Streams::new(INSTANT_WIRE);
+            let mut rng = Rng::from_seed(seed);
+            let d = (0, 1, D);
+            // A data connection given up in a cut, so the next frame dials.
+            assert_eq!(
+                s.send(d, at(0), 10, (true, ms(1), 0.0), &mut rng),
+                StreamVerdict::Stall
+            );
+            assert_eq!(s.resume(d, at(2000)), Some(all_dropped(1)));
+            let StreamVerdict::Arrive(t) = s.send(d, at(3000), 10, up(0.3), &mut rng) else {
+                panic!("a data dial at 30 % loss gives up only after 5 s of tries");
+            };
+            // Set-up and one-way latency (3 ms), each try lost 250 ms, and whatever
+            // the frame itself lost (a multiple of 200 ms or less on a fresh stream).
+            let setup = t.saturating_duration_since(at(3003)).as_millis() as u64;
+            let tries = (0..=setup / 250).any(|k| (setup - 250 * k).is_multiple_of(200));
+            assert!(
+                tries,
+                "seed {seed}: {setup} ms is no sum of retries and losses"
+            );
+            retried += u64::from(setup >= 250);
+        }
+        assert!(retried > 0, "no dial lost a try at 30 % loss over 40 seeds");
+        // At 99 % loss every try is lost: a control dial gives up at its bound (two
+        // tries of 250 ms) and the frames sent meanwhile go with it.
+        let mut s = Streams::new(INSTANT_WIRE);
+        let mut rng = Rng::from_seed(1);
+        let c = (0, 1, Lane::Control);
+        assert_eq!(
+            s.send(c, at(0), 10, (true, ms(1), 0.0), &mut rng),
+            StreamVerdict::Stall
+        );
+        assert_eq!(s.resume(c, at(2000)), Some(all_dropped(1)));
+        assert_eq!(
+            s.send(c, at(3000), 10, up(0.99), &mut rng),
+            StreamVerdict::Doomed
+        );
+        assert_eq!(
+            s.send(c, at(3400), 10, up(0.0), &mut rng),
+            StreamVerdict::Doomed
+        );
+        assert_eq!(
+            s.send(c, at(3500), 10, up(0.0), &mut rng),
+            StreamVerdict::Arrive(at(3503))
+        );
     }
 }

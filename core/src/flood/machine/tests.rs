@@ -1023,10 +1023,9 @@ fn updates_are_reported_purged_on_the_origins_word_only() {
     assert_eq!(lost_events(&net, 3), [(1, 3, LostReason::Purged)]);
 }
 
-/// The first window's checks fire: a stream still waiting to be settled, or starts
-/// still remembered, after the window closed.
-#[test]
-fn first_window_checks_fire_on_a_corrupted_state() {
+/// Site 1 of three, consistent, its first window closed, after one update flooded from
+/// site 0 (the key of that stream), taken out of its net to be corrupted.
+fn a_site_past_its_first_window() -> (Flood, StreamKey) {
     let n = 3;
     let mut net = Net::new(config(n, 2, "", ""), n);
     net.run_for(Duration::from_secs(4));
@@ -1037,7 +1036,14 @@ fn first_window_checks_fire_on_a_corrupted_state() {
         origin: "s1".into(),
         incarnation: net.site(0).incarnation(),
     };
-    let mut m = net.sites[1].take().unwrap();
+    (net.sites[1].take().unwrap(), key)
+}
+
+/// The first window's checks fire: a stream still waiting to be settled, or starts
+/// still remembered, after the window closed.
+#[test]
+fn first_window_checks_fire_on_a_corrupted_state() {
+    let (mut m, key) = a_site_past_its_first_window();
     let g = m.groups.get_mut("g").unwrap();
     assert!(!g.fresh);
     g.streams.get_mut(&key).unwrap().provisional = true;
@@ -1054,13 +1060,7 @@ fn first_window_checks_fire_on_a_corrupted_state() {
 /// everything it has and one more (an eviction that moved it too far).
 #[test]
 fn a_neighbours_marks_past_its_stream_are_caught() {
-    let n = 3;
-    let mut net = Net::new(config(n, 2, "", ""), n);
-    net.run_for(Duration::from_secs(4));
-    net.flood(0, "x");
-    net.run_for(Duration::from_secs(1));
-    assert_eq!(net.site(1).check_invariants(), Ok(()));
-    let mut m = net.sites[1].take().unwrap();
+    let (mut m, _) = a_site_past_its_first_window();
     let g = m.groups.get_mut("g").unwrap();
     let (low, through) = g
         .neighbours

@@ -163,6 +163,22 @@ impl Net {
         self.settle();
     }
 
+    /// `asker` on `ship` was matched with the accept at 10.9.9.9:7000 held by `acceptor`
+    /// there, and the acceptor was told the connect came from `who`.
+    fn assert_matched_here(&self, ship: usize, (asker, acceptor): (u64, u64), who: &str) {
+        let (c, a) = (self.finals(ship, asker), self.finals(ship, acceptor));
+        assert!(
+            c.first()
+                .is_some_and(|l| l.starts_with("200 10.9.9.9:7000 conn=")),
+            "{c:?}"
+        );
+        assert!(
+            a.first()
+                .is_some_and(|l| l.ends_with(&format!("client={who}"))),
+            "{a:?}"
+        );
+    }
+
     /// Final replies (non-1xx) for a client.
     fn finals(&self, ship: usize, client: u64) -> Vec<String> {
         self.replies
@@ -255,18 +271,7 @@ fn a_cancelled_connect_frees_its_reserved_accept_at_once() {
     n.close(2, 2);
     n.open(3, 5);
     n.say(3, 5, "connect svc 5 dave");
-    assert!(
-        n.finals(3, 5)
-            .first()
-            .is_some_and(|l| l.starts_with("200 10.9.9.9:7000 conn=")),
-        "{:?}",
-        n.finals(3, 5)
-    );
-    assert!(
-        n.finals(3, 1)[0].ends_with("client=dave"),
-        "{:?}",
-        n.finals(3, 1)
-    );
+    n.assert_matched_here(3, (5, 1), "dave");
 }
 
 /// The checks between an offer and its confirm fire on a corrupted reservation (a
@@ -346,16 +351,7 @@ fn an_accept_about_to_expire_serves_only_its_own_ship() {
     // On its own ship it is matched at once.
     n.open(3, 3);
     n.say(3, 3, "connect svc 5 carol");
-    assert!(
-        n.finals(3, 3)[0].starts_with("200 10.9.9.9:7000 conn="),
-        "{:?}",
-        n.finals(3, 3)
-    );
-    assert!(
-        n.finals(3, 1)[0].ends_with("client=carol"),
-        "{:?}",
-        n.finals(3, 1)
-    );
+    n.assert_matched_here(3, (3, 1), "carol");
 }
 
 /// An accept reserved for one connect (its offer still on the way) is not free for
