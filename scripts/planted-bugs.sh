@@ -332,6 +332,16 @@ plant core/src/groups/machine/mod.rs \
   '        if v.id <= *current
             && v.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation)' \
   groups
+# The flush's states (mutation survivors): a state from outside the new view taken, and
+# the last state not starting the view at once.
+plant core/src/groups/machine/mod.rs \
+  'if f.view.id != view || f.view.member(&from).is_none() {' \
+  'if f.view.id != view && f.view.member(&from).is_none() {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if f.states.len() == f.view.members.len() {' \
+  'if f.states.len() != f.view.members.len() {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

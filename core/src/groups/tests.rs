@@ -1125,3 +1125,86 @@ fn a_fifo_origin_without_acknowledgements_stops_at_its_window() {
         "{got} large ones sent"
     );
 }
+
+// ----- (k) the flush's states: the last one starts the view, outsiders count for nothing -----
+
+#[test]
+fn the_flush_starts_the_new_view_as_soon_as_the_last_state_is_in() {
+    // The last member's state must start the view when it arrives, not at the sequencer's
+    // next ask a round later (mutation survivor: `states.len() == members.len()` in
+    // `on_flush_state` turned `!=`).
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let before = net.now;
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    // Frames only: no timer may fire.
+    while !net.queue.is_empty() {
+        net.step();
+    }
+    assert_eq!(net.now, before, "a timer had to fire for the flush to end");
+    for (i, n) in net.nodes.iter().enumerate() {
+        assert!(!n.g.flushing(), "node {i} still flushing");
+        assert_eq!(
+            n.flush_times().last(),
+            Some(&(v2.id.clone(), Duration::ZERO)),
+            "node {i}"
+        );
+    }
+}
+
+#[test]
+fn a_flush_state_from_a_daemon_outside_the_new_view_is_ignored() {
+    // A state from a daemon that is not in the new view (c, which the view change
+    // removed: its address is still known from the old view) must not count toward the
+    // flush nor bring its clients into the new view's table (mutation survivor: the test
+    // `view != f.view.id || member(from).is_none()` in `on_flush_state` turned `&&`).
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let tables = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = tables.clone();
+    net.drop = Box::new(move |from, to, m| {
+        if let GroupMsg::Start { table, .. } = m {
+            seen.borrow_mut().push(table.clone());
+        }
+        from == 2 || to == 2
+    });
+    let v2 = view(2, &["a", "b"]);
+    // a, the sequencer, is flushing; b has not seen the view yet.
+    net.install(&v2, &[0]);
+    let forged = GroupMsg::FlushState {
+        view: v2.id.clone(),
+        old: v1.id.clone(),
+        upto: 0,
+        held: Vec::new(),
+        locals: vec![("g".into(), "#ghost#c".into())],
+        from: "c".into(),
+        fifo: Vec::new(),
+    };
+    let _ = net.input(
+        0,
+        Input::Frame {
+            from: addr(2),
+            frame: forged.to_frame(),
+        },
+    );
+    net.install(&v2, &[1]);
+    net.run_until(|n| {
+        n.nodes[..2]
+            .iter()
+            .all(|x| !x.g.flushing() && x.g.pending() == 0)
+    });
+    let tables = tables.borrow();
+    assert!(!tables.is_empty(), "the new view was started");
+    for t in tables.iter() {
+        assert!(
+            t.iter().all(|(_, _, daemon)| daemon != "c"),
+            "a start carried the clients of a daemon outside the view: {t:?}"
+        );
+    }
+    assert!(net.nodes[..2].iter().all(|n| n.g.view().id == v2.id));
+}
