@@ -332,6 +332,103 @@ plant core/src/groups/machine/mod.rs \
   '        if v.id <= *current
             && v.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation)' \
   groups
+# A flush table that ignores each daemon's own joins and leaves above what it delivered.
+plant core/src/groups/machine/mod.rs \
+  'for (_, it) in above.take_while(|(s, _)| **s <= *hi) {' \
+  'for (_, it) in above.take_while(|(s, _)| **s > *hi) {' \
+  groups
+# The flush table applies other daemons' items to a daemon, not its own.
+plant core/src/groups/machine/mod.rs \
+  'if it.id.origin != *daemon || Some(it.id.incarnation) != incarnation {' \
+  'if it.id.origin == *daemon || Some(it.id.incarnation) != incarnation {' \
+  groups
+# The flush table applies another daemon's items of the same incarnation number.
+plant core/src/groups/machine/mod.rs \
+  'if it.id.origin != *daemon || Some(it.id.incarnation) != incarnation {' \
+  'if it.id.origin != *daemon && Some(it.id.incarnation) != incarnation {' \
+  groups
+# The flush table applies a daemon's items of other lives only.
+plant core/src/groups/machine/mod.rs \
+  'if it.id.origin != *daemon || Some(it.id.incarnation) != incarnation {' \
+  'if it.id.origin != *daemon || Some(it.id.incarnation) == incarnation {' \
+  groups
+# A start carries every held item, also those every member delivered.
+plant core/src/groups/machine/mod.rs \
+  '.filter(|(s, _)| *s > lo && *s <= hi)' \
+  '.filter(|(s, _)| *s > lo || *s <= hi)' \
+  groups
+# An order of the view being left is delivered during its flush.
+plant core/src/groups/machine/mod.rs \
+  'if view != self.view.id || self.flush.is_some() {' \
+  'if view != self.view.id && self.flush.is_some() {' \
+  groups
+# A member never takes a higher stability mark (== or <).
+plant core/src/groups/machine/mod.rs \
+  'if stable > self.stable && stable <= self.delivered {' \
+  'if stable == self.stable && stable <= self.delivered {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if stable > self.stable && stable <= self.delivered {' \
+  'if stable < self.stable && stable <= self.delivered {' \
+  groups
+# A member takes a stability mark past what it delivered (or a stale lower one).
+plant core/src/groups/machine/mod.rs \
+  'if stable > self.stable && stable <= self.delivered {' \
+  'if stable > self.stable || stable <= self.delivered {' \
+  groups
+# A member takes only stability marks past what it delivered.
+plant core/src/groups/machine/mod.rs \
+  'if stable > self.stable && stable <= self.delivered {' \
+  'if stable > self.stable && stable > self.delivered {' \
+  groups
+# The sequencer's window one item short (== or >=).
+plant core/src/groups/machine/mod.rs \
+  'if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes > LOG_BYTES {' \
+  'if s.next.saturating_sub(self.stable) == WINDOW || s.log_bytes > LOG_BYTES {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes > LOG_BYTES {' \
+  'if s.next.saturating_sub(self.stable) >= WINDOW || s.log_bytes > LOG_BYTES {' \
+  groups
+# The sequencer's byte bound stops at LOG_BYTES instead of one item past it (== or >=).
+plant core/src/groups/machine/mod.rs \
+  'if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes > LOG_BYTES {' \
+  'if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes == LOG_BYTES {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes > LOG_BYTES {' \
+  'if s.next.saturating_sub(self.stable) > WINDOW || s.log_bytes >= LOG_BYTES {' \
+  groups
+# The sequencer drops an origin's items ahead of the one expected instead of those behind.
+plant core/src/groups/machine/mod.rs \
+  'while items.first_key_value().is_some_and(|(l, _)| *l < exp) {' \
+  'while items.first_key_value().is_some_and(|(l, _)| *l > exp) {' \
+  groups
+# A member's bound on orders kept past a gap: never (==, >, 2 / WINDOW), one more (<=), 2 + WINDOW.
+plant core/src/groups/machine/mod.rs \
+  '} else if self.ahead.len() < (2 * WINDOW) as usize {' \
+  '} else if self.ahead.len() == (2 * WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  '} else if self.ahead.len() < (2 * WINDOW) as usize {' \
+  '} else if self.ahead.len() > (2 * WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  '} else if self.ahead.len() < (2 * WINDOW) as usize {' \
+  '} else if self.ahead.len() <= (2 * WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  '} else if self.ahead.len() < (2 * WINDOW) as usize {' \
+  '} else if self.ahead.len() < (2 + WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  '} else if self.ahead.len() < (2 * WINDOW) as usize {' \
+  '} else if self.ahead.len() < (2 / WINDOW) as usize {' \
+  groups
+# The sequencer keeps one more early item of an origin than MAX_PENDING.
+plant core/src/groups/machine/mod.rs \
+  'if early.len() < MAX_PENDING {' \
+  'if early.len() <= MAX_PENDING {' \
 # The flush's states (mutation survivors): a state from outside the new view taken, and
 # the last state not starting the view at once.
 plant core/src/groups/machine/mod.rs \

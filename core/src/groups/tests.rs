@@ -9,7 +9,10 @@ use std::collections::{BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::msg::MAX_PAYLOAD;
-use super::{Cause, GroupMsg, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings};
+use super::{
+    Cause, GroupMsg, Groups, GroupsCommand, GroupsError, GroupsEvent, GroupsSettings, Item,
+    MAX_PENDING, MsgId, WINDOW, What,
+};
 use crate::machine::{Input, Machine, Output};
 use crate::membership::view::{Member, View, ViewId};
 use crate::rng::Rng;
@@ -236,6 +239,13 @@ impl Net {
     fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end || !self.queue.is_empty() {
+            self.step();
+        }
+    }
+
+    /// Hands on every frame on its way (and those they cause), without moving the clock.
+    fn run_frames(&mut self) {
+        while !self.queue.is_empty() {
             self.step();
         }
     }
@@ -1207,4 +1217,380 @@ fn a_flush_state_from_a_daemon_outside_the_new_view_is_ignored() {
         );
     }
     assert!(net.nodes[..2].iter().all(|n| n.g.view().id == v2.id));
+}
+
+// ----- the sequencer's and the members' bounds, stability marks, and the flush -----
+
+/// An order from a (the sequencer of views of `["a", …]`) to b of a's data item `seq`
+/// (its `lseq` too), carrying the stability mark `stable`.
+fn order_from_a(v: &View, seq: u64, stable: u64) -> Input<GroupsCommand, crate::machine::NoEffect> {
+    let item = Item {
+        id: MsgId {
+            origin: "a".into(),
+            incarnation: member("a").incarnation,
+            lseq: seq,
+        },
+        group: "g".into(),
+        what: What::Data {
+            sender: "#x#a".into(),
+            payload: Bytes::from(format!("o{seq}")),
+        },
+    };
+    let msg = GroupMsg::Order {
+        view: v.id.clone(),
+        seq,
+        stable,
+        item,
+    };
+    Input::Frame {
+        from: addr(0),
+        frame: msg.to_frame(),
+    }
+}
+
+/// a and b in view 1, settled, nothing on its way.
+fn two_settled() -> (Net, View) {
+    let mut net = Net::new(&["a", "b"]);
+    let v1 = view(1, &["a", "b"]);
+    net.install(&v1, &[0, 1]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    (net, v1)
+}
+
+/// The sequencer orders at most `WINDOW` items past the stable point: with nobody's
+/// acknowledgement yet, exactly `WINDOW` of `WINDOW + 1` sends are ordered, and the last
+/// goes as soon as b's first acknowledgement moves the stable point. (Guards
+/// `order_ready`'s window test `> WINDOW` turned into `>=` or `==`: one item fewer.)
+#[test]
+fn the_sequencer_orders_a_full_window_past_the_stable_point_and_the_next_waits() {
+    let (mut net, v1) = two_settled();
+    for k in 0..=WINDOW {
+        net.input(0, send_cmd("#x#a", format!("m{k}").as_bytes()))
+            .unwrap();
+    }
+    assert_eq!(net.nodes[0].g.delivered(), WINDOW, "a full window ordered");
+    assert_eq!(net.nodes[0].g.pending(), 1, "the one past it waits");
+    let t = net.now;
+    net.run_frames();
+    assert_eq!(net.now, t);
+    assert_eq!(
+        net.nodes[0].g.delivered(),
+        WINDOW + 1,
+        "ordered at b's first acknowledgement"
+    );
+    assert_eq!(net.nodes[0].g.pending(), 0);
+    net.run_until(|n| n.settled() && n.nodes[1].g.delivered() == WINDOW + 1);
+    assert_eq!(net.nodes[1].delivered(), net.nodes[0].delivered());
+    assert!(net.nodes[0].delivered().iter().all(|(v, _, _)| *v == v1.id));
+}
+
+/// The byte bound lets one more item pass it, and no more: with unstable payload at
+/// exactly `LOG_BYTES` the next item is ordered, past it (`LOG_BYTES + 1`) the next
+/// waits. (Guards `order_ready`'s `log_bytes > LOG_BYTES` turned into `>=` or `==`.)
+#[test]
+fn the_sequencer_orders_one_item_past_the_byte_bound_and_no_more() {
+    use super::machine::LOG_BYTES;
+    assert_eq!(
+        3 * MAX_PAYLOAD,
+        LOG_BYTES,
+        "the test's sizes meet the bound"
+    );
+    let (mut net, _) = two_settled();
+    let big = vec![7u8; MAX_PAYLOAD];
+    for _ in 0..3 {
+        net.input(0, send_cmd("#x#a", &big)).unwrap();
+    }
+    net.input(0, send_cmd("#x#a", b"1")).unwrap();
+    net.input(0, send_cmd("#x#a", b"2")).unwrap();
+    assert_eq!(
+        net.nodes[0].g.delivered(),
+        4,
+        "ordered at LOG_BYTES, not at LOG_BYTES + 1"
+    );
+    assert_eq!(net.nodes[0].g.pending(), 1);
+    net.run_until(|n| n.settled() && n.nodes[1].g.delivered() == 5);
+    assert_eq!(net.nodes[1].delivered(), net.nodes[0].delivered());
+    assert_eq!(net.nodes[1].payloads()[4].as_ref(), b"2");
+}
+
+/// Submits that reach the sequencer out of order wait there for the gap: lseq 2 before
+/// lseq 1, and both are ordered the moment 1 arrives, nothing submitted again. (Guards
+/// the `*l < exp` that drops only items already ordered from an origin's early ones:
+/// with `>` lseq 2 was dropped and came only with the origin's repeat.)
+#[test]
+fn submits_arriving_out_of_order_are_ordered_as_soon_as_the_gap_fills() {
+    let (mut net, _) = two_settled();
+    net.input(1, send_cmd("#x#b", b"b0")).unwrap();
+    net.input(1, send_cmd("#x#b", b"b1")).unwrap();
+    assert_eq!(net.queue.len(), 2);
+    assert!(
+        net.queue
+            .iter()
+            .all(|(f, _, fr)| *f == 1 && matches!(decoded(fr), GroupMsg::Submit { .. }))
+    );
+    net.queue.swap(0, 1);
+    let t = net.now;
+    net.step();
+    assert!(net.nodes[0].payloads().is_empty(), "lseq 2 waits for 1");
+    net.step();
+    assert_eq!(net.now, t);
+    assert_eq!(
+        net.nodes[0].payloads(),
+        [Bytes::from_static(b"b0"), Bytes::from_static(b"b1")]
+    );
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(1000));
+    assert_eq!(net.nodes[1].payloads(), net.nodes[0].payloads());
+    assert_eq!(net.nodes[1].g.stats().resent, 0, "nothing submitted again");
+}
+
+/// The sequencer keeps at most `MAX_PENDING` items of one origin that cannot be ordered
+/// yet: a's own items fill the window, b's `MAX_PENDING` sends wait at a and are all
+/// ordered once b's acknowledgements free the window, and b's next item (a disconnection,
+/// which b never refuses) was dropped there: it comes only with b's repeat. (Guards
+/// `on_submit`'s `early.len() < MAX_PENDING`; with `<=` it was kept.)
+#[test]
+fn the_sequencer_keeps_max_pending_waiting_items_of_an_origin_and_no_more() {
+    let (mut net, _) = two_settled();
+    let max = MAX_PENDING as u64;
+    for k in 0..WINDOW {
+        net.input(0, send_cmd("#x#a", format!("a{k}").as_bytes()))
+            .unwrap();
+    }
+    assert_eq!(
+        net.nodes[0].g.delivered(),
+        WINDOW,
+        "a's items fill the window"
+    );
+    for k in 0..max {
+        net.input(1, send_cmd("#x#b", format!("b{k}").as_bytes()))
+            .unwrap();
+    }
+    let gone = GroupsCommand::Disconnect {
+        group: "g".into(),
+        client: "#y#b".into(),
+    };
+    net.input(1, Input::Command(gone)).unwrap();
+    assert_eq!(net.nodes[1].g.pending(), MAX_PENDING + 1);
+    let t = net.now;
+    net.run_frames();
+    assert_eq!(net.now, t);
+    assert_eq!(
+        net.nodes[0].g.delivered(),
+        WINDOW + max,
+        "b's MAX_PENDING waiting items ordered"
+    );
+    assert_eq!(net.nodes[1].g.pending(), 1, "the one past them was dropped");
+    assert_eq!(net.nodes[1].g.stats().resent, 0);
+    net.run_until(|n| n.settled());
+    assert_eq!(net.nodes[1].g.stats().resent, 1, "it came with b's repeat");
+    assert_eq!(net.nodes[0].g.delivered(), WINDOW + max + 1);
+    assert_eq!(net.nodes[1].g.delivered(), WINDOW + max + 1);
+}
+
+/// A member drops from what it holds for a flush only what an order's stability mark
+/// says is stable, and only a mark above the one it has and not above what it
+/// delivered: a stale (lower) mark and a mark past a gap change nothing. (Guards
+/// `on_order`'s `stable > self.stable && stable <= self.delivered`: `>` as `==` or `<`,
+/// or `<=` as `>`, never drop anything; `&&` as `||` takes the mark past the gap.)
+#[test]
+fn a_member_forgets_only_what_a_stability_mark_it_delivered_up_to_covers() {
+    let (mut net, v1) = two_settled();
+    for (seq, stable) in [(1, 0), (2, 0), (3, 0), (4, 2), (5, 1), (7, 6)] {
+        net.input(1, order_from_a(&v1, seq, stable)).unwrap();
+    }
+    assert_eq!(net.nodes[1].g.delivered(), 5, "7 waits past the gap");
+    // What b holds shows in its answer to a flush request.
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[1]);
+    net.queue.clear();
+    let req = GroupMsg::FlushReq {
+        view: v2.id.clone(),
+    };
+    net.input(
+        1,
+        Input::Frame {
+            from: addr(0),
+            frame: req.to_frame(),
+        },
+    )
+    .unwrap();
+    let states: Vec<(u64, Vec<u64>)> = net
+        .queue
+        .iter()
+        .filter_map(|(f, _, fr)| match decoded(fr) {
+            GroupMsg::FlushState { upto, held, .. } if *f == 1 => {
+                Some((upto, held.iter().map(|(s, _)| *s).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, [(5, vec![3, 4, 5])]);
+}
+
+/// A member keeps at most 2 × `WINDOW` orders past a gap: exactly that many are kept and
+/// delivered when the gap fills, the next is dropped (it would come again from the
+/// sequencer). (Guards `on_order_item`'s `ahead.len() < (2 * WINDOW) as usize`.)
+#[test]
+fn a_member_keeps_twice_the_window_of_orders_past_a_gap_and_no_more() {
+    let (mut net, v1) = two_settled();
+    let edge = 2 * WINDOW;
+    // 2, 3, …, edge + 2: one more than the bound.
+    for seq in 2..=edge + 2 {
+        net.input(1, order_from_a(&v1, seq, 0)).unwrap();
+    }
+    assert_eq!(net.nodes[1].g.delivered(), 0);
+    net.input(1, order_from_a(&v1, 1, 0)).unwrap();
+    assert_eq!(
+        net.nodes[1].g.delivered(),
+        edge + 1,
+        "the gap and the 2 × WINDOW orders kept past it, not the one after"
+    );
+}
+
+/// An order of the view being left that reaches a member while the flush runs is not
+/// delivered: the member gave its state, and the flush alone finishes the view, alike
+/// everywhere. (Guards `on_order`'s `view != self.view.id || self.flush.is_some()`.)
+#[test]
+fn an_order_arriving_during_a_flush_is_not_delivered() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    net.input(0, send_cmd("#x#a", b"late")).unwrap();
+    // The order to b is held back, the one to c lost; a is gone.
+    let to_b: Vec<_> = net
+        .queue
+        .drain(..)
+        .filter(|(_, to, fr)| *to == 1 && matches!(decoded(fr), GroupMsg::Order { .. }))
+        .collect();
+    assert_eq!(to_b.len(), 1);
+    net.drop = Box::new(|from, to, _| from == 0 || to == 0);
+    let v2 = view(2, &["b", "c"]);
+    net.install(&v2, &[1, 2]);
+    assert!(net.nodes[1].g.flushing());
+    // It reaches b before c's state does.
+    for f in to_b {
+        net.queue.push_front(f);
+    }
+    net.run_until(|n| n.nodes[1..].iter().all(|x| !x.g.flushing()));
+    net.run_for(Duration::from_millis(300));
+    for n in &net.nodes[1..] {
+        assert!(n.payloads().is_empty(), "{:?}", n.payloads());
+        assert_eq!(n.closed().last(), Some(&(v1.id.clone(), v2.id.clone(), 0)));
+    }
+}
+
+/// Views of a, b, c where b has a's incarnation number (incarnations are per daemon, so
+/// two daemons may share one).
+fn shared(mut v: View) -> View {
+    for m in &mut v.members {
+        if m.name == "b" {
+            m.incarnation = member("a").incarnation;
+        }
+    }
+    v
+}
+
+/// a, b (sharing a's incarnation) and c in view 1. b's client x joined, a ordered m1
+/// and m2 (delivered everywhere, not stable), then b's leave of x, b's join of y and
+/// a's join of z, delivered by a and c but not by b; then view 2 of the same three.
+/// Returns the net, both views, and every `Start` sent.
+fn flush_with_joins_and_leaves_b_did_not_deliver() -> (Net, View, View, Vec<GroupMsg>) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut net = Net::new(&["a", "b", "c"]);
+    let mut me = member("b");
+    me.incarnation = member("a").incarnation;
+    net.nodes[1].g = Groups::new(
+        GroupsSettings {
+            me,
+            canary_deliver_early: false,
+        },
+        Instant::ZERO,
+    );
+    let v1 = shared(view(1, &["a", "b", "c"]));
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let join = |client: &str| {
+        Input::Command(GroupsCommand::Join {
+            group: "g".into(),
+            client: client.into(),
+        })
+    };
+    net.input(1, join("x")).unwrap();
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    // Delivered everywhere, no acknowledgement (frames only): not stable.
+    net.input(0, send_cmd("#x#a", b"m1")).unwrap();
+    net.input(0, send_cmd("#x#a", b"m2")).unwrap();
+    net.run_frames();
+    // Orders to b are lost from now on.
+    net.drop = Box::new(|_, to, m| to == 1 && matches!(m, GroupMsg::Order { .. }));
+    let leave = GroupsCommand::Leave {
+        group: "g".into(),
+        client: "x".into(),
+    };
+    net.input(1, Input::Command(leave)).unwrap();
+    net.input(1, join("y")).unwrap();
+    net.run_frames();
+    net.input(0, join("z")).unwrap();
+    net.run_frames();
+    assert_eq!(net.nodes[0].g.delivered(), 6);
+    assert_eq!(net.nodes[2].g.delivered(), 6);
+    assert_eq!(net.nodes[1].g.delivered(), 3);
+    let starts: Rc<RefCell<Vec<GroupMsg>>> = Rc::default();
+    let seen = starts.clone();
+    net.drop = Box::new(move |_, _, m| {
+        if matches!(m, GroupMsg::Start { .. }) {
+            seen.borrow_mut().push(m.clone());
+        }
+        false
+    });
+    let v2 = shared(view(2, &["a", "b", "c"]));
+    net.install(&v2, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    let starts = starts.borrow().clone();
+    (net, v1, v2, starts)
+}
+
+/// The new view's table counts each daemon's own joins and leaves that others delivered
+/// and it did not (the flush delivers them to it): b's leave of x and join of y, not a's
+/// join of z though a has b's incarnation number. (Guards `flush_step`'s
+/// `take_while(.. <= hi)` and `it.id.origin != *daemon || Some(it.id.incarnation) !=
+/// incarnation`: each mutant leaves x in the table, or gives b a's z.)
+#[test]
+fn a_flush_table_counts_each_daemons_own_joins_and_leaves_it_had_not_delivered() {
+    let (net, v1, v2, _) = flush_with_joins_and_leaves_b_did_not_deliver();
+    let want = [
+        ("y".to_string(), "b".to_string()),
+        ("z".to_string(), "a".to_string()),
+    ];
+    for n in &net.nodes {
+        assert_eq!(n.g.view().id, v2.id);
+        assert_eq!(n.g.members("g"), want);
+        assert_eq!(n.closed().last(), Some(&(v1.id.clone(), v2.id.clone(), 6)));
+    }
+}
+
+/// A start carries, per previous view, only the items above the lowest number a member
+/// delivered there: 4 to 6 (b delivered up to 3), not 2 and 3 which every member has
+/// though they are not stable. (Guards `flush_step`'s `*s > lo && *s <= hi`.)
+#[test]
+fn a_start_carries_only_the_items_some_member_lacks() {
+    let (_, v1, _, starts) = flush_with_joins_and_leaves_b_did_not_deliver();
+    assert!(!starts.is_empty(), "no start was seen");
+    for st in &starts {
+        let GroupMsg::Start { fills, .. } = st else {
+            unreachable!()
+        };
+        let got: Vec<(ViewId, u64, Vec<u64>)> = fills
+            .iter()
+            .map(|(v, hi, items)| (v.clone(), *hi, items.iter().map(|(s, _)| *s).collect()))
+            .collect();
+        assert_eq!(got, [(v1.id.clone(), 6, vec![4, 5, 6])]);
+    }
 }
