@@ -1820,8 +1820,9 @@ fn a_connect_goes_down_only_to_a_child_that_holds_its_key() {
 /// and no child that holds it, hands it back with one NotHere (never back up as a
 /// connect) and keeps no route; the root parks it.
 /// (Guards `route_connect`: 131:41 `parent.is_some() && from != Hop::Parent` → `||`, a
-/// connect sent back up to the parent it came from; 148:21 the NotHere guard → `false`,
-/// the parent left thinking the child has it.)
+/// connect sent back up to the parent it came from, which sends it down again without
+/// end, so the net never settles; 148:21 the NotHere guard → `false`, the parent left
+/// thinking the child has it.)
 #[test]
 fn a_connect_sent_down_on_a_stale_summary_is_handed_back_once() {
     let mut n = tree(true);
@@ -1852,7 +1853,7 @@ fn a_connect_sent_down_on_a_stale_summary_is_handed_back_once() {
 }
 
 /// A relay that has no route for an offer (it restarted) and no child that reports the
-/// origin ship below it drops the offer: it sends it neither back to the parent it came
+/// origin ship below it (its parent's picture of the subtrees was stale) drops the offer: it sends it neither back to the parent it came
 /// from nor down a child whose subtree does not hold the origin.
 /// (Guards `toward_ship`: 418:52 `&& → ||`, sent down the first other child; 423:32
 /// `&& → ||`, sent back up.)
