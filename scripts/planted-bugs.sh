@@ -439,6 +439,79 @@ plant core/src/groups/machine/mod.rs \
   'if f.states.len() == f.view.members.len() {' \
   'if f.states.len() != f.view.members.len() {' \
   groups
+# Survivors of the broker's mutation run (TESTING.md, "the rest of the file"), killed
+# since: a confirm or decline for another connection id taken for the reservation
+# (holder_accept), a relay that remembers how a connect ended and an origin that does
+# not (end_connect, caught by the check that only the origin remembers), the origin's
+# memory of a taken connection cut short (remember_finished), relays that ignore a
+# repeated connect (on_connect), an offered or forwarded connect sent again, one sent
+# down a child without the key, back up to the parent, or parked without NotHere
+# (route_connect, reevaluate_key), and offers placed down the wrong subtree or back up
+# (toward_ship).
+plant core/src/ship/machine/broker.rs \
+  '} if r.conn == conn && r.connect == ticket => Some(accept),' \
+  '} if true => Some(accept),' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '} if r.conn == conn && r.connect == ticket => Some(accept),' \
+  '} if r.conn == conn || r.connect == ticket => Some(accept),' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '        if from == Hop::Here {
+            self.remember_finished(now, ticket, conn, deadline);' \
+  '        if from != Hop::Here {
+            self.remember_finished(now, ticket, conn, deadline);' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '.saturating_add(t.offer_margin + t.retry * 4)' \
+  '.saturating_add(t.offer_margin - t.retry * 4)' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '.saturating_add(t.offer_margin + t.retry * 4)' \
+  '.saturating_add(t.offer_margin + t.retry / 4)' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '.max(now + t.retry * 40);' \
+  '.max(now + t.retry / 40);' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '            if r.from == Hop::Here {
+                // Our own connect came back' \
+  '            if r.from != Hop::Here {
+                // Our own connect came back' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  'if r.held.is_some() || r.offered {' \
+  'if r.held.is_some() && r.offered {' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  'matches!(r.to, None | Some(Hop::Parent)) && r.held.is_none() && !r.offered' \
+  'matches!(r.to, None | Some(Hop::Parent)) || r.held.is_none() && !r.offered' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  'matches!(r.to, None | Some(Hop::Parent)) && r.held.is_none() && !r.offered' \
+  'matches!(r.to, None | Some(Hop::Parent)) && r.held.is_none() || !r.offered' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '                    && c.keys.contains(&key)' \
+  '                    || c.keys.contains(&key)' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '} else if self.parent.is_some() && from != Hop::Parent {' \
+  '} else if self.parent.is_some() || from != Hop::Parent {' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  'None if from == Hop::Parent => {' \
+  'None if false => {' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '.find(|(a, c)| Hop::Child(**a) != from && c.subtree.contains(&ship))' \
+  '.find(|(a, c)| Hop::Child(**a) != from || c.subtree.contains(&ship))' \
+  ship
+plant core/src/ship/machine/broker.rs \
+  '(self.parent.is_some() && from != Hop::Parent).then_some(Hop::Parent)' \
+  '(self.parent.is_some() || from != Hop::Parent).then_some(Hop::Parent)' \
+  ship
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

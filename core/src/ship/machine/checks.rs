@@ -162,6 +162,13 @@ impl Ship {
                 ReqKind::Config { .. } => {}
             }
         }
+        // How a connect ended is remembered only by its own ship, the one that answers a
+        // repeated offer from the memory (`on_offer`); a relay never reads one.
+        if let Some(t) = self.finished.keys().find(|t| t.origin != self.id) {
+            return Err(format!(
+                "remembers how {t:?}, a connect of another ship, ended"
+            ));
+        }
         for (key, list) in &self.accepts {
             if list.is_empty() {
                 return Err(format!("an empty accept list is kept for {key}"));

@@ -1059,18 +1059,7 @@ fn sent_to(ship: &mut Ship, to: PeerAddr) -> Vec<ShipMsg> {
 /// acceptor is ever told a client is coming.
 #[test]
 fn a_repeated_offer_is_confirmed_only_for_the_connection_taken() {
-    let mut n = tree(true);
-    n.open(3, 1);
-    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
-    n.open(2, 2);
-    n.say(2, 2, "connect svc 5 bob");
-    let c = n.finals(2, 2);
-    let conn = c[0].split("conn=").nth(1).unwrap().to_string();
-    let (&ticket, _) = n.ships[2]
-        .finished
-        .iter()
-        .find(|(_, c)| c.as_deref() == Some(conn.as_str()))
-        .expect("the origin remembers the connect it finished");
+    let (mut n, ticket, conn) = a_match_across_the_tree(5);
     for (offered, confirm) in [(conn.clone(), true), (format!("{conn}x"), false)] {
         let offer = ShipMsg::Offer {
             ticket,
@@ -1577,4 +1566,368 @@ fn a_relay_that_lost_the_route_passes_a_repeated_offer_to_the_origin() {
     let c = n.finals(2, 2);
     assert_eq!(c, vec![format!("200 10.9.9.9:7000 conn={conn}")]);
     assert_eq!(n.finals(3, 1), vec![format!("200 conn={conn} client=bob")]);
+}
+
+/// The (from, to) ship pairs of the frames of one kind delivered since `mark` (an index
+/// into `Net::sent`), in the order they went.
+fn hops_since(n: &Net, mark: usize, kind: fn(&ShipMsg) -> bool) -> Vec<(usize, usize)> {
+    n.sent[mark..]
+        .iter()
+        .filter(|(_, _, m)| kind(m))
+        .map(|(i, j, _)| (*i, *j))
+        .collect()
+}
+
+fn is_connect(m: &ShipMsg) -> bool {
+    matches!(m, ShipMsg::Connect { .. })
+}
+
+fn is_not_here(m: &ShipMsg) -> bool {
+    matches!(m, ShipMsg::NotHere { .. })
+}
+
+/// `msg` arrives at ship `to` from ship `from`, now, and is handled there; nothing it
+/// sends is delivered yet (read it with `sent_to`).
+fn arrive(n: &mut Net, to: usize, from: usize, msg: &ShipMsg) {
+    let input = Input::Frame {
+        from: addr(from),
+        frame: msg.to_frame(),
+    };
+    n.ships[to].handle(n.now, input).unwrap();
+}
+
+/// A confirm or decline that names the holder's reserved ticket but another connection
+/// id (a stale or duplicated answer to an earlier offer) leaves the reservation alone:
+/// the decline does not free it and the confirm does not tell the acceptor a client is
+/// coming; the answer to the connection actually offered still completes both halves.
+/// (Guards `holder_accept`'s `r.conn == conn && r.connect == ticket`, mutants 357:18 and
+/// 357:33.)
+#[test]
+fn an_answer_for_another_connection_id_leaves_the_reservation_alone() {
+    let (mut n, ticket, conn) = an_offer_lost_before_the_origin();
+    let stale = format!("{}-0", conn.split('-').next().unwrap());
+    arrive(
+        &mut n,
+        3,
+        1,
+        &ShipMsg::Decline {
+            ticket,
+            conn: stale.clone(),
+        },
+    );
+    n.settle();
+    assert_eq!(reserved_conn(&n.ships[3]), Some(conn.clone()));
+    arrive(
+        &mut n,
+        3,
+        1,
+        &ShipMsg::Confirm {
+            ticket,
+            conn: stale,
+        },
+    );
+    n.settle();
+    assert!(n.finals(3, 1).is_empty(), "{:?}", n.finals(3, 1));
+    assert_eq!(reserved_conn(&n.ships[3]), Some(conn.clone()));
+    // The holder's next repeat reaches the origin, which takes it.
+    n.advance(n.ships[3].cfg.timings.retry);
+    assert_eq!(
+        n.finals(2, 2),
+        vec![format!("200 10.9.9.9:7000 conn={conn}")]
+    );
+    assert_eq!(n.finals(3, 1), vec![format!("200 conn={conn} client=bob")]);
+}
+
+/// The ticket and connection id of the connect ship 2 finished with the accept at ship
+/// 3 (a fresh tree: the connect asks for `ttl` seconds).
+fn a_match_across_the_tree(ttl: u64) -> (Net, Ticket, String) {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, &format!("connect svc {ttl} bob"));
+    let c = n.finals(2, 2);
+    assert_eq!(c.len(), 1, "{c:?}");
+    let conn = c[0].split("conn=").nth(1).unwrap().to_string();
+    let (&ticket, _) = n.ships[2]
+        .finished
+        .iter()
+        .find(|(_, c)| c.as_deref() == Some(conn.as_str()))
+        .expect("the origin remembers the connect it finished");
+    (n, ticket, conn)
+}
+
+/// A repeat of the offer of `conn` for `ticket` reaches the origin (ship 2) from the
+/// root; its answer.
+fn repeat_offer(n: &mut Net, ticket: Ticket, conn: &str) -> Vec<ShipMsg> {
+    let offer = ShipMsg::Offer {
+        ticket,
+        conn: conn.to_string(),
+        acceptor: "10.9.9.9:7000".into(),
+        ttl_ms: 0,
+    };
+    arrive(n, 2, 0, &offer);
+    sent_to(&mut n.ships[2], addr(0))
+}
+
+/// The origin remembers the connection a connect took for 40 × `retry` (10 s) after
+/// the match, or until `offer_margin` + 4 × `retry` (2 s) past the connect's deadline if
+/// that is later: a repeated offer is confirmed up to that instant and declined after.
+/// (Guards `remember_finished`: 494:32 `retry * 40` → `/`, a memory gone 3 s early for
+/// a 5 s connect; 493:44 `+ → -`, a memory that ends at the connect's deadline, before
+/// the holder's last repeats; 493:54 `retry * 4` → `/`, one that outlasts the holder's
+/// expiry by 62 ms only, too little for a repeat still on its way.)
+#[test]
+fn the_origin_remembers_a_taken_connection_until_its_memory_ends() {
+    let step = Duration::from_millis(10);
+    // A 5 s connect: 40 × retry after the match is the later end.
+    let (mut n, ticket, conn) = a_match_across_the_tree(5);
+    let t = n.ships[2].cfg.timings.clone();
+    let confirm = ShipMsg::Confirm {
+        ticket,
+        conn: conn.clone(),
+    };
+    let decline = ShipMsg::Decline {
+        ticket,
+        conn: conn.clone(),
+    };
+    n.advance(t.retry * 40 - step);
+    assert_eq!(repeat_offer(&mut n, ticket, &conn), vec![confirm.clone()]);
+    n.advance(step * 2);
+    assert_eq!(repeat_offer(&mut n, ticket, &conn), vec![decline.clone()]);
+
+    // A 30 s connect: its deadline plus offer_margin + 4 × retry is the later end.
+    let (mut n, ticket, conn) = a_match_across_the_tree(30);
+    let confirm = ShipMsg::Confirm {
+        ticket,
+        conn: conn.clone(),
+    };
+    let decline = ShipMsg::Decline {
+        ticket,
+        conn: conn.clone(),
+    };
+    n.advance(Duration::from_secs(30) + t.offer_margin + t.retry * 4 - step);
+    assert_eq!(repeat_offer(&mut n, ticket, &conn), vec![confirm]);
+    n.advance(step * 2);
+    assert_eq!(repeat_offer(&mut n, ticket, &conn), vec![decline]);
+}
+
+/// A relay whose onward connect was lost sends it on again when the origin's retry
+/// passes through: the connect reaches the holder at the first retry.
+/// (Guards `on_connect`'s `r.from == Hop::Here`, mutant 45:23: relays ignoring repeats.)
+#[test]
+fn a_relay_sends_a_lost_connect_on_again_at_the_origins_retry() {
+    let mut n = tree(true);
+    n.lose = |to, m| to == 1 && is_connect(m);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    assert!(n.finals(2, 2).is_empty(), "{:?}", n.finals(2, 2));
+    n.lose = lose_nothing;
+    let mark = n.sent.len();
+    n.advance(n.ships[2].cfg.timings.retry);
+    assert_eq!(
+        hops_since(&n, mark, is_connect),
+        vec![(2, 0), (0, 1), (1, 3)]
+    );
+    assert_matched_across(&n);
+}
+
+/// Ship 2's client 2 was matched with ship 3's accept (client 1), both told the same
+/// connection id.
+fn assert_matched_across(n: &Net) {
+    let c = n.finals(2, 2);
+    assert_eq!(c.len(), 1, "{c:?}");
+    let conn = c[0]
+        .strip_prefix("200 10.9.9.9:7000 conn=")
+        .unwrap_or_else(|| panic!("{c:?}"));
+    assert_eq!(n.finals(3, 1), vec![format!("200 conn={conn} client=bob")]);
+}
+
+/// A connect whose route carried an offer is fixed: the holder talks to the origin
+/// along it, so the origin's retries send nothing more, even after the offer was
+/// declined (it came with no time left).
+/// (Guards `route_connect`'s `r.held.is_some() || r.offered`, mutant 91:29: an offered
+/// connect sent up again at every retry.)
+#[test]
+fn an_offered_connect_is_not_sent_again_at_its_retries() {
+    let (mut n, ticket, conn) = an_offer_lost_before_the_origin();
+    let late = ShipMsg::Offer {
+        ticket,
+        conn: conn.clone(),
+        acceptor: "10.9.9.9:7000".into(),
+        ttl_ms: 0,
+    };
+    arrive(&mut n, 2, 0, &late);
+    let decline = ShipMsg::Decline { ticket, conn };
+    assert_eq!(sent_to(&mut n.ships[2], addr(0)), vec![decline.clone()]);
+    arrive(&mut n, 0, 2, &decline);
+    n.settle();
+    assert_eq!(reserved_conn(&n.ships[3]), None);
+    let mark = n.sent.len();
+    n.advance(n.ships[2].cfg.timings.retry * 4);
+    assert_eq!(hops_since(&n, mark, is_connect), vec![]);
+    assert!(n.finals(2, 2).is_empty(), "{:?}", n.finals(2, 2));
+}
+
+/// A summary change re-routes only the connects parked or sent up at a ship, not one
+/// already sent down to the child that holds its key (that child resends it itself if
+/// it must): a new accept on another key below ship 1 makes the root send no connect.
+/// (Guards `reevaluate_key`'s filter, mutants 167:62 and 167:82 `&& → ||`.)
+#[test]
+fn a_summary_change_does_not_resend_a_connect_already_sent_down() {
+    let mut n = tree(true);
+    // The connect reaches ship 1 and is lost on its way to ship 3.
+    n.lose = |to, m| to == 3 && is_connect(m);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    assert!(n.finals(2, 2).is_empty(), "{:?}", n.finals(2, 2));
+    let mark = n.sent.len();
+    n.open(1, 3);
+    n.say(1, 3, "accept other 10.9.9.8:7000 5");
+    let summaries = hops_since(&n, mark, |m| matches!(m, ShipMsg::Summary { .. }));
+    assert_eq!(summaries, vec![(1, 0)]);
+    assert_eq!(hops_since(&n, mark, is_connect), vec![]);
+    // The origin's retry resends it along its route, and it is matched.
+    n.lose = lose_nothing;
+    n.advance(n.ships[2].cfg.timings.retry);
+    assert_eq!(
+        hops_since(&n, mark, is_connect),
+        vec![(2, 0), (0, 1), (1, 3)]
+    );
+    assert_matched_across(&n);
+}
+
+/// A connect for a key no summary holds goes only up, to the root, and parks there: it
+/// is sent down no child whose summary lacks the key (nor answered NotHere by one).
+/// (Guards `route_connect`'s child choice, mutant 126:21 `&& → ||`.)
+#[test]
+fn a_connect_goes_down_only_to_a_child_that_holds_its_key() {
+    let mut n = tree(true);
+    let mark = n.sent.len();
+    n.open(3, 1);
+    n.say(3, 1, "connect svc 5 bob");
+    assert_eq!(hops_since(&n, mark, is_connect), vec![(3, 1), (1, 0)]);
+    assert_eq!(hops_since(&n, mark, is_not_here), vec![]);
+    assert!(n.finals(3, 1).is_empty(), "{:?}", n.finals(3, 1));
+}
+
+/// The root sends a connect down to ship 1 on a summary that is no longer true (ship
+/// 3's accept was just taken by a local connect): ship 1, with no accept for the key
+/// and no child that holds it, hands it back with one NotHere (never back up as a
+/// connect) and keeps no route; the root parks it.
+/// (Guards `route_connect`: 131:41 `parent.is_some() && from != Hop::Parent` → `||`, a
+/// connect sent back up to the parent it came from, which sends it down again without
+/// end, so the net never settles; 148:21 the NotHere guard → `false`, the parent left
+/// thinking the child has it.)
+#[test]
+fn a_connect_sent_down_on_a_stale_summary_is_handed_back_once() {
+    let mut n = tree(true);
+    n.open(3, 1);
+    n.say(3, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(3, 3);
+    n.open(2, 2);
+    let mark = n.sent.len();
+    // Both at the same instant: ship 3's new summary and ship 2's connect cross.
+    for (ship, client, line) in [(3, 3, "connect svc 5 carol"), (2, 2, "connect svc 5 bob")] {
+        n.ships[ship]
+            .handle(
+                n.now,
+                Input::ClientData(ClientId(client), request_line(line)),
+            )
+            .unwrap();
+    }
+    n.settle();
+    n.assert_matched_here(3, (3, 1), "carol");
+    assert_eq!(hops_since(&n, mark, is_connect), vec![(2, 0), (0, 1)]);
+    assert_eq!(hops_since(&n, mark, is_not_here), vec![(1, 0)]);
+    let ticket = waiting_connect(&n.ships[2]);
+    assert!(
+        !n.ships[1].routes.contains_key(&ticket),
+        "ship 1 kept a route"
+    );
+    assert_eq!(n.ships[0].routes.get(&ticket).map(|r| r.to), Some(None));
+}
+
+/// A relay that has no route for an offer (it restarted) and no child that reports the
+/// origin ship below it (its parent's picture of the subtrees was stale) drops the offer: it sends it neither back to the parent it came
+/// from nor down a child whose subtree does not hold the origin.
+/// (Guards `toward_ship`: 418:52 `&& → ||`, sent down the first other child; 423:32
+/// `&& → ||`, sent back up.)
+#[test]
+fn a_relay_drops_an_offer_it_cannot_place() {
+    let mut n = tree(true);
+    let ticket = Ticket {
+        origin: n.ships[2].id,
+        seq: 7,
+    };
+    let offer = ShipMsg::Offer {
+        ticket,
+        conn: format!("{:016x}-1", n.ships[0].id),
+        acceptor: "10.9.9.9:7000".into(),
+        ttl_ms: 1000,
+    };
+    arrive(&mut n, 1, 0, &offer);
+    let mut sent = Vec::new();
+    while let Some(o) = n.ships[1].poll_output() {
+        if let Output::Transmit(t) = o {
+            sent.push((t.to, ShipMsg::decode(&t.frame).unwrap()));
+        }
+    }
+    assert_eq!(sent, vec![]);
+}
+
+/// The check that only a connect's own ship remembers how it ended fires on a relay
+/// that remembers one. (With `end_connect`'s `from == Hop::Here` turned to `!=`, mutant
+/// 443:17, every relay a cancel passes remembers the connect and this check fails the
+/// tests that cancel or expire a connect across the tree.)
+#[test]
+fn the_memory_check_fires_on_a_relay_that_remembers_a_connect() {
+    let (mut n, ticket, _) = an_offer_lost_before_the_origin();
+    n.close(2, 2);
+    assert_eq!(n.ships[2].finished.get(&ticket), Some(&None));
+    for relay in [0, 1] {
+        n.ships[relay].check_invariants().unwrap();
+        n.ships[relay].finished.insert(ticket, None);
+        let e = n.ships[relay].check_invariants().unwrap_err();
+        assert!(e.contains("a connect of another ship"), "{e}");
+    }
+}
+
+/// As `a_relay_that_lost_the_route_passes_a_repeated_offer_to_the_origin`, in a tree
+/// where the relay (ship 1) has a second child (ship 3) besides the holder (ship 4):
+/// the holder's repeat goes up to the origin and the confirm down to the holder, never
+/// into ship 3's subtree, which holds neither. (Guards `toward_ship`'s
+/// `Hop::Child(**a) != from && c.subtree.contains(&ship)`, mutant 418:52 `&& → ||`.)
+#[test]
+fn a_relay_that_lost_the_route_passes_nothing_into_a_subtree_without_the_ship() {
+    let mut n = Net::new(&[None, Some(0), Some(0), Some(1), Some(1)], true);
+    n.advance(Duration::from_secs(1));
+    n.lose = |to, m| to == 2 && matches!(m, ShipMsg::Offer { .. });
+    n.open(4, 1);
+    n.say(4, 1, "accept svc 10.9.9.9:7000 5");
+    n.open(2, 2);
+    n.say(2, 2, "connect svc 5 bob");
+    assert!(n.finals(2, 2).is_empty(), "{:?}", n.finals(2, 2));
+    let ticket = waiting_connect(&n.ships[2]);
+    let conn = reserved_conn(&n.ships[4]).expect("ship 4 reserved its accept");
+    n.lose = lose_nothing;
+    assert!(n.ships[1].drop_route(ticket).is_some(), "ship 1 relayed");
+    let mark = n.sent.len();
+    n.advance(n.ships[4].cfg.timings.retry * 2);
+    assert_eq!(
+        n.finals(2, 2),
+        vec![format!("200 10.9.9.9:7000 conn={conn}")]
+    );
+    assert_eq!(n.finals(4, 1), vec![format!("200 conn={conn} client=bob")]);
+    // Ship 3 hears nothing of the match (its parent's beats aside).
+    let to_3: Vec<&ShipMsg> = n.sent[mark..]
+        .iter()
+        .filter(|(_, j, m)| *j == 3 && !matches!(m, ShipMsg::Beat { .. }))
+        .map(|(_, _, m)| m)
+        .collect();
+    assert!(to_3.is_empty(), "{to_3:?}");
 }
