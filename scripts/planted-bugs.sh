@@ -429,6 +429,7 @@ plant core/src/groups/machine/mod.rs \
 plant core/src/groups/machine/mod.rs \
   'if early.len() < MAX_PENDING {' \
   'if early.len() <= MAX_PENDING {' \
+  groups
 # The flush's states (mutation survivors): a state from outside the new view taken, and
 # the last state not starting the view at once.
 plant core/src/groups/machine/mod.rs \
@@ -512,6 +513,138 @@ plant core/src/ship/machine/broker.rs \
   '(self.parent.is_some() && from != Hop::Parent).then_some(Hop::Parent)' \
   '(self.parent.is_some() || from != Hop::Parent).then_some(Hop::Parent)' \
   ship
+# The open survivors of the agreement file's run, killed since (TESTING.md).
+# A coordinator's proposal above a view committed meanwhile dropped (and those at or
+# below it kept).
+plant core/src/membership/machine/agreement.rs \
+  '.is_some_and(|p| p.view.id <= self.view.id)' \
+  '.is_some_and(|p| p.view.id > self.view.id)' \
+  membership
+# The catch-up from a view state: the newer view not installed (==, <), or the same one
+# installed again (>=).
+plant core/src/membership/machine/agreement.rs \
+  '            if v.id > self.view.id {' \
+  '            if v.id == self.view.id {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '            if v.id > self.view.id {' \
+  '            if v.id < self.view.id {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '            if v.id > self.view.id {' \
+  '            if v.id >= self.view.id {' \
+  membership
+# A merge taking the foreign view's entries for members of this view.
+plant core/src/membership/machine/agreement.rs \
+  'if !self.view.contains(&m.name) && m.name != self.me.name {' \
+  'if !self.view.contains(&m.name) || m.name != self.me.name {' \
+  membership
+# A daemon left out not noticing (==, <, sharing no member), or taking a view that
+# shares no member, or an older one, for one that left it out (||, sharing always).
+plant core/src/membership/machine/agreement.rs \
+  'if v.id > self.view.id && self.view.contains_any_of(&v) {' \
+  'if v.id == self.view.id && self.view.contains_any_of(&v) {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'if v.id > self.view.id && self.view.contains_any_of(&v) {' \
+  'if v.id < self.view.id && self.view.contains_any_of(&v) {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'if v.id > self.view.id && self.view.contains_any_of(&v) {' \
+  'if v.id > self.view.id || self.view.contains_any_of(&v) {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        other.names().any(|n| self.contains(n))' \
+  $'        let _ = other;\n        false' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        other.names().any(|n| self.contains(n))' \
+  $'        let _ = other;\n        true' \
+  membership
+# The gather asking nobody, only itself, everyone again, or only those that answered.
+plant core/src/membership/machine/agreement.rs \
+  '    fn send_gather(&mut self) {' \
+  '    fn send_gather(&mut self) { if true { return; }' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '.filter(|m| m.name != self.me.name && !g.here.contains_key(&m.name))' \
+  '.filter(|m| m.name == self.me.name && !g.here.contains_key(&m.name))' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '.filter(|m| m.name != self.me.name && !g.here.contains_key(&m.name))' \
+  '.filter(|m| m.name != self.me.name || !g.here.contains_key(&m.name))' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '.filter(|m| m.name != self.me.name && !g.here.contains_key(&m.name))' \
+  '.filter(|m| m.name != self.me.name && g.here.contains_key(&m.name))' \
+  membership
+# Answers to a gather not counted, counted with a stale nonce or from another life, or
+# the right ones refused.
+plant core/src/membership/machine/agreement.rs \
+  '    pub(super) fn on_here(&mut self, nonce: u64, from: Member, their: ViewId) {' \
+  '    pub(super) fn on_here(&mut self, nonce: u64, from: Member, their: ViewId) { if true { let _ = (nonce, from, their); return; }' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if g.nonce != nonce' \
+  '        if g.nonce == nonce' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'        if g.nonce != nonce\n            || self.view' \
+  $'        if g.nonce != nonce\n            && self.view' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '|| self.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation)' \
+  '|| self.view.member(&from.name).map(|m| m.incarnation) == Some(from.incarnation)' \
+  membership
+# The gather ending at its first retry (==, >) or a retry late (<=); the election kept
+# by a gatherer that is not the least name (and sent by one that is).
+plant core/src/membership/machine/agreement.rs \
+  '        if now < g.until {' \
+  '        if now == g.until {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if now < g.until {' \
+  '        if now > g.until {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if now < g.until {' \
+  '        if now <= g.until {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '        if least.name == self.me.name {' \
+  '        if least.name != self.me.name {' \
+  membership
+# An election ignored, or the elected daemon checking the members the gather reached,
+# all of them, or none.
+plant core/src/membership/machine/agreement.rs \
+  '    pub(super) fn on_elect(&mut self, now: Instant, members: Vec<Member>, epoch: u64) {' \
+  '    pub(super) fn on_elect(&mut self, now: Instant, members: Vec<Member>, epoch: u64) { if true { let _ = (now, members, epoch); return; }' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'if !members.iter().any(|m| m.name == self.me.name) {' \
+  'if members.iter().any(|m| m.name == self.me.name) {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'if !members.iter().any(|m| m.name == self.me.name) {' \
+  'if !members.iter().any(|m| m.name != self.me.name) {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '.filter(|n| !reached.contains(n) && *n != self.me.name)' \
+  '.filter(|n| reached.contains(n) && *n != self.me.name)' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '.filter(|n| !reached.contains(n) && *n != self.me.name)' \
+  '.filter(|n| !reached.contains(n) || *n != self.me.name)' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '.filter(|n| !reached.contains(n) && *n != self.me.name)' \
+  '.filter(|n| !reached.contains(n) && *n == self.me.name)' \
+  membership
+# A repeated start of an earlier view acknowledged (mutation survivor).
+plant core/src/groups/machine/mod.rs \
+  'if view == self.view.id && !self.is_sequencer() {' \
+  'if view == self.view.id || !self.is_sequencer() {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

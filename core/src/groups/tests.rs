@@ -1594,3 +1594,44 @@ fn a_start_carries_only_the_items_some_member_lacks() {
         assert_eq!(got, [(v1.id.clone(), 6, vec![4, 5, 6])]);
     }
 }
+
+/// A start repeated after the view began is acknowledged again only when it is for the
+/// view the member is in: one of an earlier view gets no answer. (Guards `on_start`'s
+/// `view == self.view.id && !self.is_sequencer()` turned `||`: every stale start
+/// answered.)
+#[test]
+fn only_a_repeated_start_of_the_current_view_is_acknowledged_again() {
+    let (mut net, v1) = two_settled();
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0, 1]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    assert!(net.queue.is_empty());
+    let start = |v: &View| GroupMsg::Start {
+        view: v.id.clone(),
+        fills: Vec::new(),
+        table: Vec::new(),
+        fifo: Vec::new(),
+    };
+    let from_a = |m: GroupMsg| Input::Frame {
+        from: addr(0),
+        frame: m.to_frame(),
+    };
+    let _ = net.input(1, from_a(start(&v1)));
+    assert!(
+        net.queue.is_empty(),
+        "a stale start was answered: {:?}",
+        net.queue
+    );
+    let _ = net.input(1, from_a(start(&v2)));
+    let answers: Vec<(usize, usize, GroupMsg)> = net
+        .queue
+        .iter()
+        .map(|(f, t, fr)| (*f, *t, decoded(fr)))
+        .collect();
+    assert!(
+        matches!(&answers[..], [(1, 0, GroupMsg::Ack { view, .. })] if *view == v2.id),
+        "{answers:?}"
+    );
+    assert_eq!(net.nodes[1].g.view().id, v2.id);
+}

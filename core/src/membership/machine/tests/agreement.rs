@@ -62,7 +62,7 @@ fn a_view_is_committed_only_once_every_member_acknowledged_it() {
     assert!(net.m(d).view().contains("dave"));
 }
 
-fn member(name: &str, i: usize) -> Member {
+pub(super) fn member(name: &str, i: usize) -> Member {
     Member {
         name: name.to_string(),
         incarnation: 0x4200 + i as u64,
@@ -70,7 +70,7 @@ fn member(name: &str, i: usize) -> Member {
     }
 }
 
-fn proposal(epoch: u64, coordinator: &Member, members: &[Member]) -> MemberMsg {
+pub(super) fn proposal(epoch: u64, coordinator: &Member, members: &[Member]) -> MemberMsg {
     let mut members = members.to_vec();
     members.sort_by(|a, b| a.name.cmp(&b.name));
     MemberMsg::Propose {
@@ -142,7 +142,7 @@ fn lone_alpha() -> Membership {
 }
 
 /// A daemon named `name`, alone in its own view, its start-up output drained.
-fn lone(name: &str) -> Membership {
+pub(super) fn lone(name: &str) -> Membership {
     let mut m = Membership::new(
         MembershipSettings::new(name, addr(0)),
         Instant::ZERO,
@@ -153,7 +153,7 @@ fn lone(name: &str) -> Membership {
 }
 
 /// Hands `m` the frame of `msg` from `from`, and checks it stays consistent.
-fn feed_from(m: &mut Membership, now: Instant, from: &Member, msg: &MemberMsg) {
+pub(super) fn feed_from(m: &mut Membership, now: Instant, from: &Member, msg: &MemberMsg) {
     m.handle(
         now,
         Input::Frame {
@@ -584,4 +584,297 @@ fn a_late_commit_does_not_lower_the_highest_proposal_seen() {
     let (acked, refused) = answers(&mut alpha, z.clone());
     assert!(acked.is_empty(), "acknowledged below epoch 9: {acked:?}");
     assert_eq!(refused.len(), 1);
+}
+
+/// The view of a proposal message, committed as its coordinator would (primary, its
+/// members its basis).
+fn committed(p: &MemberMsg) -> View {
+    let MemberMsg::Propose { view, .. } = p else {
+        unreachable!("a proposal")
+    };
+    let mut v = view.clone();
+    v.primary = true;
+    v
+}
+
+/// A coordinator whose own proposal is in flight installs the commit of a lower view it
+/// acknowledged earlier (delivered late): the proposal, above that view, goes on — it is
+/// sent again, and the acknowledgement of its last member commits it. (Kills `install`'s
+/// `p.view.id <= self.view.id` → `>`, which drops it.)
+#[test]
+fn a_proposal_above_a_view_committed_meanwhile_goes_on() {
+    let mut now = Instant::from_millis(10);
+    let mut alpha = lone_alpha();
+    let retry = alpha.timing().retry;
+    let me = alpha.me().clone();
+    let (j, x) = (member("juliet", 4), member("xray", 5));
+    // xray proposes epoch 9 with alpha: acknowledged.
+    let p9 = proposal(9, &x, &[me.clone(), x.clone()]);
+    feed_from(&mut alpha, now, &x, &p9);
+    let (acked, _) = answers(&mut alpha, x.clone());
+    assert_eq!(acked.len(), 1);
+    // juliet asks alpha (still alone in its view, so coordinating it) to join: alpha
+    // proposes a view of the two, above everything it has seen.
+    feed_from(&mut alpha, now, &j, &MemberMsg::Join { member: j.clone() });
+    now += retry;
+    let mine = proposals_at(&mut alpha, now);
+    let mine = mine
+        .first()
+        .expect("alpha proposes a view with juliet")
+        .clone();
+    assert_eq!(mine.names().collect::<Vec<_>>(), ["alpha", "juliet"]);
+    assert!(mine.id.epoch > 9);
+    // xray's commit of epoch 9 comes now.
+    let v9 = committed(&p9);
+    feed_from(
+        &mut alpha,
+        now,
+        &x,
+        &MemberMsg::Commit {
+            view: v9.clone(),
+            config: None,
+        },
+    );
+    assert_eq!(alpha.view().id, v9.id, "the commit was installed");
+    while alpha.poll_output().is_some() {}
+    // The proposal is still in flight: sent again to juliet at the next retry.
+    now += retry;
+    let again = proposals_at(&mut alpha, now);
+    assert_eq!(
+        again.iter().map(|v| &v.id).collect::<Vec<_>>(),
+        [&mine.id],
+        "the proposal above the installed view was dropped"
+    );
+    feed_from(&mut alpha, now, &j, &ack_from(&j, &mine.id));
+    assert_eq!(
+        alpha.view().id,
+        mine.id,
+        "juliet's acknowledgement committed it"
+    );
+    assert_eq!(
+        alpha.view().names().collect::<Vec<_>>(),
+        ["alpha", "juliet"]
+    );
+}
+
+/// The views `m` installed (events), its output drained.
+fn installed(m: &mut Membership) -> Vec<View> {
+    let mut views = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Event(crate::membership::machine::MembershipEvent::ViewInstalled {
+            view,
+            ..
+        }) = o
+        {
+            views.push(view);
+        }
+    }
+    views
+}
+
+fn view_state(v: &View) -> MemberMsg {
+    MemberMsg::ViewState {
+        view: v.clone(),
+        config: crate::membership::msg::ClusterConfig::default(),
+    }
+}
+
+/// A member that acknowledged a proposal and missed its commit catches up from the
+/// view state it is sent (the answer to its view request): the view is installed, once.
+/// The same view sent again (an answer that crossed the install) installs nothing, nor
+/// does an older view holding this daemon. (Kills `on_view_state`'s `v.id > self.view.id`
+/// → `==`, `<`, `>=` where the view holds this daemon.)
+#[test]
+fn a_member_that_missed_a_commit_catches_up_from_a_view_state_once() {
+    let now = Instant::from_millis(10);
+    let mut alpha = lone_alpha();
+    let me = alpha.me().clone();
+    let x = member("xray", 5);
+    let p9 = proposal(9, &x, &[me.clone(), x.clone()]);
+    feed_from(&mut alpha, now, &x, &p9);
+    while alpha.poll_output().is_some() {}
+    let v9 = committed(&p9);
+    let views = alpha.stats().views;
+    feed_from(&mut alpha, now, &x, &view_state(&v9));
+    assert_eq!(alpha.view(), &v9, "the view state was not installed");
+    assert_eq!(installed(&mut alpha), std::slice::from_ref(&v9));
+    assert!(alpha.awaiting.is_none(), "still waiting for the commit");
+    for (what, v) in [
+        ("the same view again", v9.clone()),
+        (
+            "an older view",
+            committed(&proposal(5, &x, &[me.clone(), x.clone()])),
+        ),
+    ] {
+        feed_from(&mut alpha, now, &x, &view_state(&v));
+        assert_eq!(alpha.view(), &v9, "{what} was installed");
+        assert!(installed(&mut alpha).is_empty(), "{what} was installed");
+    }
+    assert_eq!(alpha.stats().views, views + 1);
+}
+
+/// A member the cluster went on without (it missed the proposal that left it out) hears
+/// of the newer view in a heartbeat, asks for it, and, not in it, starts again alone
+/// (with an epoch past that view's, not primary, remembering its members) and asks to
+/// join. (Kills `v.id > self.view.id` → `==`, `<` in `on_view_state`'s left-out branch
+/// and `View::contains_any_of` → `false`.)
+#[test]
+fn a_member_left_out_of_a_view_starts_again_alone_and_joins() {
+    let now = Instant::from_millis(10);
+    let mut alpha = lone_alpha();
+    let me = alpha.me().clone();
+    let (x, y) = (member("xray", 5), member("yankee", 6));
+    let p9 = proposal(9, &x, &[me.clone(), x.clone(), y.clone()]);
+    feed_from(&mut alpha, now, &x, &p9);
+    let v9 = committed(&p9);
+    feed_from(
+        &mut alpha,
+        now,
+        &x,
+        &MemberMsg::Commit {
+            view: v9.clone(),
+            config: None,
+        },
+    );
+    assert_eq!(alpha.view(), &v9);
+    while alpha.poll_output().is_some() {}
+    let v12 = committed(&proposal(12, &x, &[x.clone(), y.clone()]));
+    feed_from(
+        &mut alpha,
+        now,
+        &x,
+        &MemberMsg::Heartbeat {
+            view: v12.id.clone(),
+            from: x.clone(),
+        },
+    );
+    let asked = std::iter::from_fn(|| alpha.poll_output()).any(|o| {
+        matches!(o, Output::Transmit(t) if t.to == x.addr
+            && matches!(MemberMsg::decode(&t.frame), Ok(MemberMsg::ViewReq { .. })))
+    });
+    assert!(asked, "alpha did not ask xray for its newer view");
+    feed_from(&mut alpha, now, &x, &view_state(&v12));
+    let v = alpha.view().clone();
+    assert_eq!(v.names().collect::<Vec<_>>(), ["alpha"], "{v:?}");
+    assert_eq!(v.id.epoch, 13);
+    assert!(!v.primary);
+    assert_eq!(installed(&mut alpha), [v]);
+    let absent: Vec<&String> = alpha.absent.keys().collect();
+    assert_eq!(absent, ["xray", "yankee"]);
+    alpha.handle_timeout(now);
+    let joins: Vec<_> = std::iter::from_fn(|| alpha.poll_output())
+        .filter_map(|o| match o {
+            Output::Transmit(t)
+                if matches!(MemberMsg::decode(&t.frame), Ok(MemberMsg::Join { .. })) =>
+            {
+                Some(t.to)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joins, [x.addr, y.addr], "alpha does not ask to join again");
+}
+
+/// A coordinator asks a foreign daemon for its view twice (it greeted twice before the
+/// first answer came) and both answers come: the first is merged; the second, no longer
+/// asked for and sharing no member with this daemon's view, changes nothing (it is not
+/// taken for a view that left this daemon out), and the merge is proposed. (Kills the
+/// left-out branch's `&&` → `||` and `View::contains_any_of` → `true`.)
+#[test]
+fn a_second_answer_to_a_merge_request_changes_nothing() {
+    let mut now = Instant::from_millis(10);
+    let mut alpha = lone_alpha();
+    let retry = alpha.timing().retry;
+    let (x, y) = (member("xray", 5), member("yankee", 6));
+    let v20 = committed(&proposal(20, &x, &[x.clone(), y.clone()]));
+    let hello = MemberMsg::Hello {
+        view: v20.id.clone(),
+        from: x.clone(),
+        size: 2,
+    };
+    let requests = |m: &mut Membership| {
+        std::iter::from_fn(|| m.poll_output())
+            .filter(|o| {
+                matches!(o, Output::Transmit(t) if t.to == x.addr
+                    && matches!(MemberMsg::decode(&t.frame), Ok(MemberMsg::ViewReq { .. })))
+            })
+            .count()
+    };
+    feed_from(&mut alpha, now, &x, &hello);
+    assert_eq!(requests(&mut alpha), 1);
+    now += retry * 4;
+    feed_from(&mut alpha, now, &x, &hello);
+    assert_eq!(
+        requests(&mut alpha),
+        1,
+        "asked again after four retry periods"
+    );
+    let before = alpha.view().clone();
+    feed_from(&mut alpha, now, &x, &view_state(&v20));
+    feed_from(&mut alpha, now, &x, &view_state(&v20));
+    assert_eq!(alpha.view(), &before, "the second answer changed the view");
+    assert!(installed(&mut alpha).is_empty());
+    now += retry;
+    let proposed = proposals_at(&mut alpha, now);
+    let p = proposed.first().expect("alpha proposes the merge");
+    assert_eq!(p.names().collect::<Vec<_>>(), ["alpha", "xray", "yankee"]);
+    assert!(p.id.epoch > 20);
+}
+
+/// A foreign view to merge still lists a member of this daemon's view in an earlier life
+/// (bravo restarted and joined this view since): the merge takes the foreign members
+/// only, and the next proposal holds bravo's current life, not the stale one. (Kills the
+/// merge's `!self.view.contains(..) && m.name != self.me.name` → `||`.)
+#[test]
+fn a_merged_view_does_not_bring_back_an_earlier_life_of_a_member() {
+    let mut now = Instant::from_millis(10);
+    let mut alpha = lone_alpha();
+    let retry = alpha.timing().retry;
+    let bravo = member("bravo", 2);
+    let old_bravo = Member {
+        incarnation: 0x99,
+        ..bravo.clone()
+    };
+    let charlie = member("charlie", 3);
+    // bravo joins alpha.
+    feed_from(
+        &mut alpha,
+        now,
+        &bravo,
+        &MemberMsg::Join {
+            member: bravo.clone(),
+        },
+    );
+    now += retry;
+    let p = proposals_at(&mut alpha, now);
+    let id = p.first().expect("alpha proposes bravo in").id.clone();
+    feed_from(&mut alpha, now, &bravo, &ack_from(&bravo, &id));
+    assert_eq!(alpha.view().member("bravo"), Some(&bravo));
+    while alpha.poll_output().is_some() {}
+    // charlie's view, from before bravo restarted.
+    let theirs = committed(&proposal(
+        5,
+        &old_bravo,
+        &[old_bravo.clone(), charlie.clone()],
+    ));
+    feed_from(
+        &mut alpha,
+        now,
+        &charlie,
+        &MemberMsg::Hello {
+            view: theirs.id.clone(),
+            from: charlie.clone(),
+            size: 2,
+        },
+    );
+    feed_from(&mut alpha, now, &charlie, &view_state(&theirs));
+    now += retry;
+    let p = proposals_at(&mut alpha, now);
+    let p = p.first().expect("alpha proposes the merge");
+    assert_eq!(p.names().collect::<Vec<_>>(), ["alpha", "bravo", "charlie"]);
+    assert_eq!(
+        p.member("bravo"),
+        Some(&bravo),
+        "the merge brought back bravo's earlier life"
+    );
 }
