@@ -645,6 +645,12 @@ plant core/src/groups/machine/mod.rs \
   'if view == self.view.id && !self.is_sequencer() {' \
   'if view == self.view.id || !self.is_sequencer() {' \
   groups
+# A member delivers an order it held past a gap beyond the old view's end (mutation
+# survivor).
+plant core/src/groups/machine/mod.rs \
+  'while self.delivered < hi {' \
+  'while self.delivered <= hi {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1635,3 +1635,43 @@ fn only_a_repeated_start_of_the_current_view_is_acknowledged_again() {
     );
     assert_eq!(net.nodes[1].g.view().id, v2.id);
 }
+
+/// A member that holds orders past a gap when the view changes delivers in the old view
+/// only up to where the fills end, never one of those held orders above it: b lost order
+/// 3 and holds 4 and 5, c lost 4 and 5, and the sequencer that had them all is gone, so
+/// the old view ends at 3 for both. (Guards `on_start`'s `while self.delivered < hi`
+/// turned `<=`: b delivers 4 and agreement is lost.)
+#[test]
+fn orders_held_past_a_gap_are_not_delivered_beyond_the_old_views_end() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.drop = Box::new(|_, to, m| match m {
+        GroupMsg::Order { seq, .. } => to == 1 && *seq == 3 || to == 2 && *seq >= 4,
+        GroupMsg::Nack { .. } => true,
+        _ => false,
+    });
+    for k in 1..=5 {
+        net.input(0, send_cmd("#x#a", format!("a{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.nodes[0].payloads().len(), 5, "a ordered all five");
+    assert_eq!(net.nodes[1].payloads().len(), 2, "b stops at its gap");
+    assert_eq!(net.nodes[2].payloads().len(), 3, "c got up to 3");
+    // a goes, with every order it alone had.
+    net.drop = Box::new(|from, to, _| from == 0 || to == 0);
+    let v2 = view(2, &["b", "c"]);
+    net.install(&v2, &[1, 2]);
+    net.run_until(|n| {
+        n.nodes[1..]
+            .iter()
+            .all(|x| !x.g.flushing() && x.g.pending() == 0)
+    });
+    let want = (v1.id.clone(), v2.id.clone(), 3);
+    assert_eq!(net.nodes[1].closed().last(), Some(&want));
+    assert_eq!(net.nodes[2].closed().last(), Some(&want));
+    assert_eq!(net.nodes[1].delivered(), net.nodes[2].delivered());
+    assert_eq!(net.nodes[1].payloads().len(), 3);
+}
