@@ -651,6 +651,26 @@ plant core/src/groups/machine/mod.rs \
   'while self.delivered < hi {' \
   'while self.delivered <= hi {' \
   groups
+# A former sequencer keeps repeating its moot start (mutation survivor).
+plant core/src/groups/machine/mod.rs \
+  '        if !self.is_sequencer()
+            || self' \
+  '        if !self.is_sequencer()
+            && self' \
+  groups
+# The memory of departed origins pruned at the bound or never (mutation survivors).
+plant core/src/groups/machine/mod.rs \
+  'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  'if self.seen.len() >= 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  'if self.seen.len() < 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  'if self.seen.len() == 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

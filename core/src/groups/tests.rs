@@ -1675,3 +1675,104 @@ fn orders_held_past_a_gap_are_not_delivered_beyond_the_old_views_end() {
     assert_eq!(net.nodes[1].delivered(), net.nodes[2].delivered());
     assert_eq!(net.nodes[1].payloads().len(), 3);
 }
+
+/// b delivers, in v1, one item from each of `lives` lives of a daemon z that is in no
+/// view, then moves to v2; then the sequencer sends z's first item again. Says whether
+/// b still knew it (skipped it) or had forgotten z.
+fn still_knows_a_departed_origin_after(lives: u64) -> bool {
+    let (mut net, v1) = two_settled();
+    let item_of_z = |life: u64| Item {
+        id: MsgId {
+            origin: "z".into(),
+            incarnation: life,
+            lseq: 1,
+        },
+        group: "g".into(),
+        what: What::Data {
+            sender: "#x#z".into(),
+            payload: Bytes::from(format!("z{life}")),
+        },
+    };
+    let order = |v: &View, seq: u64, item: Item| Input::Frame {
+        from: addr(0),
+        frame: GroupMsg::Order {
+            view: v.id.clone(),
+            seq,
+            stable: seq - 1,
+            item,
+        }
+        .to_frame(),
+    };
+    for life in 1..=lives {
+        let _ = net.nodes[1]
+            .g
+            .handle(net.now, order(&v1, life, item_of_z(life)));
+    }
+    // The acknowledgements are not needed: the sequencer is played by the test.
+    while net.nodes[1].g.poll_output().is_some() {}
+    let v2 = view(2, &["a", "b"]);
+    net.drop = Box::new(|_, _, m| matches!(m, GroupMsg::Ack { .. } | GroupMsg::Nack { .. }));
+    net.install(&v2, &[0, 1]);
+    net.run_until(|n| n.nodes.iter().all(|x| !x.g.flushing()));
+    assert_eq!(net.nodes[1].g.view().id, v2.id);
+    net.nodes[1].events.clear();
+    let _ = net.input(1, order(&v2, 1, item_of_z(1)));
+    let skipped = net.nodes[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, GroupsEvent::Skipped { .. }));
+    let delivered = net.nodes[1].payloads() == [Bytes::from("z1")];
+    assert!(skipped != delivered, "{:?}", net.nodes[1].events);
+    skipped
+}
+
+/// What a member remembers of origins gone from the view (to tell a late duplicate from
+/// a new item) is bounded at four times the largest view's members: at the bound all is
+/// kept, past it the departed are forgotten when the next view starts. (Guards
+/// `on_start`'s `seen.len() > 4 * MAX_MEMBERS` turned `==`, `<` or `>=`.)
+#[test]
+fn the_memory_of_departed_origins_is_kept_up_to_its_bound_and_no_further() {
+    let bound = 4 * crate::membership::msg::MAX_MEMBERS as u64;
+    assert!(
+        still_knows_a_departed_origin_after(bound),
+        "forgotten at the bound"
+    );
+    assert!(
+        !still_knows_a_departed_origin_after(bound + 1),
+        "kept past the bound"
+    );
+}
+
+/// A daemon that was the sequencer, whose start was not yet acknowledged by everyone when
+/// a newer view with another sequencer began, stops sending that start: it is moot.
+/// (Guards `on_start`'s `!self.is_sequencer() || every member acknowledged` turned `&&`:
+/// b would send v1's start to c for ever.)
+#[test]
+fn a_former_sequencer_stops_repeating_its_moot_start() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    // v1 is b and c, b its sequencer; c's acknowledgements are lost, so b keeps its start.
+    net.drop = Box::new(|from, to, m| from == 2 && to == 1 && matches!(m, GroupMsg::Ack { .. }));
+    let v1 = view(1, &["b", "c"]);
+    net.install(&v1, &[1, 2]);
+    net.run_until(|n| n.nodes[1..].iter().all(|x| !x.g.flushing()));
+    net.run_for(Duration::from_millis(300));
+    // a joins: it is the sequencer of v2.
+    let starts_from_b = std::rc::Rc::new(std::cell::Cell::new(0));
+    let count = starts_from_b.clone();
+    net.drop = Box::new(move |from, _, m| {
+        if from == 1 && matches!(m, GroupMsg::Start { .. }) {
+            count.set(count.get() + 1);
+        }
+        false
+    });
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    assert!(net.nodes.iter().all(|n| n.g.view().id == v2.id));
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(
+        starts_from_b.get(),
+        0,
+        "b repeated a start of v1 after v2 began"
+    );
+}
