@@ -671,6 +671,11 @@ plant core/src/groups/machine/mod.rs \
   'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
   'if self.seen.len() == 4 * super::super::membership::msg::MAX_MEMBERS {' \
   groups
+# Flushes not counted (mutation survivor).
+plant core/src/groups/machine/mod.rs \
+  'self.stats.flushes += 1;' \
+  'self.stats.flushes *= 1;' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1148,6 +1148,7 @@ fn the_flush_starts_the_new_view_as_soon_as_the_last_state_is_in() {
     net.install(&v1, &[0, 1, 2]);
     net.run_until(|n| n.settled());
     let before = net.now;
+    let flushes: Vec<u64> = net.nodes.iter().map(|n| n.g.stats().flushes).collect();
     let v2 = view(2, &["a", "b", "c"]);
     net.install(&v2, &[0, 1, 2]);
     // Frames only: no timer may fire.
@@ -1162,6 +1163,8 @@ fn the_flush_starts_the_new_view_as_soon_as_the_last_state_is_in() {
             Some(&(v2.id.clone(), Duration::ZERO)),
             "node {i}"
         );
+        // Counted once (the counter operators read for flushes).
+        assert_eq!(n.g.stats().flushes, flushes[i] + 1, "node {i}");
     }
 }
 
