@@ -676,6 +676,15 @@ plant core/src/groups/machine/mod.rs \
   'self.stats.flushes += 1;' \
   'self.stats.flushes *= 1;' \
   groups
+# The bound on the memory of departed origins miscomputed (mutation survivors).
+plant core/src/groups/machine/mod.rs \
+  'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  'if self.seen.len() > 4 + super::super::membership::msg::MAX_MEMBERS {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
+  'if self.seen.len() > 4 / super::super::membership::msg::MAX_MEMBERS {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi
