@@ -685,6 +685,53 @@ plant core/src/groups/machine/mod.rs \
   'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
   'if self.seen.len() > 4 / super::super::membership::msg::MAX_MEMBERS {' \
   groups
+# Survivors of the mutation run over the flood data plane (issue 17): the update size
+# limit at its edge; the filter that sends a pulled update on only to neighbours whose
+# digests do not show it; a neighbour's frames in the group not heard.
+plant core/src/flood/machine/data.rs \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() >= max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() == max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '!pulled
+                    || g.neighbours' \
+  '!pulled
+                    && g.neighbours' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '!pulled
+                    || g.neighbours' \
+  'pulled
+                    || g.neighbours' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|&(_, through)| through < seq)' \
+  '.is_none_or(|&(_, through)| through == seq)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|&(_, through)| through < seq)' \
+  '.is_none_or(|&(_, through)| through > seq)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|&(_, through)| through < seq)' \
+  '.is_none_or(|&(_, through)| through <= seq)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'n.heard = Some(now);' \
+  'let _ = (n, now);' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1302,3 +1302,153 @@ fn an_evicted_range_moves_a_neighbours_marks_just_past_it() {
         );
     }
 }
+
+/// An update of exactly `max_update` bytes is flooded (and arrives whole); one byte
+/// more is refused with the sizes, and takes no sequence number.
+/// Guards `data.len() > max` in `Flood::flood` (mutants `>=` and `==`).
+#[test]
+fn an_update_of_exactly_the_limit_is_flooded_one_byte_more_is_refused() {
+    let mut net = Net::new(config(2, 1, "", ""), 2);
+    net.run_for(Duration::from_secs(2));
+    let max = net.site(0).cfg.limits.reader.max_update;
+    let now = net.now;
+    let m = net.sites[0].as_mut().unwrap();
+    assert_eq!(m.flood(now, None, Bytes::from(vec![b'a'; max])), Ok(1));
+    assert_eq!(
+        m.flood(now, None, Bytes::from(vec![b'b'; max + 1])),
+        Err(FloodError::TooLarge { size: max + 1, max })
+    );
+    assert_eq!(m.flood(now, None, Bytes::from_static(b"c")), Ok(2));
+    net.drain(0);
+    net.run_for(Duration::from_secs(1));
+    let got: Vec<(u64, usize)> = net.exported[1]
+        .iter()
+        .filter_map(|it| match it {
+            BundleItem::Update { seq, data, .. } => Some((*seq, data.len())),
+            BundleItem::Lost { .. } => None,
+        })
+        .collect();
+    assert_eq!(got, [(1, max), (2, 1)]);
+}
+
+/// Site s2 of five in plain mode, every site its neighbour, taken out of its net once
+/// every neighbour has been heard: `(machine, now)`.
+fn a_plain_site_with_four_neighbours() -> (Flood, Instant) {
+    let n = 5;
+    let mut net = Net::new(config(n, 4, "(:flooding plain)", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let m = net.sites[1].take().unwrap();
+    let neighbours: Vec<&str> = m.groups["g"]
+        .neighbours
+        .keys()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(neighbours, ["s1", "s3", "s4", "s5"]);
+    assert!(m.groups["g"].neighbours.values().all(|n| n.heard.is_some()));
+    (m, net.now)
+}
+
+/// Hands `m` a frame from site `from` (an index) and returns the updates it sent, as
+/// (to site index, seq, pulled).
+fn updates_sent_on(
+    m: &mut Flood,
+    now: Instant,
+    from: usize,
+    msg: &FloodMsg,
+) -> Vec<(usize, u64, bool)> {
+    m.handle(
+        now,
+        Input::Frame {
+            from: addr(from),
+            frame: msg.to_frame(),
+        },
+    )
+    .unwrap();
+    let mut sent = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Transmit(t) = o
+            && let Ok(FloodMsg::Update { seq, pulled, .. }) = FloodMsg::decode(&t.frame)
+        {
+            let to = (0..8).find(|&i| addr(i) == t.to).unwrap();
+            sent.push((to, seq, pulled));
+        }
+    }
+    sent.sort();
+    sent
+}
+
+fn update_msg(origin: &str, incarnation: u64, seq: u64, pulled: bool) -> FloodMsg {
+    FloodMsg::Update {
+        group: "g".into(),
+        origin: origin.into(),
+        incarnation,
+        seq,
+        data: Bytes::from_static(b"x"),
+        pulled,
+    }
+}
+
+/// A pushed update goes on to every neighbour but its sender and its origin, whatever
+/// their digests show; a pulled one only to those whose digests do not show it (their
+/// `through` below it), taken at the edge `through == seq`. Forwarded copies are never
+/// marked pulled.
+/// Guards the pulled filter in `Flood::forward` (mutants: `!` deleted, `||` to `&&`,
+/// `through < seq` to `==`, `>`, `<=`).
+#[test]
+fn a_pulled_update_goes_on_only_to_neighbours_whose_digests_do_not_show_it() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    let set_marks = |m: &mut Flood, marks: (u64, u64)| {
+        m.groups
+            .get_mut("g")
+            .unwrap()
+            .neighbours
+            .get_mut("s4")
+            .unwrap()
+            .marks
+            .insert(key.clone(), marks);
+    };
+    // s4 showed all of 1..=10; s5 showed nothing.
+    set_marks(&mut m, (1, 10));
+    // From s3: pushed, to s4 and s5 (never back to s3, never to the origin s1).
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 3, false));
+    assert_eq!(sent, [(3, 3, false), (4, 3, false)]);
+    // Pulled, shown by s4: to s5 only.
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 4, true));
+    assert_eq!(sent, [(4, 4, false)]);
+    // s4 showed through 5: the pulled 5 is shown, the pulled 6 is not.
+    set_marks(&mut m, (1, 5));
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 5, true));
+    assert_eq!(sent, [(4, 5, false)]);
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 6, true));
+    assert_eq!(sent, [(3, 6, false), (4, 6, false)]);
+}
+
+/// A neighbour heard from in the group, then silent for `DOWN_ROUNDS` digest periods,
+/// is classified down: updates are not pushed to it (it pulls on its return), while a
+/// neighbour heard again since is pushed to. Hearing counts frames of the group (here a
+/// digest and updates).
+/// Guards `Flood::heard_in_group` (mutant: its body replaced with `()`).
+#[test]
+fn a_neighbour_silent_in_the_group_is_not_pushed_to() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let later = now + m.groups["g"].def.digest_period * DOWN_ROUNDS;
+    // s4 speaks (an empty digest); s5 stays silent.
+    let digest = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: vec![],
+    };
+    assert_eq!(updates_sent_on(&mut m, later, 3, &digest), []);
+    // From s3: to s4 only.
+    let sent = updates_sent_on(&mut m, later, 2, &update_msg("s1", 77, 1, false));
+    assert_eq!(sent, [(3, 1, false)]);
+    // From s4: to s3 (heard by its update just before), not to s5.
+    let sent = updates_sent_on(&mut m, later, 3, &update_msg("s1", 77, 2, false));
+    assert_eq!(sent, [(2, 2, false)]);
+}
