@@ -732,6 +732,46 @@ plant core/src/flood/machine/data.rs \
   'n.heard = Some(now);' \
   'let _ = (n, now);' \
   flood
+# The first window of the flood data plane closed too early, too late or never; the
+# bound on what arrived in it miscounted; a stream no neighbour named taken wrongly.
+plant core/src/flood/machine/data.rs \
+  'let answered = g.neighbours.values().all(|n| n.got_full && n.got_start);' \
+  'let answered = g.neighbours.values().all(|n| n.got_full || n.got_start);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if now < until && !answered {' \
+  'if now < until || !answered {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if now < until && !answered {' \
+  'if now <= until && !answered {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize - s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize * s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 + s.base) as usize + s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 =>' \
+  'None if true =>' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 =>' \
+  'None if false =>' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1452,3 +1452,246 @@ fn a_neighbour_silent_in_the_group_is_not_pushed_to() {
     let sent = updates_sent_on(&mut m, later, 3, &update_msg("s1", 77, 2, false));
     assert_eq!(sent, [(2, 2, false)]);
 }
+
+/// What `m` sent since it was last asked, as (to site index, message).
+fn sent_by(m: &mut Flood) -> Vec<(usize, FloodMsg)> {
+    let mut sent = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Transmit(t) = o
+            && let Ok(msg) = FloodMsg::decode(&t.frame)
+        {
+            let to = (0..8).find(|&i| addr(i) == t.to).unwrap();
+            sent.push((to, msg));
+        }
+    }
+    sent
+}
+
+/// Hands `m` a message from site `from` at `now`; what it sent then.
+fn frames_out(m: &mut Flood, now: Instant, from: usize, msg: &FloodMsg) -> Vec<(usize, FloodMsg)> {
+    m.handle(
+        now,
+        Input::Frame {
+            from: addr(from),
+            frame: msg.to_frame(),
+        },
+    )
+    .unwrap();
+    sent_by(m)
+}
+
+/// A pull sent: when, to which site (index), the ranges asked.
+type PullSent = (Instant, usize, Vec<(u64, u64)>);
+
+/// Fires `m`'s timers (those overdue at `from`, then in time order) through `to`: the
+/// pulls it sent, as (instant, to site index, ranges).
+fn pulls_sent(m: &mut Flood, from: Instant, to: Instant) -> Vec<PullSent> {
+    let mut now = from;
+    let mut pulls = Vec::new();
+    while let Some(t) = m.poll_timeout()
+        && t <= to
+    {
+        now = now.max(t);
+        m.handle_timeout(now);
+        for (who, msg) in sent_by(m) {
+            if let FloodMsg::Pull { ranges, .. } = msg {
+                pulls.push((now, who, ranges));
+            }
+        }
+    }
+    pulls
+}
+
+/// Site s2 of three, started afresh, that adopted at `t0` a topology in which s1 and
+/// s3 are its neighbours: `(machine, t0, end of its first window)`.
+fn a_site_that_just_joined() -> (Flood, Instant, Instant) {
+    let cfg = config(3, 2, "", "");
+    let mut m = Flood::new(settings(&cfg, 1), Instant::ZERO, Rng::from_seed(3));
+    let t0 = Instant::from_millis(10);
+    let topo = FloodMsg::Topology {
+        group: "g".into(),
+        master_incarnation: 9,
+        version: 1,
+        members: settings(&cfg, 0).sites.clone(),
+        links: vec![(0, 1, 10), (1, 2, 10)],
+    };
+    let _ = frames_out(&mut m, t0, 0, &topo);
+    let g = &m.groups["g"];
+    let neighbours: Vec<&str> = g.neighbours.keys().map(|s| s.as_str()).collect();
+    assert_eq!(neighbours, ["s1", "s3"]);
+    let until = t0 + g.def.digest_period * ADOPT_ROUNDS;
+    assert_eq!(g.adopt_until, Some(until));
+    (m, t0, until)
+}
+
+fn digest_msg(full: bool, entries: &[(u64, u64)]) -> FloodMsg {
+    FloodMsg::Digest {
+        group: "g".into(),
+        full,
+        want_full: false,
+        joined_us: 0,
+        entries: entries
+            .iter()
+            .map(|&(low, through)| super::super::msg::DigestEntry {
+                origin: "s1".into(),
+                incarnation: 77,
+                low,
+                through,
+            })
+            .collect(),
+    }
+}
+
+fn starts_msg(starts: &[u64]) -> FloodMsg {
+    FloodMsg::Starts {
+        group: "g".into(),
+        entries: starts
+            .iter()
+            .map(|&start| super::super::msg::StartEntry {
+                origin: "s1".into(),
+                incarnation: 77,
+                start,
+            })
+            .collect(),
+    }
+}
+
+/// The first window closes once every neighbour has sent both a full digest and its
+/// starts — not when each has sent one of them: s1 showed 1..=5 and named 3 as where the
+/// stream stood when this site joined, s3 knew nothing. The window closes on s3's
+/// starts, the stream is taken from 3, and 3..=5 are pulled from s1 a pull delay later.
+/// Guards `n.got_full && n.got_start` and `now < until && !answered` in
+/// `Flood::in_first_window` (mutants `||` for `&&`: closed too early, taking the stream
+/// from 1; kept open though every neighbour answered).
+#[test]
+fn the_first_window_closes_when_every_neighbour_sent_its_digest_and_starts() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    let ms = |k: u64| t0 + Duration::from_millis(k);
+    let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+    assert!(m.groups["g"].fresh, "closed before any starts came");
+    let _ = frames_out(&mut m, ms(3), 0, &starts_msg(&[3]));
+    let _ = frames_out(&mut m, ms(4), 2, &starts_msg(&[]));
+    assert!(!m.groups["g"].fresh, "open though every neighbour answered");
+    assert_eq!(
+        pulls_sent(&mut m, ms(4), ms(4 + 60)),
+        [(ms(4 + 50), 0, vec![(3, 5)])]
+    );
+}
+
+/// A neighbour that never answers holds the first window open only until its end, and
+/// not a moment past it: at that very instant it closes, the stream is taken from where
+/// the neighbour that answered said (3), and 3..=5 are pulled a pull delay later.
+/// Guards `now < until && !answered` in `Flood::in_first_window` (mutants `<=` for `<`,
+/// `||` for `&&`).
+#[test]
+fn the_first_window_closes_at_its_end_without_every_answer() {
+    let (mut m, t0, until) = a_site_that_just_joined();
+    let s = |k: u64| t0 + Duration::from_secs(k);
+    let _ = frames_out(&mut m, s(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, s(1), 0, &starts_msg(&[3]));
+    let _ = frames_out(
+        &mut m,
+        until.saturating_sub(Duration::from_micros(1)),
+        0,
+        &digest_msg(false, &[]),
+    );
+    assert!(m.groups["g"].fresh, "closed before its end");
+    let _ = frames_out(&mut m, until, 0, &digest_msg(false, &[]));
+    assert!(!m.groups["g"].fresh, "open at its end");
+    let ms = |k: u64| until + Duration::from_millis(k);
+    assert_eq!(
+        pulls_sent(&mut m, until, ms(60)),
+        [(ms(50), 0, vec![(3, 5)])]
+    );
+}
+
+/// A stream no neighbour named in its starts began after this site joined — when every
+/// neighbour answered: it is taken from 1, and 1..=5 are pulled. When one never
+/// answered, its start is unknown: the stream is kept from its next update, and nothing
+/// before it is pulled.
+/// Guards the match guard `answered && s.base > 1` in `Flood::settle_first_window`
+/// (mutants: `true`, `false`).
+#[test]
+fn a_stream_no_neighbour_named_is_taken_from_1_only_when_every_neighbour_answered() {
+    // Every neighbour answered, none named the stream.
+    let (mut m, t0, _) = a_site_that_just_joined();
+    let ms = |k: u64| t0 + Duration::from_millis(k);
+    let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+    let _ = frames_out(&mut m, ms(3), 0, &starts_msg(&[]));
+    let _ = frames_out(&mut m, ms(4), 2, &starts_msg(&[]));
+    assert!(!m.groups["g"].fresh);
+    assert_eq!(
+        pulls_sent(&mut m, ms(4), ms(4 + 60)),
+        [(ms(4 + 50), 0, vec![(1, 5)])]
+    );
+    // s3 never answers: the window closes at its end, the stream kept from 6.
+    let (mut m, t0, until) = a_site_that_just_joined();
+    let s = |k: u64| t0 + Duration::from_secs(k);
+    let _ = frames_out(&mut m, s(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, s(1), 0, &starts_msg(&[]));
+    let _ = frames_out(&mut m, until, 0, &digest_msg(false, &[]));
+    assert!(!m.groups["g"].fresh);
+    assert_eq!(
+        pulls_sent(&mut m, until, until + Duration::from_secs(1)),
+        []
+    );
+    let _ = frames_out(
+        &mut m,
+        until + Duration::from_secs(1),
+        0,
+        &digest_msg(false, &[(1, 6)]),
+    );
+    assert_eq!(
+        pulls_sent(
+            &mut m,
+            until + Duration::from_secs(1),
+            until + Duration::from_millis(1060)
+        ),
+        [(until + Duration::from_millis(1050), 0, vec![(6, 6)])]
+    );
+}
+
+/// When the first window closes, a stream taken in it is lowered to the start a
+/// neighbour named only while what arrived of it in the window (in order and beyond) is
+/// within `max_above`: at the bound (7..=10 beyond a gap at 6) it is lowered, 3..=6
+/// then missing; one more (6 in order, 8..=11 beyond) and what lies before it, 3..=5,
+/// is reported lost (behind) instead.
+/// Guards `arrived = (s.through + 1 - s.base) as usize + s.above.len()` in
+/// `Flood::settle_first_window` (mutants: the `+` to `-` or `*`, the `-` to `+`).
+#[test]
+fn a_stream_too_far_ahead_when_the_first_window_closes_is_reported_behind() {
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    for (arrive, lowered) in [
+        (&[7u64, 8, 9, 10][..], true),
+        (&[6, 8, 9, 10, 11][..], false),
+    ] {
+        let (mut m, t0, _) = a_site_that_just_joined();
+        m.cfg.limits.max_above = 4;
+        let ms = |k: u64| t0 + Duration::from_millis(k);
+        let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, &[(1, 5)]));
+        let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+        for &seq in arrive {
+            let _ = frames_out(&mut m, ms(3), 0, &update_msg("s1", 77, seq, false));
+        }
+        let _ = frames_out(&mut m, ms(4), 0, &starts_msg(&[3]));
+        let _ = frames_out(&mut m, ms(5), 2, &starts_msg(&[]));
+        let g = &m.groups["g"];
+        assert!(!g.fresh);
+        let s = &g.streams[&key];
+        if lowered {
+            assert_eq!((s.base, s.through), (3, 2), "{arrive:?}");
+            assert_eq!(s.missing_ranges(10), [(3, 6)]);
+            assert_eq!(g.lost_log, []);
+            assert_eq!(m.stats().lost, 0);
+        } else {
+            assert_eq!((s.base, s.through), (6, 6), "{arrive:?}");
+            assert_eq!(g.lost_log, [(key.clone(), 3, 5, LostReason::Behind)]);
+            assert_eq!(m.stats().lost, 3);
+        }
+    }
+}
