@@ -772,6 +772,174 @@ plant core/src/flood/machine/data.rs \
   'None if answered && s.base > 1 =>' \
   'None if false =>' \
   flood
+# The first window's close: the bound on what arrived, and the range and count reported
+# behind, for a named stream and for one no neighbour named.
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 / s.base) as usize + s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base + 1;
+                        self.stats.lost += to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base / 1;
+                        self.stats.lost += to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost -= to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost *= to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start - 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start * 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to + start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to / start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered || s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base == 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base < 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base >= 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize - s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize * s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 + s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 / s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through - 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through * 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived > max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base + 1;
+                        self.stats.lost += to;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base / 1;
+                        self.stats.lost += to;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base - 1;
+                        self.stats.lost -= to;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base - 1;
+                        self.stats.lost *= to;' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

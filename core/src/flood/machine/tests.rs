@@ -1695,3 +1695,53 @@ fn a_stream_too_far_ahead_when_the_first_window_closes_is_reported_behind() {
         }
     }
 }
+
+/// A stream no neighbour named when this site joined, every neighbour having answered,
+/// is lowered to 1 when the first window closes only while what arrived of it in the
+/// window is within `max_above`: at the bound (7..=10 beyond a gap at 6) it is lowered,
+/// 1..=6 then missing; one more (6 in order, 8..=11 beyond) and 1..=5 are reported lost
+/// (behind) instead. A stream taken from 1 is left as it is, however much arrived.
+/// Guards the `None if answered && s.base > 1` arm of `Flood::settle_first_window`:
+/// `arrived` (mutants: the `+` to `-` or `*`, the `-` to `+` or `/`), the range and
+/// count reported lost, and `s.base > 1` (mutant `>=`: a lost range 1..=0 reported).
+#[test]
+fn an_unnamed_stream_too_far_ahead_when_the_first_window_closes_is_reported_behind() {
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    let cases: [(&[(u64, u64)], &[u64], (u64, u64), Option<u64>); 3] = [
+        (&[(1, 5)], &[7, 8, 9, 10], (1, 0), None),
+        (&[(1, 5)], &[6, 8, 9, 10, 11], (6, 6), Some(5)),
+        (&[], &[1, 2, 3, 4, 5], (1, 5), None),
+    ];
+    for (shown, arrive, base_through, lost_to) in cases {
+        let (mut m, t0, _) = a_site_that_just_joined();
+        m.cfg.limits.max_above = 4;
+        let ms = |k: u64| t0 + Duration::from_millis(k);
+        let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, shown));
+        let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+        for &seq in arrive {
+            let _ = frames_out(&mut m, ms(3), 0, &update_msg("s1", 77, seq, false));
+        }
+        let _ = frames_out(&mut m, ms(4), 0, &starts_msg(&[]));
+        let _ = frames_out(&mut m, ms(5), 2, &starts_msg(&[]));
+        let g = &m.groups["g"];
+        assert!(!g.fresh);
+        let s = &g.streams[&key];
+        assert_eq!((s.base, s.through), base_through, "{arrive:?}");
+        match lost_to {
+            Some(to) => {
+                assert_eq!(g.lost_log, [(key.clone(), 1, to, LostReason::Behind)]);
+                assert_eq!(m.stats().lost, to);
+            }
+            None => {
+                assert_eq!(g.lost_log, [], "{arrive:?}");
+                assert_eq!(m.stats().lost, 0);
+            }
+        }
+        if base_through == (1, 0) {
+            assert_eq!(s.missing_ranges(10), [(1, 6)]);
+        }
+    }
+}
