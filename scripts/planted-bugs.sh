@@ -940,6 +940,125 @@ plant core/src/flood/machine/data.rs \
   'let to = s.base - 1;
                         self.stats.lost *= to;' \
   flood
+# The history of what a site knew when kept too short, too long or too coarse; streams
+# past the bound not forgotten, or this site's own forgotten; update frames at the size
+# limit; duplicates miscounted; a pulled duplicate exported again; the bound on
+# out-of-order updates off by one; storage drops uncounted; the rest of a pull asked too
+# early.
+plant core/src/flood/machine/data.rs \
+  'let p = self.groups[name].def.digest_period;
+        (
+            p / HISTORY_GRAIN_PER_PERIOD,
+            p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,
+        )' \
+  'let _ = (name, HISTORY_GRAIN_PER_PERIOD, ADOPT_ROUNDS, JOIN_MARGIN_MAX);
+        (Default::default(), Default::default())' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p / HISTORY_GRAIN_PER_PERIOD,' \
+  'p * HISTORY_GRAIN_PER_PERIOD,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS + 2) - JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p / (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS - 2) + JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS * 2) + JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX / 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let max = self.cfg.limits.max_streams;' \
+  'let max = self.cfg.limits.max_streams;
+        if max > 0 {
+            return;
+        }' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.filter(|(k, _)| k.origin != me)' \
+  '.filter(|(k, _)| k.origin == me)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() == max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() >= max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates += 1;' \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates -= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates += 1;' \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if s.has(seq) {
+            self.stats.duplicates += 1;' \
+  'if s.has(seq) {
+            self.stats.duplicates *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if pulled && self.cfg.canary_duplicate_export {' \
+  'if pulled || self.cfg.canary_duplicate_export {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq == self.stream_mut(name, &key).through + 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq < self.stream_mut(name, &key).through + 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq >= self.stream_mut(name, &key).through + 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq > self.stream_mut(name, &key).through * 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.dropped_unexported += 1;' \
+  'self.stats.dropped_unexported -= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.dropped_unexported += 1;' \
+  'self.stats.dropped_unexported *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'is_some_and(|p| s.through >= p.last)' \
+  'is_some_and(|p| s.through < p.last)' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1710,7 +1710,14 @@ fn an_unnamed_stream_too_far_ahead_when_the_first_window_closes_is_reported_behi
         origin: "s1".into(),
         incarnation: 77,
     };
-    let cases: [(&[(u64, u64)], &[u64], (u64, u64), Option<u64>); 3] = [
+    // (marks shown, updates arriving in the window, (base, through) after, lost 1..=to)
+    type Case = (
+        &'static [(u64, u64)],
+        &'static [u64],
+        (u64, u64),
+        Option<u64>,
+    );
+    let cases: [Case; 3] = [
         (&[(1, 5)], &[7, 8, 9, 10], (1, 0), None),
         (&[(1, 5)], &[6, 8, 9, 10, 11], (6, 6), Some(5)),
         (&[], &[1, 2, 3, 4, 5], (1, 5), None),
@@ -1744,4 +1751,265 @@ fn an_unnamed_stream_too_far_ahead_when_the_first_window_closes_is_reported_behi
             assert_eq!(s.missing_ranges(10), [(1, 6)]);
         }
     }
+}
+
+/// An update frame of exactly `max_update` bytes is taken and sent on; one byte more is
+/// refused with the sizes, and goes nowhere.
+/// Guards `data.len() > max` in `Flood::on_update` (mutants `==`, `>=`).
+#[test]
+fn an_update_frame_of_exactly_the_limit_is_taken_one_byte_more_is_refused() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.cfg.limits.reader.max_update = 10;
+    let update = |seq: u64, len: usize| FloodMsg::Update {
+        group: "g".into(),
+        origin: "s1".into(),
+        incarnation: 77,
+        seq,
+        data: Bytes::from(vec![b'x'; len]),
+        pulled: false,
+    };
+    let sent = updates_sent_on(&mut m, now, 2, &update(1, 10));
+    assert_eq!(sent, [(3, 1, false), (4, 1, false)]);
+    let r = m.handle(
+        now,
+        Input::Frame {
+            from: addr(2),
+            frame: update(2, 11).to_frame(),
+        },
+    );
+    assert!(
+        matches!(r, Err(FloodError::TooLarge { size: 11, max: 10 })),
+        "{r:?}"
+    );
+    assert_eq!(sent_by(&mut m), []);
+    assert_eq!(m.stats().delivered, 1);
+}
+
+/// An update of this site's own stream coming back, and an update that already
+/// arrived, are counted as duplicates, and neither is delivered nor sent on again.
+/// Guards `self.stats.duplicates += 1` in `Flood::on_update`, both (mutants `-=`, `*=`).
+#[test]
+fn an_update_back_from_its_origin_or_again_is_a_counted_duplicate() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let own = m.incarnation();
+    assert_eq!(
+        updates_sent_on(&mut m, now, 2, &update_msg("s2", own, 1, false)),
+        []
+    );
+    assert_eq!(m.stats().duplicates, 1);
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 1, false));
+    assert_eq!(sent, [(3, 1, false), (4, 1, false)]);
+    assert_eq!(
+        updates_sent_on(&mut m, now, 3, &update_msg("s1", 77, 1, false)),
+        []
+    );
+    assert_eq!(
+        updates_sent_on(&mut m, now, 3, &update_msg("s1", 77, 1, true)),
+        []
+    );
+    assert_eq!(m.stats().duplicates, 3);
+    assert_eq!(m.stats().delivered, 1);
+}
+
+/// A pulled copy of an update that already arrived is not exported again (that is the
+/// canary's bug, and only the canary's): one export run, of one update.
+/// Guards `pulled && self.cfg.canary_duplicate_export` in `Flood::on_update` (mutant
+/// `||`).
+#[test]
+fn a_pulled_duplicate_is_not_exported_again() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let mut exports = Vec::new();
+    for (k, pulled) in [(1, false), (2, true)] {
+        let at = now + Duration::from_millis(k * 100);
+        m.handle(
+            at,
+            Input::Frame {
+                from: addr(2),
+                frame: update_msg("s1", 77, 1, pulled).to_frame(),
+            },
+        )
+        .unwrap();
+        while let Some(o) = m.poll_output() {
+            if let Output::Effect(r) = o
+                && let FloodEffect::Export { bundle, .. } = r.effect
+            {
+                exports.push(bundle::decode(&bundle).unwrap().len());
+                m.handle(
+                    at,
+                    Input::EffectDone {
+                        id: r.id,
+                        outcome: Ok(FloodEffectValue::Exported),
+                    },
+                )
+                .unwrap();
+            }
+        }
+    }
+    assert_eq!(exports, [1]);
+    assert_eq!(m.stats().duplicates, 1);
+}
+
+/// Out-of-order updates are remembered up to `max_above` (4): an update that would be
+/// one more beyond a gap gives the oldest missing range up (lost, behind); the update
+/// that fills the gap when the bound is reached is taken, nothing lost.
+/// Guards `seq > through + 1 && above.len() >= max_above` in `Flood::on_update`
+/// (mutants `==`, `<`, `>=` for the `>`).
+#[test]
+fn an_update_past_the_out_of_order_bound_gives_the_oldest_gap_up() {
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    for (last, through, above, lost) in [
+        (2u64, 6u64, vec![], vec![]),
+        (
+            8,
+            6,
+            vec![8u64],
+            vec![(key.clone(), 2u64, 2u64, LostReason::Behind)],
+        ),
+    ] {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        m.cfg.limits.max_above = 4;
+        for seq in [1, 3, 4, 5, 6, last] {
+            let _ = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, seq, false));
+        }
+        let g = &m.groups["g"];
+        let s = &g.streams[&key];
+        assert_eq!(s.through, through, "then {last}");
+        assert_eq!(s.above.iter().copied().collect::<Vec<u64>>(), above);
+        assert_eq!(g.lost_log, lost);
+        assert_eq!(m.stats().delivered, 6);
+    }
+}
+
+/// A group tracks at most `max_streams` streams: a new one makes room by forgetting the
+/// one idle longest — never this site's own — and its pull timer with it.
+/// Guards `Flood::room_for_stream` (mutants: its body replaced with `()`; `k.origin !=
+/// me` to `==`).
+#[test]
+fn a_new_stream_past_the_bound_forgets_the_idlest_other_one() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.cfg.limits.max_streams = 3;
+    let own = m.incarnation();
+    m.flood(now, None, Bytes::from_static(b"own")).unwrap();
+    let key = |origin: &str, incarnation: u64| StreamKey {
+        origin: origin.into(),
+        incarnation,
+    };
+    // Stream s1/1 misses 1: its pull timer is armed.
+    for (k, (inc, seq)) in [(1, 2), (2, 1), (3, 1)].into_iter().enumerate() {
+        let at = now + Duration::from_millis(k as u64 + 1);
+        let _ = updates_sent_on(&mut m, at, 2, &update_msg("s1", inc, seq, false));
+        if k == 0 {
+            assert!(m.timers.contains(&Timer::Pull("g".into(), key("s1", 1))));
+        }
+    }
+    let streams: Vec<&StreamKey> = m.groups["g"].streams.keys().collect();
+    assert_eq!(streams, [&key("s1", 2), &key("s1", 3), &key("s2", own)]);
+    assert!(!m.timers.contains(&Timer::Pull("g".into(), key("s1", 1))));
+}
+
+/// What a site knew when is kept 22 digest periods plus twice the longest join margin
+/// (here 4.2 s), at a grain of an eighth of a period: asked by a neighbour that joined
+/// at a time between two updates 100 ms apart (seen 4.3 s before, to the microsecond),
+/// it names the stream's start as one past the first; a microsecond later that time
+/// has left its memory and the stream is not named.
+/// Guards `Flood::history_spans` (mutants: defaults; grain `/` to `*`; every operator
+/// of the horizon).
+#[test]
+fn a_site_remembers_what_it_knew_for_the_history_horizon() {
+    for (after, start) in [
+        (Duration::from_micros(4_299_999), Some(2)),
+        (Duration::from_millis(4300), None),
+    ] {
+        let (mut m, t0, _) = a_site_that_just_joined();
+        let t = t0 + Duration::from_millis(1);
+        let _ = frames_out(&mut m, t, 0, &update_msg("s1", 77, 1, false));
+        let at = t + Duration::from_millis(100);
+        let _ = frames_out(&mut m, at, 0, &update_msg("s1", 77, 2, false));
+        let now = t + after;
+        let _ = frames_out(&mut m, now, 0, &update_msg("s1", 77, 3, false));
+        // s3 asks: it joined so long ago that, less the margin (250 ms: no round trip
+        // known), the time asked about is t + 50 ms.
+        let joined =
+            now.saturating_duration_since(t + Duration::from_millis(50)) - JOIN_MARGIN_DEFAULT;
+        let ask = FloodMsg::Digest {
+            group: "g".into(),
+            full: false,
+            want_full: true,
+            joined_us: joined.as_micros() as u64,
+            entries: vec![],
+        };
+        let starts: Vec<Vec<u64>> = frames_out(&mut m, now, 2, &ask)
+            .into_iter()
+            .filter_map(|(to, msg)| match msg {
+                FloodMsg::Starts { entries, .. } if to == 2 => {
+                    Some(entries.iter().map(|e| e.start).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [start.into_iter().collect::<Vec<u64>>()],
+            "{after:?}"
+        );
+    }
+}
+
+/// An update too large for this site's storage is reported lost here (storage), counted
+/// as dropped, and neither delivered nor sent on; the stream moves past it.
+/// Guards `self.stats.dropped_unexported += 1` in `Flood::on_update` (mutants `-=`,
+/// `*=`).
+#[test]
+fn an_update_too_large_to_store_is_reported_lost_and_counted() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.store = store::Store::new(store::ENTRY_OVERHEAD + 5);
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    let big = FloodMsg::Update {
+        group: "g".into(),
+        origin: "s1".into(),
+        incarnation: 77,
+        seq: 1,
+        data: Bytes::from_static(b"0123456789"),
+        pulled: false,
+    };
+    assert_eq!(updates_sent_on(&mut m, now, 2, &big), []);
+    let g = &m.groups["g"];
+    assert_eq!(g.lost_log, [(key.clone(), 1, 1, LostReason::Storage)]);
+    assert_eq!(g.streams[&key].through, 1);
+    assert_eq!(m.stats().dropped_unexported, 1);
+    assert_eq!(m.stats().delivered, 0);
+}
+
+/// Once everything the pull in flight asked for has come, the rest is asked for at
+/// once (from whoever holds it), not at the pull's timeout — and not before: while
+/// some of it is still due, nothing more is asked.
+/// Guards `s.through >= p.last` in `Flood::watch_missing` (mutant `<`).
+#[test]
+fn the_rest_is_pulled_as_soon_as_the_pull_in_flight_is_answered() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    // s3 holds 1..=3: they are pulled from it.
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let first: Vec<(usize, Vec<(u64, u64)>)> =
+        pulls_sent(&mut m, now, now + Duration::from_millis(100))
+            .into_iter()
+            .map(|(_, to, ranges)| (to, ranges))
+            .collect();
+    assert_eq!(first, [(2, vec![(1, 3)])]);
+    // s4 holds 1..=6; s3 answers 1, 2, 3, a millisecond apart.
+    let t1 = now + Duration::from_millis(100);
+    let _ = frames_out(&mut m, t1, 3, &digest_msg(false, &[(1, 6)]));
+    let mut pulls = Vec::new();
+    for seq in 1..=3 {
+        let t = t1 + Duration::from_millis(seq);
+        let _ = frames_out(&mut m, t, 2, &update_msg("s1", 77, seq, true));
+        pulls.extend(pulls_sent(&mut m, t, t));
+    }
+    let t3 = t1 + Duration::from_millis(3);
+    assert_eq!(pulls, [(t3, 3, vec![(4, 6)])]);
 }
