@@ -1059,6 +1059,33 @@ plant core/src/flood/machine/data.rs \
   'is_some_and(|p| s.through >= p.last)' \
   'is_some_and(|p| s.through < p.last)' \
   flood
+# A stream's marks claiming an older update it does not have; digests: the first one
+# not full, changed marks not sent, keepalives every round, full marks asked of who
+# answered or after the first window.
+plant core/src/flood/machine/data.rs \
+  '.clamp(s.base.min(s.through + 1), s.through + 1);' \
+  '.clamp(s.base.min(s.through * 1), s.through + 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let full = full || n.wants_full || n.last_digest.is_none();' \
+  'let full = full || n.wants_full && n.last_digest.is_none();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'n.sent.get(key) != Some(marks)' \
+  'n.sent.get(key) == Some(marks)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let keepalive = g.def.digest_period * KEEPALIVE_ROUNDS;' \
+  'let keepalive = g.def.digest_period / KEEPALIVE_ROUNDS;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  'let want_full = g.fresh && g.adopt_until.is_some() || !(n.got_full && n.got_start);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  'let want_full = g.fresh || g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

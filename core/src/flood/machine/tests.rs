@@ -2013,3 +2013,173 @@ fn the_rest_is_pulled_as_soon_as_the_pull_in_flight_is_answered() {
     let t3 = t1 + Duration::from_millis(3);
     assert_eq!(pulls, [(t3, 3, vec![(4, 6)])]);
 }
+
+/// Fires `m`'s timers (those overdue at `from`, then in time order) through `to`: the
+/// digests it sent, as (instant, to site index, full, want_full, entries as
+/// (low, through)).
+fn digests_sent(m: &mut Flood, from: Instant, to: Instant) -> Vec<DigestSent> {
+    let mut now = from;
+    let mut digests = Vec::new();
+    while let Some(t) = m.poll_timeout()
+        && t <= to
+    {
+        now = now.max(t);
+        m.handle_timeout(now);
+        for (who, msg) in sent_by(m) {
+            if let FloodMsg::Digest {
+                full,
+                want_full,
+                entries,
+                ..
+            } = msg
+            {
+                let marks = entries.iter().map(|e| (e.low, e.through)).collect();
+                digests.push((now, who, full, want_full, marks));
+            }
+        }
+    }
+    digests
+}
+
+/// A digest sent: when, to which site (index), full, want_full, the marks it carried.
+type DigestSent = (Instant, usize, bool, bool, Vec<(u64, u64)>);
+
+/// A stream taken from 11 (nothing of it arrived) that still stores older updates of
+/// it — kept from before it was forgotten and taken afresh in the first window — shows
+/// that it holds nothing: low 11, through 10, not 10.
+/// Guards `s.base.min(s.through + 1)` in `Flood::marks` (mutant `*` for the `+`).
+#[test]
+fn a_stream_with_nothing_arrived_shows_no_older_stored_update() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    for seq in 1..=3 {
+        let entry = store::EntryKey {
+            group: "g".into(),
+            stream: key.clone(),
+            seq,
+        };
+        m.store_update(now, entry, Bytes::from_static(b"x"), true)
+            .unwrap();
+    }
+    let mut s = Stream::new(11, now);
+    s.known = 12;
+    m.groups
+        .get_mut("g")
+        .unwrap()
+        .streams
+        .insert(key.clone(), s);
+    assert_eq!(m.all_marks("g"), [(key, (11, 10))]);
+}
+
+/// Digests: the marks that changed go out in the next round, unchanged ones not again
+/// (an empty keepalive every four rounds, no more); a neighbour that asks gets every
+/// mark in a full digest at once.
+/// Guards `full || n.wants_full || n.last_digest.is_none()` (mutant: the second `||`
+/// to `&&`), `n.sent.get(key) != Some(marks)` (mutant `==`) and
+/// `digest_period * KEEPALIVE_ROUNDS` (mutant `/`) in `Flood::send_digest`.
+#[test]
+fn digests_carry_what_changed_keepalives_and_full_marks_on_request() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    // Quiet: to s4, an empty digest every 400 ms exactly.
+    let quiet: Vec<(Instant, Vec<(u64, u64)>)> =
+        digests_sent(&mut m, now, now + Duration::from_secs(2))
+            .into_iter()
+            .filter(|d| d.1 == 3)
+            .map(|d| (d.0, d.4))
+            .collect();
+    assert!(quiet.len() >= 4, "{quiet:?}");
+    for w in quiet.windows(2) {
+        assert_eq!(w[1].0 - w[0].0, Duration::from_millis(400), "{quiet:?}");
+        assert_eq!(w[1].1, []);
+    }
+    // A stream arrives just before a round that is not full: its marks go to s4 in that
+    // round, and then not again in a round that is not full.
+    let mut t = now + Duration::from_secs(2);
+    while m.groups["g"].rounds.is_multiple_of(FULL_EVERY) {
+        let _ = digests_sent(&mut m, t, t + Duration::from_millis(100));
+        t += Duration::from_millis(100);
+    }
+    let _ = updates_sent_on(&mut m, t, 2, &update_msg("s1", 77, 1, false));
+    let to_s4: Vec<(bool, Vec<(u64, u64)>)> =
+        digests_sent(&mut m, t, t + Duration::from_millis(400))
+            .into_iter()
+            .filter(|d| d.1 == 3)
+            .map(|d| (d.2, d.4))
+            .collect();
+    assert_eq!(to_s4.first(), Some(&(false, vec![(1, 1)])), "{to_s4:?}");
+    for (full, marks) in &to_s4[1..] {
+        assert!(*full || marks.is_empty(), "{to_s4:?}");
+    }
+    // s4 asks: a full digest with every mark, at once.
+    let t = t + Duration::from_millis(400);
+    let ask = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: true,
+        joined_us: 0,
+        entries: vec![],
+    };
+    let answer: Vec<(bool, Vec<(u64, u64)>)> = frames_out(&mut m, t, 3, &ask)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Digest { full, entries, .. } if to == 3 => {
+                Some((full, entries.iter().map(|e| (e.low, e.through)).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answer, [(true, vec![(1, 1)])]);
+}
+
+/// A site in its first window asks, in its digests, for a full digest and starts only
+/// from the neighbours that have not answered yet, and only while the window is open:
+/// s1 answered at once, s3 never did; once the window closed at its end nobody is asked.
+/// Guards `g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start)` in
+/// `Flood::send_digest` (mutants: the first or the second `&&` to `||`).
+#[test]
+fn digests_ask_for_full_marks_only_of_who_has_not_answered_in_the_first_window() {
+    let (mut m, t0, until) = a_site_that_just_joined();
+    let t = t0 + Duration::from_millis(1);
+    let _ = frames_out(&mut m, t, 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, t, 0, &starts_msg(&[]));
+    let digests = digests_sent(&mut m, t, until + Duration::from_secs(1));
+    let kinds: BTreeSet<(usize, bool)> = digests.iter().map(|d| (d.1, d.0 < until)).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([(0, true), (0, false), (2, true), (2, false)]),
+        "{digests:?}"
+    );
+    for (at, to, _, want_full, _) in &digests {
+        assert_eq!(*want_full, *to == 2 && *at < until, "{digests:?}");
+    }
+}
+
+/// The first digest a site sends each neighbour (when it adopts its first topology) is
+/// full, whatever the round: the neighbour may take it as all this site knows.
+/// Guards `full || n.wants_full || n.last_digest.is_none()` in `Flood::send_digest`
+/// (mutant: the second `||` to `&&`, which leaves `full || (n.wants_full && ...)`).
+#[test]
+fn a_sites_first_digest_to_each_neighbour_is_full() {
+    let cfg = config(3, 2, "", "");
+    let mut m = Flood::new(settings(&cfg, 1), Instant::ZERO, Rng::from_seed(3));
+    let topo = FloodMsg::Topology {
+        group: "g".into(),
+        master_incarnation: 9,
+        version: 1,
+        members: settings(&cfg, 0).sites.clone(),
+        links: vec![(0, 1, 10), (1, 2, 10)],
+    };
+    let digests: Vec<(usize, bool, bool)> = frames_out(&mut m, Instant::from_millis(10), 0, &topo)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Digest {
+                full, want_full, ..
+            } => Some((to, full, want_full)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digests, [(0, true, true), (2, true, true)]);
+}
