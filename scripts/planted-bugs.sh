@@ -1086,6 +1086,59 @@ plant core/src/flood/machine/data.rs \
   'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
   'let want_full = g.fresh || g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
   flood
+# Digests: a neighbour without its starts not asked, joined_us not told, keepalives
+# mistimed, digests uncounted; streams and marks from digests unbounded; the join
+# margin shrunk.
+plant core/src/flood/machine/data.rs \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full || n.got_start);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(true, Some(t)) => {
+                u64::try_from(' \
+  '(true, Some(t)) if false => {
+                u64::try_from(' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|t| now.saturating_duration_since(t) >= keepalive);' \
+  '.is_none_or(|t| now.saturating_duration_since(t) < keepalive);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if entries.is_empty() && !due && !want_full {' \
+  'if entries.is_empty() && due && !want_full {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if entries.is_empty() && !due && !want_full {' \
+  'if entries.is_empty() && !due && want_full {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.digests_sent += 1;' \
+  'self.stats.digests_sent *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '                continue;
+            }
+            let key = StreamKey {
+                origin: e.origin,
+                incarnation: e.incarnation,
+            };
+            if !self.groups[name].streams.contains_key(&key) {' \
+  '                continue;
+            }
+            let key = StreamKey {
+                origin: e.origin,
+                incarnation: e.incarnation,
+            };
+            if self.groups[name].streams.contains_key(&key) {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if n.marks.len() < max_streams || n.marks.contains_key(&key) {' \
+  'if n.marks.len() <= max_streams || n.marks.contains_key(&key) {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(r * 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)' \
+  '(r / 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -2030,19 +2030,21 @@ fn digests_sent(m: &mut Flood, from: Instant, to: Instant) -> Vec<DigestSent> {
                 full,
                 want_full,
                 entries,
+                joined_us,
                 ..
             } = msg
             {
                 let marks = entries.iter().map(|e| (e.low, e.through)).collect();
-                digests.push((now, who, full, want_full, marks));
+                digests.push((now, who, full, want_full, marks, joined_us));
             }
         }
     }
     digests
 }
 
-/// A digest sent: when, to which site (index), full, want_full, the marks it carried.
-type DigestSent = (Instant, usize, bool, bool, Vec<(u64, u64)>);
+/// A digest sent: when, to which site (index), full, want_full, the marks it carried,
+/// joined_us.
+type DigestSent = (Instant, usize, bool, bool, Vec<(u64, u64)>, u64);
 
 /// A stream taken from 11 (nothing of it arrived) that still stores older updates of
 /// it — kept from before it was forgotten and taken afresh in the first window — shows
@@ -2083,13 +2085,15 @@ fn a_stream_with_nothing_arrived_shows_no_older_stored_update() {
 #[test]
 fn digests_carry_what_changed_keepalives_and_full_marks_on_request() {
     let (mut m, now) = a_plain_site_with_four_neighbours();
-    // Quiet: to s4, an empty digest every 400 ms exactly.
-    let quiet: Vec<(Instant, Vec<(u64, u64)>)> =
-        digests_sent(&mut m, now, now + Duration::from_secs(2))
-            .into_iter()
-            .filter(|d| d.1 == 3)
-            .map(|d| (d.0, d.4))
-            .collect();
+    // Quiet: to s4, an empty digest every 400 ms exactly; every digest counted.
+    let before = m.stats().digests_sent;
+    let all = digests_sent(&mut m, now, now + Duration::from_secs(2));
+    assert_eq!(m.stats().digests_sent - before, all.len() as u64);
+    let quiet: Vec<(Instant, Vec<(u64, u64)>)> = all
+        .into_iter()
+        .filter(|d| d.1 == 3)
+        .map(|d| (d.0, d.4))
+        .collect();
     assert!(quiet.len() >= 4, "{quiet:?}");
     for w in quiet.windows(2) {
         assert_eq!(w[1].0 - w[0].0, Duration::from_millis(400), "{quiet:?}");
@@ -2152,7 +2156,7 @@ fn digests_ask_for_full_marks_only_of_who_has_not_answered_in_the_first_window()
         BTreeSet::from([(0, true), (0, false), (2, true), (2, false)]),
         "{digests:?}"
     );
-    for (at, to, _, want_full, _) in &digests {
+    for (at, to, _, want_full, _, _) in &digests {
         assert_eq!(*want_full, *to == 2 && *at < until, "{digests:?}");
     }
 }
@@ -2182,4 +2186,100 @@ fn a_sites_first_digest_to_each_neighbour_is_full() {
         })
         .collect();
     assert_eq!(digests, [(0, true, true), (2, true, true)]);
+}
+
+/// A neighbour that sent its full digest but not yet its starts is still asked for
+/// them, and every ask says how long ago this site joined (its topology came at t0).
+/// Guards `!(n.got_full && n.got_start)` (mutant `||`) and the `(true, Some(t))` arm
+/// of `joined_us` (mutant: deleted, 0 sent) in `Flood::send_digest`.
+#[test]
+fn a_neighbour_without_its_starts_is_still_asked_and_told_when_this_site_joined() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    let t = t0 + Duration::from_millis(1);
+    let _ = frames_out(&mut m, t, 0, &digest_msg(true, &[(1, 5)]));
+    let digests = digests_sent(&mut m, t, t + Duration::from_millis(500));
+    let to_s1: Vec<&DigestSent> = digests.iter().filter(|d| d.1 == 0).collect();
+    assert!(!to_s1.is_empty(), "{digests:?}");
+    for d in &digests {
+        assert!(d.3, "{d:?}");
+        let since = d.0.saturating_duration_since(t0).as_micros() as u64;
+        assert_eq!(d.5, since, "{d:?}");
+    }
+}
+
+/// Streams first heard of in a digest are bounded like the others (the idlest other
+/// one forgotten), and so are a neighbour's marks: at most `max_streams` (2) of them,
+/// the first it showed.
+/// Guards `!...contains_key(&key)` before `room_for_stream` (mutant: `!` deleted) and
+/// `n.marks.len() < max_streams` (mutant `<=`) in `Flood::on_digest`.
+#[test]
+fn streams_and_marks_from_a_digest_are_bounded() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.cfg.limits.max_streams = 2;
+    let key = |incarnation: u64| StreamKey {
+        origin: "s1".into(),
+        incarnation,
+    };
+    let digest = |incs: &[u64]| FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: incs
+            .iter()
+            .map(|&incarnation| super::super::msg::DigestEntry {
+                origin: "s1".into(),
+                incarnation,
+                low: 1,
+                through: 1,
+            })
+            .collect(),
+    };
+    let _ = frames_out(&mut m, now, 2, &digest(&[1]));
+    let _ = frames_out(&mut m, now + Duration::from_millis(1), 2, &digest(&[1, 2]));
+    let _ = frames_out(
+        &mut m,
+        now + Duration::from_millis(2),
+        3,
+        &digest(&[3, 4, 5]),
+    );
+    let g = &m.groups["g"];
+    let streams: Vec<&StreamKey> = g.streams.keys().collect();
+    assert_eq!(streams, [&key(4), &key(5)]);
+    let marks: Vec<&StreamKey> = g.neighbours["s4"].marks.keys().collect();
+    assert_eq!(marks, [&key(3), &key(4)]);
+}
+
+/// A neighbour that joined is given, per stream, one past what was known when it
+/// joined less a margin of twice its round trip (here 100 ms: 200 ms).
+/// Guards `(r * 2).clamp(...)` in `Flood::send_starts` (mutant `/`).
+#[test]
+fn starts_take_twice_the_round_trip_as_margin() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(100));
+    let t = t0 + Duration::from_millis(1);
+    for seq in 1..=3 {
+        let at = t + Duration::from_millis(100 * (seq - 1));
+        let _ = frames_out(&mut m, at, 0, &update_msg("s1", 77, seq, false));
+    }
+    // Asked at t + 300 ms by s3, which joined 50 ms before: t + 250 ms, less the
+    // margin, is t + 50 ms, when 1 was known.
+    let now = t + Duration::from_millis(300);
+    let ask = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: true,
+        joined_us: 50_000,
+        entries: vec![],
+    };
+    let starts: Vec<Vec<u64>> = frames_out(&mut m, now, 2, &ask)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Starts { entries, .. } if to == 2 => {
+                Some(entries.iter().map(|e| e.start).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [vec![2]]);
 }
