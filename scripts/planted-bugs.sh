@@ -1139,6 +1139,23 @@ plant core/src/flood/machine/data.rs \
   '(r * 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)' \
   '(r / 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)' \
   flood
+# Starts remembered past the bound; the wait for a pushed copy before pulling zero or
+# shrunk.
+plant core/src/flood/machine/data.rs \
+  'if g.starts.len() < max_streams || g.starts.contains_key(&key) {' \
+  'if g.starts.len() <= max_streams || g.starts.contains_key(&key) {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(rtt * 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
+  '{
+            let _ = rtt;
+            Duration::default()
+        }' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(rtt * 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
+  '(rtt / 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1562,7 +1562,9 @@ fn starts_msg(starts: &[u64]) -> FloodMsg {
 /// starts, the stream is taken from 3, and 3..=5 are pulled from s1 a pull delay later.
 /// Guards `n.got_full && n.got_start` and `now < until && !answered` in
 /// `Flood::in_first_window` (mutants `||` for `&&`: closed too early, taking the stream
-/// from 1; kept open though every neighbour answered).
+/// from 1; kept open though every neighbour answered). The instant of the pull also
+/// pins `Flood::pull_delay` with no round trip known, 2 × 25 ms (mutants: default,
+/// `rtt / 2`).
 #[test]
 fn the_first_window_closes_when_every_neighbour_sent_its_digest_and_starts() {
     let (mut m, t0, _) = a_site_that_just_joined();
@@ -2282,4 +2284,31 @@ fn starts_take_twice_the_round_trip_as_margin() {
         })
         .collect();
     assert_eq!(starts, [vec![2]]);
+}
+
+/// The starts a site remembers in its first window are bounded by `max_streams` (2):
+/// the first named are kept, a later start of one of them still raises it.
+/// Guards `g.starts.len() < max_streams` in `Flood::on_starts` (mutant `<=`).
+#[test]
+fn starts_remembered_in_the_first_window_are_bounded() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    m.cfg.limits.max_streams = 2;
+    let starts = |entries: &[(u64, u64)]| FloodMsg::Starts {
+        group: "g".into(),
+        entries: entries
+            .iter()
+            .map(|&(incarnation, start)| super::super::msg::StartEntry {
+                origin: "s1".into(),
+                incarnation,
+                start,
+            })
+            .collect(),
+    };
+    let t = t0 + Duration::from_millis(1);
+    let _ = frames_out(&mut m, t, 0, &starts(&[(1, 4), (2, 5), (3, 6)]));
+    let _ = frames_out(&mut m, t, 2, &starts(&[(1, 7), (3, 8)]));
+    let g = &m.groups["g"];
+    assert!(g.fresh);
+    let kept: Vec<(u64, u64)> = g.starts.iter().map(|(k, &v)| (k.incarnation, v)).collect();
+    assert_eq!(kept, [(1, 7), (2, 5)]);
 }
