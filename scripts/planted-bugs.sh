@@ -1156,6 +1156,15 @@ plant core/src/flood/machine/data.rs \
   '(rtt * 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
   '(rtt / 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
   flood
+# A pull asked again too soon; missing updates counted twice.
+plant core/src/flood/machine/data.rs \
+  '(rtt * 4).clamp(Duration::from_millis(200), Duration::from_secs(5))' \
+  '(rtt / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let from = a.max(reported + 1);' \
+  'let from = a.max(reported * 1);' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

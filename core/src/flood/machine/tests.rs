@@ -2312,3 +2312,34 @@ fn starts_remembered_in_the_first_window_are_bounded() {
     let kept: Vec<(u64, u64)> = g.starts.iter().map(|(k, &v)| (k.incarnation, v)).collect();
     assert_eq!(kept, [(1, 7), (2, 5)]);
 }
+
+/// A pull that is not answered is asked again after four round trips (here 100 ms:
+/// 400 ms), the first after twice the round trip (200 ms) for a pushed copy.
+/// Guards `(rtt * 4)` in `Flood::pull_timeout` (mutant `/`).
+#[test]
+fn an_unanswered_pull_is_asked_again_after_four_round_trips() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(100));
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let ms = |k: u64| now + Duration::from_millis(k);
+    assert_eq!(
+        pulls_sent(&mut m, now, ms(700)),
+        [(ms(200), 2, vec![(1, 3)]), (ms(600), 2, vec![(1, 3)])]
+    );
+}
+
+/// What digests showed missing is said once: 1..=3 when s3 showed them, then only
+/// 4..=6 when s4 showed more — 6 missing in all, not 7.
+/// Guards `a.max(reported + 1)` in `Flood::on_pull_timer` (mutant `*` for the `+`).
+#[test]
+fn missing_updates_are_counted_once() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let ms = |k: u64| now + Duration::from_millis(k);
+    let _ = pulls_sent(&mut m, now, ms(100));
+    assert_eq!(m.stats().missing, 3);
+    let _ = frames_out(&mut m, ms(100), 3, &digest_msg(false, &[(1, 6)]));
+    let pulls = pulls_sent(&mut m, ms(100), ms(500));
+    assert!(!pulls.is_empty());
+    assert_eq!(m.stats().missing, 6);
+}
