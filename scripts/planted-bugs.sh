@@ -1165,6 +1165,48 @@ plant core/src/flood/machine/data.rs \
   'let from = a.max(reported + 1);' \
   'let from = a.max(reported * 1);' \
   flood
+# What the origin no longer holds: not declared lost, declared lost wrongly, or the
+# range miscomputed; an origin without an address left waiting forever.
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if true => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if false => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if through < first && low > first => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if through >= first && low == first => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if through >= first && low < first => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(_, None) => Some((lowest - 1).min(ranges[0].1)),' \
+  '(_, None) if false => Some((lowest - 1).min(ranges[0].1)),' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((low - 1).min(ranges[0].1))' \
+  'Some((low + 1).min(ranges[0].1))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((low - 1).min(ranges[0].1))' \
+  'Some((low / 1).min(ranges[0].1))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((lowest - 1).min(ranges[0].1))' \
+  'Some((lowest + 1).min(ranges[0].1))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((lowest - 1).min(ranges[0].1))' \
+  'Some((lowest / 1).min(ranges[0].1))' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -2343,3 +2343,83 @@ fn missing_updates_are_counted_once() {
     assert!(!pulls.is_empty());
     assert_eq!(m.stats().missing, 6);
 }
+
+/// When no neighbour holds the first missing update: what the origin's own digest
+/// shows it passed but no longer holds is lost at once (purged), and the rest is pulled
+/// from it; an origin whose digest shows it has not reached the first missing update is
+/// pulled from, nothing lost; an origin with no address any more leaves what lies below
+/// the oldest a neighbour holds lost, the rest pulled from that neighbour.
+/// Guards the `gone_to` match in `Flood::on_pull_timer` (mutants: the guard `true`,
+/// `false`, `through < first`, `low == first`, `low < first`; the `(_, None)` arm
+/// deleted; `low - 1` and `lowest - 1` to `+` or `/`).
+#[test]
+fn what_the_origin_no_longer_holds_is_lost_and_the_rest_pulled() {
+    let entry = |origin: &str, low: u64, through: u64| super::super::msg::DigestEntry {
+        origin: origin.into(),
+        incarnation: 77,
+        low,
+        through,
+    };
+    let digest = |e: super::super::msg::DigestEntry| FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: vec![e],
+    };
+    // (origin, what arrived first from s3, digests (from, entry), pulls, lost)
+    type Case = (
+        &'static str,
+        Vec<u64>,
+        Vec<(usize, super::super::msg::DigestEntry)>,
+        Vec<(usize, Vec<(u64, u64)>)>,
+        Vec<(u64, u64)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "s1",
+            vec![],
+            vec![(0, entry("s1", 4, 5))],
+            vec![(0, vec![(4, 5)])],
+            vec![(1, 3)],
+        ),
+        (
+            "s1",
+            vec![1, 2],
+            vec![(2, entry("s1", 6, 5)), (0, entry("s1", 3, 2))],
+            vec![(0, vec![(3, 5)])],
+            vec![],
+        ),
+        (
+            "s9",
+            vec![],
+            vec![(2, entry("s9", 4, 5))],
+            vec![(2, vec![(4, 5)])],
+            vec![(1, 3)],
+        ),
+    ];
+    for (origin, arrived, digests, pulls, lost) in cases {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        for seq in arrived {
+            let _ = frames_out(&mut m, now, 2, &update_msg(origin, 77, seq, false));
+        }
+        for (from, e) in digests {
+            let _ = frames_out(&mut m, now, from, &digest(e));
+        }
+        let sent: Vec<(usize, Vec<(u64, u64)>)> =
+            pulls_sent(&mut m, now, now + Duration::from_millis(150))
+                .into_iter()
+                .map(|(_, to, ranges)| (to, ranges))
+                .collect();
+        assert_eq!(sent, pulls, "{origin}");
+        let got: Vec<(u64, u64)> = m.groups["g"]
+            .lost_log
+            .iter()
+            .map(|l| {
+                assert_eq!(l.3, LostReason::Purged);
+                (l.1, l.2)
+            })
+            .collect();
+        assert_eq!(got, lost, "{origin}");
+    }
+}
