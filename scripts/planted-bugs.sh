@@ -685,6 +685,528 @@ plant core/src/groups/machine/mod.rs \
   'if self.seen.len() > 4 * super::super::membership::msg::MAX_MEMBERS {' \
   'if self.seen.len() > 4 / super::super::membership::msg::MAX_MEMBERS {' \
   groups
+# Survivors of the mutation run over the flood data plane (issue 17): the update size
+# limit at its edge; the filter that sends a pulled update on only to neighbours whose
+# digests do not show it; a neighbour's frames in the group not heard.
+plant core/src/flood/machine/data.rs \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() >= max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'let name = self.resolve_group(group)?;
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() == max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '!pulled
+                    || g.neighbours' \
+  '!pulled
+                    && g.neighbours' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '!pulled
+                    || g.neighbours' \
+  'pulled
+                    || g.neighbours' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|&(_, through)| through < seq)' \
+  '.is_none_or(|&(_, through)| through == seq)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|&(_, through)| through < seq)' \
+  '.is_none_or(|&(_, through)| through > seq)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|&(_, through)| through < seq)' \
+  '.is_none_or(|&(_, through)| through <= seq)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'n.heard = Some(now);' \
+  'let _ = (n, now);' \
+  flood
+# The first window of the flood data plane closed too early, too late or never; the
+# bound on what arrived in it miscounted; a stream no neighbour named taken wrongly.
+plant core/src/flood/machine/data.rs \
+  'let answered = g.neighbours.values().all(|n| n.got_full && n.got_start);' \
+  'let answered = g.neighbours.values().all(|n| n.got_full || n.got_start);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if now < until && !answered {' \
+  'if now < until || !answered {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if now < until && !answered {' \
+  'if now <= until && !answered {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize - s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize * s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 + s.base) as usize + s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 =>' \
+  'None if true =>' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 =>' \
+  'None if false =>' \
+  flood
+# The first window's close: the bound on what arrived, and the range and count reported
+# behind, for a named stream and for one no neighbour named.
+plant core/src/flood/machine/data.rs \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();' \
+  'Some(start) if start < s.base => {
+                    let arrived = (s.through + 1 / s.base) as usize + s.above.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base + 1;
+                        self.stats.lost += to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base / 1;
+                        self.stats.lost += to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost -= to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost *= to - start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start - 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start * 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to + start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to - start + 1;' \
+  'let to = s.base - 1;
+                        self.stats.lost += to / start + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered || s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base == 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base < 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base >= 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize - s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize * s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 + s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 / s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through - 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through * 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived <= max_above {' \
+  'None if answered && s.base > 1 => {
+                    let arrived = (s.through + 1 - s.base) as usize + s.above.len();
+                    if arrived > max_above {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base + 1;
+                        self.stats.lost += to;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base / 1;
+                        self.stats.lost += to;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base - 1;
+                        self.stats.lost -= to;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let to = s.base - 1;
+                        self.stats.lost += to;' \
+  'let to = s.base - 1;
+                        self.stats.lost *= to;' \
+  flood
+# The history of what a site knew when kept too short, too long or too coarse; streams
+# past the bound not forgotten, or this site's own forgotten; update frames at the size
+# limit; duplicates miscounted; a pulled duplicate exported again; the bound on
+# out-of-order updates off by one; storage drops uncounted; the rest of a pull asked too
+# early.
+plant core/src/flood/machine/data.rs \
+  'let p = self.groups[name].def.digest_period;
+        (
+            p / HISTORY_GRAIN_PER_PERIOD,
+            p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,
+        )' \
+  'let _ = (name, HISTORY_GRAIN_PER_PERIOD, ADOPT_ROUNDS, JOIN_MARGIN_MAX);
+        (Default::default(), Default::default())' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p / HISTORY_GRAIN_PER_PERIOD,' \
+  'p * HISTORY_GRAIN_PER_PERIOD,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS + 2) - JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p / (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS - 2) + JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS * 2) + JOIN_MARGIN_MAX * 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX * 2,' \
+  'p * (ADOPT_ROUNDS + 2) + JOIN_MARGIN_MAX / 2,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let max = self.cfg.limits.max_streams;' \
+  'let max = self.cfg.limits.max_streams;
+        if max > 0 {
+            return;
+        }' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.filter(|(k, _)| k.origin != me)' \
+  '.filter(|(k, _)| k.origin == me)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() == max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() > max {' \
+  'return Err(self.no_group(name));
+        }
+        let max = self.cfg.limits.reader.max_update;
+        if data.len() >= max {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates += 1;' \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates -= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates += 1;' \
+  'if key.origin == self.cfg.me.name {
+            self.stats.duplicates *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if s.has(seq) {
+            self.stats.duplicates += 1;' \
+  'if s.has(seq) {
+            self.stats.duplicates *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if pulled && self.cfg.canary_duplicate_export {' \
+  'if pulled || self.cfg.canary_duplicate_export {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq == self.stream_mut(name, &key).through + 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq < self.stream_mut(name, &key).through + 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq >= self.stream_mut(name, &key).through + 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'while seq > self.stream_mut(name, &key).through + 1' \
+  'while seq > self.stream_mut(name, &key).through * 1' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.dropped_unexported += 1;' \
+  'self.stats.dropped_unexported -= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.dropped_unexported += 1;' \
+  'self.stats.dropped_unexported *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'is_some_and(|p| s.through >= p.last)' \
+  'is_some_and(|p| s.through < p.last)' \
+  flood
+# A stream's marks claiming an older update it does not have; digests: the first one
+# not full, changed marks not sent, keepalives every round, full marks asked of who
+# answered or after the first window.
+plant core/src/flood/machine/data.rs \
+  '.clamp(s.base.min(s.through + 1), s.through + 1);' \
+  '.clamp(s.base.min(s.through * 1), s.through + 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let full = full || n.wants_full || n.last_digest.is_none();' \
+  'let full = full || n.wants_full && n.last_digest.is_none();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'n.sent.get(key) != Some(marks)' \
+  'n.sent.get(key) == Some(marks)' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let keepalive = g.def.digest_period * KEEPALIVE_ROUNDS;' \
+  'let keepalive = g.def.digest_period / KEEPALIVE_ROUNDS;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  'let want_full = g.fresh && g.adopt_until.is_some() || !(n.got_full && n.got_start);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  'let want_full = g.fresh || g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  flood
+# Digests: a neighbour without its starts not asked, joined_us not told, keepalives
+# mistimed, digests uncounted; streams and marks from digests unbounded; the join
+# margin shrunk.
+plant core/src/flood/machine/data.rs \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start);' \
+  'let want_full = g.fresh && g.adopt_until.is_some() && !(n.got_full || n.got_start);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(true, Some(t)) => {
+                u64::try_from(' \
+  '(true, Some(t)) if false => {
+                u64::try_from(' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '.is_none_or(|t| now.saturating_duration_since(t) >= keepalive);' \
+  '.is_none_or(|t| now.saturating_duration_since(t) < keepalive);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if entries.is_empty() && !due && !want_full {' \
+  'if entries.is_empty() && due && !want_full {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if entries.is_empty() && !due && !want_full {' \
+  'if entries.is_empty() && !due && want_full {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.digests_sent += 1;' \
+  'self.stats.digests_sent *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '                continue;
+            }
+            let key = StreamKey {
+                origin: e.origin,
+                incarnation: e.incarnation,
+            };
+            if !self.groups[name].streams.contains_key(&key) {' \
+  '                continue;
+            }
+            let key = StreamKey {
+                origin: e.origin,
+                incarnation: e.incarnation,
+            };
+            if self.groups[name].streams.contains_key(&key) {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if n.marks.len() < max_streams || n.marks.contains_key(&key) {' \
+  'if n.marks.len() <= max_streams || n.marks.contains_key(&key) {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(r * 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)' \
+  '(r / 2).clamp(JOIN_MARGIN_MIN, JOIN_MARGIN_MAX)' \
+  flood
+# Starts remembered past the bound; the wait for a pushed copy before pulling zero or
+# shrunk.
+plant core/src/flood/machine/data.rs \
+  'if g.starts.len() < max_streams || g.starts.contains_key(&key) {' \
+  'if g.starts.len() <= max_streams || g.starts.contains_key(&key) {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(rtt * 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
+  '{
+            let _ = rtt;
+            Duration::default()
+        }' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(rtt * 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
+  '(rtt / 2).clamp(Duration::from_millis(20), Duration::from_secs(1))' \
+  flood
+# A pull asked again too soon; missing updates counted twice.
+plant core/src/flood/machine/data.rs \
+  '(rtt * 4).clamp(Duration::from_millis(200), Duration::from_secs(5))' \
+  '(rtt / 4).clamp(Duration::from_millis(200), Duration::from_secs(5))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let from = a.max(reported + 1);' \
+  'let from = a.max(reported * 1);' \
+  flood
+# What the origin no longer holds: not declared lost, declared lost wrongly, or the
+# range miscomputed; an origin without an address left waiting forever.
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if true => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if false => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if through < first && low > first => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if through >= first && low == first => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(Some((low, through)), _) if through >= first && low > first => {' \
+  '(Some((low, through)), _) if through >= first && low < first => {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '(_, None) => Some((lowest - 1).min(ranges[0].1)),' \
+  '(_, None) if false => Some((lowest - 1).min(ranges[0].1)),' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((low - 1).min(ranges[0].1))' \
+  'Some((low + 1).min(ranges[0].1))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((low - 1).min(ranges[0].1))' \
+  'Some((low / 1).min(ranges[0].1))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((lowest - 1).min(ranges[0].1))' \
+  'Some((lowest + 1).min(ranges[0].1))' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some((lowest - 1).min(ranges[0].1))' \
+  'Some((lowest / 1).min(ranges[0].1))' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

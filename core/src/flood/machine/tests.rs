@@ -1302,3 +1302,1124 @@ fn an_evicted_range_moves_a_neighbours_marks_just_past_it() {
         );
     }
 }
+
+/// An update of exactly `max_update` bytes is flooded (and arrives whole); one byte
+/// more is refused with the sizes, and takes no sequence number.
+/// Guards `data.len() > max` in `Flood::flood` (mutants `>=` and `==`).
+#[test]
+fn an_update_of_exactly_the_limit_is_flooded_one_byte_more_is_refused() {
+    let mut net = Net::new(config(2, 1, "", ""), 2);
+    net.run_for(Duration::from_secs(2));
+    let max = net.site(0).cfg.limits.reader.max_update;
+    let now = net.now;
+    let m = net.sites[0].as_mut().unwrap();
+    assert_eq!(m.flood(now, None, Bytes::from(vec![b'a'; max])), Ok(1));
+    assert_eq!(
+        m.flood(now, None, Bytes::from(vec![b'b'; max + 1])),
+        Err(FloodError::TooLarge { size: max + 1, max })
+    );
+    assert_eq!(m.flood(now, None, Bytes::from_static(b"c")), Ok(2));
+    net.drain(0);
+    net.run_for(Duration::from_secs(1));
+    let got: Vec<(u64, usize)> = net.exported[1]
+        .iter()
+        .filter_map(|it| match it {
+            BundleItem::Update { seq, data, .. } => Some((*seq, data.len())),
+            BundleItem::Lost { .. } => None,
+        })
+        .collect();
+    assert_eq!(got, [(1, max), (2, 1)]);
+}
+
+/// Site s2 of five in plain mode, every site its neighbour, taken out of its net once
+/// every neighbour has been heard: `(machine, now)`.
+fn a_plain_site_with_four_neighbours() -> (Flood, Instant) {
+    let n = 5;
+    let mut net = Net::new(config(n, 4, "(:flooding plain)", ""), n);
+    net.run_for(Duration::from_secs(2));
+    let m = net.sites[1].take().unwrap();
+    let neighbours: Vec<&str> = m.groups["g"]
+        .neighbours
+        .keys()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(neighbours, ["s1", "s3", "s4", "s5"]);
+    assert!(m.groups["g"].neighbours.values().all(|n| n.heard.is_some()));
+    (m, net.now)
+}
+
+/// Hands `m` a frame from site `from` (an index) and returns the updates it sent, as
+/// (to site index, seq, pulled).
+fn updates_sent_on(
+    m: &mut Flood,
+    now: Instant,
+    from: usize,
+    msg: &FloodMsg,
+) -> Vec<(usize, u64, bool)> {
+    m.handle(
+        now,
+        Input::Frame {
+            from: addr(from),
+            frame: msg.to_frame(),
+        },
+    )
+    .unwrap();
+    let mut sent = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Transmit(t) = o
+            && let Ok(FloodMsg::Update { seq, pulled, .. }) = FloodMsg::decode(&t.frame)
+        {
+            let to = (0..8).find(|&i| addr(i) == t.to).unwrap();
+            sent.push((to, seq, pulled));
+        }
+    }
+    sent.sort();
+    sent
+}
+
+fn update_msg(origin: &str, incarnation: u64, seq: u64, pulled: bool) -> FloodMsg {
+    FloodMsg::Update {
+        group: "g".into(),
+        origin: origin.into(),
+        incarnation,
+        seq,
+        data: Bytes::from_static(b"x"),
+        pulled,
+    }
+}
+
+/// A pushed update goes on to every neighbour but its sender and its origin, whatever
+/// their digests show; a pulled one only to those whose digests do not show it (their
+/// `through` below it), taken at the edge `through == seq`. Forwarded copies are never
+/// marked pulled.
+/// Guards the pulled filter in `Flood::forward` (mutants: `!` deleted, `||` to `&&`,
+/// `through < seq` to `==`, `>`, `<=`).
+#[test]
+fn a_pulled_update_goes_on_only_to_neighbours_whose_digests_do_not_show_it() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    let set_marks = |m: &mut Flood, marks: (u64, u64)| {
+        m.groups
+            .get_mut("g")
+            .unwrap()
+            .neighbours
+            .get_mut("s4")
+            .unwrap()
+            .marks
+            .insert(key.clone(), marks);
+    };
+    // s4 showed all of 1..=10; s5 showed nothing.
+    set_marks(&mut m, (1, 10));
+    // From s3: pushed, to s4 and s5 (never back to s3, never to the origin s1).
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 3, false));
+    assert_eq!(sent, [(3, 3, false), (4, 3, false)]);
+    // Pulled, shown by s4: to s5 only.
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 4, true));
+    assert_eq!(sent, [(4, 4, false)]);
+    // s4 showed through 5: the pulled 5 is shown, the pulled 6 is not.
+    set_marks(&mut m, (1, 5));
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 5, true));
+    assert_eq!(sent, [(4, 5, false)]);
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 6, true));
+    assert_eq!(sent, [(3, 6, false), (4, 6, false)]);
+}
+
+/// A neighbour heard from in the group, then silent for `DOWN_ROUNDS` digest periods,
+/// is classified down: updates are not pushed to it (it pulls on its return), while a
+/// neighbour heard again since is pushed to. Hearing counts frames of the group (here a
+/// digest and updates).
+/// Guards `Flood::heard_in_group` (mutant: its body replaced with `()`).
+#[test]
+fn a_neighbour_silent_in_the_group_is_not_pushed_to() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let later = now + m.groups["g"].def.digest_period * DOWN_ROUNDS;
+    // s4 speaks (an empty digest); s5 stays silent.
+    let digest = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: vec![],
+    };
+    assert_eq!(updates_sent_on(&mut m, later, 3, &digest), []);
+    // From s3: to s4 only.
+    let sent = updates_sent_on(&mut m, later, 2, &update_msg("s1", 77, 1, false));
+    assert_eq!(sent, [(3, 1, false)]);
+    // From s4: to s3 (heard by its update just before), not to s5.
+    let sent = updates_sent_on(&mut m, later, 3, &update_msg("s1", 77, 2, false));
+    assert_eq!(sent, [(2, 2, false)]);
+}
+
+/// What `m` sent since it was last asked, as (to site index, message).
+fn sent_by(m: &mut Flood) -> Vec<(usize, FloodMsg)> {
+    let mut sent = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Transmit(t) = o
+            && let Ok(msg) = FloodMsg::decode(&t.frame)
+        {
+            let to = (0..8).find(|&i| addr(i) == t.to).unwrap();
+            sent.push((to, msg));
+        }
+    }
+    sent
+}
+
+/// Hands `m` a message from site `from` at `now`; what it sent then.
+fn frames_out(m: &mut Flood, now: Instant, from: usize, msg: &FloodMsg) -> Vec<(usize, FloodMsg)> {
+    m.handle(
+        now,
+        Input::Frame {
+            from: addr(from),
+            frame: msg.to_frame(),
+        },
+    )
+    .unwrap();
+    sent_by(m)
+}
+
+/// A pull sent: when, to which site (index), the ranges asked.
+type PullSent = (Instant, usize, Vec<(u64, u64)>);
+
+/// Fires `m`'s timers (those overdue at `from`, then in time order) through `to`: the
+/// pulls it sent, as (instant, to site index, ranges).
+fn pulls_sent(m: &mut Flood, from: Instant, to: Instant) -> Vec<PullSent> {
+    let mut now = from;
+    let mut pulls = Vec::new();
+    while let Some(t) = m.poll_timeout()
+        && t <= to
+    {
+        now = now.max(t);
+        m.handle_timeout(now);
+        for (who, msg) in sent_by(m) {
+            if let FloodMsg::Pull { ranges, .. } = msg {
+                pulls.push((now, who, ranges));
+            }
+        }
+    }
+    pulls
+}
+
+/// Site s2 of three, started afresh, that adopted at `t0` a topology in which s1 and
+/// s3 are its neighbours: `(machine, t0, end of its first window)`.
+fn a_site_that_just_joined() -> (Flood, Instant, Instant) {
+    let cfg = config(3, 2, "", "");
+    let mut m = Flood::new(settings(&cfg, 1), Instant::ZERO, Rng::from_seed(3));
+    let t0 = Instant::from_millis(10);
+    let topo = FloodMsg::Topology {
+        group: "g".into(),
+        master_incarnation: 9,
+        version: 1,
+        members: settings(&cfg, 0).sites.clone(),
+        links: vec![(0, 1, 10), (1, 2, 10)],
+    };
+    let _ = frames_out(&mut m, t0, 0, &topo);
+    let g = &m.groups["g"];
+    let neighbours: Vec<&str> = g.neighbours.keys().map(|s| s.as_str()).collect();
+    assert_eq!(neighbours, ["s1", "s3"]);
+    let until = t0 + g.def.digest_period * ADOPT_ROUNDS;
+    assert_eq!(g.adopt_until, Some(until));
+    (m, t0, until)
+}
+
+fn digest_msg(full: bool, entries: &[(u64, u64)]) -> FloodMsg {
+    FloodMsg::Digest {
+        group: "g".into(),
+        full,
+        want_full: false,
+        joined_us: 0,
+        entries: entries
+            .iter()
+            .map(|&(low, through)| super::super::msg::DigestEntry {
+                origin: "s1".into(),
+                incarnation: 77,
+                low,
+                through,
+            })
+            .collect(),
+    }
+}
+
+fn starts_msg(starts: &[u64]) -> FloodMsg {
+    FloodMsg::Starts {
+        group: "g".into(),
+        entries: starts
+            .iter()
+            .map(|&start| super::super::msg::StartEntry {
+                origin: "s1".into(),
+                incarnation: 77,
+                start,
+            })
+            .collect(),
+    }
+}
+
+/// The first window closes once every neighbour has sent both a full digest and its
+/// starts — not when each has sent one of them: s1 showed 1..=5 and named 3 as where the
+/// stream stood when this site joined, s3 knew nothing. The window closes on s3's
+/// starts, the stream is taken from 3, and 3..=5 are pulled from s1 a pull delay later.
+/// Guards `n.got_full && n.got_start` and `now < until && !answered` in
+/// `Flood::in_first_window` (mutants `||` for `&&`: closed too early, taking the stream
+/// from 1; kept open though every neighbour answered). The instant of the pull also
+/// pins `Flood::pull_delay` with no round trip known, 2 × 25 ms (mutants: default,
+/// `rtt / 2`).
+#[test]
+fn the_first_window_closes_when_every_neighbour_sent_its_digest_and_starts() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    let ms = |k: u64| t0 + Duration::from_millis(k);
+    let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+    assert!(m.groups["g"].fresh, "closed before any starts came");
+    let _ = frames_out(&mut m, ms(3), 0, &starts_msg(&[3]));
+    let _ = frames_out(&mut m, ms(4), 2, &starts_msg(&[]));
+    assert!(!m.groups["g"].fresh, "open though every neighbour answered");
+    assert_eq!(
+        pulls_sent(&mut m, ms(4), ms(4 + 60)),
+        [(ms(4 + 50), 0, vec![(3, 5)])]
+    );
+}
+
+/// A neighbour that never answers holds the first window open only until its end, and
+/// not a moment past it: at that very instant it closes, the stream is taken from where
+/// the neighbour that answered said (3), and 3..=5 are pulled a pull delay later.
+/// Guards `now < until && !answered` in `Flood::in_first_window` (mutants `<=` for `<`,
+/// `||` for `&&`).
+#[test]
+fn the_first_window_closes_at_its_end_without_every_answer() {
+    let (mut m, t0, until) = a_site_that_just_joined();
+    let s = |k: u64| t0 + Duration::from_secs(k);
+    let _ = frames_out(&mut m, s(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, s(1), 0, &starts_msg(&[3]));
+    let _ = frames_out(
+        &mut m,
+        until.saturating_sub(Duration::from_micros(1)),
+        0,
+        &digest_msg(false, &[]),
+    );
+    assert!(m.groups["g"].fresh, "closed before its end");
+    let _ = frames_out(&mut m, until, 0, &digest_msg(false, &[]));
+    assert!(!m.groups["g"].fresh, "open at its end");
+    let ms = |k: u64| until + Duration::from_millis(k);
+    assert_eq!(
+        pulls_sent(&mut m, until, ms(60)),
+        [(ms(50), 0, vec![(3, 5)])]
+    );
+}
+
+/// A stream no neighbour named in its starts began after this site joined — when every
+/// neighbour answered: it is taken from 1, and 1..=5 are pulled. When one never
+/// answered, its start is unknown: the stream is kept from its next update, and nothing
+/// before it is pulled.
+/// Guards the match guard `answered && s.base > 1` in `Flood::settle_first_window`
+/// (mutants: `true`, `false`).
+#[test]
+fn a_stream_no_neighbour_named_is_taken_from_1_only_when_every_neighbour_answered() {
+    // Every neighbour answered, none named the stream.
+    let (mut m, t0, _) = a_site_that_just_joined();
+    let ms = |k: u64| t0 + Duration::from_millis(k);
+    let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+    let _ = frames_out(&mut m, ms(3), 0, &starts_msg(&[]));
+    let _ = frames_out(&mut m, ms(4), 2, &starts_msg(&[]));
+    assert!(!m.groups["g"].fresh);
+    assert_eq!(
+        pulls_sent(&mut m, ms(4), ms(4 + 60)),
+        [(ms(4 + 50), 0, vec![(1, 5)])]
+    );
+    // s3 never answers: the window closes at its end, the stream kept from 6.
+    let (mut m, t0, until) = a_site_that_just_joined();
+    let s = |k: u64| t0 + Duration::from_secs(k);
+    let _ = frames_out(&mut m, s(1), 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, s(1), 0, &starts_msg(&[]));
+    let _ = frames_out(&mut m, until, 0, &digest_msg(false, &[]));
+    assert!(!m.groups["g"].fresh);
+    assert_eq!(
+        pulls_sent(&mut m, until, until + Duration::from_secs(1)),
+        []
+    );
+    let _ = frames_out(
+        &mut m,
+        until + Duration::from_secs(1),
+        0,
+        &digest_msg(false, &[(1, 6)]),
+    );
+    assert_eq!(
+        pulls_sent(
+            &mut m,
+            until + Duration::from_secs(1),
+            until + Duration::from_millis(1060)
+        ),
+        [(until + Duration::from_millis(1050), 0, vec![(6, 6)])]
+    );
+}
+
+/// When the first window closes, a stream taken in it is lowered to the start a
+/// neighbour named only while what arrived of it in the window (in order and beyond) is
+/// within `max_above`: at the bound (7..=10 beyond a gap at 6) it is lowered, 3..=6
+/// then missing; one more (6 in order, 8..=11 beyond) and what lies before it, 3..=5,
+/// is reported lost (behind) instead.
+/// Guards `arrived = (s.through + 1 - s.base) as usize + s.above.len()` in
+/// `Flood::settle_first_window` (mutants: the `+` to `-` or `*`, the `-` to `+`).
+#[test]
+fn a_stream_too_far_ahead_when_the_first_window_closes_is_reported_behind() {
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    for (arrive, lowered) in [
+        (&[7u64, 8, 9, 10][..], true),
+        (&[6, 8, 9, 10, 11][..], false),
+    ] {
+        let (mut m, t0, _) = a_site_that_just_joined();
+        m.cfg.limits.max_above = 4;
+        let ms = |k: u64| t0 + Duration::from_millis(k);
+        let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, &[(1, 5)]));
+        let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+        for &seq in arrive {
+            let _ = frames_out(&mut m, ms(3), 0, &update_msg("s1", 77, seq, false));
+        }
+        let _ = frames_out(&mut m, ms(4), 0, &starts_msg(&[3]));
+        let _ = frames_out(&mut m, ms(5), 2, &starts_msg(&[]));
+        let g = &m.groups["g"];
+        assert!(!g.fresh);
+        let s = &g.streams[&key];
+        if lowered {
+            assert_eq!((s.base, s.through), (3, 2), "{arrive:?}");
+            assert_eq!(s.missing_ranges(10), [(3, 6)]);
+            assert_eq!(g.lost_log, []);
+            assert_eq!(m.stats().lost, 0);
+        } else {
+            assert_eq!((s.base, s.through), (6, 6), "{arrive:?}");
+            assert_eq!(g.lost_log, [(key.clone(), 3, 5, LostReason::Behind)]);
+            assert_eq!(m.stats().lost, 3);
+        }
+    }
+}
+
+/// A stream no neighbour named when this site joined, every neighbour having answered,
+/// is lowered to 1 when the first window closes only while what arrived of it in the
+/// window is within `max_above`: at the bound (7..=10 beyond a gap at 6) it is lowered,
+/// 1..=6 then missing; one more (6 in order, 8..=11 beyond) and 1..=5 are reported lost
+/// (behind) instead. A stream taken from 1 is left as it is, however much arrived.
+/// Guards the `None if answered && s.base > 1` arm of `Flood::settle_first_window`:
+/// `arrived` (mutants: the `+` to `-` or `*`, the `-` to `+` or `/`), the range and
+/// count reported lost, and `s.base > 1` (mutant `>=`: a lost range 1..=0 reported).
+#[test]
+fn an_unnamed_stream_too_far_ahead_when_the_first_window_closes_is_reported_behind() {
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    // (marks shown, updates arriving in the window, (base, through) after, lost 1..=to)
+    type Case = (
+        &'static [(u64, u64)],
+        &'static [u64],
+        (u64, u64),
+        Option<u64>,
+    );
+    let cases: [Case; 3] = [
+        (&[(1, 5)], &[7, 8, 9, 10], (1, 0), None),
+        (&[(1, 5)], &[6, 8, 9, 10, 11], (6, 6), Some(5)),
+        (&[], &[1, 2, 3, 4, 5], (1, 5), None),
+    ];
+    for (shown, arrive, base_through, lost_to) in cases {
+        let (mut m, t0, _) = a_site_that_just_joined();
+        m.cfg.limits.max_above = 4;
+        let ms = |k: u64| t0 + Duration::from_millis(k);
+        let _ = frames_out(&mut m, ms(1), 0, &digest_msg(true, shown));
+        let _ = frames_out(&mut m, ms(2), 2, &digest_msg(true, &[]));
+        for &seq in arrive {
+            let _ = frames_out(&mut m, ms(3), 0, &update_msg("s1", 77, seq, false));
+        }
+        let _ = frames_out(&mut m, ms(4), 0, &starts_msg(&[]));
+        let _ = frames_out(&mut m, ms(5), 2, &starts_msg(&[]));
+        let g = &m.groups["g"];
+        assert!(!g.fresh);
+        let s = &g.streams[&key];
+        assert_eq!((s.base, s.through), base_through, "{arrive:?}");
+        match lost_to {
+            Some(to) => {
+                assert_eq!(g.lost_log, [(key.clone(), 1, to, LostReason::Behind)]);
+                assert_eq!(m.stats().lost, to);
+            }
+            None => {
+                assert_eq!(g.lost_log, [], "{arrive:?}");
+                assert_eq!(m.stats().lost, 0);
+            }
+        }
+        if base_through == (1, 0) {
+            assert_eq!(s.missing_ranges(10), [(1, 6)]);
+        }
+    }
+}
+
+/// An update frame of exactly `max_update` bytes is taken and sent on; one byte more is
+/// refused with the sizes, and goes nowhere.
+/// Guards `data.len() > max` in `Flood::on_update` (mutants `==`, `>=`).
+#[test]
+fn an_update_frame_of_exactly_the_limit_is_taken_one_byte_more_is_refused() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.cfg.limits.reader.max_update = 10;
+    let update = |seq: u64, len: usize| FloodMsg::Update {
+        group: "g".into(),
+        origin: "s1".into(),
+        incarnation: 77,
+        seq,
+        data: Bytes::from(vec![b'x'; len]),
+        pulled: false,
+    };
+    let sent = updates_sent_on(&mut m, now, 2, &update(1, 10));
+    assert_eq!(sent, [(3, 1, false), (4, 1, false)]);
+    let r = m.handle(
+        now,
+        Input::Frame {
+            from: addr(2),
+            frame: update(2, 11).to_frame(),
+        },
+    );
+    assert!(
+        matches!(r, Err(FloodError::TooLarge { size: 11, max: 10 })),
+        "{r:?}"
+    );
+    assert_eq!(sent_by(&mut m), []);
+    assert_eq!(m.stats().delivered, 1);
+}
+
+/// An update of this site's own stream coming back, and an update that already
+/// arrived, are counted as duplicates, and neither is delivered nor sent on again.
+/// Guards `self.stats.duplicates += 1` in `Flood::on_update`, both (mutants `-=`, `*=`).
+#[test]
+fn an_update_back_from_its_origin_or_again_is_a_counted_duplicate() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let own = m.incarnation();
+    assert_eq!(
+        updates_sent_on(&mut m, now, 2, &update_msg("s2", own, 1, false)),
+        []
+    );
+    assert_eq!(m.stats().duplicates, 1);
+    let sent = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, 1, false));
+    assert_eq!(sent, [(3, 1, false), (4, 1, false)]);
+    assert_eq!(
+        updates_sent_on(&mut m, now, 3, &update_msg("s1", 77, 1, false)),
+        []
+    );
+    assert_eq!(
+        updates_sent_on(&mut m, now, 3, &update_msg("s1", 77, 1, true)),
+        []
+    );
+    assert_eq!(m.stats().duplicates, 3);
+    assert_eq!(m.stats().delivered, 1);
+}
+
+/// A pulled copy of an update that already arrived is not exported again (that is the
+/// canary's bug, and only the canary's): one export run, of one update.
+/// Guards `pulled && self.cfg.canary_duplicate_export` in `Flood::on_update` (mutant
+/// `||`).
+#[test]
+fn a_pulled_duplicate_is_not_exported_again() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let mut exports = Vec::new();
+    for (k, pulled) in [(1, false), (2, true)] {
+        let at = now + Duration::from_millis(k * 100);
+        m.handle(
+            at,
+            Input::Frame {
+                from: addr(2),
+                frame: update_msg("s1", 77, 1, pulled).to_frame(),
+            },
+        )
+        .unwrap();
+        while let Some(o) = m.poll_output() {
+            if let Output::Effect(r) = o
+                && let FloodEffect::Export { bundle, .. } = r.effect
+            {
+                exports.push(bundle::decode(&bundle).unwrap().len());
+                m.handle(
+                    at,
+                    Input::EffectDone {
+                        id: r.id,
+                        outcome: Ok(FloodEffectValue::Exported),
+                    },
+                )
+                .unwrap();
+            }
+        }
+    }
+    assert_eq!(exports, [1]);
+    assert_eq!(m.stats().duplicates, 1);
+}
+
+/// Out-of-order updates are remembered up to `max_above` (4): an update that would be
+/// one more beyond a gap gives the oldest missing range up (lost, behind); the update
+/// that fills the gap when the bound is reached is taken, nothing lost.
+/// Guards `seq > through + 1 && above.len() >= max_above` in `Flood::on_update`
+/// (mutants `==`, `<`, `>=` for the `>`).
+#[test]
+fn an_update_past_the_out_of_order_bound_gives_the_oldest_gap_up() {
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    for (last, through, above, lost) in [
+        (2u64, 6u64, vec![], vec![]),
+        (
+            8,
+            6,
+            vec![8u64],
+            vec![(key.clone(), 2u64, 2u64, LostReason::Behind)],
+        ),
+    ] {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        m.cfg.limits.max_above = 4;
+        for seq in [1, 3, 4, 5, 6, last] {
+            let _ = updates_sent_on(&mut m, now, 2, &update_msg("s1", 77, seq, false));
+        }
+        let g = &m.groups["g"];
+        let s = &g.streams[&key];
+        assert_eq!(s.through, through, "then {last}");
+        assert_eq!(s.above.iter().copied().collect::<Vec<u64>>(), above);
+        assert_eq!(g.lost_log, lost);
+        assert_eq!(m.stats().delivered, 6);
+    }
+}
+
+/// A group tracks at most `max_streams` streams: a new one makes room by forgetting the
+/// one idle longest — never this site's own — and its pull timer with it.
+/// Guards `Flood::room_for_stream` (mutants: its body replaced with `()`; `k.origin !=
+/// me` to `==`).
+#[test]
+fn a_new_stream_past_the_bound_forgets_the_idlest_other_one() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.cfg.limits.max_streams = 3;
+    let own = m.incarnation();
+    m.flood(now, None, Bytes::from_static(b"own")).unwrap();
+    let key = |origin: &str, incarnation: u64| StreamKey {
+        origin: origin.into(),
+        incarnation,
+    };
+    // Stream s1/1 misses 1: its pull timer is armed.
+    for (k, (inc, seq)) in [(1, 2), (2, 1), (3, 1)].into_iter().enumerate() {
+        let at = now + Duration::from_millis(k as u64 + 1);
+        let _ = updates_sent_on(&mut m, at, 2, &update_msg("s1", inc, seq, false));
+        if k == 0 {
+            assert!(m.timers.contains(&Timer::Pull("g".into(), key("s1", 1))));
+        }
+    }
+    let streams: Vec<&StreamKey> = m.groups["g"].streams.keys().collect();
+    assert_eq!(streams, [&key("s1", 2), &key("s1", 3), &key("s2", own)]);
+    assert!(!m.timers.contains(&Timer::Pull("g".into(), key("s1", 1))));
+}
+
+/// What a site knew when is kept 22 digest periods plus twice the longest join margin
+/// (here 4.2 s), at a grain of an eighth of a period: asked by a neighbour that joined
+/// at a time between two updates 100 ms apart (seen 4.3 s before, to the microsecond),
+/// it names the stream's start as one past the first; a microsecond later that time
+/// has left its memory and the stream is not named.
+/// Guards `Flood::history_spans` (mutants: defaults; grain `/` to `*`; every operator
+/// of the horizon).
+#[test]
+fn a_site_remembers_what_it_knew_for_the_history_horizon() {
+    for (after, start) in [
+        (Duration::from_micros(4_299_999), Some(2)),
+        (Duration::from_millis(4300), None),
+    ] {
+        let (mut m, t0, _) = a_site_that_just_joined();
+        let t = t0 + Duration::from_millis(1);
+        let _ = frames_out(&mut m, t, 0, &update_msg("s1", 77, 1, false));
+        let at = t + Duration::from_millis(100);
+        let _ = frames_out(&mut m, at, 0, &update_msg("s1", 77, 2, false));
+        let now = t + after;
+        let _ = frames_out(&mut m, now, 0, &update_msg("s1", 77, 3, false));
+        // s3 asks: it joined so long ago that, less the margin (250 ms: no round trip
+        // known), the time asked about is t + 50 ms.
+        let joined =
+            now.saturating_duration_since(t + Duration::from_millis(50)) - JOIN_MARGIN_DEFAULT;
+        let ask = FloodMsg::Digest {
+            group: "g".into(),
+            full: false,
+            want_full: true,
+            joined_us: joined.as_micros() as u64,
+            entries: vec![],
+        };
+        let starts: Vec<Vec<u64>> = frames_out(&mut m, now, 2, &ask)
+            .into_iter()
+            .filter_map(|(to, msg)| match msg {
+                FloodMsg::Starts { entries, .. } if to == 2 => {
+                    Some(entries.iter().map(|e| e.start).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [start.into_iter().collect::<Vec<u64>>()],
+            "{after:?}"
+        );
+    }
+}
+
+/// An update too large for this site's storage is reported lost here (storage), counted
+/// as dropped, and neither delivered nor sent on; the stream moves past it.
+/// Guards `self.stats.dropped_unexported += 1` in `Flood::on_update` (mutants `-=`,
+/// `*=`).
+#[test]
+fn an_update_too_large_to_store_is_reported_lost_and_counted() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.store = store::Store::new(store::ENTRY_OVERHEAD + 5);
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    let big = FloodMsg::Update {
+        group: "g".into(),
+        origin: "s1".into(),
+        incarnation: 77,
+        seq: 1,
+        data: Bytes::from_static(b"0123456789"),
+        pulled: false,
+    };
+    assert_eq!(updates_sent_on(&mut m, now, 2, &big), []);
+    let g = &m.groups["g"];
+    assert_eq!(g.lost_log, [(key.clone(), 1, 1, LostReason::Storage)]);
+    assert_eq!(g.streams[&key].through, 1);
+    assert_eq!(m.stats().dropped_unexported, 1);
+    assert_eq!(m.stats().delivered, 0);
+}
+
+/// Once everything the pull in flight asked for has come, the rest is asked for at
+/// once (from whoever holds it), not at the pull's timeout — and not before: while
+/// some of it is still due, nothing more is asked.
+/// Guards `s.through >= p.last` in `Flood::watch_missing` (mutant `<`).
+#[test]
+fn the_rest_is_pulled_as_soon_as_the_pull_in_flight_is_answered() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    // s3 holds 1..=3: they are pulled from it.
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let first: Vec<(usize, Vec<(u64, u64)>)> =
+        pulls_sent(&mut m, now, now + Duration::from_millis(100))
+            .into_iter()
+            .map(|(_, to, ranges)| (to, ranges))
+            .collect();
+    assert_eq!(first, [(2, vec![(1, 3)])]);
+    // s4 holds 1..=6; s3 answers 1, 2, 3, a millisecond apart.
+    let t1 = now + Duration::from_millis(100);
+    let _ = frames_out(&mut m, t1, 3, &digest_msg(false, &[(1, 6)]));
+    let mut pulls = Vec::new();
+    for seq in 1..=3 {
+        let t = t1 + Duration::from_millis(seq);
+        let _ = frames_out(&mut m, t, 2, &update_msg("s1", 77, seq, true));
+        pulls.extend(pulls_sent(&mut m, t, t));
+    }
+    let t3 = t1 + Duration::from_millis(3);
+    assert_eq!(pulls, [(t3, 3, vec![(4, 6)])]);
+}
+
+/// Fires `m`'s timers (those overdue at `from`, then in time order) through `to`: the
+/// digests it sent, as (instant, to site index, full, want_full, entries as
+/// (low, through)).
+fn digests_sent(m: &mut Flood, from: Instant, to: Instant) -> Vec<DigestSent> {
+    let mut now = from;
+    let mut digests = Vec::new();
+    while let Some(t) = m.poll_timeout()
+        && t <= to
+    {
+        now = now.max(t);
+        m.handle_timeout(now);
+        for (who, msg) in sent_by(m) {
+            if let FloodMsg::Digest {
+                full,
+                want_full,
+                entries,
+                joined_us,
+                ..
+            } = msg
+            {
+                let marks = entries.iter().map(|e| (e.low, e.through)).collect();
+                digests.push((now, who, full, want_full, marks, joined_us));
+            }
+        }
+    }
+    digests
+}
+
+/// A digest sent: when, to which site (index), full, want_full, the marks it carried,
+/// joined_us.
+type DigestSent = (Instant, usize, bool, bool, Vec<(u64, u64)>, u64);
+
+/// A stream taken from 11 (nothing of it arrived) that still stores older updates of
+/// it — kept from before it was forgotten and taken afresh in the first window — shows
+/// that it holds nothing: low 11, through 10, not 10.
+/// Guards `s.base.min(s.through + 1)` in `Flood::marks` (mutant `*` for the `+`).
+#[test]
+fn a_stream_with_nothing_arrived_shows_no_older_stored_update() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let key = StreamKey {
+        origin: "s1".into(),
+        incarnation: 77,
+    };
+    for seq in 1..=3 {
+        let entry = store::EntryKey {
+            group: "g".into(),
+            stream: key.clone(),
+            seq,
+        };
+        m.store_update(now, entry, Bytes::from_static(b"x"), true)
+            .unwrap();
+    }
+    let mut s = Stream::new(11, now);
+    s.known = 12;
+    m.groups
+        .get_mut("g")
+        .unwrap()
+        .streams
+        .insert(key.clone(), s);
+    assert_eq!(m.all_marks("g"), [(key, (11, 10))]);
+}
+
+/// Digests: the marks that changed go out in the next round, unchanged ones not again
+/// (an empty keepalive every four rounds, no more); a neighbour that asks gets every
+/// mark in a full digest at once.
+/// Guards `full || n.wants_full || n.last_digest.is_none()` (mutant: the second `||`
+/// to `&&`), `n.sent.get(key) != Some(marks)` (mutant `==`) and
+/// `digest_period * KEEPALIVE_ROUNDS` (mutant `/`) in `Flood::send_digest`.
+#[test]
+fn digests_carry_what_changed_keepalives_and_full_marks_on_request() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    // Quiet: to s4, an empty digest every 400 ms exactly; every digest counted.
+    let before = m.stats().digests_sent;
+    let all = digests_sent(&mut m, now, now + Duration::from_secs(2));
+    assert_eq!(m.stats().digests_sent - before, all.len() as u64);
+    let quiet: Vec<(Instant, Vec<(u64, u64)>)> = all
+        .into_iter()
+        .filter(|d| d.1 == 3)
+        .map(|d| (d.0, d.4))
+        .collect();
+    assert!(quiet.len() >= 4, "{quiet:?}");
+    for w in quiet.windows(2) {
+        assert_eq!(w[1].0 - w[0].0, Duration::from_millis(400), "{quiet:?}");
+        assert_eq!(w[1].1, []);
+    }
+    // A stream arrives just before a round that is not full: its marks go to s4 in that
+    // round, and then not again in a round that is not full.
+    let mut t = now + Duration::from_secs(2);
+    while m.groups["g"].rounds.is_multiple_of(FULL_EVERY) {
+        let _ = digests_sent(&mut m, t, t + Duration::from_millis(100));
+        t += Duration::from_millis(100);
+    }
+    let _ = updates_sent_on(&mut m, t, 2, &update_msg("s1", 77, 1, false));
+    let to_s4: Vec<(bool, Vec<(u64, u64)>)> =
+        digests_sent(&mut m, t, t + Duration::from_millis(400))
+            .into_iter()
+            .filter(|d| d.1 == 3)
+            .map(|d| (d.2, d.4))
+            .collect();
+    assert_eq!(to_s4.first(), Some(&(false, vec![(1, 1)])), "{to_s4:?}");
+    for (full, marks) in &to_s4[1..] {
+        assert!(*full || marks.is_empty(), "{to_s4:?}");
+    }
+    // s4 asks: a full digest with every mark, at once.
+    let t = t + Duration::from_millis(400);
+    let ask = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: true,
+        joined_us: 0,
+        entries: vec![],
+    };
+    let answer: Vec<(bool, Vec<(u64, u64)>)> = frames_out(&mut m, t, 3, &ask)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Digest { full, entries, .. } if to == 3 => {
+                Some((full, entries.iter().map(|e| (e.low, e.through)).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answer, [(true, vec![(1, 1)])]);
+}
+
+/// A site in its first window asks, in its digests, for a full digest and starts only
+/// from the neighbours that have not answered yet, and only while the window is open:
+/// s1 answered at once, s3 never did; once the window closed at its end nobody is asked.
+/// Guards `g.fresh && g.adopt_until.is_some() && !(n.got_full && n.got_start)` in
+/// `Flood::send_digest` (mutants: the first or the second `&&` to `||`).
+#[test]
+fn digests_ask_for_full_marks_only_of_who_has_not_answered_in_the_first_window() {
+    let (mut m, t0, until) = a_site_that_just_joined();
+    let t = t0 + Duration::from_millis(1);
+    let _ = frames_out(&mut m, t, 0, &digest_msg(true, &[(1, 5)]));
+    let _ = frames_out(&mut m, t, 0, &starts_msg(&[]));
+    let digests = digests_sent(&mut m, t, until + Duration::from_secs(1));
+    let kinds: BTreeSet<(usize, bool)> = digests.iter().map(|d| (d.1, d.0 < until)).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([(0, true), (0, false), (2, true), (2, false)]),
+        "{digests:?}"
+    );
+    for (at, to, _, want_full, _, _) in &digests {
+        assert_eq!(*want_full, *to == 2 && *at < until, "{digests:?}");
+    }
+}
+
+/// The first digest a site sends each neighbour (when it adopts its first topology) is
+/// full, whatever the round: the neighbour may take it as all this site knows.
+/// Guards `full || n.wants_full || n.last_digest.is_none()` in `Flood::send_digest`
+/// (mutant: the second `||` to `&&`, which leaves `full || (n.wants_full && ...)`).
+#[test]
+fn a_sites_first_digest_to_each_neighbour_is_full() {
+    let cfg = config(3, 2, "", "");
+    let mut m = Flood::new(settings(&cfg, 1), Instant::ZERO, Rng::from_seed(3));
+    let topo = FloodMsg::Topology {
+        group: "g".into(),
+        master_incarnation: 9,
+        version: 1,
+        members: settings(&cfg, 0).sites.clone(),
+        links: vec![(0, 1, 10), (1, 2, 10)],
+    };
+    let digests: Vec<(usize, bool, bool)> = frames_out(&mut m, Instant::from_millis(10), 0, &topo)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Digest {
+                full, want_full, ..
+            } => Some((to, full, want_full)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digests, [(0, true, true), (2, true, true)]);
+}
+
+/// A neighbour that sent its full digest but not yet its starts is still asked for
+/// them, and every ask says how long ago this site joined (its topology came at t0).
+/// Guards `!(n.got_full && n.got_start)` (mutant `||`) and the `(true, Some(t))` arm
+/// of `joined_us` (mutant: deleted, 0 sent) in `Flood::send_digest`.
+#[test]
+fn a_neighbour_without_its_starts_is_still_asked_and_told_when_this_site_joined() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    let t = t0 + Duration::from_millis(1);
+    let _ = frames_out(&mut m, t, 0, &digest_msg(true, &[(1, 5)]));
+    let digests = digests_sent(&mut m, t, t + Duration::from_millis(500));
+    let to_s1: Vec<&DigestSent> = digests.iter().filter(|d| d.1 == 0).collect();
+    assert!(!to_s1.is_empty(), "{digests:?}");
+    for d in &digests {
+        assert!(d.3, "{d:?}");
+        let since = d.0.saturating_duration_since(t0).as_micros() as u64;
+        assert_eq!(d.5, since, "{d:?}");
+    }
+}
+
+/// Streams first heard of in a digest are bounded like the others (the idlest other
+/// one forgotten), and so are a neighbour's marks: at most `max_streams` (2) of them,
+/// the first it showed.
+/// Guards `!...contains_key(&key)` before `room_for_stream` (mutant: `!` deleted) and
+/// `n.marks.len() < max_streams` (mutant `<=`) in `Flood::on_digest`.
+#[test]
+fn streams_and_marks_from_a_digest_are_bounded() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.cfg.limits.max_streams = 2;
+    let key = |incarnation: u64| StreamKey {
+        origin: "s1".into(),
+        incarnation,
+    };
+    let digest = |incs: &[u64]| FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: incs
+            .iter()
+            .map(|&incarnation| super::super::msg::DigestEntry {
+                origin: "s1".into(),
+                incarnation,
+                low: 1,
+                through: 1,
+            })
+            .collect(),
+    };
+    let _ = frames_out(&mut m, now, 2, &digest(&[1]));
+    let _ = frames_out(&mut m, now + Duration::from_millis(1), 2, &digest(&[1, 2]));
+    let _ = frames_out(
+        &mut m,
+        now + Duration::from_millis(2),
+        3,
+        &digest(&[3, 4, 5]),
+    );
+    let g = &m.groups["g"];
+    let streams: Vec<&StreamKey> = g.streams.keys().collect();
+    assert_eq!(streams, [&key(4), &key(5)]);
+    let marks: Vec<&StreamKey> = g.neighbours["s4"].marks.keys().collect();
+    assert_eq!(marks, [&key(3), &key(4)]);
+}
+
+/// A neighbour that joined is given, per stream, one past what was known when it
+/// joined less a margin of twice its round trip (here 100 ms: 200 ms).
+/// Guards `(r * 2).clamp(...)` in `Flood::send_starts` (mutant `/`).
+#[test]
+fn starts_take_twice_the_round_trip_as_margin() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(100));
+    let t = t0 + Duration::from_millis(1);
+    for seq in 1..=3 {
+        let at = t + Duration::from_millis(100 * (seq - 1));
+        let _ = frames_out(&mut m, at, 0, &update_msg("s1", 77, seq, false));
+    }
+    // Asked at t + 300 ms by s3, which joined 50 ms before: t + 250 ms, less the
+    // margin, is t + 50 ms, when 1 was known.
+    let now = t + Duration::from_millis(300);
+    let ask = FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: true,
+        joined_us: 50_000,
+        entries: vec![],
+    };
+    let starts: Vec<Vec<u64>> = frames_out(&mut m, now, 2, &ask)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Starts { entries, .. } if to == 2 => {
+                Some(entries.iter().map(|e| e.start).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [vec![2]]);
+}
+
+/// The starts a site remembers in its first window are bounded by `max_streams` (2):
+/// the first named are kept, a later start of one of them still raises it.
+/// Guards `g.starts.len() < max_streams` in `Flood::on_starts` (mutant `<=`).
+#[test]
+fn starts_remembered_in_the_first_window_are_bounded() {
+    let (mut m, t0, _) = a_site_that_just_joined();
+    m.cfg.limits.max_streams = 2;
+    let starts = |entries: &[(u64, u64)]| FloodMsg::Starts {
+        group: "g".into(),
+        entries: entries
+            .iter()
+            .map(|&(incarnation, start)| super::super::msg::StartEntry {
+                origin: "s1".into(),
+                incarnation,
+                start,
+            })
+            .collect(),
+    };
+    let t = t0 + Duration::from_millis(1);
+    let _ = frames_out(&mut m, t, 0, &starts(&[(1, 4), (2, 5), (3, 6)]));
+    let _ = frames_out(&mut m, t, 2, &starts(&[(1, 7), (3, 8)]));
+    let g = &m.groups["g"];
+    assert!(g.fresh);
+    let kept: Vec<(u64, u64)> = g.starts.iter().map(|(k, &v)| (k.incarnation, v)).collect();
+    assert_eq!(kept, [(1, 7), (2, 5)]);
+}
+
+/// A pull that is not answered is asked again after four round trips (here 100 ms:
+/// 400 ms), the first after twice the round trip (200 ms) for a pushed copy.
+/// Guards `(rtt * 4)` in `Flood::pull_timeout` (mutant `/`).
+#[test]
+fn an_unanswered_pull_is_asked_again_after_four_round_trips() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(100));
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let ms = |k: u64| now + Duration::from_millis(k);
+    assert_eq!(
+        pulls_sent(&mut m, now, ms(700)),
+        [(ms(200), 2, vec![(1, 3)]), (ms(600), 2, vec![(1, 3)])]
+    );
+}
+
+/// What digests showed missing is said once: 1..=3 when s3 showed them, then only
+/// 4..=6 when s4 showed more — 6 missing in all, not 7.
+/// Guards `a.max(reported + 1)` in `Flood::on_pull_timer` (mutant `*` for the `+`).
+#[test]
+fn missing_updates_are_counted_once() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let ms = |k: u64| now + Duration::from_millis(k);
+    let _ = pulls_sent(&mut m, now, ms(100));
+    assert_eq!(m.stats().missing, 3);
+    let _ = frames_out(&mut m, ms(100), 3, &digest_msg(false, &[(1, 6)]));
+    let pulls = pulls_sent(&mut m, ms(100), ms(500));
+    assert!(!pulls.is_empty());
+    assert_eq!(m.stats().missing, 6);
+}
+
+/// When no neighbour holds the first missing update: what the origin's own digest
+/// shows it passed but no longer holds is lost at once (purged), and the rest is pulled
+/// from it; an origin whose digest shows it has not reached the first missing update is
+/// pulled from, nothing lost; an origin with no address any more leaves what lies below
+/// the oldest a neighbour holds lost, the rest pulled from that neighbour.
+/// Guards the `gone_to` match in `Flood::on_pull_timer` (mutants: the guard `true`,
+/// `false`, `through < first`, `low == first`, `low < first`; the `(_, None)` arm
+/// deleted; `low - 1` and `lowest - 1` to `+` or `/`).
+#[test]
+fn what_the_origin_no_longer_holds_is_lost_and_the_rest_pulled() {
+    let entry = |origin: &str, low: u64, through: u64| super::super::msg::DigestEntry {
+        origin: origin.into(),
+        incarnation: 77,
+        low,
+        through,
+    };
+    let digest = |e: super::super::msg::DigestEntry| FloodMsg::Digest {
+        group: "g".into(),
+        full: false,
+        want_full: false,
+        joined_us: 0,
+        entries: vec![e],
+    };
+    // (origin, what arrived first from s3, digests (from, entry), pulls, lost)
+    type Case = (
+        &'static str,
+        Vec<u64>,
+        Vec<(usize, super::super::msg::DigestEntry)>,
+        Vec<(usize, Vec<(u64, u64)>)>,
+        Vec<(u64, u64)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "s1",
+            vec![],
+            vec![(0, entry("s1", 4, 5))],
+            vec![(0, vec![(4, 5)])],
+            vec![(1, 3)],
+        ),
+        (
+            "s1",
+            vec![1, 2],
+            vec![(2, entry("s1", 6, 5)), (0, entry("s1", 3, 2))],
+            vec![(0, vec![(3, 5)])],
+            vec![],
+        ),
+        (
+            "s9",
+            vec![],
+            vec![(2, entry("s9", 4, 5))],
+            vec![(2, vec![(4, 5)])],
+            vec![(1, 3)],
+        ),
+    ];
+    for (origin, arrived, digests, pulls, lost) in cases {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        for seq in arrived {
+            let _ = frames_out(&mut m, now, 2, &update_msg(origin, 77, seq, false));
+        }
+        for (from, e) in digests {
+            let _ = frames_out(&mut m, now, from, &digest(e));
+        }
+        let sent: Vec<(usize, Vec<(u64, u64)>)> =
+            pulls_sent(&mut m, now, now + Duration::from_millis(150))
+                .into_iter()
+                .map(|(_, to, ranges)| (to, ranges))
+                .collect();
+        assert_eq!(sent, pulls, "{origin}");
+        let got: Vec<(u64, u64)> = m.groups["g"]
+            .lost_log
+            .iter()
+            .map(|l| {
+                assert_eq!(l.3, LostReason::Purged);
+                (l.1, l.2)
+            })
+            .collect();
+        assert_eq!(got, lost, "{origin}");
+    }
+}
