@@ -41,6 +41,7 @@ pub mod sexpr;
 pub mod ship;
 pub mod time;
 pub mod turns;
+pub mod vip;
 pub mod wire;
 
 pub use machine::{
