@@ -2508,9 +2508,9 @@ fn a_pull_asks_for_at_most_256_updates_and_of_a_neighbour_only_what_it_holds() {
 }
 
 /// The origin, asked because no neighbour holds what is missing, is asked again after
-/// the pull timeout times the number of tries (here 200 ms, then 400, then 600): it may
-/// be slow or busy, and every neighbour waiting on it asks it. Once the first missing
-/// update has come the count starts again. Every pull is counted.
+/// the pull timeout times the number of tries (here 200 ms, then 400, then 600), so that
+/// an origin that does not answer is asked less and less often; once the first missing
+/// update has come, the count starts again. Every pull is counted.
 /// Guards `attempt` in `Flood::pull_from_origin` (mutants: the guard
 /// `p.first == first && p.from == key.origin` to `true` or `false`, `&&` to `||`, either
 /// `==` to `!=`) and `pulls_sent += 1` there (mutant `*=`).
