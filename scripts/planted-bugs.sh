@@ -1207,6 +1207,269 @@ plant core/src/flood/machine/data.rs \
   'Some((lowest - 1).min(ranges[0].1))' \
   'Some((lowest / 1).min(ranges[0].1))' \
   flood
+# The rest of the flood data.rs survivors (issue 17): an unanswered pull not moved on to
+# the next holder after three tries (or moved too soon), its tries not counted afresh
+# once the first missing update arrives.
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first => p.attempts + 1,' \
+  'Some(p) if true => p.attempts + 1,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first => p.attempts + 1,' \
+  'Some(p) if false => p.attempts + 1,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first => p.attempts + 1,' \
+  'Some(p) if p.first != first => p.attempts + 1,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first => p.attempts + 1,' \
+  'Some(p) if p.first == first => p.attempts * 1,' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let pick = ((attempt - 1) / PULL_TRIES) as usize % holders.len();' \
+  'let pick = ((attempt - 1) / PULL_TRIES) as usize / holders.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let pick = ((attempt - 1) / PULL_TRIES) as usize % holders.len();' \
+  'let pick = ((attempt - 1) % PULL_TRIES) as usize % holders.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let pick = ((attempt - 1) / PULL_TRIES) as usize % holders.len();' \
+  'let pick = ((attempt - 1) * PULL_TRIES) as usize % holders.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let pick = ((attempt - 1) / PULL_TRIES) as usize % holders.len();' \
+  'let pick = ((attempt + 1) / PULL_TRIES) as usize % holders.len();' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let pick = ((attempt - 1) / PULL_TRIES) as usize % holders.len();' \
+  'let pick = ((attempt / 1) / PULL_TRIES) as usize % holders.len();' \
+  flood
+# A pull asking a neighbour for what it does not hold, or for more or fewer than 256.
+plant core/src/flood/machine/data.rs \
+  'if a > their_through || budget == 0 {' \
+  'if a > their_through && budget == 0 {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);' \
+  'let b = b.min(their_through).min(a + budget + 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);' \
+  'let b = b.min(their_through).min(a + budget / 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);' \
+  'let b = b.min(their_through).min(a * budget - 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b - a + 1;' \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget += b - a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b - a + 1;' \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget /= b - a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b - a + 1;' \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b - a * 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b - a + 1;' \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b + a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b - a + 1;' \
+  'let b = b.min(their_through).min(a + budget - 1);
+                budget -= b / a + 1;' \
+  flood
+# Pulls uncounted.
+plant core/src/flood/machine/data.rs \
+  '            self.stats.pulls_sent += 1;' \
+  '            self.stats.pulls_sent *= 1;' \
+  flood
+# The origin asked again at a fixed interval, or its tries not counted afresh.
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first && p.from == key.origin => p.attempts.saturating_add(1),' \
+  'Some(p) if true => p.attempts.saturating_add(1),' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first && p.from == key.origin => p.attempts.saturating_add(1),' \
+  'Some(p) if false => p.attempts.saturating_add(1),' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first && p.from == key.origin => p.attempts.saturating_add(1),' \
+  'Some(p) if p.first == first || p.from == key.origin => p.attempts.saturating_add(1),' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first && p.from == key.origin => p.attempts.saturating_add(1),' \
+  'Some(p) if p.first != first && p.from == key.origin => p.attempts.saturating_add(1),' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'Some(p) if p.first == first && p.from == key.origin => p.attempts.saturating_add(1),' \
+  'Some(p) if p.first == first && p.from != key.origin => p.attempts.saturating_add(1),' \
+  flood
+# A pull asking the origin for more or fewer than 256 updates; pulls of it uncounted.
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);' \
+  'let b = b.min(a + budget + 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);' \
+  'let b = b.min(a + budget / 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);' \
+  'let b = b.min(a * budget - 1);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a + 1;' \
+  'let b = b.min(a + budget - 1);
+            budget += b - a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a + 1;' \
+  'let b = b.min(a + budget - 1);
+            budget /= b - a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a + 1;' \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a - 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a + 1;' \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a * 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a + 1;' \
+  'let b = b.min(a + budget - 1);
+            budget -= b + a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'let b = b.min(a + budget - 1);
+            budget -= b - a + 1;' \
+  'let b = b.min(a + budget - 1);
+            budget -= b / a + 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  '});
+        self.stats.pulls_sent += 1;' \
+  '});
+        self.stats.pulls_sent *= 1;' \
+  flood
+# Updates declared lost: ones that had arrived kept at or below the stream's front, or
+# the loss miscounted.
+plant core/src/flood/machine/data.rs \
+  's.above = s.above.split_off(&(to + 1));' \
+  's.above = s.above.split_off(&(to - 1));' \
+  flood
+plant core/src/flood/machine/data.rs \
+  's.above = s.above.split_off(&(to + 1));' \
+  's.above = s.above.split_off(&(to * 1));' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.lost += (to - from + 1) - arrived;' \
+  'self.stats.lost += (to - from + 1) + arrived;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.lost += (to - from + 1) - arrived;' \
+  'self.stats.lost += (to / from + 1) - arrived;' \
+  flood
+# A pull's answer unbounded, or bounded one update short of 4 MiB, or after one.
+plant core/src/flood/machine/data.rs \
+  'if sent >= PULL_BATCH || sent_bytes + data.len() > PULL_ANSWER_BYTES {' \
+  'if sent >= PULL_BATCH && sent_bytes + data.len() > PULL_ANSWER_BYTES {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if sent >= PULL_BATCH || sent_bytes + data.len() > PULL_ANSWER_BYTES {' \
+  'if sent >= PULL_BATCH || sent_bytes + data.len() == PULL_ANSWER_BYTES {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if sent >= PULL_BATCH || sent_bytes + data.len() > PULL_ANSWER_BYTES {' \
+  'if sent >= PULL_BATCH || sent_bytes + data.len() >= PULL_ANSWER_BYTES {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if sent >= PULL_BATCH || sent_bytes + data.len() > PULL_ANSWER_BYTES {' \
+  'if sent >= PULL_BATCH || sent_bytes * data.len() > PULL_ANSWER_BYTES {' \
+  flood
+# A pull's answer naming the wrong ranges evicted.
+plant core/src/flood/machine/data.rs \
+  'if seq > next {' \
+  'if seq == next {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if seq > next {' \
+  'if seq < next {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if seq > next {' \
+  'if seq >= next {' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'evicted.push((next, seq - 1));' \
+  'evicted.push((next, seq + 1));' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'evicted.push((next, seq - 1));' \
+  'evicted.push((next, seq / 1));' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'next = seq + 1;' \
+  'next = seq - 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'next = seq + 1;' \
+  'next = seq * 1;' \
+  flood
+# A pull's answer not counting what it sent (so unbounded).
+plant core/src/flood/machine/data.rs \
+  'next = seq + 1;
+                sent += 1;' \
+  'next = seq + 1;
+                sent *= 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'sent_bytes += data.len();' \
+  'sent_bytes *= data.len();' \
+  flood
+# Pulled payloads uncounted.
+plant core/src/flood/machine/data.rs \
+  '            self.stats.payloads_sent += 1;
+            self.stats.payloads_pulled += 1;' \
+  '            self.stats.payloads_sent *= 1;
+            self.stats.payloads_pulled += 1;' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'self.stats.payloads_pulled += 1;' \
+  'self.stats.payloads_pulled *= 1;' \
+  flood
+# The origin's word that it no longer holds what it was asked: the pull not asked again
+# at once; updates before what it evicted, still to come, declared lost.
+plant core/src/flood/machine/data.rs \
+  '.is_some_and(|p| p.from == sender);' \
+  '.is_some_and(|p| p.from != sender);' \
+  flood
+plant core/src/flood/machine/data.rs \
+  'if a <= next && next <= b {' \
+  'if a <= next || next <= b {' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

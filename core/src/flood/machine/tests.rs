@@ -2423,3 +2423,274 @@ fn what_the_origin_no_longer_holds_is_lost_and_the_rest_pulled() {
         assert_eq!(got, lost, "{origin}");
     }
 }
+
+/// The pulls among what `m` sent, as (to site index, ranges).
+fn pulls_in(sent: Vec<(usize, FloodMsg)>) -> Vec<(usize, Vec<(u64, u64)>)> {
+    sent.into_iter()
+        .filter_map(|(to, msg)| match msg {
+            FloodMsg::Pull { ranges, .. } => Some((to, ranges)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A pull that is not answered is asked again of the same holder, three times in all
+/// (`PULL_TRIES`), then of the next fastest holder; once the first missing update
+/// arrives from elsewhere the count starts again, from the fastest. Every pull is
+/// counted. Here s3 (round trip 10 ms) and s4 (20 ms) both hold 1..=3, and each pull
+/// waits 200 ms (the floor of the pull timeout) for its answer.
+/// Guards `attempt` and `pick` in `Flood::on_pull_timer` (mutants: the guard
+/// `p.first == first` to `true`, `false`, `!=`; `p.attempts + 1` to `-`, `*`; in
+/// `(attempt - 1) / PULL_TRIES % holders.len()`, `%` to `/`, `/` to `%` or `*`, `-` to
+/// `+` or `/`) and `pulls_sent += 1` (mutant `*=`).
+#[test]
+fn an_unanswered_pull_goes_to_the_next_holder_after_three_tries() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(10));
+    m.sites.get_mut("s4").unwrap().rtt = Some(Duration::from_millis(20));
+    let counted = m.stats().pulls_sent;
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(1, 3)]));
+    let _ = frames_out(&mut m, now, 3, &digest_msg(false, &[(1, 3)]));
+    let ms = |k: u64| now + Duration::from_millis(k);
+    // Nobody answers: s3 three times (its pull delay after its digest, then every
+    // 200 ms), then s4.
+    let mut pulls = pulls_sent(&mut m, now, ms(700));
+    // 1 comes pushed from s5: the first missing is now 2, and s3 is asked first again.
+    let sent = frames_out(&mut m, ms(700), 4, &update_msg("s1", 77, 1, false));
+    assert_eq!(pulls_in(sent), []);
+    pulls.extend(pulls_sent(&mut m, ms(700), ms(1100)));
+    assert_eq!(
+        pulls,
+        [
+            (ms(20), 2, vec![(1, 3)]),
+            (ms(220), 2, vec![(1, 3)]),
+            (ms(420), 2, vec![(1, 3)]),
+            (ms(620), 3, vec![(1, 3)]),
+            (ms(820), 2, vec![(2, 3)]),
+            (ms(1020), 2, vec![(2, 3)]),
+        ]
+    );
+    assert_eq!(m.stats().pulls_sent - counted, 6);
+}
+
+/// A pull asks for at most `PULL_BATCH` (256) updates, across the missing ranges in
+/// order, and asks a neighbour only for what its digest shows it holds (a range that
+/// starts at the last it holds is asked for that one update, the ranges past it not at
+/// all). When no neighbour holds the first missing update but one has passed it, the
+/// origin is asked, with the same budget.
+/// Guards the ranges asked in `Flood::on_pull_timer` (mutants: `a > their_through` to
+/// `==` or `>=`, `||` to `&&`; in `a + budget - 1`, `-` to `+` or `/`, `+` to `*`;
+/// `budget -= b - a + 1` to `+=` or `/=`, its `+` to `-` or `*`, its `-` to `+` or `/`)
+/// and in `Flood::pull_from_origin` (the same arithmetic).
+#[test]
+fn a_pull_asks_for_at_most_256_updates_and_of_a_neighbour_only_what_it_holds() {
+    // (pushed from s5, s3's marks, the pull: to whom, ranges)
+    type Case = (Vec<u64>, (u64, u64), (usize, Vec<(u64, u64)>));
+    let cases: Vec<Case> = vec![
+        (vec![4, 6, 9], (1, 5), (2, vec![(1, 3), (5, 5)])),
+        (vec![201], (1, 401), (2, vec![(1, 200), (202, 257)])),
+        // s3 has passed 1..=401 but holds none of it: only the origin s1 can send it.
+        (vec![201], (402, 401), (0, vec![(1, 200), (202, 257)])),
+    ];
+    for (pushed, marks, pull) in cases {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        for seq in pushed {
+            let _ = frames_out(&mut m, now, 4, &update_msg("s1", 77, seq, false));
+        }
+        let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[marks]));
+        let sent: Vec<(usize, Vec<(u64, u64)>)> =
+            pulls_sent(&mut m, now, now + Duration::from_millis(100))
+                .into_iter()
+                .map(|(_, to, ranges)| (to, ranges))
+                .collect();
+        assert_eq!(sent, [pull], "{marks:?}");
+    }
+}
+
+/// The origin, asked because no neighbour holds what is missing, is asked again after
+/// the pull timeout times the number of tries (here 200 ms, then 400, then 600), so that
+/// an origin that does not answer is asked less and less often; once the first missing
+/// update has come, the count starts again. Every pull is counted.
+/// Guards `attempt` in `Flood::pull_from_origin` (mutants: the guard
+/// `p.first == first && p.from == key.origin` to `true` or `false`, `&&` to `||`, either
+/// `==` to `!=`) and `pulls_sent += 1` there (mutant `*=`).
+#[test]
+fn the_origin_is_asked_again_less_often_each_time_it_does_not_answer() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    m.sites.get_mut("s1").unwrap().rtt = Some(Duration::from_millis(10));
+    m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(10));
+    let counted = m.stats().pulls_sent;
+    // s3 has passed 1..=5 without holding them: only the origin s1 can send them.
+    let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(6, 5)]));
+    let ms = |k: u64| now + Duration::from_millis(k);
+    let mut pulls = pulls_sent(&mut m, now, ms(700));
+    // s1 answers with 1 only; the first missing is now 2.
+    let sent = frames_out(&mut m, ms(700), 0, &update_msg("s1", 77, 1, true));
+    assert_eq!(pulls_in(sent), []);
+    pulls.extend(pulls_sent(&mut m, ms(700), ms(1000)));
+    // s3 is heard again (it would be taken for down after 1.2 s of silence, and then
+    // nobody up would be known to have passed 2).
+    let sent = frames_out(&mut m, ms(1000), 2, &digest_msg(false, &[]));
+    assert_eq!(pulls_in(sent), []);
+    pulls.extend(pulls_sent(&mut m, ms(1000), ms(1500)));
+    assert_eq!(
+        pulls,
+        [
+            (ms(20), 0, vec![(1, 5)]),
+            (ms(220), 0, vec![(1, 5)]),
+            (ms(620), 0, vec![(1, 5)]),
+            (ms(1220), 0, vec![(2, 5)]),
+            (ms(1420), 0, vec![(2, 5)]),
+        ]
+    );
+    assert_eq!(m.stats().pulls_sent - counted, 5);
+}
+
+/// When the origin says it no longer holds updates it was asked for, those from the
+/// first missing one on are lost: the stream moves past them and past what had
+/// arrived just after them, the loss is reported and counted (without the updates
+/// that did arrive in the range), and the rest is asked of the origin at once. What it
+/// no longer holds further on, with updates before it still to come, is not lost: they
+/// are asked for again.
+/// Here s3 has passed 1..=8 without holding them, so s1 (the origin) was asked 1..=8.
+/// Guards `Flood::declare_lost` (mutants: `split_off(&(to + 1))` to `to - 1` or `to * 1`
+/// and `s.through + 1` to `-` or `*`, which leave arrived updates at or below `through`;
+/// `s.through += 1` to `-=` or `*=`; `(to - from + 1) - arrived` to `+ arrived` or
+/// `to / from`), `p.from == sender` in `Flood::on_evicted` (mutant `!=`: the one asked
+/// saying it no longer holds them would not be asked again at once) and
+/// `a <= next && next <= b` in `Flood::origin_evicted` (mutant `||`).
+#[test]
+fn what_the_origin_says_it_no_longer_holds_is_lost_from_the_first_missing_on() {
+    // (pushed from s4 meanwhile, evicted, lost (reported, counted), asked of s1 at once)
+    type Case = (
+        Vec<u64>,
+        Vec<(u64, u64)>,
+        (Vec<(u64, u64)>, u64),
+        Vec<(u64, u64)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            vec![2, 3, 4, 6],
+            vec![(1, 3)],
+            (vec![(1, 3)], 1),
+            vec![(5, 5), (7, 8)],
+        ),
+        (vec![], vec![(5, 6)], (vec![], 0), vec![(1, 8)]),
+    ];
+    for (pushed, evicted, (lost, counted), asked) in cases {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        m.sites.get_mut("s3").unwrap().rtt = Some(Duration::from_millis(10));
+        let _ = frames_out(&mut m, now, 2, &digest_msg(false, &[(9, 8)]));
+        let ms = |k: u64| now + Duration::from_millis(k);
+        let pulls: Vec<(usize, Vec<(u64, u64)>)> = pulls_sent(&mut m, now, ms(50))
+            .into_iter()
+            .map(|(_, to, ranges)| (to, ranges))
+            .collect();
+        assert_eq!(pulls, [(0, vec![(1, 8)])]);
+        let lost_before = m.stats().lost;
+        for seq in pushed {
+            let _ = frames_out(&mut m, ms(60), 3, &update_msg("s1", 77, seq, false));
+        }
+        let msg = FloodMsg::Evicted {
+            group: "g".into(),
+            origin: "s1".into(),
+            incarnation: 77,
+            ranges: evicted.clone(),
+        };
+        let sent = frames_out(&mut m, ms(100), 0, &msg);
+        assert_eq!(pulls_in(sent), [(0, asked)], "{evicted:?}");
+        let got: Vec<(u64, u64)> = m.groups["g"]
+            .lost_log
+            .iter()
+            .map(|l| {
+                assert_eq!(l.3, LostReason::Purged);
+                (l.1, l.2)
+            })
+            .collect();
+        assert_eq!(got, lost, "{evicted:?}");
+        assert_eq!(m.stats().lost - lost_before, counted, "{evicted:?}");
+    }
+}
+
+/// Ranges named in a message: to which site (index), the ranges.
+type RangesSent = (usize, Vec<(u64, u64)>);
+
+/// A pull from `from` (a site index) for `ranges` of stream s1/77, handed to `m` at
+/// `now`: the updates it answered with, as (to, seq, pulled), and the ranges it named
+/// evicted.
+fn answer_to_pull(
+    m: &mut Flood,
+    now: Instant,
+    from: usize,
+    ranges: &[(u64, u64)],
+) -> (Vec<(usize, u64, bool)>, Vec<RangesSent>) {
+    let pull = FloodMsg::Pull {
+        group: "g".into(),
+        origin: "s1".into(),
+        incarnation: 77,
+        ranges: ranges.to_vec(),
+    };
+    let mut updates = Vec::new();
+    let mut evicted = Vec::new();
+    for (to, msg) in frames_out(m, now, from, &pull) {
+        match msg {
+            FloodMsg::Update { seq, pulled, .. } => updates.push((to, seq, pulled)),
+            FloodMsg::Evicted { ranges, .. } => evicted.push((to, ranges)),
+            _ => {}
+        }
+    }
+    (updates, evicted)
+}
+
+/// A pull is answered with the updates held, marked pulled, and names what is not held
+/// (here 3, which never came, and 6, not yet known) as evicted, so that the puller asks
+/// elsewhere. The updates sent are counted as sent and as pulled.
+/// Guards `Flood::on_pull` (mutants: `seq > next` to `==`, `<`, `>=`; `seq - 1` to `+`
+/// or `/`; `next = seq + 1` to `-` or `*`; `payloads_sent += 1` and
+/// `payloads_pulled += 1` to `*=`).
+#[test]
+fn a_pull_is_answered_with_what_is_held_and_the_rest_named_evicted() {
+    let (mut m, now) = a_plain_site_with_four_neighbours();
+    for seq in [1, 2, 4, 5] {
+        let _ = frames_out(&mut m, now, 2, &update_msg("s1", 77, seq, false));
+    }
+    let before = m.stats().clone();
+    let (updates, evicted) = answer_to_pull(&mut m, now, 3, &[(1, 6)]);
+    assert_eq!(
+        updates,
+        [(3, 1, true), (3, 2, true), (3, 4, true), (3, 5, true)]
+    );
+    assert_eq!(evicted, [(3, vec![(3, 3), (6, 6)])]);
+    assert_eq!(m.stats().payloads_sent - before.payloads_sent, 4);
+    assert_eq!(m.stats().payloads_pulled - before.payloads_pulled, 4);
+}
+
+/// A pull's answer stops at `PULL_BATCH` (256) updates or at 4 MiB of data, whichever
+/// comes first (exactly 4 MiB is still sent): the rest is left for the next pull,
+/// neither sent nor named evicted.
+/// Guards `sent >= PULL_BATCH || sent_bytes + data.len() > PULL_ANSWER_BYTES` in
+/// `Flood::on_pull` (mutants: `||` to `&&`, `>` to `==` or `>=`, `+` to `*`) and
+/// `sent += 1`, `sent_bytes += data.len()` (mutants `*=`).
+#[test]
+fn a_pulls_answer_stops_at_256_updates_or_4_mib() {
+    // (updates held, bytes each, updates sent)
+    for (held, size, answered) in [(300u64, 1usize, 256u64), (10, 512 << 10, 8)] {
+        let (mut m, now) = a_plain_site_with_four_neighbours();
+        let data = Bytes::from(vec![b'x'; size]);
+        for seq in 1..=held {
+            let msg = FloodMsg::Update {
+                group: "g".into(),
+                origin: "s1".into(),
+                incarnation: 77,
+                seq,
+                data: data.clone(),
+                pulled: false,
+            };
+            let _ = frames_out(&mut m, now, 2, &msg);
+        }
+        let (updates, evicted) = answer_to_pull(&mut m, now, 3, &[(1, held)]);
+        let want: Vec<(usize, u64, bool)> = (1..=answered).map(|s| (3, s, true)).collect();
+        assert_eq!(updates, want, "{size} bytes each");
+        assert_eq!(evicted, [], "{size} bytes each");
+    }
+}
