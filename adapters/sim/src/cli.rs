@@ -26,6 +26,7 @@ use crate::protocols::heartbeat::HeartbeatProtocol;
 use crate::protocols::membership::MembershipProtocol;
 use crate::protocols::pair::PairProtocol;
 use crate::protocols::ship::ShipProtocol;
+use crate::protocols::vip::VipProtocol;
 use crate::scenario::{self, Scenario};
 use crate::scenarios::{BUILTIN, builtin};
 
@@ -94,6 +95,16 @@ pub static PROTOCOLS: &[Registered] = &[
         name: "membership-canary",
         check: |t| parse_only(t, MembershipProtocol::canary()),
         run: |t, s, l, a, io| go(t, MembershipProtocol::canary(), s, l, a, io),
+    },
+    Registered {
+        name: "vip",
+        check: |t| parse_only(t, VipProtocol::default()),
+        run: |t, s, l, a, io| go(t, VipProtocol::default(), s, l, a, io),
+    },
+    Registered {
+        name: "vip-canary",
+        check: |t| parse_only(t, VipProtocol::canary()),
+        run: |t, s, l, a, io| go(t, VipProtocol::canary(), s, l, a, io),
     },
     Registered {
         name: "flood-canary",

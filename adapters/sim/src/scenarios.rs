@@ -243,6 +243,41 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         "1,000 clients across a depth-3 tree",
         include_str!("../scenarios/broker-1000.scn"),
     ),
+    (
+        "vip-crash",
+        "VIP election on 3 nodes: holders crash and restart; one holder per VIP against the addresses nodes really have",
+        include_str!("../scenarios/vip-crash.scn"),
+    ),
+    (
+        "vip-partition",
+        "VIP election on 5 nodes split 2|3 and 1|4: only the majority holds, the minority drops its VIPs",
+        include_str!("../scenarios/vip-partition.scn"),
+    ),
+    (
+        "vip-witness",
+        "two nodes and a witness: either node's crash moves every VIP to the other, never to the witness",
+        include_str!("../scenarios/vip-witness.scn"),
+    ),
+    (
+        "vip-moves",
+        "the application moves VIPs, prefers and turns a node ineligible while address changes are slow or fail",
+        include_str!("../scenarios/vip-moves.scn"),
+    ),
+    (
+        "vip-canary",
+        "vip-moves with a planted bug (acquire before the release is in the order); the one-holder check must fail",
+        include_str!("../scenarios/vip-canary.scn"),
+    ),
+    (
+        "vip-loss",
+        "no move without cause: 10% loss and 2,000 client messages, no address changes once placed",
+        include_str!("../scenarios/vip-loss.scn"),
+    ),
+    (
+        "vip-swarm",
+        "VIP election under faults drawn per seed: loss, partitions, crashes, pauses, failing address changes",
+        include_str!("../scenarios/vip-swarm.scn"),
+    ),
 ];
 
 /// The text of the built-in scenario `name`.

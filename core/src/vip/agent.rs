@@ -86,6 +86,12 @@ pub enum LocalChange {
 /// What the agent tells the embedding program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VipEvent {
+    /// Join the agents' group as client [`AGENT_CLIENT`] (emitted once, at the first
+    /// timeout: the embedding program joins, and joins again after it reconnects).
+    Join {
+        /// The group.
+        group: String,
+    },
     /// Send this line to the group, in agreed order.
     Send(String),
     /// A VIP's holder changed in the table.
@@ -235,6 +241,7 @@ enum Work {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
+    Start,
     Check(usize),
     RetryRemove(usize),
     Unfail(usize),
@@ -334,6 +341,9 @@ impl VipAgent {
             clock: Clock::default(),
         };
         a.clock.advance(now);
+        // The join goes out from the first timeout, not from here: a driver (or a pair)
+        // learns the time from its first input, and the join must carry it.
+        a.timers.set(Timer::Start, now);
         for i in 0..a.checks.len() {
             a.timers.set(Timer::Check(i), now);
         }
@@ -731,6 +741,10 @@ impl VipAgent {
 
     fn on_timer(&mut self, now: Instant, t: Timer) {
         match t {
+            Timer::Start => {
+                let group = self.table.config().group.clone();
+                self.outbox.event(VipEvent::Join { group });
+            }
             Timer::Check(c) => {
                 let h = self.table.config().health[c].clone();
                 self.checks[c].running = true;
@@ -805,6 +819,13 @@ impl VipAgent {
     #[cfg(test)]
     pub(crate) fn table_mut(&mut self) -> &mut Table {
         &mut self.table
+    }
+}
+
+impl crate::compose::Part for VipAgent {
+    /// The agent has no frames of its own: it speaks through its group.
+    fn owns_family(&self, _family: u8) -> bool {
+        false
     }
 }
 

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod assign;
 pub mod config;
 pub mod msg;
+pub mod node;
 pub mod table;
 
 #[cfg(test)]
@@ -25,4 +26,5 @@ pub use agent::{
 };
 pub use config::{VipAddress, VipConfig, VipSpec};
 pub use msg::{Place, VipMsg};
+pub use node::{AgentLink, VipNode};
 pub use table::Table;

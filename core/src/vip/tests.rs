@@ -141,6 +141,25 @@ fn state_of(node_facts: &str, generation: &Place, digest: u64, holds: &str) -> S
 }
 
 #[test]
+fn the_agent_joins_its_group_at_its_first_timeout() {
+    let mut o = One::new("a", config(&["a"], 1));
+    assert!(
+        o.events.is_empty(),
+        "nothing before the driver gave it a time"
+    );
+    assert_eq!(o.a.poll_timeout(), Some(Instant::ZERO));
+    o.a.handle_timeout(Instant::ZERO);
+    o.collect();
+    assert_eq!(
+        o.events,
+        [VipEvent::Join {
+            group: "vip".into()
+        }]
+    );
+    assert_eq!(o.a.poll_timeout(), None, "once");
+}
+
+#[test]
 fn a_lone_agent_takes_its_vip_once_the_group_settles() {
     let mut o = One::new("a", config(&["a"], 1));
     o.view(&["a"]);

@@ -7,3 +7,4 @@ pub mod heartbeat;
 pub mod membership;
 pub mod pair;
 pub mod ship;
+pub mod vip;
