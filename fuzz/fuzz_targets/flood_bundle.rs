@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
     if let Ok(items) = bundle::decode(&bytes) {
         let again = bundle::encode(&items, ExportFormat::Framed);
-        assert_eq!(bundle::decode(&again).expect("re-encoded bundle reads"), items);
+        assert_eq!(
+            bundle::decode(&again).expect("re-encoded bundle reads"),
+            items
+        );
     }
 });

@@ -34,6 +34,10 @@ fuzz_target!(|data: &[u8]| {
                 Err(e) => closed |= e.is_fatal(),
             }
         }
-        assert!(r.pending() <= MAX_LINE + MAX_UPDATE + 2, "{} held", r.pending());
+        assert!(
+            r.pending() <= MAX_LINE + MAX_UPDATE + 2,
+            "{} held",
+            r.pending()
+        );
     }
 });

@@ -12,12 +12,19 @@ fuzz_target!(|data: &[u8]| {
     // The first line names the sites (a few words, so that the output can hit them); the
     // rest is what the command printed.
     let (first, output) = text.split_once('\n').unwrap_or((text, ""));
-    let names: Vec<String> = first.split_whitespace().take(8).map(str::to_owned).collect();
+    let names: Vec<String> = first
+        .split_whitespace()
+        .take(8)
+        .map(str::to_owned)
+        .collect();
     match decode_generator_output(output, &names) {
         Ok(edges) => {
             for &(a, b) in &edges {
                 assert!(a < b && (b as usize) < names.len(), "edge ({a}, {b})");
-                assert_ne!(names[a as usize], names[b as usize], "a loop under two names");
+                assert_ne!(
+                    names[a as usize], names[b as usize],
+                    "a loop under two names"
+                );
             }
         }
         Err(e) => {

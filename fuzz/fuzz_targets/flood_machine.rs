@@ -8,7 +8,9 @@ use bytes::Bytes;
 use flotilla_core::flood::config::FloodConfig;
 use flotilla_core::flood::msg::{DigestEntry, FAMILY, FloodMsg, StartEntry};
 use flotilla_core::flood::{Flood, FloodEffectValue, FloodSettings};
-use flotilla_core::machine::{ClientId, ClientOrigin, EffectError, EffectId, Input, ListenerId, Machine, PeerAddr};
+use flotilla_core::machine::{
+    ClientId, ClientOrigin, EffectError, EffectId, Input, ListenerId, Machine, PeerAddr,
+};
 use flotilla_core::wire::{Frame, Kind};
 use flotilla_core::{Instant, Rng};
 use libfuzzer_sys::fuzz_target;
@@ -22,7 +24,9 @@ const CONFIG: &str = "
 ";
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
     let cfg = FloodConfig::parse(CONFIG).unwrap();
     let me = ["a", "b", "c"][usize::from(mode % 3)];
     let settings = FloodSettings::from_config(&cfg, me, &mut |_| None).unwrap();
@@ -84,13 +88,24 @@ fuzz_target!(|data: &[u8]| {
                 master_incarnation: u64::from(arg),
                 version: n(0),
                 members: sites.clone(),
-                links: if arg & 1 == 0 { vec![(0, 1, 5), (1, 2, 5), (0, 2, 9)] } else { vec![(0, 1, 5)] },
+                links: if arg & 1 == 0 {
+                    vec![(0, 1, 5), (1, 2, 5), (0, 2, 9)]
+                } else {
+                    vec![(0, 1, 5)]
+                },
             }),
             6 => {
-                let _ = m.handle(now, Input::ClientOpened {
-                    client,
-                    origin: ClientOrigin::tcp(ListenerId(1), "127.0.0.1:9".parse().unwrap(), "127.0.0.1:7001".parse().unwrap()),
-                });
+                let _ = m.handle(
+                    now,
+                    Input::ClientOpened {
+                        client,
+                        origin: ClientOrigin::tcp(
+                            ListenerId(1),
+                            "127.0.0.1:9".parse().unwrap(),
+                            "127.0.0.1:7001".parse().unwrap(),
+                        ),
+                    },
+                );
                 None
             }
             7 => {
@@ -105,13 +120,24 @@ fuzz_target!(|data: &[u8]| {
                 let outcome = match arg % 3 {
                     0 => Ok(FloodEffectValue::Exported),
                     1 => Err(EffectError::Failed("exit 1".into())),
-                    _ => Ok(FloodEffectValue::Generated(String::from_utf8_lossy(body).into_owned())),
+                    _ => Ok(FloodEffectValue::Generated(
+                        String::from_utf8_lossy(body).into_owned(),
+                    )),
                 };
-                let _ = m.handle(now, Input::EffectDone { id: EffectId(u64::from(arg >> 2)), outcome });
+                let _ = m.handle(
+                    now,
+                    Input::EffectDone {
+                        id: EffectId(u64::from(arg >> 2)),
+                        outcome,
+                    },
+                );
                 None
             }
             10 => {
-                let frame = Frame::new(Kind(u16::from(FAMILY) << 8 | u16::from(arg % 16)), Bytes::copy_from_slice(body));
+                let frame = Frame::new(
+                    Kind(u16::from(FAMILY) << 8 | u16::from(arg % 16)),
+                    Bytes::copy_from_slice(body),
+                );
                 let _ = m.handle(now, Input::Frame { from, frame });
                 None
             }
@@ -135,7 +161,13 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         if let Some(msg) = msg {
-            let _ = m.handle(now, Input::Frame { from, frame: msg.to_frame() });
+            let _ = m.handle(
+                now,
+                Input::Frame {
+                    from,
+                    frame: msg.to_frame(),
+                },
+            );
         }
         while m.poll_output().is_some() {}
         assert!(m.stored_bytes() <= 4096);

@@ -8,7 +8,9 @@ use flotilla_core::wire::{Frame, Kind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&k, rest)) = data.split_first() else { return };
+    let Some((&k, rest)) = data.split_first() else {
+        return;
+    };
     let kind = Kind(u16::from(FAMILY) << 8 | u16::from(k % 16));
     let frame = Frame::new(kind, Bytes::copy_from_slice(rest));
     if let Ok(msg) = FloodMsg::decode(&frame) {

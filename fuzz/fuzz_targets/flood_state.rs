@@ -10,6 +10,9 @@ fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
     if let Ok(state) = FloodState::decode(&bytes) {
         let again = state.encode();
-        assert_eq!(FloodState::decode(&again).expect("re-encoded state reads"), state);
+        assert_eq!(
+            FloodState::decode(&again).expect("re-encoded state reads"),
+            state
+        );
     }
 });

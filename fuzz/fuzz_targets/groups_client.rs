@@ -15,7 +15,9 @@ use flotilla_core::{ClientId, ClientOrigin, Input, Instant, ListenerId, Machine}
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, rest)) = data.split_first() else { return };
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
     for line in rest.split(|b| *b == b'\n') {
         let _ = Control::decode(line);
         if let Ok(text) = std::str::from_utf8(line) {
@@ -38,7 +40,14 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Instant::ZERO;
     for c in 0..2u64 {
         let origin = ClientOrigin::unix(ListenerId(0));
-        f.handle(now, Input::ClientOpened { client: ClientId(c), origin }).unwrap();
+        f.handle(
+            now,
+            Input::ClientOpened {
+                client: ClientId(c),
+                origin,
+            },
+        )
+        .unwrap();
     }
     for (k, piece) in rest.chunks(usize::from(chunk).max(1)).enumerate() {
         let c = ClientId(k as u64 % 2);

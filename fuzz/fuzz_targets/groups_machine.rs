@@ -11,12 +11,12 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use bytes::Bytes;
+use flotilla_core::Instant;
 use flotilla_core::groups::msg::{FAMILY, MAX_PAYLOAD};
 use flotilla_core::groups::{GroupMsg, Groups, GroupsCommand, GroupsSettings, Item, MsgId, What};
 use flotilla_core::machine::{Input, Machine, Output};
 use flotilla_core::membership::{Member, View, ViewId};
 use flotilla_core::wire::{Frame, Kind};
-use flotilla_core::Instant;
 use libfuzzer_sys::fuzz_target;
 
 /// Inputs handled per run at most.
@@ -31,7 +31,12 @@ const MAX_SENT: usize = 64;
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 const GROUPS: [&str; 3] = ["g", "h", "#k"];
 const CLIENTS: [&str; 3] = ["#x#b", "#y#b", "#z#c"];
-const BAD: [&str; 4] = ["", "a b", "\u{7f}", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"];
+const BAD: [&str; 4] = [
+    "",
+    "a b",
+    "\u{7f}",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+];
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4901 + i as u16))
@@ -45,7 +50,11 @@ fn push<T>(v: &mut Vec<T>, x: T) {
 }
 
 fn pick<T: Clone>(v: &[T], k: u8) -> Option<T> {
-    if v.is_empty() { None } else { Some(v[usize::from(k) % v.len()].clone()) }
+    if v.is_empty() {
+        None
+    } else {
+        Some(v[usize::from(k) % v.len()].clone())
+    }
 }
 
 /// Reads bytes of the body in turn; past its end, zeros.
@@ -130,14 +139,20 @@ struct World {
 impl World {
     fn member(&self, i: usize) -> Member {
         let i = i % NAMES.len();
-        Member { name: NAMES[i].to_string(), incarnation: self.inc[i], addr: addr(i) }
+        Member {
+            name: NAMES[i].to_string(),
+            incarnation: self.inc[i],
+            addr: addr(i),
+        }
     }
 
     /// A view of the daemon and the peers picked by `mask`.
     fn view(&mut self, arg: u8, b: &mut Body<'_>) -> View {
         let mask = b.u8();
-        let members: Vec<Member> =
-            (0..NAMES.len()).filter(|i| *i == self.me || mask & (1 << i) != 0).map(|i| self.member(i)).collect();
+        let members: Vec<Member> = (0..NAMES.len())
+            .filter(|i| *i == self.me || mask & (1 << i) != 0)
+            .map(|i| self.member(i))
+            .collect();
         let epoch = match (arg >> 4) % 8 {
             // Mostly growing; sometimes a jump, an equal or an older one.
             0..=4 => self.epoch + 1,
@@ -146,9 +161,17 @@ impl World {
             _ => self.epoch.saturating_sub(1 + b.u64() % 3),
         };
         self.epoch = self.epoch.max(epoch);
-        let coord = if arg & 8 == 0 { members[0].clone() } else { self.member(usize::from(b.u8())) };
+        let coord = if arg & 8 == 0 {
+            members[0].clone()
+        } else {
+            self.member(usize::from(b.u8()))
+        };
         View {
-            id: ViewId { epoch, coordinator: coord.name, incarnation: coord.incarnation },
+            id: ViewId {
+                epoch,
+                coordinator: coord.name,
+                incarnation: coord.incarnation,
+            },
             primary: arg & 4 != 0,
             basis: members.iter().map(|m| m.name.clone()).collect(),
             config_version: 0,
@@ -163,7 +186,11 @@ impl World {
             2 => pick(&self.views, b.u8()).map_or_else(|| self.g.view().id.clone(), |v| v.id),
             _ => {
                 let c = usize::from(b.u8()) % NAMES.len();
-                ViewId { epoch: b.u64() % (self.epoch + 2), coordinator: NAMES[c].to_string(), incarnation: self.inc[c] }
+                ViewId {
+                    epoch: b.u64() % (self.epoch + 2),
+                    coordinator: NAMES[c].to_string(),
+                    incarnation: self.inc[c],
+                }
             }
         }
     }
@@ -187,9 +214,20 @@ impl World {
         let what = match b.u8() % 4 {
             0 => What::Join { client: who },
             1 => What::Leave { client: who },
-            _ => What::Data { sender: who, payload: Bytes::copy_from_slice(&b.rest()[..b.rest().len().min(8)]) },
+            _ => What::Data {
+                sender: who,
+                payload: Bytes::copy_from_slice(&b.rest()[..b.rest().len().min(8)]),
+            },
         };
-        Item { id: MsgId { origin: NAMES[o].to_string(), incarnation: self.inc[o], lseq }, group, what }
+        Item {
+            id: MsgId {
+                origin: NAMES[o].to_string(),
+                incarnation: self.inc[o],
+                lseq,
+            },
+            group,
+            what,
+        }
     }
 
     fn numbered(&mut self, n: u8, base: u64, b: &mut Body<'_>, seen: &Seen) -> Vec<(u64, Item)> {
@@ -208,26 +246,55 @@ impl World {
         if *view == self.g.view().id {
             return self.g.view().members[0].name == me;
         }
-        self.views.iter().any(|v| v.id == *view && v.members[0].name == me)
+        self.views
+            .iter()
+            .any(|v| v.id == *view && v.members[0].name == me)
     }
 
     fn name(&self, k: u8) -> String {
-        if k % 16 == 0 { BAD[usize::from(k >> 4) % BAD.len()].to_string() } else { CLIENTS[usize::from(k) % CLIENTS.len()].to_string() }
+        if k % 16 == 0 {
+            BAD[usize::from(k >> 4) % BAD.len()].to_string()
+        } else {
+            CLIENTS[usize::from(k) % CLIENTS.len()].to_string()
+        }
     }
 
     fn group(&self, k: u8) -> String {
-        if k % 16 == 0 { BAD[usize::from(k >> 4) % BAD.len()].to_string() } else { GROUPS[usize::from(k) % GROUPS.len()].to_string() }
+        if k % 16 == 0 {
+            BAD[usize::from(k >> 4) % BAD.len()].to_string()
+        } else {
+            GROUPS[usize::from(k) % GROUPS.len()].to_string()
+        }
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
     let me = if mode & 1 == 0 { 1 } else { 0 };
     let inc = [1, 2, 3, 4];
     let mut now = Instant::ZERO;
-    let member = Member { name: NAMES[me].to_string(), incarnation: inc[me], addr: addr(me) };
-    let g = Groups::new(GroupsSettings { me: member, canary_deliver_early: false }, now);
-    let mut w = World { g, me, inc, epoch: 0, views: Vec::new(), lseq: [0; NAMES.len()] };
+    let member = Member {
+        name: NAMES[me].to_string(),
+        incarnation: inc[me],
+        addr: addr(me),
+    };
+    let g = Groups::new(
+        GroupsSettings {
+            me: member,
+            canary_deliver_early: false,
+        },
+        now,
+    );
+    let mut w = World {
+        g,
+        me,
+        inc,
+        epoch: 0,
+        views: Vec::new(),
+        lseq: [0; NAMES.len()],
+    };
     let mut seen = Seen::default();
     let mut ops = 0;
     loop {
@@ -253,8 +320,16 @@ fuzz_target!(|data: &[u8]| {
         // of its latest view), else anyone.
         let p = match arg & 3 {
             0 => usize::from(arg >> 2) % NAMES.len(),
-            1 => pick(&w.views, 0xff).map_or(0, |v| NAMES.iter().position(|n| *n == v.members[0].name).unwrap_or(0)),
-            _ => NAMES.iter().position(|n| *n == w.g.view().members[0].name).unwrap_or(0),
+            1 => pick(&w.views, 0xff).map_or(0, |v| {
+                NAMES
+                    .iter()
+                    .position(|n| *n == v.members[0].name)
+                    .unwrap_or(0)
+            }),
+            _ => NAMES
+                .iter()
+                .position(|n| *n == w.g.view().members[0].name)
+                .unwrap_or(0),
         };
         let from = addr(p);
         let msg = match op % 16 {
@@ -267,14 +342,29 @@ fuzz_target!(|data: &[u8]| {
             2 => {
                 // A new sequencer asks for the daemon's state.
                 let view = pick(&w.views, b.u8()).map_or_else(|| w.id(arg, &mut b), |v| v.id);
-                let seqr = pick(&w.views, 0xff).map_or(p, |v| NAMES.iter().position(|n| *n == v.members[0].name).unwrap_or(p));
-                let _ = w.g.handle(now, Input::Frame { from: addr(seqr), frame: GroupMsg::FlushReq { view }.to_frame() });
+                let seqr = pick(&w.views, 0xff).map_or(p, |v| {
+                    NAMES
+                        .iter()
+                        .position(|n| *n == v.members[0].name)
+                        .unwrap_or(p)
+                });
+                let _ = w.g.handle(
+                    now,
+                    Input::Frame {
+                        from: addr(seqr),
+                        frame: GroupMsg::FlushReq { view }.to_frame(),
+                    },
+                );
                 None
             }
             3 => {
                 // A member answers the daemon's flush request.
                 let view = pick(&seen.flush_reqs, b.u8()).unwrap_or_else(|| w.id(arg >> 2, &mut b));
-                let old = if arg & 0x40 == 0 { w.g.view().id.clone() } else { w.id(b.u8(), &mut b) };
+                let old = if arg & 0x40 == 0 {
+                    w.g.view().id.clone()
+                } else {
+                    w.id(b.u8(), &mut b)
+                };
                 let upto = match b.u8() % 4 {
                     0 => 0,
                     1 => seen.top_order,
@@ -282,7 +372,9 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let n = b.u8();
                 let held = w.numbered(n, upto.saturating_sub(2) + 1, &mut b, &seen);
-                let locals = (0..b.u8() % 3).map(|i| (GROUPS[usize::from(i)].to_string(), CLIENTS[2].to_string())).collect();
+                let locals = (0..b.u8() % 3)
+                    .map(|i| (GROUPS[usize::from(i)].to_string(), CLIENTS[2].to_string()))
+                    .collect();
                 let q = 1 + usize::from(b.u8()) % (NAMES.len() - 1);
                 let q = (me + q) % NAMES.len();
                 let fifo = (0..b.u8() % 3)
@@ -293,13 +385,27 @@ fuzz_target!(|data: &[u8]| {
                         (o, upto, w.numbered(n, 1, &mut b, &seen))
                     })
                     .collect();
-                Some((addr(q), GroupMsg::FlushState { view, old, upto, held, locals, from: NAMES[q].to_string(), fifo }))
+                Some((
+                    addr(q),
+                    GroupMsg::FlushState {
+                        view,
+                        old,
+                        upto,
+                        held,
+                        locals,
+                        from: NAMES[q].to_string(),
+                        fifo,
+                    },
+                ))
             }
             4 => {
                 // The sequencer of a view starts it.
                 let (view, seqr) = match pick(&w.views, b.u8()) {
                     Some(v) if arg & 0x80 == 0 => {
-                        let s = NAMES.iter().position(|n| *n == v.members[0].name).unwrap_or(0);
+                        let s = NAMES
+                            .iter()
+                            .position(|n| *n == v.members[0].name)
+                            .unwrap_or(0);
                         (v.id, s)
                     }
                     _ => (w.id(arg >> 2, &mut b), p),
@@ -307,7 +413,11 @@ fuzz_target!(|data: &[u8]| {
                 let nf = b.u8() % 3;
                 let mut fills = Vec::new();
                 for i in 0..nf {
-                    let old = if i == 0 { w.g.view().id.clone() } else { w.id(b.u8(), &mut b) };
+                    let old = if i == 0 {
+                        w.g.view().id.clone()
+                    } else {
+                        w.id(b.u8(), &mut b)
+                    };
                     let hi = match b.u8() % 3 {
                         0 => seen.top_order,
                         _ => b.u64() % 10,
@@ -335,7 +445,15 @@ fuzz_target!(|data: &[u8]| {
                         (old, o, hi, w.numbered(n, 1, &mut b, &seen))
                     })
                     .collect();
-                Some((addr(seqr), GroupMsg::Start { view, fills, table, fifo }))
+                Some((
+                    addr(seqr),
+                    GroupMsg::Start {
+                        view,
+                        fills,
+                        table,
+                        fifo,
+                    },
+                ))
             }
             5 | 6 => {
                 // An order from the sequencer, near what is delivered.
@@ -355,12 +473,24 @@ fuzz_target!(|data: &[u8]| {
                 if HONEST_ORDERS_ONLY && w.orders_in(&view) {
                     None
                 } else {
-                    Some((from, GroupMsg::Order { view, seq, stable, item }))
+                    Some((
+                        from,
+                        GroupMsg::Order {
+                            view,
+                            seq,
+                            stable,
+                            item,
+                        },
+                    ))
                 }
             }
             7 => {
                 let view = w.id(arg >> 2, &mut b);
-                let upto = if b.u8() % 2 == 0 { seen.top_order } else { b.u64() % 16 };
+                let upto = if b.u8() % 2 == 0 {
+                    seen.top_order
+                } else {
+                    b.u64() % 16
+                };
                 Some((from, GroupMsg::Ack { view, upto }))
             }
             8 => {
@@ -381,14 +511,26 @@ fuzz_target!(|data: &[u8]| {
                         let item = w.item(b.u8(), &mut b, &seen);
                         let o = NAMES.iter().position(|x| *x == item.id.origin).unwrap_or(0);
                         let at = if arg & 0x40 == 0 { addr(o) } else { from };
-                        Some((at, GroupMsg::FifoData { view, fseq: n, stable: b.u64() % 8, item }))
+                        Some((
+                            at,
+                            GroupMsg::FifoData {
+                                view,
+                                fseq: n,
+                                stable: b.u64() % 8,
+                                item,
+                            },
+                        ))
                     }
                 }
             }
             9 => {
                 let view = w.id(arg >> 2, &mut b);
                 let item = w.item(b.u8(), &mut b, &seen);
-                let floor = if b.u8() % 2 == 0 { item.id.lseq } else { b.u64() % 8 };
+                let floor = if b.u8() % 2 == 0 {
+                    item.id.lseq
+                } else {
+                    b.u64() % 8
+                };
                 let o = NAMES.iter().position(|n| *n == item.id.origin).unwrap_or(0);
                 Some((addr(o), GroupMsg::Submit { view, floor, item }))
             }
@@ -404,7 +546,11 @@ fuzz_target!(|data: &[u8]| {
             }
             11 => {
                 // A raw payload, of this family or (rarely) another.
-                let fam = if arg & 0xc0 == 0xc0 { arg & 0x0f } else { FAMILY };
+                let fam = if arg & 0xc0 == 0xc0 {
+                    arg & 0x0f
+                } else {
+                    FAMILY
+                };
                 let kind = Kind(u16::from(fam) << 8 | u16::from(b.u8() % 14));
                 let frame = Frame::new(kind, Bytes::copy_from_slice(b.rest()));
                 let _ = w.g.handle(now, Input::Frame { from, frame });
@@ -413,9 +559,19 @@ fuzz_target!(|data: &[u8]| {
             12 | 13 => {
                 let group = w.group(b.u8());
                 let cmd = match arg % 4 {
-                    0 => GroupsCommand::Join { group, client: w.name(b.u8()) },
-                    1 => GroupsCommand::Leave { group, client: w.name(b.u8()) },
-                    2 => GroupsCommand::SendFifo { group, sender: w.name(b.u8()), payload: Bytes::copy_from_slice(b.rest()) },
+                    0 => GroupsCommand::Join {
+                        group,
+                        client: w.name(b.u8()),
+                    },
+                    1 => GroupsCommand::Leave {
+                        group,
+                        client: w.name(b.u8()),
+                    },
+                    2 => GroupsCommand::SendFifo {
+                        group,
+                        sender: w.name(b.u8()),
+                        payload: Bytes::copy_from_slice(b.rest()),
+                    },
                     _ => {
                         let sender = w.name(b.u8());
                         let payload = if b.u8() == 0xff {
@@ -423,7 +579,11 @@ fuzz_target!(|data: &[u8]| {
                         } else {
                             Bytes::copy_from_slice(b.rest())
                         };
-                        GroupsCommand::Send { group, sender, payload }
+                        GroupsCommand::Send {
+                            group,
+                            sender,
+                            payload,
+                        }
                     }
                 };
                 let _ = w.g.handle(now, Input::Command(cmd));
@@ -443,7 +603,13 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         if let Some((from, msg)) = msg {
-            let _ = w.g.handle(now, Input::Frame { from, frame: msg.to_frame() });
+            let _ = w.g.handle(
+                now,
+                Input::Frame {
+                    from,
+                    frame: msg.to_frame(),
+                },
+            );
         }
     }
 });

@@ -6,7 +6,9 @@ use flotilla_core::ship::command::parse_request;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, rest)) = data.split_first() else { return };
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
     let mut lines = LineBuffer::new(256);
     for piece in rest.chunks(usize::from(chunk).max(1)) {
         lines.push(piece);

@@ -22,13 +22,23 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(names.len(), cfg.daemons.len(), "daemon names are unique");
     assert!(names.iter().all(|n| valid_name(n)), "{names:?}");
     let addrs: BTreeSet<_> = cfg.daemons.iter().map(|(_, a)| *a).collect();
-    assert_eq!(addrs.len(), cfg.daemons.len(), "daemon addresses are unique");
+    assert_eq!(
+        addrs.len(),
+        cfg.daemons.len(),
+        "daemon addresses are unique"
+    );
     assert!(check_timing(&cfg.timing).is_ok(), "{:?}", cfg.timing);
     let text = config_file::render(&cfg);
     let again = match config_file::parse(&text) {
         Ok(again) => again,
         Err(e) => panic!("the rendered file does not parse: {e}\n{text}"),
     };
-    assert_eq!(again.daemons, cfg.daemons, "daemons differ after render:\n{text}");
-    assert_eq!(again.timing, cfg.timing, "timings differ after render:\n{text}");
+    assert_eq!(
+        again.daemons, cfg.daemons,
+        "daemons differ after render:\n{text}"
+    );
+    assert_eq!(
+        again.timing, cfg.timing,
+        "timings differ after render:\n{text}"
+    );
 });

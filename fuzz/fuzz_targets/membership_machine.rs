@@ -12,7 +12,8 @@ use bytes::Bytes;
 use flotilla_core::machine::{ClientId, ClientOrigin, Input, ListenerId, Machine, Output};
 use flotilla_core::membership::msg::FAMILY;
 use flotilla_core::membership::{
-    ClusterConfig, Member, MemberMsg, Membership, MembershipCommand, MembershipSettings, Timing, View, ViewId,
+    ClusterConfig, Member, MemberMsg, Membership, MembershipCommand, MembershipSettings, Timing,
+    View, ViewId,
 };
 use flotilla_core::wire::{Frame, Kind};
 use flotilla_core::{Instant, Rng};
@@ -43,7 +44,9 @@ impl Seen {
     fn note(&mut self, frame: Frame) {
         match MemberMsg::decode(&frame) {
             Ok(MemberMsg::Propose { view, .. }) => push(&mut self.proposals, view.id),
-            Ok(MemberMsg::Probe { nonce } | MemberMsg::ProbeFor { nonce, .. }) => push(&mut self.probe_nonces, nonce),
+            Ok(MemberMsg::Probe { nonce } | MemberMsg::ProbeFor { nonce, .. }) => {
+                push(&mut self.probe_nonces, nonce)
+            }
             Ok(MemberMsg::Gather { nonce, .. }) => push(&mut self.gather_nonces, nonce),
             Ok(MemberMsg::Commit { view, .. }) => push(&mut self.commits, view),
             Ok(_) => {}
@@ -61,7 +64,11 @@ fn push<T>(v: &mut Vec<T>, x: T) {
 }
 
 fn pick<T: Clone>(v: &[T], k: u8) -> Option<T> {
-    if v.is_empty() { None } else { Some(v[usize::from(k) % v.len()].clone()) }
+    if v.is_empty() {
+        None
+    } else {
+        Some(v[usize::from(k) % v.len()].clone())
+    }
 }
 
 /// Reads bytes of the body in turn; past its end, zeros.
@@ -98,7 +105,11 @@ impl World {
         if i == 0 && real_me {
             return self.m.me().clone();
         }
-        Member { name: NAMES[i].to_string(), incarnation: self.inc[i], addr: addr(i) }
+        Member {
+            name: NAMES[i].to_string(),
+            incarnation: self.inc[i],
+            addr: addr(i),
+        }
     }
 
     /// Members picked by the bits of `mask`, sorted by name, with the daemon itself in
@@ -123,7 +134,11 @@ impl World {
             _ => b.u64(),
         };
         let c = usize::from(b.u8()) % NAMES.len();
-        ViewId { epoch, coordinator: NAMES[c].to_string(), incarnation: self.member(c, true).incarnation }
+        ViewId {
+            epoch,
+            coordinator: NAMES[c].to_string(),
+            incarnation: self.member(c, true).incarnation,
+        }
     }
 
     fn view(&self, arg: u8, b: &mut Body<'_>) -> View {
@@ -142,12 +157,21 @@ impl World {
             1 => members.iter().map(|m| m.name.clone()).collect(),
             _ => NAMES[..3].iter().map(|n| n.to_string()).collect(),
         };
-        View { id, primary: arg & 4 != 0, basis, config_version: b.u64() % 3, members }
+        View {
+            id,
+            primary: arg & 4 != 0,
+            basis,
+            config_version: b.u64() % 3,
+            members,
+        }
     }
 
     fn config(&self, b: &mut Body<'_>) -> ClusterConfig {
         let mask = b.u8();
-        let daemons = (0..NAMES.len()).filter(|i| mask & (1 << i) != 0).map(|i| (NAMES[i].to_string(), addr(i))).collect();
+        let daemons = (0..NAMES.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| (NAMES[i].to_string(), addr(i)))
+            .collect();
         let timing = match b.u8() % 4 {
             0 => Timing::default(),
             1 => Timing {
@@ -169,11 +193,22 @@ impl World {
                 commit_timeout: Duration::from_micros(1 + b.u64() * 1000),
                 hello: Duration::from_micros(1 + b.u64() * 1000),
             },
-            _ => Timing { heartbeat: Duration::from_millis(50), ..Timing::default() },
+            _ => Timing {
+                heartbeat: Duration::from_millis(50),
+                ..Timing::default()
+            },
         };
         let rm = b.u8();
-        let removed = (0..NAMES.len()).filter(|i| rm & (1 << i) != 0).map(|i| NAMES[i].to_string()).collect();
-        ClusterConfig { version: b.u64() % 4, daemons, timing, removed }
+        let removed = (0..NAMES.len())
+            .filter(|i| rm & (1 << i) != 0)
+            .map(|i| NAMES[i].to_string())
+            .collect();
+        ClusterConfig {
+            version: b.u64() % 4,
+            daemons,
+            timing,
+            removed,
+        }
     }
 }
 
@@ -182,7 +217,9 @@ fn client_origin() -> ClientOrigin {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
     let mut settings = MembershipSettings::new("a", addr(0));
     match mode % 4 {
         // Alone, formed by flags: the first daemon of a cluster.
@@ -210,7 +247,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut now = Instant::ZERO;
     let m = Membership::new(settings, now, Rng::from_seed(u64::from(mode >> 2)));
-    let mut w = World { m, inc: [1, 11, 21, 31, 41] };
+    let mut w = World {
+        m,
+        inc: [1, 11, 21, 31, 41],
+    };
     let mut seen = Seen::default();
     let mut ops = 0;
     loop {
@@ -237,25 +277,43 @@ fuzz_target!(|data: &[u8]| {
         let from = addr(p);
         let peer = w.member(p, true);
         let msg = match op % 24 {
-            0 => Some(MemberMsg::Heartbeat { view: w.id(arg >> 4, &mut b), from: peer }),
+            0 => Some(MemberMsg::Heartbeat {
+                view: w.id(arg >> 4, &mut b),
+                from: peer,
+            }),
             1 => Some(MemberMsg::Report {
                 view: w.id(arg >> 4, &mut b),
-                suspects: w.members(b.u8(), arg & 8 != 0).into_iter().map(|m| m.name).collect(),
+                suspects: w
+                    .members(b.u8(), arg & 8 != 0)
+                    .into_iter()
+                    .map(|m| m.name)
+                    .collect(),
             }),
-            2 => Some(MemberMsg::ReportAck { view: w.id(arg >> 4, &mut b) }),
+            2 => Some(MemberMsg::ReportAck {
+                view: w.id(arg >> 4, &mut b),
+            }),
             3 => Some(MemberMsg::Probe { nonce: b.u64() }),
-            4 => Some(MemberMsg::ProbeFor { nonce: b.u64(), target: w.member(usize::from(b.u8()), arg & 8 != 0) }),
+            4 => Some(MemberMsg::ProbeFor {
+                nonce: b.u64(),
+                target: w.member(usize::from(b.u8()), arg & 8 != 0),
+            }),
             5 => Some(MemberMsg::ProbeAck {
                 nonce: pick(&seen.probe_nonces, b.u8()).unwrap_or(b.u64()),
                 from: w.member(usize::from(b.u8()), arg & 8 != 0),
             }),
-            6 => Some(MemberMsg::Gather { nonce: b.u64(), view: w.id(arg >> 4, &mut b) }),
+            6 => Some(MemberMsg::Gather {
+                nonce: b.u64(),
+                view: w.id(arg >> 4, &mut b),
+            }),
             7 => Some(MemberMsg::Here {
                 nonce: pick(&seen.gather_nonces, b.u8()).unwrap_or(b.u64()),
                 from: peer,
                 view: w.id(arg >> 4, &mut b),
             }),
-            8 => Some(MemberMsg::Elect { members: w.members(b.u8(), arg & 8 == 0), epoch: b.u64() }),
+            8 => Some(MemberMsg::Elect {
+                members: w.members(b.u8(), arg & 8 == 0),
+                epoch: b.u64(),
+            }),
             9 => {
                 let view = w.view(arg, &mut b);
                 let config = (b.u8() % 4 == 0).then(|| w.config(&mut b));
@@ -263,13 +321,29 @@ fuzz_target!(|data: &[u8]| {
             }
             10 => {
                 let id = pick(&seen.proposals, b.u8()).unwrap_or_else(|| w.id(arg >> 4, &mut b));
-                let last_primary = if arg & 8 == 0 { ViewId::default() } else { w.id(arg >> 4, &mut b) };
-                let basis = w.members(b.u8(), true).into_iter().map(|m| m.name).collect();
-                Some(MemberMsg::Ack { id, from: peer, last_primary, basis })
+                let last_primary = if arg & 8 == 0 {
+                    ViewId::default()
+                } else {
+                    w.id(arg >> 4, &mut b)
+                };
+                let basis = w
+                    .members(b.u8(), true)
+                    .into_iter()
+                    .map(|m| m.name)
+                    .collect();
+                Some(MemberMsg::Ack {
+                    id,
+                    from: peer,
+                    last_primary,
+                    basis,
+                })
             }
             11 => {
                 let id = pick(&seen.proposals, b.u8()).unwrap_or_else(|| w.id(arg >> 4, &mut b));
-                Some(MemberMsg::Nack { id, higher: w.id(b.u8(), &mut b) })
+                Some(MemberMsg::Nack {
+                    id,
+                    higher: w.id(b.u8(), &mut b),
+                })
             }
             12 => {
                 let view = w.view(arg, &mut b);
@@ -281,32 +355,54 @@ fuzz_target!(|data: &[u8]| {
                 if arg & 8 != 0 {
                     w.inc[p] += 1;
                 }
-                Some(MemberMsg::Join { member: w.member(if arg & 16 != 0 { 0 } else { p }, false) })
+                Some(MemberMsg::Join {
+                    member: w.member(if arg & 16 != 0 { 0 } else { p }, false),
+                })
             }
             // Refusals stop the daemon: rarer than the rest.
-            14 if arg % 8 == 0 => Some(MemberMsg::Refuse { reason: String::from_utf8_lossy(b.rest()).into_owned() }),
-            14 => Some(MemberMsg::Leave { member: w.member(usize::from(b.u8()), false) }),
-            15 => Some(MemberMsg::Hello { view: w.id(arg >> 4, &mut b), from: peer, size: u32::from(b.u8()) }),
+            14 if arg % 8 == 0 => Some(MemberMsg::Refuse {
+                reason: String::from_utf8_lossy(b.rest()).into_owned(),
+            }),
+            14 => Some(MemberMsg::Leave {
+                member: w.member(usize::from(b.u8()), false),
+            }),
+            15 => Some(MemberMsg::Hello {
+                view: w.id(arg >> 4, &mut b),
+                from: peer,
+                size: u32::from(b.u8()),
+            }),
             16 => Some(MemberMsg::ViewReq { from: peer }),
             17 => {
                 let view = w.view(arg, &mut b);
                 let config = w.config(&mut b);
                 Some(MemberMsg::ViewState { view, config })
             }
-            18 => Some(MemberMsg::Reload { config: w.config(&mut b) }),
+            18 => Some(MemberMsg::Reload {
+                config: w.config(&mut b),
+            }),
             19 => {
                 // What the daemon sent, back from a peer (a commit echoed, a proposal of
                 // its own, a probe of its own...).
                 if let Some(frame) = pick(&seen.frames, b.u8()) {
                     let _ = w.m.handle(now, Input::Frame { from, frame });
                 } else if let Some(view) = pick(&seen.commits, b.u8()) {
-                    let _ = w.m.handle(now, Input::Frame { from, frame: MemberMsg::Commit { view, config: None }.to_frame() });
+                    let _ = w.m.handle(
+                        now,
+                        Input::Frame {
+                            from,
+                            frame: MemberMsg::Commit { view, config: None }.to_frame(),
+                        },
+                    );
                 }
                 None
             }
             20 => {
                 // A raw payload, of this family or (rarely) another.
-                let fam = if arg & 0x80 != 0 && arg & 0x40 != 0 { arg & 0x0f } else { FAMILY };
+                let fam = if arg & 0x80 != 0 && arg & 0x40 != 0 {
+                    arg & 0x0f
+                } else {
+                    FAMILY
+                };
                 let kind = Kind(u16::from(fam) << 8 | u16::from(b.u8() % 24));
                 let frame = Frame::new(kind, Bytes::copy_from_slice(b.rest()));
                 let _ = w.m.handle(now, Input::Frame { from, frame });
@@ -315,10 +411,21 @@ fuzz_target!(|data: &[u8]| {
             21 => {
                 let client = ClientId(u64::from(arg % 4));
                 let input = match (arg >> 2) % 4 {
-                    0 => Input::ClientOpened { client, origin: client_origin() },
+                    0 => Input::ClientOpened {
+                        client,
+                        origin: client_origin(),
+                    },
                     1 => Input::ClientClosed(client),
                     2 => {
-                        let words = ["members\r\n", "help\n", "reload\n", "quit\n", "members x\n", "nope\n", "\n"];
+                        let words = [
+                            "members\r\n",
+                            "help\n",
+                            "reload\n",
+                            "quit\n",
+                            "members x\n",
+                            "nope\n",
+                            "\n",
+                        ];
                         let word = words[usize::from(b.u8()) % words.len()];
                         Input::ClientData(client, Bytes::from_static(word.as_bytes()))
                     }
@@ -350,7 +457,13 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         if let Some(msg) = msg {
-            let _ = w.m.handle(now, Input::Frame { from, frame: msg.to_frame() });
+            let _ = w.m.handle(
+                now,
+                Input::Frame {
+                    from,
+                    frame: msg.to_frame(),
+                },
+            );
         }
     }
 });

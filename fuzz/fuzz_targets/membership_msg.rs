@@ -9,7 +9,9 @@ use flotilla_core::wire::{Frame, Kind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&k, rest)) = data.split_first() else { return };
+    let Some((&k, rest)) = data.split_first() else {
+        return;
+    };
     // Kinds 0x01..=0x14 are defined; a few past them check that unknown kinds are refused.
     let kind = Kind(u16::from(FAMILY) << 8 | u16::from(k % 24));
     let frame = Frame::new(kind, Bytes::copy_from_slice(rest));

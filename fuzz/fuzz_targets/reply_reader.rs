@@ -5,7 +5,9 @@ use flotilla_core::ship::client::{ReplyReader, Step, parse_accepted, parse_conne
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, rest)) = data.split_first() else { return };
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
     let mut r = ReplyReader::default();
     for piece in rest.chunks(usize::from(chunk).max(1)) {
         r.push(piece);

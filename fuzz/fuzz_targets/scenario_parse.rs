@@ -6,7 +6,9 @@ use flotilla_sim::cli::PROTOCOLS;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for p in PROTOCOLS {
         if let Err(e) = (p.check)(text) {
             assert!(e.pos.line >= 1);

@@ -4,10 +4,12 @@
 #![no_main]
 
 use bytes::Bytes;
-use flotilla_core::machine::{ClientId, ClientOrigin, EffectError, EffectId, Input, ListenerId, Machine, PeerAddr};
+use flotilla_core::machine::{
+    ClientId, ClientOrigin, EffectError, EffectId, Input, ListenerId, Machine, PeerAddr,
+};
 use flotilla_core::ship::msg::FAMILY;
-use flotilla_core::ship::{Ship, ShipConfig};
 use flotilla_core::ship::tree::ConfigTree;
+use flotilla_core::ship::{Ship, ShipConfig};
 use flotilla_core::wire::{Frame, Kind};
 use flotilla_core::{Instant, Rng};
 use libfuzzer_sys::fuzz_target;
@@ -16,9 +18,14 @@ fuzz_target!(|data: &[u8]| {
     let me = PeerAddr::from(([10, 0, 0, 1], 1));
     let parent = PeerAddr::from(([10, 0, 0, 2], 1));
     let child = PeerAddr::from(([10, 0, 0, 3], 1));
-    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
     let mut cfg = if mode & 1 == 0 {
-        ShipConfig::mothership(me, ConfigTree::parse("(:node a (:dynamic)) (:param p 1)").unwrap())
+        ShipConfig::mothership(
+            me,
+            ConfigTree::parse("(:node a (:dynamic)) (:param p 1)").unwrap(),
+        )
     } else {
         ShipConfig::daughtership(me, parent)
     };
@@ -34,14 +41,24 @@ fuzz_target!(|data: &[u8]| {
         let input = match op % 6 {
             0 => Input::Frame {
                 from: if arg & 1 == 0 { parent } else { child },
-                frame: Frame::new(Kind(u16::from(FAMILY) << 8 | u16::from(op >> 4)), Bytes::copy_from_slice(body)),
+                frame: Frame::new(
+                    Kind(u16::from(FAMILY) << 8 | u16::from(op >> 4)),
+                    Bytes::copy_from_slice(body),
+                ),
             },
-            1 => Input::ClientOpened { client, origin: ClientOrigin::unix(ListenerId(0)) },
+            1 => Input::ClientOpened {
+                client,
+                origin: ClientOrigin::unix(ListenerId(0)),
+            },
             2 => Input::ClientData(client, Bytes::copy_from_slice(body)),
             3 => Input::ClientClosed(client),
             4 => Input::EffectDone {
                 id: EffectId(u64::from(arg >> 2)),
-                outcome: if arg & 1 == 0 { Ok(()) } else { Err(EffectError::Failed("disk".into())) },
+                outcome: if arg & 1 == 0 {
+                    Ok(())
+                } else {
+                    Err(EffectError::Failed("disk".into()))
+                },
             },
             _ => {
                 ship.handle_timeout(now);

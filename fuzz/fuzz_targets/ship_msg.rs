@@ -7,7 +7,9 @@ use flotilla_core::wire::Kind;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&k, rest)) = data.split_first() else { return };
+    let Some((&k, rest)) = data.split_first() else {
+        return;
+    };
     let kind = Kind(u16::from(FAMILY) << 8 | u16::from(k % 16));
     if let Ok(msg) = ShipMsg::decode_payload(kind, &Bytes::copy_from_slice(rest)) {
         // What decodes re-encodes to something that decodes to the same message.

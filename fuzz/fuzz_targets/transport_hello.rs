@@ -2,8 +2,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use flotilla_core::wire::transport::{KIND_HELLO, decode_hello, encode_hello};
 use flotilla_core::wire::Frame;
+use flotilla_core::wire::transport::{KIND_HELLO, decode_hello, encode_hello};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

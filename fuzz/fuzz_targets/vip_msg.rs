@@ -8,6 +8,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = VipMsg::decode(data) {
         let again = m.encode();
-        assert_eq!(VipMsg::decode(again.as_bytes()).expect("re-encoded message reads"), m);
+        assert_eq!(
+            VipMsg::decode(again.as_bytes()).expect("re-encoded message reads"),
+            m
+        );
     }
 });

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::agent::{AGENT_CLIENT, Local, VipAgent, VipCommand, VipEffect, VipEvent, drain};
 use super::config::{Balance, PartitionMode, VipAddress, VipConfig, VipSpec};
 use super::msg::Place;
-use crate::machine::{EffectError, EffectId, Input, Machine, Output};
+use crate::machine::{ClientId, EffectError, EffectId, Input, Machine, Output};
 use crate::rng::Rng;
 use crate::time::Instant;
 
@@ -40,6 +40,9 @@ struct One {
     now: Instant,
     seq: u64,
     sent: Vec<String>,
+    /// What each control connection read, and whether the agent closed it.
+    read: BTreeMap<u64, String>,
+    closed: BTreeSet<u64>,
     effects: Vec<(EffectId, VipEffect)>,
     events: Vec<VipEvent>,
 }
@@ -51,6 +54,8 @@ impl One {
             now: Instant::ZERO,
             seq: 0,
             sent: Vec::new(),
+            read: BTreeMap::new(),
+            closed: BTreeSet::new(),
             effects: Vec::new(),
             events: Vec::new(),
         };
@@ -64,9 +69,44 @@ impl One {
                 Output::Event(VipEvent::Send(line)) => self.sent.push(line),
                 Output::Event(e) => self.events.push(e),
                 Output::Effect(r) => self.effects.push((r.id, r.effect)),
+                Output::ToClient(c, b) => self
+                    .read
+                    .entry(c.0)
+                    .or_default()
+                    .push_str(std::str::from_utf8(&b).unwrap()),
+                Output::CloseClient(c) => {
+                    self.closed.insert(c.0);
+                }
                 other => panic!("unexpected output {other:?}"),
             }
         }
+    }
+
+    fn open(&mut self, c: u64) {
+        let origin = crate::machine::ClientOrigin::unix(crate::machine::ListenerId(0));
+        self.a
+            .handle(
+                self.now,
+                Input::ClientOpened {
+                    client: ClientId(c),
+                    origin,
+                },
+            )
+            .unwrap();
+        self.collect();
+    }
+
+    /// Sends `text` on control connection `c` and returns what it read since.
+    fn say(&mut self, c: u64, text: &str) -> String {
+        self.read.remove(&c);
+        self.a
+            .handle(
+                self.now,
+                Input::ClientData(ClientId(c), Bytes::copy_from_slice(text.as_bytes())),
+            )
+            .unwrap();
+        self.collect();
+        self.read.remove(&c).unwrap_or_default()
     }
 
     fn at(&self) -> Place {
@@ -483,6 +523,173 @@ fn health_checks_rise_and_fall() {
 }
 
 // ---------------------------------------------------------------------------------
+// Control lines.
+
+/// a and b in the group, v0 on a, a control connection 1 open on a.
+fn controlled() -> (One, Place) {
+    let mut o = One::new("a", config(&["a", "b"], 1));
+    o.view(&["a", "b"]);
+    let generation = o.a.table().generation().unwrap().clone();
+    let digest = o.a.table().config().digest();
+    o.echo();
+    o.deliver("b", &state_of("eh", &generation, digest, "-"));
+    o.finish(0, true);
+    o.echo();
+    o.effects.clear();
+    o.open(1);
+    assert!(o.read.remove(&1).unwrap().starts_with("220 "));
+    (o, generation)
+}
+
+#[test]
+fn status_shows_every_vip_and_this_node() {
+    let (mut o, generation) = controlled();
+    let out = o.say(1, "status\n");
+    assert!(
+        out.contains("250-vip v0 holder=a acquired=yes since=")
+            && out.contains("local=held addresses=10.9.0.1/24@eth0"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "250 node a generation={generation} members=a,b primary=yes settled=yes eligible=yes"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_move_answers_when_the_target_holds_the_vip_and_holds_later_lines() {
+    let (mut o, generation) = controlled();
+    assert_eq!(
+        o.say(1, "move v0 b\nstatus\n"),
+        "",
+        "the move waits, and status behind it"
+    );
+    o.echo(); // the move is in the order: a releases
+    o.finish(0, true);
+    o.echo(); // released: b is granted it
+    assert_eq!(o.read.get(&1), None, "not answered before b has it");
+    o.deliver("b", &format!("acquired {generation} v0"));
+    let out = o.read.remove(&1).unwrap();
+    assert!(
+        out.starts_with("250 moved v0 to b\n250-vip v0 holder=b"),
+        "{out}"
+    );
+    // A move that cannot happen is answered at its place with the reason.
+    o.deliver("b", &format!("facts {generation} - -"));
+    let out = o.say(1, "move v0 b\n");
+    assert_eq!(out, "");
+    o.echo();
+    let out = o.read.remove(&1).unwrap();
+    assert!(
+        out.starts_with("450 move of v0 failed: b is not eligible"),
+        "{out}"
+    );
+}
+
+#[test]
+fn watchers_see_every_change() {
+    let (mut o, generation) = controlled();
+    assert!(o.say(1, "watch\n").starts_with("250 watching"));
+    o.open(2);
+    o.say(2, "move v0 b\n");
+    o.echo();
+    o.finish(0, true);
+    o.echo();
+    let seen = o.read.remove(&1).unwrap();
+    assert!(seen.contains("610 v0 holder - at "), "{seen}");
+    assert!(seen.contains("611 v0 local released\n"), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "610 v0 holder b at {}",
+            Place::new(generation.epoch, &generation.coordinator, o.seq)
+        )),
+        "{seen}"
+    );
+}
+
+#[test]
+fn bad_control_lines_are_refused() {
+    let (mut o, _) = controlled();
+    assert!(o.say(1, "fly\n").starts_with("500 unknown command \"fly\""));
+    assert!(
+        o.say(1, "move v0\n")
+            .starts_with("501 wrong arguments for move")
+    );
+    assert!(o.say(1, "move nope b\n").starts_with("450 no VIP nope"));
+    assert!(o.say(1, "prefer v0 zz\n").starts_with("450 no node zz"));
+    assert!(o.say(1, "prefer v0 *\n").starts_with("250 prefer v0 *"));
+    assert!(o.say(1, "eligible off\n").starts_with("250 eligible off"));
+    assert!(!o.a.facts().eligible);
+    assert!(o.say(1, "help\n").ends_with("214 end of help\n"));
+    assert_eq!(o.say(1, "quit\n"), "221 bye\n");
+    assert!(o.closed.contains(&1));
+    // Not in the group: 451.
+    let mut alone = One::new("a", config(&["a", "b"], 1));
+    alone.open(1);
+    assert!(
+        alone
+            .say(1, "move v0 b\n")
+            .starts_with("451 not in the group")
+    );
+}
+
+#[test]
+fn control_limits_hold_at_their_edge() {
+    use super::agent::control::{MAX_CONTROL_CLIENTS, MAX_CONTROL_LINE, MAX_QUEUED_LINES};
+    let (mut o, _) = controlled();
+    // A line of exactly the limit is read (and refused as unknown); one more byte closes.
+    let edge = format!("{}\n", "x".repeat(MAX_CONTROL_LINE));
+    assert!(o.say(1, &edge).starts_with("500 unknown command"));
+    assert!(!o.closed.contains(&1));
+    let past = format!("{}\n", "x".repeat(MAX_CONTROL_LINE + 1));
+    assert!(
+        o.say(1, &past)
+            .starts_with("500 line longer than 1024 bytes")
+    );
+    assert!(o.closed.contains(&1));
+    // Lines behind a move: the limit, then 421 and the close.
+    o.open(2);
+    o.say(2, "move v0 b\n");
+    let mut behind = "status\n".repeat(MAX_QUEUED_LINES);
+    assert_eq!(o.say(2, &behind), "");
+    behind = "status\n".to_string();
+    assert!(
+        o.say(2, &behind)
+            .starts_with("421 more than 64 lines waiting")
+    );
+    assert!(o.closed.contains(&2));
+    // Connections: the limit, then 421 and the close.
+    // (1 and 2 are closed: none is open.)
+    for c in 10..10 + MAX_CONTROL_CLIENTS as u64 {
+        o.open(c);
+    }
+    assert!(
+        !o.closed.contains(&(9 + MAX_CONTROL_CLIENTS as u64)),
+        "the last that fits"
+    );
+    o.open(1000);
+    assert!(o.read[&1000].starts_with("421 too many control connections"));
+    assert!(o.closed.contains(&1000));
+    assert!(o.a.check_invariants().is_ok());
+}
+
+#[test]
+fn a_program_may_not_use_the_control_connections_tokens() {
+    let (mut o, _) = controlled();
+    let e = o.a.handle(
+        o.now,
+        Input::Command(VipCommand::Move {
+            vip: "v0".into(),
+            node: "b".into(),
+            token: 1 << 63,
+        }),
+    );
+    assert!(e.unwrap_err().to_string().contains("top bit"));
+}
+
+// ---------------------------------------------------------------------------------
 // The checks fire.
 
 #[test]
@@ -577,6 +784,7 @@ fn the_agent_check_fires_on_corrupted_agents() {
         "never retried",
         "should not hold",
         "acquired without a holder",
+        "a move nobody will answer",
     ];
     for (how, want) in wants.iter().enumerate() {
         let mut cfg = config(&["a", "b"], 1);

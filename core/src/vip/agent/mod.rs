@@ -7,6 +7,8 @@
 //! group in agreed order). `flotilla vipd` does it over the group client; the simulator
 //! wires it straight to the node's group daemon.
 
+pub mod control;
+
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +18,7 @@ use thiserror::Error;
 use super::config::{VipAddress, VipConfig};
 use super::msg::{Facts, Place, VipMsg, VipMsgError};
 use super::table::{Outcome, Table};
+use crate::machine::ClientId;
 use crate::machine::{
     EffectError, EffectId, Input, InputOf, Machine, Outbox, Output, OutputOf, Timers, debug_check,
 };
@@ -59,6 +62,7 @@ pub enum VipCommand {
         node: Option<String>,
     },
     /// The application moves a VIP to a node now; [`VipEvent::MoveDone`] answers.
+    /// Tokens with the top bit set are the control connections' ([`control::CONTROL_TOKEN`]).
     Move {
         /// The VIP.
         vip: String,
@@ -198,7 +202,10 @@ pub enum VipError {
         /// Why.
         error: VipMsgError,
     },
-    /// This input is not for this machine (client streams, frames).
+    /// A move token with the control connections' bit set.
+    #[error("move token {0:#x} has the top bit set, which control connections use")]
+    ReservedToken(u64),
+    /// This input is not for this machine (peer frames).
     #[error("the VIP agent takes no {0}")]
     Unsupported(&'static str),
 }
@@ -216,6 +223,18 @@ pub enum Local {
     Removing,
     /// A remove failed; tried again after the retry time.
     RemoveFailed,
+}
+
+impl LocalChange {
+    /// The word watchers see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalChange::Acquired => "acquired",
+            LocalChange::Released => "released",
+            LocalChange::AddFailed => "add-failed",
+            LocalChange::RemoveFailed => "remove-failed",
+        }
+    }
 }
 
 impl Local {
@@ -315,6 +334,9 @@ pub struct VipAgent {
     timers: Timers<Timer>,
     outbox: Outbox<VipEvent, VipEffect>,
     clock: Clock,
+    clients: BTreeMap<ClientId, control::Control>,
+    move_waiters: BTreeMap<u64, ClientId>,
+    next_token: u64,
 }
 
 impl VipAgent {
@@ -339,6 +361,9 @@ impl VipAgent {
             timers: Timers::default(),
             outbox: Outbox::default(),
             clock: Clock::default(),
+            clients: BTreeMap::new(),
+            move_waiters: BTreeMap::new(),
+            next_token: 0,
         };
         a.clock.advance(now);
         // The join goes out from the first timeout, not from here: a driver (or a pair)
@@ -431,9 +456,11 @@ impl VipAgent {
             Input::Command(c) => self.on_command(c)?,
             Input::EffectDone { id, outcome } => self.on_effect(now, id, outcome),
             Input::Frame { .. } => return Err(VipError::Unsupported("peer frames")),
-            Input::ClientOpened { .. } | Input::ClientData(..) | Input::ClientClosed(_) => {
-                return Err(VipError::Unsupported("client streams"));
-            }
+            // Control connections (SPEC.md §11.7): the adapter gives the agent only its
+            // local socket's listener, whose file permissions decide who may connect.
+            Input::ClientOpened { client, .. } => self.control_open(client),
+            Input::ClientData(client, data) => self.control_data(client, &data),
+            Input::ClientClosed(client) => self.control_closed(client),
         }
         self.sync(now);
         Ok(())
@@ -521,6 +548,9 @@ impl VipAgent {
                 });
             }
             VipCommand::Move { vip, node, token } => {
+                if token & control::CONTROL_TOKEN != 0 {
+                    return Err(VipError::ReservedToken(token));
+                }
                 self.vip_index(&vip)?;
                 self.known_node(&node)?;
                 let generation = self.generation()?;
@@ -549,7 +579,9 @@ impl VipAgent {
                     if let (Some(h), Ok(i)) = (&holder, self.vip_index(&vip)) {
                         self.last_holder[i] = Some(h.clone());
                     }
-                    self.outbox.event(VipEvent::Holder { vip, holder, at });
+                    let e = VipEvent::Holder { vip, holder, at };
+                    self.control_notice(&e);
+                    self.outbox.event(e);
                 }
                 Outcome::Move {
                     by,
@@ -557,7 +589,9 @@ impl VipAgent {
                     vip,
                     result,
                 } => {
-                    if by == self.node {
+                    if by == self.node && token & control::CONTROL_TOKEN != 0 {
+                        self.control_move_done(token, &vip, &result);
+                    } else if by == self.node {
                         self.outbox.event(VipEvent::MoveDone { token, vip, result });
                     }
                 }
@@ -697,7 +731,9 @@ impl VipAgent {
 
     fn event_local(&mut self, i: usize, change: LocalChange) {
         let vip = self.table.config().vips[i].name.clone();
-        self.outbox.event(VipEvent::Local { vip, change });
+        let e = VipEvent::Local { vip, change };
+        self.control_notice(&e);
+        self.outbox.event(e);
     }
 
     /// Brings this node's addresses and facts in line with the table.
@@ -811,7 +847,12 @@ impl VipAgent {
                 self.add_failed.insert(0);
             }
             4 => self.local[0] = Local::Held,
-            _ => self.table.entries_mut()[0].acquired = true,
+            5 => self.table.entries_mut()[0].acquired = true,
+            _ => {
+                self.control_open(ClientId(7));
+                self.clients.get_mut(&ClientId(7)).expect("opened").waiting =
+                    Some(control::CONTROL_TOKEN);
+            }
         }
     }
 
@@ -867,6 +908,7 @@ impl Machine for VipAgent {
 
     fn check_invariants(&self) -> Result<(), String> {
         self.table.check()?;
+        self.control_check()?;
         self.timers.check()?;
         let mut in_flight: BTreeMap<&Work, usize> = BTreeMap::new();
         for w in self.effects.values() {
