@@ -1470,6 +1470,154 @@ plant core/src/flood/machine/data.rs \
   'if a <= next && next <= b {' \
   'if a <= next || next <= b {' \
   flood
+# Survivors of the mutation run over the FIFO mode (fifo.rs, issue 17). A start's FIFO
+# fills carrying items every member has (the members naming an origin not counted,
+# or every item kept).
+plant core/src/groups/machine/fifo.rs \
+  'e.naming += 1;' \
+  'e.naming *= 1;' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'let lo = if said.naming < members.get(&old).copied().unwrap_or(0) {' \
+  'let lo = if said.naming <= members.get(&old).copied().unwrap_or(0) {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '.filter(|(k, _)| *k > lo && *k <= hi)' \
+  '.filter(|(k, _)| *k > lo || *k <= hi)' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '.filter(|(k, _)| *k > lo && *k <= hi)' \
+  '.filter(|(k, _)| *k >= lo && *k <= hi)' \
+  groups
+# FIFO data of the view being left delivered during its flush.
+plant core/src/groups/machine/fifo.rs \
+  'if view != self.view.id || self.flush.is_some() || fseq == 0 {' \
+  'if view != self.view.id || self.flush.is_some() && fseq == 0 {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'if view != self.view.id || self.flush.is_some() || fseq == 0 {' \
+  'if view != self.view.id && self.flush.is_some() || fseq == 0 {' \
+  groups
+# FIFO data taken from another address or another life of its origin.
+plant core/src/groups/machine/fifo.rs \
+  $'if m.addr == from\n                    && m.incarnation == item.id.incarnation\n                    && m.name != self.me.name =>' \
+  'if true =>' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  $'if m.addr == from\n                    && m.incarnation == item.id.incarnation' \
+  $'if m.addr == from\n                    || m.incarnation == item.id.incarnation' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '&& m.name != self.me.name =>' \
+  '|| m.name != self.me.name =>' \
+  groups
+# The bound of 2 x FIFO_WINDOW items kept past a gap: one more, none, or 514.
+plant core/src/groups/machine/fifo.rs \
+  '} else if inb.ahead.len() < (2 * FIFO_WINDOW) as usize {' \
+  '} else if inb.ahead.len() <= (2 * FIFO_WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '} else if inb.ahead.len() < (2 * FIFO_WINDOW) as usize {' \
+  '} else if inb.ahead.len() == (2 * FIFO_WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '} else if inb.ahead.len() < (2 * FIFO_WINDOW) as usize {' \
+  '} else if inb.ahead.len() > (2 * FIFO_WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '} else if inb.ahead.len() < (2 * FIFO_WINDOW) as usize {' \
+  '} else if inb.ahead.len() < (2 + FIFO_WINDOW) as usize {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '} else if inb.ahead.len() < (2 * FIFO_WINDOW) as usize {' \
+  '} else if inb.ahead.len() < (2 / FIFO_WINDOW) as usize {' \
+  groups
+# A member's FIFO acknowledgements: every item, or never at the stride or the byte bound.
+plant core/src/groups/machine/fifo.rs \
+  'let due = inb.delivered - inb.last_ack >= ACK_STRIDE' \
+  'let due = inb.delivered - inb.last_ack < ACK_STRIDE' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'let due = inb.delivered - inb.last_ack >= ACK_STRIDE' \
+  'let due = inb.delivered + inb.last_ack >= ACK_STRIDE' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '|| (inb.delivered > inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  '&& (inb.delivered > inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '|| (inb.delivered > inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  '|| (inb.delivered > inb.last_ack || inb.unacked_bytes >= ACK_BYTES);' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '|| (inb.delivered > inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  '|| (inb.delivered == inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '|| (inb.delivered > inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  '|| (inb.delivered < inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '|| (inb.delivered > inb.last_ack && inb.unacked_bytes >= ACK_BYTES);' \
+  '|| (inb.delivered > inb.last_ack && inb.unacked_bytes < ACK_BYTES);' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'self.unacked_bytes += payload_len(&item);' \
+  'self.unacked_bytes *= payload_len(&item);' \
+  groups
+# An origin's FIFO stability mark ignored, taken from another view or another member's
+# address; a member that never forgets the FIFO items it holds.
+plant core/src/groups/machine/fifo.rs \
+  'inb.note_stable(upto);' \
+  'let _ = (inb, upto);' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'if *view != self.view.id || self.flush.is_some() {' \
+  'if *view != self.view.id && self.flush.is_some() {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'if *view != self.view.id || self.flush.is_some() {' \
+  'if *view == self.view.id || self.flush.is_some() {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  '.find(|m| m.addr == from) else {' \
+  '.find(|m| m.addr != from) else {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  $'        let stable = stable.min(self.delivered);\n        if stable > self.stable {\n            self.stable = stable;\n            self.held = self.held.split_off(&(stable + 1));\n        }' \
+  '        let _ = stable;' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'if stable > self.stable {' \
+  'if stable == self.stable {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'if stable > self.stable {' \
+  'if stable < self.stable {' \
+  groups
+# A member holding FIFO items past a gap delivers one beyond the old view's end.
+plant core/src/groups/machine/fifo.rs \
+  'while inb.delivered < hi {' \
+  'while inb.delivered <= hi {' \
+  groups
+# A flush state naming this daemon though it sent nothing, claiming one or two items more
+# than it sent, or naming an origin it delivered nothing of.
+plant core/src/groups/machine/fifo.rs \
+  'if self.fifo.next > 1 {' \
+  'if self.fifo.next >= 1 {' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'out.push((self.me.name.clone(), self.fifo.next - 1, log));' \
+  'out.push((self.me.name.clone(), self.fifo.next + 1, log));' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'out.push((self.me.name.clone(), self.fifo.next - 1, log));' \
+  'out.push((self.me.name.clone(), self.fifo.next / 1, log));' \
+  groups
+plant core/src/groups/machine/fifo.rs \
+  'if inb.delivered > 0 {' \
+  'if inb.delivered >= 0 {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1779,3 +1779,381 @@ fn a_former_sequencer_stops_repeating_its_moot_start() {
         "b repeated a start of v1 after v2 began"
     );
 }
+
+// ----- FIFO mode: acknowledgements, the bound past a gap, stability marks, flush states and fills -----
+
+/// A FIFO item of `origin` in its life `incarnation`, numbered `fseq`, carrying `payload`.
+fn fifo_item(origin: &str, incarnation: u64, fseq: u64, payload: &[u8]) -> Item {
+    Item {
+        id: MsgId {
+            origin: origin.into(),
+            incarnation,
+            lseq: fseq,
+        },
+        group: "g".into(),
+        what: What::Data {
+            sender: format!("#x#{origin}"),
+            payload: Bytes::copy_from_slice(payload),
+        },
+    }
+}
+
+/// A `FifoData` of view `v` arriving from the address of node `from`: `item` as number
+/// `fseq`, with the origin's stability mark `stable`.
+fn fifo_data(
+    v: &View,
+    from: usize,
+    fseq: u64,
+    stable: u64,
+    item: Item,
+) -> Input<GroupsCommand, crate::machine::NoEffect> {
+    let msg = GroupMsg::FifoData {
+        view: v.id.clone(),
+        fseq,
+        stable,
+        item,
+    };
+    Input::Frame {
+        from: addr(from),
+        frame: msg.to_frame(),
+    }
+}
+
+/// a's FIFO item `fseq` (payload `f{fseq}`), from a, with no stability mark.
+fn fifo_from_a(v: &View, fseq: u64) -> Input<GroupsCommand, crate::machine::NoEffect> {
+    let payload = format!("f{fseq}");
+    let item = fifo_item("a", member("a").incarnation, fseq, payload.as_bytes());
+    fifo_data(v, 0, fseq, 0, item)
+}
+
+/// The `upto` of every `FifoAck` on its way; the queue is emptied.
+fn take_fifo_acks(net: &mut Net) -> Vec<u64> {
+    std::mem::take(&mut net.queue)
+        .iter()
+        .filter_map(|(_, _, fr)| match decoded(fr) {
+            GroupMsg::FifoAck { upto, .. } => Some(upto),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What node `i` (not a) says of FIFO items when it answers a's flush request for
+/// `next`, which it installs: per origin, how far it has it and the numbers it holds.
+fn fifo_flush_state(net: &mut Net, i: usize, next: &View) -> Vec<(String, u64, Vec<u64>)> {
+    net.install(next, &[i]);
+    net.queue.clear();
+    let req = GroupMsg::FlushReq {
+        view: next.id.clone(),
+    };
+    net.input(
+        i,
+        Input::Frame {
+            from: addr(0),
+            frame: req.to_frame(),
+        },
+    )
+    .unwrap();
+    let mut states: Vec<Vec<(String, u64, Vec<u64>)>> = net
+        .queue
+        .iter()
+        .filter_map(|(f, _, fr)| match decoded(fr) {
+            GroupMsg::FlushState { fifo, .. } if *f == i => Some(
+                fifo.into_iter()
+                    .map(|(o, upto, held)| (o, upto, held.iter().map(|(k, _)| *k).collect()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states.len(), 1, "one answer to the request");
+    states.remove(0)
+}
+
+/// A member acknowledges an origin's FIFO items at once every `ACK_STRIDE` items counted
+/// from its last acknowledgement, or once `ACK_BYTES` payload bytes are unacknowledged,
+/// and not before (the rest waits for the acknowledgement timer, which never fires here:
+/// the clock does not move). (Guards `on_fifo_data`'s `delivered - last_ack >=
+/// ACK_STRIDE || (delivered > last_ack && unacked_bytes >= ACK_BYTES)` in each of its
+/// operators, and `deliver`'s `unacked_bytes += …`: without the count the byte bound never
+/// fires; the others acknowledge every item, or never at the byte bound.)
+#[test]
+fn a_member_acknowledges_fifo_items_every_stride_and_at_the_byte_bound() {
+    use super::machine::{ACK_BYTES, ACK_STRIDE};
+    let (mut net, v1) = two_settled();
+    let life = member("a").incarnation;
+    let t = net.now;
+    for fseq in 1..ACK_STRIDE {
+        net.input(1, fifo_from_a(&v1, fseq)).unwrap();
+    }
+    assert_eq!(take_fifo_acks(&mut net), [0u64; 0], "before the stride");
+    net.input(1, fifo_from_a(&v1, ACK_STRIDE)).unwrap();
+    assert_eq!(take_fifo_acks(&mut net), [ACK_STRIDE], "at the stride");
+    // The next stride counts from that acknowledgement.
+    for fseq in ACK_STRIDE + 1..2 * ACK_STRIDE {
+        net.input(1, fifo_from_a(&v1, fseq)).unwrap();
+    }
+    assert_eq!(
+        take_fifo_acks(&mut net),
+        [0u64; 0],
+        "before the second stride"
+    );
+    net.input(1, fifo_from_a(&v1, 2 * ACK_STRIDE)).unwrap();
+    assert_eq!(take_fifo_acks(&mut net), [2 * ACK_STRIDE]);
+    // Bytes: one short of the bound waits; the byte that reaches it is acknowledged at
+    // once, and so is an item of the bound's size alone.
+    let n = 2 * ACK_STRIDE;
+    let short = vec![1u8; ACK_BYTES - 1];
+    net.input(
+        1,
+        fifo_data(&v1, 0, n + 1, 0, fifo_item("a", life, n + 1, &short)),
+    )
+    .unwrap();
+    assert_eq!(take_fifo_acks(&mut net), [0u64; 0], "one byte short");
+    net.input(
+        1,
+        fifo_data(&v1, 0, n + 2, 0, fifo_item("a", life, n + 2, b"!")),
+    )
+    .unwrap();
+    assert_eq!(take_fifo_acks(&mut net), [n + 2], "at the byte bound");
+    let whole = vec![2u8; ACK_BYTES];
+    net.input(
+        1,
+        fifo_data(&v1, 0, n + 3, 0, fifo_item("a", life, n + 3, &whole)),
+    )
+    .unwrap();
+    assert_eq!(
+        take_fifo_acks(&mut net),
+        [n + 3],
+        "one item of the bound's size"
+    );
+    assert_eq!(net.now, t);
+    assert_eq!(net.nodes[1].fifo().len() as u64, n + 3, "each delivered");
+}
+
+/// A member keeps at most 2 × `FIFO_WINDOW` of an origin's FIFO items past a gap:
+/// exactly that many are kept and delivered when the gap fills, the next is dropped (the
+/// origin sends it again). (Guards `on_fifo_data`'s `ahead.len() < (2 * FIFO_WINDOW) as
+/// usize`: `<=` keeps one more, `==`, `>` and `/` none, `+` 514.)
+#[test]
+fn a_member_keeps_twice_the_fifo_window_past_a_gap_and_no_more() {
+    use super::machine::FIFO_WINDOW;
+    let (mut net, v1) = two_settled();
+    let edge = 2 * FIFO_WINDOW;
+    // 2, 3, …, edge + 2: one more than the bound.
+    for fseq in 2..=edge + 2 {
+        net.input(1, fifo_from_a(&v1, fseq)).unwrap();
+    }
+    assert!(net.nodes[1].fifo().is_empty(), "all wait for 1");
+    net.input(1, fifo_from_a(&v1, 1)).unwrap();
+    let got: Vec<u64> = net.nodes[1].fifo().iter().map(|(_, _, k, _)| *k).collect();
+    assert_eq!(
+        got,
+        (1..=edge + 1).collect::<Vec<u64>>(),
+        "the gap and the 2 × FIFO_WINDOW items kept past it, not the one after"
+    );
+}
+
+/// Only the origin itself, in the life the view names, sends its FIFO items: an item of
+/// a's sent from c's address, or one of a's earlier life from a's address, is not
+/// delivered, and a's own item 1 is, after them. (Guards `on_fifo_data`'s match guard
+/// `m.addr == from && m.incarnation == … && m.name != self.me.name`, turned `true` or
+/// either `&&` turned `||`: the forged item is delivered as a's 1 and the real one is
+/// then skipped as a duplicate.)
+#[test]
+fn fifo_items_are_taken_only_from_their_origin_in_its_life() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let life = member("a").incarnation;
+    let forged = fifo_item("a", life, 1, b"from c");
+    net.input(1, fifo_data(&v1, 2, 1, 0, forged)).unwrap();
+    let earlier = fifo_item("a", life - 1, 1, b"earlier life");
+    net.input(1, fifo_data(&v1, 0, 1, 0, earlier)).unwrap();
+    assert!(net.nodes[1].fifo().is_empty(), "{:?}", net.nodes[1].fifo());
+    let real = fifo_item("a", life, 1, b"real");
+    net.input(1, fifo_data(&v1, 0, 1, 0, real)).unwrap();
+    assert_eq!(per_origin(&net.nodes[1], "a"), ["real"]);
+}
+
+/// A FIFO item of the view being left that reaches a member while the flush runs is
+/// not delivered: the member gave its state, and the flush alone finishes the view,
+/// alike everywhere (here: a's item reached b only, and a is gone). (Guards
+/// `on_fifo_data`'s `view != self.view.id || self.flush.is_some() || fseq == 0`, either
+/// `||` turned `&&`: b delivers it and c never does.)
+#[test]
+fn fifo_data_arriving_during_a_flush_is_not_delivered() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    net.input(0, fsend_cmd("#x#a", b"late")).unwrap();
+    // The copy to b is held back, the one to c lost; a is gone.
+    let to_b: Vec<_> = net
+        .queue
+        .drain(..)
+        .filter(|(_, to, fr)| *to == 1 && matches!(decoded(fr), GroupMsg::FifoData { .. }))
+        .collect();
+    assert_eq!(to_b.len(), 1);
+    net.drop = Box::new(|from, to, _| from == 0 || to == 0);
+    let v2 = view(2, &["b", "c"]);
+    net.install(&v2, &[1, 2]);
+    assert!(net.nodes[1].g.flushing());
+    // It reaches b before c's state does.
+    for f in to_b {
+        net.queue.push_front(f);
+    }
+    net.run_until(|n| n.nodes[1..].iter().all(|x| !x.g.flushing()));
+    net.run_for(Duration::from_millis(300));
+    for n in &net.nodes[1..] {
+        assert!(per_origin(n, "a").is_empty(), "{:?}", n.fifo());
+        assert_eq!(n.closed().last().map(|c| &c.1), Some(&v2.id));
+    }
+}
+
+/// A member holding FIFO items past a gap when the view changes delivers in the old view
+/// only up to where the fills end: b lost a's 2 and holds 3, c lost 3, and a, which had
+/// them all, is gone, so a's items end at 2 for both. (Guards `fifo_finish`'s `while
+/// inb.delivered < hi` turned `<=`: b delivers 3 too and the two part.)
+#[test]
+fn fifo_items_held_past_a_gap_are_not_delivered_beyond_the_old_views_end() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.drop = Box::new(|_, to, m| match m {
+        GroupMsg::FifoData { fseq, .. } => to == 1 && *fseq == 2 || to == 2 && *fseq == 3,
+        GroupMsg::FifoNack { .. } => true,
+        _ => false,
+    });
+    for k in 1..=3 {
+        net.input(0, fsend_cmd("#x#a", format!("a{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(per_origin(&net.nodes[1], "a"), ["a1"], "b stops at its gap");
+    assert_eq!(per_origin(&net.nodes[2], "a"), ["a1", "a2"]);
+    net.drop = Box::new(|from, to, _| from == 0 || to == 0);
+    let v2 = view(2, &["b", "c"]);
+    net.install(&v2, &[1, 2]);
+    net.run_until(|n| n.nodes[1..].iter().all(|x| !x.g.flushing()));
+    net.run_for(Duration::from_millis(300));
+    for n in &net.nodes[1..] {
+        assert_eq!(per_origin(n, "a"), ["a1", "a2"]);
+        assert!(n.fifo().iter().all(|(v, ..)| *v == v1.id));
+        assert_eq!(n.closed().last().map(|c| &c.1), Some(&v2.id));
+    }
+}
+
+/// A member forgets the FIFO items it holds for a flush only when their origin says, in
+/// the view, that every member has them: a mark of another view, or one from another
+/// member's address, changes nothing; a's own mark of 2 leaves 3 to 5. What it holds
+/// shows in its flush state. (Guards `on_fifo_stable` turned `()`, its `view !=
+/// self.view.id || …` as `==` or `&&`, its `m.addr == from` as `!=`, and `note_stable`
+/// turned `()` or its `stable > self.stable` as `==` or `<`.)
+#[test]
+fn a_member_forgets_held_fifo_items_only_at_their_origins_mark_in_the_view() {
+    let (mut net, v1) = two_settled();
+    for fseq in 1..=5 {
+        net.input(1, fifo_from_a(&v1, fseq)).unwrap();
+    }
+    let mark = |v: &ViewId, from: usize, upto: u64| Input::Frame {
+        from: addr(from),
+        frame: GroupMsg::FifoStable {
+            view: v.clone(),
+            upto,
+        }
+        .to_frame(),
+    };
+    net.input(1, mark(&view(0, &["a", "b"]).id, 0, 4)).unwrap();
+    net.input(1, mark(&v1.id, 2, 4)).unwrap();
+    net.input(1, mark(&v1.id, 0, 2)).unwrap();
+    let v2 = view(2, &["a", "b"]);
+    assert_eq!(
+        fifo_flush_state(&mut net, 1, &v2),
+        [("a".to_string(), 5, vec![3, 4, 5])]
+    );
+}
+
+/// A flush state names an origin only if the member delivered some of its items: b,
+/// which sent nothing and holds a's item 2 past a gap, names nobody (naming a at 0 would
+/// say it delivered none, which naming nobody already says). Its own items: how far it
+/// sent, and what no acknowledgement made stable. (Guards `fifo_state`'s `next > 1` and
+/// `delivered > 0` turned `>=`, and `next - 1` turned `+` or `/`: the state would claim
+/// items nobody was sent.)
+#[test]
+fn a_flush_state_names_what_was_delivered_and_how_far_its_own_items_went() {
+    let v2 = view(2, &["a", "b"]);
+    let (mut net, v1) = two_settled();
+    net.input(1, fifo_from_a(&v1, 2)).unwrap();
+    assert_eq!(fifo_flush_state(&mut net, 1, &v2), []);
+    // b sends two; its copies to a are lost with the queue (no acknowledgement).
+    let (mut net, _) = two_settled();
+    net.input(1, fsend_cmd("#x#b", b"b1")).unwrap();
+    net.input(1, fsend_cmd("#x#b", b"b2")).unwrap();
+    assert_eq!(
+        fifo_flush_state(&mut net, 1, &v2),
+        [("b".to_string(), 2, vec![1, 2])]
+    );
+}
+
+/// A start carries, per origin of a previous view, only the FIFO items above the lowest
+/// number a member delivered: d's 4 and 5 (b delivered up to 3), not 1 to 3, which every
+/// member has though none is stable (no acknowledgement reaches d). (Guards `fills`'s
+/// `naming += 1`, `naming < members` as `<=`, and `*k > lo && *k <= hi` with `&&` as `||`
+/// or `>` as `>=`: each carries items every member has.)
+#[test]
+fn a_start_carries_only_the_fifo_items_some_member_lacks() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let mut net = Net::new(&["a", "b", "c", "d"]);
+    let v1 = view(1, &["a", "b", "c", "d"]);
+    net.install(&v1, &[0, 1, 2, 3]);
+    net.run_until(|n| n.settled());
+    // b gets d's 1 to 3, c 1 to 4, a all five.
+    net.drop = Box::new(|_, to, m| match m {
+        GroupMsg::FifoAck { .. } => true,
+        GroupMsg::FifoData { fseq, .. } => to == 1 && *fseq >= 4 || to == 2 && *fseq >= 5,
+        _ => false,
+    });
+    for k in 1..=5 {
+        net.input(3, fsend_cmd("#x#d", format!("d{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(300));
+    let counts: Vec<usize> = net.nodes[..3]
+        .iter()
+        .map(|n| per_origin(n, "d").len())
+        .collect();
+    assert_eq!(counts, [5, 3, 4]);
+    let starts: Rc<RefCell<Vec<GroupMsg>>> = Rc::default();
+    let seen = starts.clone();
+    net.drop = Box::new(move |from, to, m| {
+        if matches!(m, GroupMsg::Start { .. }) {
+            seen.borrow_mut().push(m.clone());
+        }
+        from == 3 || to == 3
+    });
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    net.run_until(|n| n.nodes[..3].iter().all(|x| !x.g.flushing()));
+    let starts = starts.borrow().clone();
+    assert!(!starts.is_empty(), "no start was seen");
+    for st in &starts {
+        let GroupMsg::Start { fifo, .. } = st else {
+            unreachable!()
+        };
+        let got: Vec<(ViewId, String, u64, Vec<u64>)> = fifo
+            .iter()
+            .map(|(v, o, hi, items)| {
+                let keys = items.iter().map(|(k, _)| *k).collect();
+                (v.clone(), o.clone(), *hi, keys)
+            })
+            .collect();
+        assert_eq!(got, [(v1.id.clone(), "d".to_string(), 5, vec![4, 5])]);
+    }
+    for n in &net.nodes[..3] {
+        assert_eq!(per_origin(n, "d"), ["d1", "d2", "d3", "d4", "d5"]);
+    }
+}

@@ -59,8 +59,8 @@ const ACK_EVERY: Duration = Duration::from_millis(100);
 /// acknowledgement, or this many payload bytes: the sequencer's window (bounded by
 /// [`WINDOW`] and [`LOG_BYTES`] beyond the stable point) moves with the traffic instead
 /// of once per [`ACK_EVERY`].
-const ACK_STRIDE: u64 = 64;
-const ACK_BYTES: usize = 32 * 1024;
+pub(super) const ACK_STRIDE: u64 = 64;
+pub(super) const ACK_BYTES: usize = 32 * 1024;
 /// Items resent for one gap request at most.
 const RESEND_BURST: usize = 256;
 /// A member's tail, or this daemon's submits, go again only after this long without
