@@ -1618,6 +1618,20 @@ plant core/src/groups/machine/fifo.rs \
   'if inb.delivered > 0 {' \
   'if inb.delivered >= 0 {' \
   groups
+# Survivors of the run over flood's `Stream` (flood/machine.rs): the history's grain
+# and cap.
+plant core/src/flood/machine.rs \
+  'let close = n >= 2 && now.saturating_duration_since(h[n - 2].0) < grain;' \
+  'let close = n >= 2 && now.saturating_duration_since(h[n - 2].0) <= grain;' \
+  flood
+plant core/src/flood/machine.rs \
+  'while h.len() > HISTORY_MAX {' \
+  'while h.len() >= HISTORY_MAX {' \
+  flood
+plant core/src/flood/machine.rs \
+  '} else if seq > self.through {' \
+  '} else if seq >= self.through {' \
+  flood
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -2694,3 +2694,85 @@ fn a_pulls_answer_stops_at_256_updates_or_4_mib() {
         assert_eq!(evicted, [], "{size} bytes each");
     }
 }
+
+/// A stream's history of what was known when keeps its entries a grain apart: a note
+/// exactly one grain after the entry before the latest is a new entry, one sooner moves
+/// the latest up; and the history holds at most `HISTORY_MAX` entries, dropping
+/// resolution from the old end. (Guards `note_known`'s `< grain` — `<=` would merge the
+/// entry a grain apart — and `> HISTORY_MAX` — `>=` would keep one fewer.)
+#[test]
+fn a_streams_history_keeps_entries_a_grain_apart_and_at_most_its_cap() {
+    let grain = Duration::from_millis(100);
+    let horizon = Duration::from_secs(3600);
+    let mut s = Stream::new(1, Instant::ZERO);
+    let at = |ms: u64| Instant::from_millis(ms);
+    s.known = 1;
+    s.note_known(at(100), grain, horizon);
+    assert_eq!(s.history.len(), 2, "the start, then 1 at 100 ms");
+    s.known = 2;
+    s.note_known(at(100), grain, horizon);
+    assert_eq!(
+        s.history.len(),
+        3,
+        "the one before the latest is 100 ms old: a new entry"
+    );
+    s.known = 3;
+    s.note_known(at(150), grain, horizon);
+    assert_eq!(
+        s.history.back(),
+        Some(&(at(150), 3)),
+        "the one before the latest is 50 ms old: the latest moves up"
+    );
+    assert_eq!(s.history.len(), 3);
+    s.known = 4;
+    s.note_known(at(200), grain, horizon);
+    assert_eq!(
+        s.history.len(),
+        4,
+        "exactly a grain after the one before: kept apart"
+    );
+    assert_eq!(s.known_at(at(120)), Some(1));
+    assert_eq!(
+        s.known_at(at(160)),
+        Some(3),
+        "2 was moved up to 3 at 150 ms"
+    );
+    // The cap: notes a grain apart fill it; past it, the length stays at the cap.
+    let mut t = 200;
+    for _ in 0..HISTORY_MAX {
+        t += 100;
+        s.known += 1;
+        s.note_known(at(t), grain, horizon);
+    }
+    assert_eq!(s.history.len(), HISTORY_MAX);
+    for _ in 0..5 {
+        t += 100;
+        s.known += 1;
+        s.note_known(at(t), grain, horizon);
+        assert_eq!(
+            s.history.len(),
+            HISTORY_MAX,
+            "at most the cap, and no fewer"
+        );
+    }
+    assert_eq!(
+        s.history.front(),
+        Some(&(Instant::ZERO, 0)),
+        "the oldest entry stays"
+    );
+}
+
+/// An update that arrives again at the end of the contiguous run changes nothing: the
+/// gap past it is still missing. (Guards `arrive`'s `seq > self.through`: `>=` would put
+/// the duplicate among the out-of-order ones, where it counts as one that fills the gap.)
+#[test]
+fn an_update_arriving_again_leaves_the_gap_past_it_missing() {
+    let mut s = Stream::new(1, Instant::ZERO);
+    for q in [1, 2, 4, 2] {
+        s.arrive(q);
+    }
+    assert_eq!(s.through, 2);
+    assert_eq!(s.above.iter().copied().collect::<Vec<_>>(), [4]);
+    assert!(s.is_missing_any(), "3 is still missing");
+    assert_eq!(s.missing_ranges(10), [(3, 3)]);
+}
