@@ -31,6 +31,7 @@
 pub mod backoff;
 pub mod compose;
 pub mod flood;
+pub mod fnv;
 pub mod groups;
 pub mod heartbeat;
 pub mod line;

@@ -161,6 +161,22 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, SexprError> {
     })
 }
 
+/// The text of a file's bytes, at most `limit` of them: the size is checked before the
+/// encoding, so an oversized binary file is refused for its size, the more useful of the
+/// two complaints; then, as [`utf8`], an error at the first byte that is not UTF-8.
+pub fn file_text(bytes: &[u8], limit: usize) -> Result<&str, SexprError> {
+    if bytes.len() > limit {
+        return Err(SexprError::new(
+            Pos { line: 1, col: 1 },
+            format!(
+                "input of {} bytes exceeds the {limit}-byte limit",
+                bytes.len()
+            ),
+        ));
+    }
+    utf8(bytes)
+}
+
 /// Parses every top-level form in `text`, which may be at most [`MAX_INPUT`] bytes.
 pub fn parse(text: &str) -> Result<Vec<Node>, SexprError> {
     parse_with_limit(text, MAX_INPUT)

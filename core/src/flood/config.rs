@@ -302,18 +302,7 @@ impl FloodConfig {
     /// Reads a configuration file from its bytes: text that is not UTF-8 is an error at
     /// the first bad byte's line and column.
     pub fn parse_bytes(bytes: &[u8]) -> Result<Self, SexprError> {
-        // The size is checked before the encoding so that an oversized binary file is
-        // refused for its size, the more useful of the two complaints.
-        if bytes.len() > MAX_CONFIG_FILE_BYTES {
-            return Err(SexprError::new(
-                Pos { line: 1, col: 1 },
-                format!(
-                    "input of {} bytes exceeds the {MAX_CONFIG_FILE_BYTES}-byte limit",
-                    bytes.len()
-                ),
-            ));
-        }
-        Self::parse(sexpr::utf8(bytes)?)
+        Self::parse(sexpr::file_text(bytes, MAX_CONFIG_FILE_BYTES)?)
     }
 
     /// The site named `name`.

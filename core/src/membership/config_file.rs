@@ -93,16 +93,7 @@ pub fn parse(text: &str) -> Result<ClusterConfig, SexprError> {
 /// Reads a configuration file from its bytes: text that is not UTF-8 is an error at the
 /// first bad byte's line and column.
 pub fn parse_bytes(bytes: &[u8]) -> Result<ClusterConfig, SexprError> {
-    if bytes.len() > MAX_CONFIG_FILE_BYTES {
-        return Err(SexprError::new(
-            Pos { line: 1, col: 1 },
-            format!(
-                "input of {} bytes exceeds the {MAX_CONFIG_FILE_BYTES}-byte limit",
-                bytes.len()
-            ),
-        ));
-    }
-    parse(sexpr::utf8(bytes)?)
+    parse(sexpr::file_text(bytes, MAX_CONFIG_FILE_BYTES)?)
 }
 
 fn single<'a>(item: &'a Node, what: &str) -> Result<&'a Node, SexprError> {

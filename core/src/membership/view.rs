@@ -120,12 +120,7 @@ pub fn is_primary(members: &[Member], basis: &[String]) -> bool {
 /// FNV-1a: a fixed hash, so that every daemon orders the ring the same way whatever the
 /// names look like (names that sort together — a rack's — do not all watch each other).
 fn ring_key(name: &str) -> (u64, &str) {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h, name)
+    (crate::fnv::fnv1a(name.bytes()), name)
 }
 
 /// Whether the members are sorted by name, without two of one name.

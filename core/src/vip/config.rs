@@ -237,27 +237,13 @@ impl VipConfig {
                 v.prefer
             ));
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        crate::fnv::fnv1a(text.bytes())
     }
 }
 
 /// Reads a configuration file from its bytes (UTF-8, at most [`MAX_CONFIG_BYTES`]).
 pub fn parse_bytes(bytes: &[u8]) -> Result<VipConfig, SexprError> {
-    if bytes.len() > MAX_CONFIG_BYTES {
-        return Err(SexprError::new(
-            Pos { line: 1, col: 1 },
-            format!(
-                "input of {} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit",
-                bytes.len()
-            ),
-        ));
-    }
-    parse(sexpr::utf8(bytes)?)
+    parse(sexpr::file_text(bytes, MAX_CONFIG_BYTES)?)
 }
 
 /// Reads a configuration file's text.

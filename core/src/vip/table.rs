@@ -42,6 +42,18 @@ pub struct PendingMove {
     pub token: u64,
 }
 
+impl PendingMove {
+    /// The answer to its asker.
+    fn answer(self, vip: String, result: Result<String, String>) -> Outcome {
+        Outcome::Move {
+            by: self.by,
+            token: self.token,
+            vip,
+            result,
+        }
+    }
+}
+
 /// Something the table decided that someone outside it waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -194,8 +206,23 @@ impl Table {
         &self.moves
     }
 
-    fn index(&self, name: &str) -> Option<usize> {
+    /// The configuration index of VIP `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
         self.cfg.vips.iter().position(|v| v.name == name)
+    }
+
+    /// Answers the pending move of VIP `i` if it goes to `node`.
+    fn answer_move_to(
+        &mut self,
+        i: usize,
+        node: &str,
+        result: Result<String, String>,
+    ) -> Option<Outcome> {
+        if self.moves.get(&(i as u16)).is_none_or(|m| m.node != node) {
+            return None;
+        }
+        let m = self.moves.remove(&(i as u16))?;
+        Some(m.answer(self.cfg.vips[i].name.clone(), result))
     }
 
     /// The group's membership changed at `at`: a new generation. `members` are the
@@ -203,12 +230,8 @@ impl Table {
     pub fn on_view(&mut self, at: Place, members: BTreeSet<String>) -> Vec<Outcome> {
         let mut out = Vec::new();
         for (i, m) in std::mem::take(&mut self.moves) {
-            out.push(Outcome::Move {
-                by: m.by,
-                token: m.token,
-                vip: self.cfg.vips[i as usize].name.clone(),
-                result: Err("interrupted: the group changed, try again".into()),
-            });
+            let vip = self.cfg.vips[i as usize].name.clone();
+            out.push(m.answer(vip, Err("interrupted: the group changed, try again".into())));
         }
         for (i, e) in self.entries.iter_mut().enumerate() {
             e.releasing.retain(|n| members.contains(n));
@@ -295,19 +318,7 @@ impl Table {
                     && self.entries[i].holder.as_deref() == Some(sender)
                 {
                     self.entries[i].acquired = true;
-                    if self
-                        .moves
-                        .get(&(i as u16))
-                        .is_some_and(|m| m.node == sender)
-                    {
-                        let m = self.moves.remove(&(i as u16)).expect("checked");
-                        out.push(Outcome::Move {
-                            by: m.by,
-                            token: m.token,
-                            vip,
-                            result: Ok(sender.to_string()),
-                        });
-                    }
+                    out.extend(self.answer_move_to(i, sender, Ok(sender.to_string())));
                 }
             }
             VipMsg::AddFailed { vip, .. } => {
@@ -317,19 +328,8 @@ impl Table {
                         info.facts.failed.push(i as u16);
                         info.facts.failed.sort_unstable();
                     }
-                    if self
-                        .moves
-                        .get(&(i as u16))
-                        .is_some_and(|m| m.node == sender)
-                    {
-                        let m = self.moves.remove(&(i as u16)).expect("checked");
-                        out.push(Outcome::Move {
-                            by: m.by,
-                            token: m.token,
-                            vip,
-                            result: Err(format!("{sender} could not add the addresses")),
-                        });
-                    }
+                    let why = format!("{sender} could not add the addresses");
+                    out.extend(self.answer_move_to(i, sender, Err(why)));
                 }
             }
             VipMsg::RemoveFailed { vip, .. } => {
@@ -351,12 +351,12 @@ impl Table {
             VipMsg::Move {
                 vip, node, token, ..
             } => {
-                let refuse = |why: String| Outcome::Move {
+                let asked = PendingMove {
+                    node: node.clone(),
                     by: sender.to_string(),
                     token,
-                    vip: vip.clone(),
-                    result: Err(why),
                 };
+                let refuse = |why: String| asked.clone().answer(vip.clone(), Err(why));
                 let Some(i) = self.index(&vip) else {
                     out.push(refuse(format!("no VIP {vip}")));
                     return out;
@@ -370,28 +370,13 @@ impl Table {
                     return out;
                 }
                 if self.entries[i].holder.as_deref() == Some(&node) && self.entries[i].acquired {
-                    out.push(Outcome::Move {
-                        by: sender.to_string(),
-                        token,
-                        vip,
-                        result: Ok(node),
-                    });
+                    out.push(asked.answer(vip, Ok(node)));
                     return out;
                 }
-                if let Some(old) = self.moves.insert(
-                    i as u16,
-                    PendingMove {
-                        node: node.clone(),
-                        by: sender.to_string(),
-                        token,
-                    },
-                ) {
-                    out.push(Outcome::Move {
-                        by: old.by,
-                        token: old.token,
-                        vip: vip.clone(),
-                        result: Err(format!("superseded by a move to {node}")),
-                    });
+                if let Some(old) = self.moves.insert(i as u16, asked) {
+                    out.push(
+                        old.answer(vip.clone(), Err(format!("superseded by a move to {node}"))),
+                    );
                 }
                 if !self.cfg.sticky {
                     // Without stickiness the VIP would go straight back to its
@@ -516,12 +501,7 @@ impl Table {
         }
         for (i, why) in dead {
             let m = self.moves.remove(&i).expect("listed");
-            out.push(Outcome::Move {
-                by: m.by,
-                token: m.token,
-                vip: self.cfg.vips[i as usize].name.clone(),
-                result: Err(why),
-            });
+            out.push(m.answer(self.cfg.vips[i as usize].name.clone(), Err(why)));
         }
         let n = self.entries.len();
         let current: Vec<Option<String>> = self.entries.iter().map(|e| e.holder.clone()).collect();

@@ -143,17 +143,38 @@ fn send(fifo: bool, group: String, sender: String, payload: Bytes) -> GroupsComm
 fn digest(id: &MsgId, fifo: bool) -> u64 {
     // FNV-1a over the id's parts: order-independent once xor-ed together. A FIFO id is
     // numbered apart from the agreed ones: a tag keeps the two from cancelling out.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in [u8::from(fifo)]
-        .into_iter()
-        .chain(id.origin.bytes())
-        .chain(id.incarnation.to_le_bytes())
-        .chain(id.lseq.to_le_bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    flotilla_core::fnv::fnv1a(
+        [u8::from(fifo)]
+            .into_iter()
+            .chain(id.origin.bytes())
+            .chain(id.incarnation.to_le_bytes())
+            .chain(id.lseq.to_le_bytes()),
+    )
+}
+
+/// A simulated node's group daemon, named as the node: the first node starts alone and
+/// the others join it; every event of the groups machine is reported (the checkers read
+/// them). `tune` adjusts the front's settings. Shared with the VIP plug-in, whose nodes
+/// run one under their agents.
+pub fn group_daemon(
+    node: &NodeSpec<'_>,
+    rng: Rng,
+    now: Instant,
+    canary_deliver_early: bool,
+    tune: impl FnOnce(&mut FrontSettings),
+) -> GroupDaemon {
+    let mut s = MembershipSettings::new(node.name, node.addr);
+    if node.index != 0 {
+        s.join = vec![node.addrs[0]];
     }
-    h
+    let m = Membership::new(s, now, rng);
+    let mut settings = FrontSettings::new(GroupsSettings {
+        me: m.me().clone(),
+        canary_deliver_early,
+    });
+    settings.report_groups = true;
+    tune(&mut settings);
+    GroupDaemon::linked(m, GroupsFront::new(settings, now), MembershipLink)
 }
 
 impl GroupsProtocol {
@@ -393,22 +414,12 @@ impl Protocol for GroupsProtocol {
         if life > 1 {
             self.crashed.insert(node.index);
         }
-        let mut s = MembershipSettings::new(node.name, node.addr);
-        if node.index != 0 {
-            s.join = vec![node.addrs[0]];
-        }
-        let m = Membership::new(s, now, rng);
-        let mut settings = FrontSettings::new(GroupsSettings {
-            me: m.me().clone(),
-            canary_deliver_early: self.canary,
-        });
-        settings.report_groups = true;
-        settings.canary_port_conflicts = self.canary_ports;
-        if let Some(load) = &self.services {
-            settings.ports = load.ports;
-        }
-        let g = GroupsFront::new(settings, now);
-        GroupDaemon::linked(m, g, MembershipLink)
+        group_daemon(node, rng, now, self.canary, |settings| {
+            settings.canary_port_conflicts = self.canary_ports;
+            if let Some(load) = &self.services {
+                settings.ports = load.ports;
+            }
+        })
     }
 
     fn observe(&mut self, world: &World<GroupDaemon>, obs: ObservationOf<'_, Self>) {

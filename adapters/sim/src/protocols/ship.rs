@@ -200,9 +200,7 @@ fn digest(tree: &ConfigTree) -> u64 {
     tree.encode(&mut w);
     let bytes = w.finish();
     // FNV-1a: only equality matters here.
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    flotilla_core::fnv::fnv1a(bytes.iter().copied())
 }
 
 impl ShipProtocol {

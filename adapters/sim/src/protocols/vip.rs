@@ -28,9 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use flotilla_core::compose::Either;
-use flotilla_core::groups::front::{FrontCommand, FrontSettings, GroupsFront};
-use flotilla_core::groups::{GroupsCommand, GroupsSettings};
-use flotilla_core::membership::{Membership, MembershipSettings};
+use flotilla_core::groups::GroupsCommand;
+use flotilla_core::groups::front::FrontCommand;
 use flotilla_core::sexpr::{Node, SexprError};
 use flotilla_core::vip::config::{Balance, PartitionMode, VipAddress, VipConfig, VipSpec};
 use flotilla_core::vip::{AgentLink, Local, VipAgent, VipCommand, VipEffect, VipNode};
@@ -295,19 +294,7 @@ impl Protocol for VipProtocol {
         self.names[node.index] = node.name.to_string();
         // A restarted node is a host that came back: it has no VIP address.
         self.has[node.index].clear();
-        let mut s = MembershipSettings::new(node.name, node.addr);
-        if node.index != 0 {
-            s.join = vec![node.addrs[0]];
-        }
-        let m = Membership::new(s, now, rng);
-        let mut settings = FrontSettings::new(GroupsSettings {
-            me: m.me().clone(),
-            canary_deliver_early: false,
-        });
-        settings.report_groups = true;
-        let g = GroupsFront::new(settings, now);
-        let daemon =
-            flotilla_core::groups::GroupDaemon::linked(m, g, flotilla_core::groups::MembershipLink);
+        let daemon = super::groups::group_daemon(node, rng, now, false, |_| {});
         let mut agent = VipAgent::new(node.name, self.config(), now);
         agent.set_canary_acquire_early(self.canary);
         VipNode::linked(daemon, agent, AgentLink::default())

@@ -462,16 +462,13 @@ impl VipAgent {
             Input::ClientData(client, data) => self.control_data(client, &data),
             Input::ClientClosed(client) => self.control_closed(client),
         }
-        self.sync(now);
+        self.sync();
         Ok(())
     }
 
     fn vip_index(&self, vip: &str) -> Result<usize, VipError> {
         self.table
-            .config()
-            .vips
-            .iter()
-            .position(|v| v.name == vip)
+            .index(vip)
             .ok_or_else(|| VipError::UnknownVip(vip.to_string()))
     }
 
@@ -737,7 +734,7 @@ impl VipAgent {
     }
 
     /// Brings this node's addresses and facts in line with the table.
-    fn sync(&mut self, _now: Instant) {
+    fn sync(&mut self) {
         let timeout = Some(self.table.config().timing.change_timeout);
         for i in 0..self.local.len() {
             let want = self.wants(i);
@@ -855,12 +852,6 @@ impl VipAgent {
             }
         }
     }
-
-    /// For tests: the table, to corrupt.
-    #[cfg(test)]
-    pub(crate) fn table_mut(&mut self) -> &mut Table {
-        &mut self.table
-    }
 }
 
 impl crate::compose::Part for VipAgent {
@@ -892,7 +883,7 @@ impl Machine for VipAgent {
             fired = true;
         }
         if fired {
-            self.sync(now);
+            self.sync();
         }
         debug_assert!(self.poll_timeout().is_none_or(|t| t > now));
         debug_check(self);
