@@ -28,7 +28,7 @@ use tokio::process::{Child, Command};
 pub(crate) const MAX_GENERATOR_OUTPUT: usize = 16 << 20;
 
 /// The shell every command runs under.
-const SHELL: &str = "/bin/sh";
+pub(crate) const SHELL: &str = "/bin/sh";
 
 /// Runs a flood daemon's effects.
 #[derive(Clone, Debug)]
@@ -175,7 +175,7 @@ impl EffectRunner<FloodEffect, FloodEffectValue> for FloodRunner {
 /// closes it, reads up to `capture` bytes of its standard output (when piped), and waits
 /// for it to exit. Input and output move at once: a command that writes before it has read
 /// everything must not stall on a full pipe while the daemon stalls writing to it.
-async fn run(
+pub(crate) async fn run(
     mut cmd: Command,
     input: Bytes,
     capture: usize,
@@ -287,7 +287,7 @@ fn kill_group(pgid: u32) {
 }
 
 /// How a command ended, for a failure message.
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -302,7 +302,7 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// A command as a message shows it: quoted, at most 80 characters.
-fn shown(command: &str) -> String {
+pub(crate) fn shown(command: &str) -> String {
     let mut s: String = command.chars().take(80).collect();
     if s.len() < command.len() {
         s.push('…');

@@ -153,7 +153,7 @@ fn read_config(path: &Path) -> Result<FloodConfig, String> {
 }
 
 /// This machine's host name, as the kernel has it.
-fn host_name() -> Option<String> {
+pub(crate) fn host_name() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())

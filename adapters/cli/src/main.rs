@@ -18,6 +18,10 @@
 //! the one named by `--daemon` or `GROUPD` (default `127.0.0.1:4803`) for its view;
 //! `group` and `service` are clients of the same daemon's groups and services (SPEC.md
 //! §10.6).
+//!
+//! VIP commands (seed 003): `vipd` runs a node's VIP agent, a client of its `groupd`;
+//! `vip` is the application's client of the agent's control socket, named by `--socket`
+//! or `VIPD_SOCKET` (default `/run/flotilla/vipd.sock`) (SPEC.md §11.7–11.8).
 
 use std::error::Error;
 use std::hash::BuildHasher;
@@ -45,6 +49,9 @@ mod ship_daemon;
 mod sim;
 mod state_file;
 mod status;
+mod vip_cli;
+mod vip_net;
+mod vipd;
 
 /// What a subcommand returns: an exit code, or an error to print.
 type Outcome = Result<ExitCode, Box<dyn Error>>;
@@ -89,6 +96,12 @@ enum Command {
     /// Services at a group daemon: `bind` (and hold), `release`, `resolve`, `list`.
     #[command(subcommand_required = true)]
     Service(group_cli::ServiceArgs),
+    /// Run the VIP agent of this node (seed 003): a client of the local groupd that
+    /// holds, moves and announces virtual IP addresses.
+    Vipd(vipd::Args),
+    /// Ask or steer the local VIP agent: `status`, `eligible`, `prefer`, `move`, `watch`.
+    #[command(subcommand_required = true)]
+    Vip(vip_cli::Args),
     /// Run simulator scenarios: built-in (`--list`) or your own (`--file`), by seed.
     Sim(sim::Args),
 }
@@ -99,7 +112,8 @@ fn main() -> ExitCode {
         Command::Mothership(_)
         | Command::Daughtership(_)
         | Command::Floodd(_)
-        | Command::Groupd(_) => "info",
+        | Command::Groupd(_)
+        | Command::Vipd(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -134,6 +148,8 @@ fn main() -> ExitCode {
             Command::Members(args) => members::run(args).await,
             Command::Group(args) => group_cli::run_group(args).await,
             Command::Service(args) => group_cli::run_service(args).await,
+            Command::Vipd(args) => vipd::run(args).await,
+            Command::Vip(args) => vip_cli::run(args).await,
             Command::Sim(args) => sim::run(args).await,
         }
     });

@@ -43,6 +43,7 @@ mod node;
 pub mod runtime;
 pub mod ship_client;
 pub mod tables;
+pub mod vip_client;
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -58,7 +59,7 @@ pub use tables::DriverStats;
 
 /// Re-exports the driver and the client libraries for one runtime under that runtime
 /// crate's names: `Driver`, `NodeHandle<M>`, `client::LineClient`,
-/// `ship_client::ShipClient`, `flood_client::FloodClient`, `group_client::GroupClient`,
+/// `ship_client::ShipClient`, `flood_client::FloodClient`, `group_client::GroupClient`, `vip_client::VipClient`,
 /// and the configuration types.
 /// `flotilla-tokio` and `flotilla-smol` each invoke it once with their runtime type.
 #[macro_export]
@@ -107,6 +108,15 @@ macro_rules! runtime_api {
             };
             /// A group daemon connection under this runtime.
             pub type GroupClient = $crate::group_client::GroupClient<$rt>;
+        }
+
+        /// A client of a VIP agent's control socket (SPEC.md §11.7).
+        pub mod vip_client {
+            pub use $crate::vip_client::{
+                Error, VipNotice, VipState, VipStatus, parse_notice, parse_status,
+            };
+            /// A VIP agent connection under this runtime.
+            pub type VipClient = $crate::vip_client::VipClient<$rt>;
         }
     };
 }
