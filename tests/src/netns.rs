@@ -121,6 +121,26 @@ impl Netns {
         SocketAddr::new(self.ip(i), port)
     }
 
+    /// Host `i`'s namespace name (for `ip -n NAME …`).
+    pub fn host(&self, i: usize) -> &str {
+        &self.hosts[i]
+    }
+
+    /// Host `i`'s cable pulled (`up` false: its bridge port down, so nothing it sends
+    /// arrives and nothing reaches it) or plugged back in.
+    pub fn plug(&self, i: usize, up: bool) -> Result<(), String> {
+        let state = if up { "up" } else { "down" };
+        sh(&[
+            "ip",
+            "-n",
+            &self.hub,
+            "link",
+            "set",
+            &format!("p{i}"),
+            state,
+        ])
+    }
+
     /// How many hosts.
     pub fn len(&self) -> usize {
         self.hosts.len()

@@ -238,7 +238,16 @@ impl Daemon {
     ///
     /// # Panics
     /// If it exits or stays silent for [`LIMIT`].
-    pub fn start(mut cmd: Command, addr: SocketAddr) -> Daemon {
+    pub fn start(cmd: Command, addr: SocketAddr) -> Daemon {
+        Daemon::start_ready(cmd, addr, &["listening on", &addr.to_string()])
+    }
+
+    /// Spawns `cmd` and waits for its ready line, which must contain every one of
+    /// `words`; `addr` is what [`Daemon::addr`] reports.
+    ///
+    /// # Panics
+    /// If it exits or stays silent for [`LIMIT`].
+    pub fn start_ready(mut cmd: Command, addr: SocketAddr, words: &[&str]) -> Daemon {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -264,8 +273,8 @@ impl Daemon {
         };
         let ready = rx.recv_timeout(LIMIT).unwrap_or_default();
         assert!(
-            ready.contains("listening on") && ready.contains(&addr.to_string()),
-            "no ready line naming {addr} (got {ready:?}; status {:?}); stderr:\n{}",
+            words.iter().all(|w| ready.contains(w)),
+            "no ready line with {words:?} (got {ready:?}; status {:?}); stderr:\n{}",
             daemon.child.try_wait(),
             daemon.stderr()
         );

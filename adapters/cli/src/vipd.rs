@@ -35,6 +35,7 @@ use flotilla_tokio::group_client::{Cause, Delivery, GroupClient, GroupNotice, MA
 use flotilla_tokio::{Carries, Driver, DriverConfig, EffectRunner, ListenAddr, PeerTransport};
 use rtnetlink::Handle;
 use tokio::process::Command;
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
@@ -189,11 +190,13 @@ async fn serve(args: Args, cfg: VipConfig, node: String, handle: Handle) -> Exit
     if let Err(e) = set_mode(&socket, args.socket_mode) {
         return fail(1, e);
     }
+    let (lapse_tx, mut lapses) = mpsc::unbounded_channel();
     let runner = VipRunner {
         handle,
         node: Arc::from(node.as_str()),
         lifetime: (args.address_lifetime > 0).then_some(args.address_lifetime),
         renewals: Arc::default(),
+        lapsed: lapse_tx,
     };
     let agent = VipAgent::new(&node, cfg.clone(), driver.now());
     let mut agent = driver.start_with(agent, runner);
@@ -231,6 +234,12 @@ async fn serve(args: Args, cfg: VipConfig, node: String, handle: Handle) -> Exit
             }
             n = link.next_notice(), if link.connected() => {
                 for cmd in link.on_notice(n) {
+                    command(&agent, cmd).await;
+                }
+            }
+            Some(vip) = lapses.recv() => {
+                let why = format!("the addresses of {vip} outlived their lifetime unrenewed (was vipd stopped?)");
+                for cmd in link.detach(&why) {
                     command(&agent, cmd).await;
                 }
             }
@@ -576,6 +585,41 @@ struct VipRunner {
     lifetime: Option<u32>,
     /// The task renewing each held VIP's addresses.
     renewals: Arc<Mutex<BTreeMap<String, AbortHandle>>>,
+    /// Where a renewal that came too late says so.
+    lapsed: mpsc::UnboundedSender<String>,
+}
+
+/// Renews `addresses` a third of their lifetime apart. A renewal that comes after the
+/// lifetime ran out (vipd was stopped, or starved) does not bring the address back —
+/// another node may hold the VIP by now — but reports the lapse: vipd then leaves the
+/// group and joins again, so the group decides afresh.
+async fn renew(
+    handle: Handle,
+    vip: String,
+    addresses: Vec<VipAddress>,
+    secs: u32,
+    lapsed: mpsc::UnboundedSender<String>,
+) {
+    let lifetime = Duration::from_secs(u64::from(secs));
+    let mut expires = tokio::time::Instant::now() + lifetime;
+    loop {
+        tokio::time::sleep(lifetime / 3).await;
+        let asked = tokio::time::Instant::now();
+        if asked >= expires {
+            let _ = lapsed.send(vip);
+            return;
+        }
+        let mut renewed = true;
+        for a in &addresses {
+            if let Err(e) = vip_net::add(&handle, a, Some(secs)).await {
+                warn!(vip, error = e, "cannot renew an address");
+                renewed = false;
+            }
+        }
+        if renewed {
+            expires = asked + lifetime;
+        }
+    }
 }
 
 impl VipRunner {
@@ -590,19 +634,13 @@ impl VipRunner {
             }
         }
         if let Some(secs) = self.lifetime {
-            let (handle, list, lifetime) = (self.handle.clone(), addresses.to_vec(), self.lifetime);
-            let vip_name = vip.to_string();
-            let renew = tokio::spawn(async move {
-                let every = Duration::from_millis(u64::from(secs) * 1000 / 3);
-                loop {
-                    tokio::time::sleep(every).await;
-                    for a in &list {
-                        if let Err(e) = vip_net::add(&handle, a, lifetime).await {
-                            warn!(vip = vip_name, error = e, "cannot renew an address");
-                        }
-                    }
-                }
-            });
+            let renew = tokio::spawn(renew(
+                self.handle.clone(),
+                vip.to_string(),
+                addresses.to_vec(),
+                secs,
+                self.lapsed.clone(),
+            ));
             if let Some(old) = self
                 .renewals()
                 .insert(vip.to_string(), renew.abort_handle())
