@@ -58,12 +58,12 @@ pub(crate) struct Args {
     /// The configuration file: (:cluster …), (:vip …) forms and the optional
     /// (:announce …), (:health …), (:notify …), (:timing …). Errors are reported as
     /// FILE:LINE:COL and exit with status 2 (1 with --check).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// Check the file and exit: print a summary and exit 0 if it is valid (and names
-    /// --node, when given), else print the error and exit 1.
-    #[arg(long)]
-    check: bool,
+    #[arg(long, value_name = "FILE", required_unless_present = "check")]
+    config: Option<PathBuf>,
+    /// Check FILE and exit: print a summary and exit 0 if it is valid (and names --node,
+    /// when given), else print the error and exit 1.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check: Option<PathBuf>,
     /// This node: its groupd's --name. Default: this machine's host name.
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
@@ -96,12 +96,20 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 pub(crate) async fn run(args: Args) -> Outcome {
-    let bad = if args.check { 1 } else { EXIT_CONFIG };
-    let cfg = match read_config(&args.config) {
+    let checking = args.check.is_some();
+    let bad = if checking { 1 } else { EXIT_CONFIG };
+    let Some(path) = args.check.clone().or_else(|| args.config.clone()) else {
+        return Ok(fail(bad, "--config FILE is required"));
+    };
+    let cfg = match read_config(&path) {
         Ok(c) => c,
         Err(e) => return Ok(fail(bad, e)),
     };
-    let node = args.node.clone().or_else(crate::floodd::host_name);
+    // A check asks about the file; about a node only when one is named.
+    let node = match checking {
+        true => args.node.clone(),
+        false => args.node.clone().or_else(crate::floodd::host_name),
+    };
     if let Some(n) = &node
         && !cfg.voters().any(|v| v == n)
     {
@@ -109,12 +117,12 @@ pub(crate) async fn run(args: Args) -> Outcome {
             bad,
             format_args!(
                 "{}: node {n} is neither one of its nodes ({}) nor its witness: pass --node NAME",
-                args.config.display(),
+                path.display(),
                 cfg.nodes.join(" ")
             ),
         ));
     }
-    if args.check {
+    if checking {
         println!("{}", summary(&cfg));
         return Ok(ExitCode::SUCCESS);
     }

@@ -542,6 +542,19 @@ fn status_shows_every_vip_and_this_node() {
 }
 
 #[test]
+fn status_after_losing_groupd_shows_no_members_and_no_primary() {
+    let (mut o, _) = controlled();
+    o.a.handle(o.now, Input::Command(VipCommand::Detached))
+        .unwrap();
+    o.collect();
+    let out = o.say(1, "status\n");
+    assert!(
+        out.contains("250 node a generation=") && out.contains(" members=- primary=no settled=no"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_move_answers_when_the_target_holds_the_vip_and_holds_later_lines() {
     let (mut o, generation) = controlled();
     assert_eq!(

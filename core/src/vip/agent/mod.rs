@@ -406,7 +406,11 @@ impl VipAgent {
         VipStatus {
             node: self.node.clone(),
             generation: self.table.generation().cloned(),
-            members: self.table.members().iter().cloned().collect(),
+            // Detached, the table's last members are history, not a view.
+            members: match self.attached {
+                true => self.table.members().iter().cloned().collect(),
+                false => Vec::new(),
+            },
             primary: self.joined && self.table.primary(),
             settled: self.joined && self.table.settled(),
             facts: self.facts(),
