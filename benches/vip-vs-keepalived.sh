@@ -16,7 +16,9 @@
 #   apt-get install -y keepalived iputils-ping
 # Usage: cargo build --release -p flotilla && benches/vip-vs-keepalived.sh
 # Env: ROUNDS=5  FLOTILLA=target/release/flotilla  KEEPALIVED=keepalived
+#      PHASES="flotilla-default flotilla-tuned keepalived-default keepalived-tuned"
 set -euo pipefail
+[ -n "${VIPBENCH_TRACE:-}" ] && set -x
 ROUNDS=${ROUNDS:-5}
 FLOTILLA=${FLOTILLA:-$(pwd)/target/release/flotilla}
 KEEPALIVED=${KEEPALIVED:-keepalived}
@@ -57,7 +59,7 @@ for n in n0 n1 n2 c; do
 done
 
 holds() { ip -n "$1" -br addr show eth0 | grep -q " $VIP/"; }
-holder() { for n in n0 n1 n2; do holds $n && echo $n; done; }
+holder() { for n in n0 n1 n2; do if holds $n; then echo $n; fi; done; }
 # Waits (15 s at most) until exactly one node has the VIP; prints it.
 one_holder() {
   for _ in $(seq 150); do
@@ -66,6 +68,7 @@ one_holder() {
     sleep 0.1
   done
   echo "no single holder: $(holder | tr '\n' ' ')" >&2
+  for f in "$W"/*log; do echo "== $f" >&2; tail -5 "$f" >&2; done
   return 1
 }
 
@@ -94,13 +97,13 @@ summary() { # name values...
 }
 
 # ---------------------------------------------------------------- flotilla
-GROUPD_TUNED='(:timing (:heartbeat 20ms) (:suspect-after 60ms) (:verify-for 40ms) (:retry 10ms) (:ack-timeout 40ms) (:commit-timeout 200ms) (:hello 200ms))'
+GROUPD_TUNED='(:timing (:heartbeat 10ms) (:suspect-after 30ms) (:verify-for 20ms) (:retry 5ms) (:ack-timeout 20ms) (:commit-timeout 100ms) (:hello 200ms))'
 
 flotilla_start() { # node timing(default|tuned)
   local n=$1 k=${1#n} args=()
-  for j in 0 1 2; do [ $j != "$k" ] && args+=(--join 10.98.0.$((j + 1)):4803); done
+  for j in 0 1 2; do if [ $j != "$k" ]; then args+=(--join 10.98.0.$((j + 1)):4803); fi; done
   local lease=400
-  if [ "$2" = tuned ]; then args+=(--config "$W/groupd-tuned.conf"); lease=30; fi
+  if [ "$2" = tuned ]; then args+=(--config "$W/groupd-tuned.conf"); lease=20; fi
   ip netns exec $n "$FLOTILLA" groupd --name $n --listen 10.98.0.$((k + 1)):4803 \
     --socket "$W/$n.g" "${args[@]}" >>"$W/$n.glog" 2>&1 &
   PID[$n.g]=$!
@@ -127,6 +130,7 @@ C
     read -r gap lost first < <(measure 5 "ip link set p$h down; flotilla_kill $h")
     echo "flotilla $timing crash round $r: holder $h, outage ${gap} ms, ${lost} pings lost, first answer after ${first} ms"
     outs+=("$gap"); losts+=("$lost")
+    flotilla_kill "$h"
     # The crashed node's address lapses by its kernel lifetime (3 s).
     for _ in $(seq 60); do holds "$h" || break; sleep 0.1; done
     ip link set p$h up
@@ -157,6 +161,7 @@ C
 keepalived_start() { # node version advert
   local n=$1 prio
   case $n in n0) prio=150 ;; n1) prio=100 ;; *) prio=50 ;; esac
+  rm -f "$W/$n.kpid" "$W/$n.vpid"
   cat >"$W/$n.ka" <<C
 global_defs { router_id $n }
 vrrp_instance VI_1 {
@@ -188,6 +193,8 @@ keepalived_rounds() { # name version advert
     read -r gap lost first < <(measure 6 "ip link set p$h down; keepalived_kill $h")
     echo "keepalived $name crash round $r: holder $h, outage ${gap} ms, ${lost} pings lost"
     outs+=("$gap"); losts+=("$lost")
+    keepalived_kill "$h"   # reaped here: a zombie in its pid file counts as running
+    rm -f "$W/$h.kpid" "$W/$h.vpid"
     ip link set p$h up
     ip -n "$h" addr del $VIP/24 dev eth0 2>/dev/null || true
     keepalived_start "$h" "$2" "$3"
@@ -206,7 +213,8 @@ keepalived_rounds() { # name version advert
       read -r gap lost first < <(measure 4 "kill -TERM ${PID[$h.k]}")
       echo "keepalived stop-the-master round $r: from $h, longest silence ${gap} ms, ${lost} pings lost"
       outs+=("$gap"); losts+=("$lost")
-      wait "${PID[$h.k]}" 2>/dev/null || true
+      keepalived_kill "$h"
+      rm -f "$W/$h.kpid" "$W/$h.vpid"
       keepalived_start "$h" "$2" "$3"
       sleep 6
     done
@@ -218,7 +226,13 @@ keepalived_rounds() { # name version advert
 }
 
 echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) cores; $("$FLOTILLA" --version); $("$KEEPALIVED" --version 2>&1 | head -1); rounds $ROUNDS"
-flotilla_rounds default
-flotilla_rounds tuned
-keepalived_rounds default 2 1
-keepalived_rounds tuned 3 0.03
+PHASES=${PHASES:-flotilla-default flotilla-tuned keepalived-default keepalived-tuned}
+for phase in $PHASES; do
+  case $phase in
+    flotilla-default) flotilla_rounds default ;;
+    flotilla-tuned) flotilla_rounds tuned ;;
+    keepalived-default) keepalived_rounds default 2 1 ;;
+    keepalived-tuned) keepalived_rounds tuned 3 0.03 ;;
+    *) echo "unknown phase $phase"; exit 1 ;;
+  esac
+done
