@@ -1632,6 +1632,12 @@ plant core/src/flood/machine.rs \
   '} else if seq > self.through {' \
   '} else if seq >= self.through {' \
   flood
+# Issue 18: a member that installs a view after the sequencer asked for its state
+# keeps it until the request is repeated (a VIP failover waited 100 ms for it).
+plant core/src/groups/machine/mod.rs \
+  '        if !sequencer {' \
+  '        if false && !sequencer {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

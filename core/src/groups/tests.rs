@@ -1169,6 +1169,33 @@ fn the_flush_starts_the_new_view_as_soon_as_the_last_state_is_in() {
 }
 
 #[test]
+fn a_member_that_installs_the_view_after_the_sequencer_asked_tells_it_at_once() {
+    // Issue 18: the sequencer's request reached b and c before they had the view, so
+    // they could not answer it; their state must go when they install the view, not
+    // when the request is repeated 100 ms later (a VIP failover waited for it).
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b", "c"]);
+    net.install(&v1, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    let before = net.now;
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0]);
+    while !net.queue.is_empty() {
+        net.step();
+    }
+    assert!(net.nodes[0].g.flushing(), "the sequencer waits for b and c");
+    net.install(&v2, &[1, 2]);
+    while !net.queue.is_empty() {
+        net.step();
+    }
+    assert_eq!(net.now, before, "a timer had to fire for the flush to end");
+    assert!(
+        net.nodes.iter().all(|n| !n.g.flushing()),
+        "the flush ended on the states b and c sent unasked"
+    );
+}
+
+#[test]
 fn a_flush_state_from_a_daemon_outside_the_new_view_is_ignored() {
     // A state from a daemon that is not in the new view (c, which the view change
     // removed: its address is still known from the old view) must not count toward the

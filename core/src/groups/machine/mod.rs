@@ -880,6 +880,8 @@ impl Groups {
         {
             return;
         }
+        let seqr = Self::sequencer_of(&v).addr;
+        let sequencer = Self::sequencer_of(&v).name == self.me.name;
         self.flush = Some(Flush {
             view: v,
             since: now,
@@ -887,6 +889,13 @@ impl Groups {
             asks: Backoff::new(FLUSH_ASK_FIRST, RESEND_MAX, now),
             asked: false,
         });
+        if !sequencer {
+            // Told at once, not only when asked: the sequencer's first request may have
+            // come before this view was installed here, and its repeat comes only a
+            // `FLUSH_ASK_FIRST` later — the whole flush would wait for it.
+            let st = self.flush_state();
+            self.send(seqr, &st);
+        }
         self.flush_step(now);
     }
 
