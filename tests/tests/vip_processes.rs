@@ -292,3 +292,35 @@ fn vipd_outlives_its_groupd_and_joins_again() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert!(!node.socket().exists());
 }
+
+#[test]
+fn a_node_name_its_groupd_does_not_use_is_reported() {
+    let dir = std::env::temp_dir().join(format!("flotilla-vipname-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("two.conf");
+    std::fs::write(
+        &config,
+        "(:cluster (:group vip) (:nodes g0 zz))\n\
+         (:vip (:name web) (:address 10.250.0.50/24 nosuch0))\n",
+    )
+    .unwrap();
+    let addr = free_addr();
+    let _groupd = Daemon::groupd("g0", addr, &[] as &[&str]);
+    // zz's agent on g0's daemon: it joins, but the daemon calls its node g0.
+    let mut cmd = command(&["vipd", "--node", "zz"]);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--groupd")
+        .arg(addr.to_string())
+        .arg("--socket")
+        .arg(dir.join("zz.sock"));
+    let none = SocketAddr::from(([0, 0, 0, 0], 0));
+    let zz = Daemon::start_ready(cmd, none, &["vipd zz serving"]);
+    wait_until("the misnamed node reported", LIMIT, || {
+        zz.stderr()
+            .contains("this groupd does not name its node zz: --node must be its --name")
+            .then_some(())
+    });
+    drop(zz);
+    let _ = std::fs::remove_dir_all(&dir);
+}

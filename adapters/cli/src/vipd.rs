@@ -386,7 +386,14 @@ impl GroupLink {
             let mut c = GroupClient::connect(&self.addr)
                 .await
                 .map_err(|e| e.to_string())?;
-            c.set_name(AGENT_CLIENT).await.map_err(|e| e.to_string())?;
+            c.set_name(AGENT_CLIENT)
+                .await
+                .map_err(|e| match e.to_string() {
+                    e if e.contains("taken") => {
+                        format!("{e}: another vipd serves this node through this groupd")
+                    }
+                    e => e,
+                })?;
             c.join(&group).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(c)
         };
@@ -531,6 +538,23 @@ impl GroupLink {
                     );
                 }
                 self.members = members.into_iter().collect();
+                let me = (AGENT_CLIENT.to_string(), self.node.clone());
+                if count == self.members.len() && !self.members.contains(&me) {
+                    // This connection is a member, yet no member is this node's agent:
+                    // the daemon is named otherwise, and the agent would hold nothing.
+                    let listed: Vec<String> = self
+                        .members
+                        .iter()
+                        .map(|(c, d)| format!("{c}@{d}"))
+                        .collect();
+                    error!(
+                        node = self.node,
+                        groupd = self.addr,
+                        members = listed.join(","),
+                        "this groupd does not name its node {}: --node must be its --name",
+                        self.node
+                    );
+                }
                 vec![self.view(&view, seq)]
             }
             GroupNotice::Change {
