@@ -244,6 +244,11 @@ pub const BUILTIN: &[(&str, &str, &str)] = &[
         include_str!("../scenarios/broker-1000.scn"),
     ),
     (
+        "vip-failover",
+        "the holder of one VIP crashes: its address is up on a survivor within a second, with default timings",
+        include_str!("../scenarios/vip-failover.scn"),
+    ),
+    (
         "vip-crash",
         "VIP election on 3 nodes: holders crash and restart; one holder per VIP against the addresses nodes really have",
         include_str!("../scenarios/vip-crash.scn"),

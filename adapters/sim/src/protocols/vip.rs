@@ -20,7 +20,8 @@
 //! components in `(:partition all)`; a node that could not remove its address (it is
 //! fenced, and retries) and a paused node (it cannot act) are allowed for. **Steady**:
 //! no address changes after `steady-after`. **No lost line**: the groups machine refused
-//! none of the agents' lines. Predicate `vips-held`: every VIP is on exactly one running
+//! none of the agents' lines. Predicate `vips-up`: every VIP's addresses are on exactly
+//! one running node (what the network sees). Predicate `vips-held`: every VIP is on exactly one running
 //! node, the one every running agent's settled table names.
 
 use core::time::Duration;
@@ -280,7 +281,7 @@ impl Protocol for VipProtocol {
     }
 
     fn predicates(&self) -> &'static [&'static str] {
-        &["vips-held"]
+        &["vips-held", "vips-up"]
     }
 
     fn build(&mut self, node: &NodeSpec<'_>, rng: Rng, now: Instant) -> VipNode {
@@ -420,11 +421,16 @@ impl Protocol for VipProtocol {
     }
 
     fn predicate(&self, name: &str, world: &World<VipNode>) -> bool {
+        let holders = |v: usize| -> Vec<usize> {
+            (0..world.len())
+                .filter(|&n| world.node(n).status() == Status::Up && self.has[n].contains(&v))
+                .collect()
+        };
         match name {
+            // What the network sees: every VIP's addresses on exactly one running node.
+            "vips-up" => (0..self.vips).all(|v| holders(v).len() == 1),
             "vips-held" => (0..self.vips).all(|v| {
-                let on: Vec<usize> = (0..world.len())
-                    .filter(|&n| world.node(n).status() == Status::Up && self.has[n].contains(&v))
-                    .collect();
+                let on = holders(v);
                 on.len() == 1
                     && (0..world.len())
                         .filter_map(|n| Self::agent(world, n))
