@@ -1638,6 +1638,16 @@ plant core/src/groups/machine/mod.rs \
   '        if !sequencer {' \
   '        if false && !sequencer {' \
   groups
+# Mutation survivors of core/src/vip/table.rs (issue 17): half the voters counted as a
+# majority (two nodes without a witness would both hold after a split).
+plant core/src/vip/table.rs \
+  'present * 2 > voters.len()' \
+  'present * 2 >= voters.len()' \
+  vip
+plant core/src/vip/table.rs \
+  'present * 2 > voters.len()' \
+  'present + 2 > voters.len()' \
+  vip
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -1488,3 +1488,35 @@ fn the_canary_that_acquires_before_the_release_is_caught() {
         "the canary was caught on only {caught} of 60 seeds"
     );
 }
+
+#[test]
+fn a_component_is_primary_only_with_a_strict_majority_of_the_voters() {
+    // Mutation survivors (`present * 2 > voters` turned `>=` and `+`): half the voters
+    // is not a majority, or two nodes without a witness would both hold after a split.
+    let set = |m: &[&str]| {
+        m.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    let cases: [(&[&str], Option<&str>, &[&str], bool); 8] = [
+        (&["a", "b"], None, &["a"], false),
+        (&["a", "b"], None, &["a", "b"], true),
+        (&["a", "b"], Some("w"), &["a"], false),
+        (&["a", "b"], Some("w"), &["a", "w"], true),
+        (&["a", "b", "c", "d"], None, &["a", "b"], false),
+        (&["a", "b", "c", "d"], None, &["a", "b", "c"], true),
+        (&["a"], None, &[], false),
+        (&["a"], None, &["a"], true),
+    ];
+    for (nodes, witness, present, want) in cases {
+        let mut cfg = config(nodes, 1);
+        cfg.witness = witness.map(str::to_string);
+        let mut t = super::table::Table::new(cfg);
+        t.on_view(Place::new(1, "a", 1), set(present));
+        assert_eq!(
+            t.primary(),
+            want,
+            "nodes {nodes:?} witness {witness:?} members {present:?}"
+        );
+    }
+}
