@@ -1648,6 +1648,16 @@ plant core/src/vip/table.rs \
   'present * 2 > voters.len()' \
   'present + 2 > voters.len()' \
   vip
+# More survivors of the vip run: a VIP kept away from its preference never rebalanced,
+# and a state's preferences of VIPs beyond this file kept.
+plant core/src/vip/assign.rs \
+  'let on_preference = inp.prefer[i].is_some() && inp.prefer[i] == out[i];' \
+  'let on_preference = inp.prefer[i].is_some() || inp.prefer[i] == out[i];' \
+  vip
+plant core/src/vip/table.rs \
+  'if i < n && self.prefs.get(&i)' \
+  'if i < n || self.prefs.get(&i)' \
+  vip
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

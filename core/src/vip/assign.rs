@@ -266,6 +266,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rebalance_may_move_a_vip_kept_away_from_its_preference() {
+        // Mutation survivor (`is_some() && ==` turned `||`): a preference held elsewhere
+        // is not "on its preferred node"; such a VIP is the first to move.
+        let mut c = cfg(&["a", "b", "c"], 2);
+        c.balance = Balance::Rebalance;
+        let mut w = World::new(c, &["a", "b", "c"]);
+        w.current = vec![Some("a".into()), Some("a".into())];
+        w.prefer[0] = Some("c".into());
+        let placed = w.run();
+        let out = names(&placed);
+        assert_eq!(out[1], "a", "the VIP without a preference stays: {out:?}");
+        assert_ne!(
+            out[0], "a",
+            "the one kept away from its preference moves: {out:?}"
+        );
+    }
+
     fn world() -> impl Strategy<Value = World> {
         let nodes = ["a", "b", "c", "d"];
         (

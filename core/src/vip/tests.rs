@@ -358,6 +358,10 @@ fn a_failed_remove_fences_the_node_and_keeps_the_vip_from_others() {
     o.echo();
     assert_eq!(o.holder("v0").as_deref(), Some("b"));
     assert!(!o.a.table().facts("a").unwrap().fenced);
+    // The facts are a's own, and only members have any (mutation survivor: `facts`
+    // answering a default for anyone).
+    assert!(o.a.table().facts("a").unwrap().eligible);
+    assert!(o.a.table().facts("nobody").is_none());
 }
 
 #[test]
@@ -563,6 +567,10 @@ fn a_move_answers_when_the_target_holds_the_vip_and_holds_later_lines() {
         "the move waits, and status behind it"
     );
     o.echo(); // the move is in the order: a releases
+    assert!(
+        o.a.table().moves().contains_key(&0),
+        "the move is pending until b has v0"
+    );
     o.finish(0, true);
     o.echo(); // released: b is granted it
     assert_eq!(o.read.get(&1), None, "not answered before b has it");
@@ -1519,4 +1527,38 @@ fn a_component_is_primary_only_with_a_strict_majority_of_the_voters() {
             "nodes {nodes:?} witness {witness:?} members {present:?}"
         );
     }
+}
+
+#[test]
+fn a_state_keeps_only_preferences_of_vips_this_configuration_has() {
+    // Mutation survivor (`i < n && …` turned `||`): a member's state naming a VIP index
+    // beyond this file (it reads another, bigger one) must not add a preference.
+    use super::msg::{Facts, Preference, VipMsg};
+    let cfg = config(&["a", "b"], 1);
+    let digest = cfg.digest();
+    let mut t = super::table::Table::new(cfg);
+    let at = Place::new(1, "a", 1);
+    t.on_view(
+        at.clone(),
+        ["a", "b"].iter().map(|s| s.to_string()).collect(),
+    );
+    let pref = |node: &str| Preference {
+        node: Some(node.to_string()),
+        at: Place::new(1, "a", 0),
+    };
+    let prefs: BTreeMap<u16, Preference> = [(0, pref("b")), (5, pref("b"))].into();
+    let state = VipMsg::State {
+        generation: at.clone(),
+        digest,
+        facts: Facts::default(),
+        holds: Vec::new(),
+        prefs,
+    };
+    t.on_msg(&Place::new(1, "a", 2), "b", state);
+    assert_eq!(
+        t.prefs().keys().copied().collect::<Vec<_>>(),
+        [0],
+        "{:?}",
+        t.prefs()
+    );
 }
