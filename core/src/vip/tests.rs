@@ -1546,7 +1546,7 @@ fn a_state_keeps_only_preferences_of_vips_this_configuration_has() {
         node: Some(node.to_string()),
         at: Place::new(1, "a", 0),
     };
-    let prefs: BTreeMap<u16, Preference> = [(0, pref("b")), (5, pref("b"))].into();
+    let prefs: BTreeMap<u16, Preference> = [(0, pref("b")), (1, pref("b")), (5, pref("b"))].into();
     let state = VipMsg::State {
         generation: at.clone(),
         digest,
@@ -1561,4 +1561,175 @@ fn a_state_keeps_only_preferences_of_vips_this_configuration_has() {
         "{:?}",
         t.prefs()
     );
+}
+
+// ---------------------------------------------------------------------------------
+// The table alone, fed states and messages by hand (the mutation run's survivors in
+// `table.rs`, issue 17).
+
+struct Tab {
+    t: super::table::Table,
+    digest: u64,
+    generation_at: Place,
+    seq: u64,
+}
+
+impl Tab {
+    /// A table of `nodes` with `vips` VIPs in a new generation with every node a member.
+    fn new(cfg: VipConfig) -> Tab {
+        let digest = cfg.digest();
+        let nodes: BTreeSet<String> = cfg.nodes.iter().cloned().collect();
+        let mut t = super::table::Table::new(cfg);
+        let generation_at = Place::new(1, "a", 1);
+        t.on_view(generation_at.clone(), nodes);
+        Tab {
+            t,
+            digest,
+            generation_at,
+            seq: 1,
+        }
+    }
+
+    fn say(&mut self, from: &str, msg: super::msg::VipMsg) -> Vec<super::table::Outcome> {
+        self.seq += 1;
+        self.t.on_msg(&Place::new(1, "a", self.seq), from, msg)
+    }
+
+    fn state(&mut self, from: &str, holds: &[u16]) -> Vec<super::table::Outcome> {
+        let facts = super::msg::Facts {
+            eligible: true,
+            healthy: true,
+            fenced: false,
+            failed: Vec::new(),
+        };
+        let msg = super::msg::VipMsg::State {
+            generation: self.generation_at.clone(),
+            digest: self.digest,
+            facts,
+            holds: holds.to_vec(),
+            prefs: BTreeMap::new(),
+        };
+        self.say(from, msg)
+    }
+}
+
+#[test]
+fn a_release_before_the_group_settles_takes_back_only_that_claim() {
+    // `c.retain(|&x| x as usize != i)` turned `==`: b said it has v0 and v1, then
+    // released v0 before a's state was in: b keeps v1 (acquired), v0 is granted anew.
+    let mut tab = Tab::new(config(&["a", "b"], 2));
+    tab.state("b", &[0, 1]);
+    let generation = tab.generation_at.clone();
+    tab.say(
+        "b",
+        super::msg::VipMsg::Released {
+            generation,
+            vip: "v1".into(),
+        },
+    );
+    tab.state("a", &[]);
+    assert!(tab.t.settled());
+    let e = tab.t.entries();
+    assert_eq!(e[0].holder.as_deref(), Some("b"));
+    assert!(e[0].acquired, "v0 is b's from its state");
+    assert!(
+        !e[1].acquired,
+        "v1 was released: granted anew, not yet added"
+    );
+}
+
+#[test]
+fn a_merge_keeps_the_preferred_claimer_and_reports_the_holder() {
+    // `== pref` turned `!=` in `settle` (a and b both claim v0, which prefers b: b
+    // keeps it, a releases), and `e.holder != before` turned `==` (the new holder is
+    // reported, for watch).
+    let mut cfg = config(&["a", "b"], 1);
+    cfg.vips[0].prefer = Some("b".into());
+    let mut tab = Tab::new(cfg);
+    tab.state("a", &[0]);
+    let out = tab.state("b", &[0]);
+    let e = &tab.t.entries()[0];
+    assert_eq!(e.holder.as_deref(), Some("b"));
+    assert!(e.releasing.contains("a"));
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            super::table::Outcome::Holder { vip, holder: Some(h), .. } if vip == "v0" && h == "b"
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_add_failure_bars_the_node_at_its_place_in_the_order() {
+    // `!info.facts.failed.contains(..)` lost its `!`: the failure must be in the
+    // table's facts of the node at once, not only at its next `facts` message.
+    let mut tab = Tab::new(config(&["a", "b"], 1));
+    tab.state("a", &[]);
+    tab.state("b", &[]);
+    let holder = tab.t.entries()[0].holder.clone().expect("v0 granted");
+    let generation = tab.generation_at.clone();
+    tab.say(
+        &holder,
+        super::msg::VipMsg::AddFailed {
+            generation,
+            vip: "v0".into(),
+        },
+    );
+    assert_eq!(tab.t.facts(&holder).unwrap().failed, [0]);
+}
+
+#[test]
+fn a_newer_preference_wins_a_merge_and_an_older_one_does_not() {
+    // `mine.at < p.at` turned `>`: the later place must win, whichever state comes in
+    // first.
+    use super::msg::{Facts, Preference, VipMsg};
+    let early = Preference {
+        node: Some("a".into()),
+        at: Place::new(1, "a", 0),
+    };
+    let late = Preference {
+        node: Some("b".into()),
+        at: Place::new(1, "b", 5),
+    };
+    for order in [[&early, &late], [&late, &early]] {
+        let mut tab = Tab::new(config(&["a", "b"], 1));
+        for (from, p) in ["a", "b"].into_iter().zip(order) {
+            let msg = VipMsg::State {
+                generation: tab.generation_at.clone(),
+                digest: tab.digest,
+                facts: Facts::default(),
+                holds: Vec::new(),
+                prefs: [(0, p.clone())].into(),
+            };
+            tab.say(from, msg);
+        }
+        assert_eq!(tab.t.preference(0), Some("b"), "{order:?}");
+    }
+}
+
+#[test]
+fn with_stickiness_a_move_leaves_the_preference_alone() {
+    // `if !self.cfg.sticky` lost its `!`: only without stickiness does a move make its
+    // target the preference (or the VIP would go straight back).
+    for sticky in [true, false] {
+        let mut cfg = config(&["a", "b"], 1);
+        cfg.sticky = sticky;
+        cfg.vips[0].prefer = Some("a".into());
+        let mut tab = Tab::new(cfg);
+        tab.state("a", &[0]);
+        tab.state("b", &[]);
+        let generation = tab.generation_at.clone();
+        tab.say(
+            "a",
+            super::msg::VipMsg::Move {
+                generation,
+                vip: "v0".into(),
+                node: "b".into(),
+                token: 1,
+            },
+        );
+        let want = if sticky { "a" } else { "b" };
+        assert_eq!(tab.t.preference(0), Some(want), "sticky {sticky}");
+    }
 }
