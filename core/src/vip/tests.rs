@@ -1506,7 +1506,9 @@ fn a_component_is_primary_only_with_a_strict_majority_of_the_voters() {
             .map(|s| s.to_string())
             .collect::<BTreeSet<String>>()
     };
-    let cases: [(&[&str], Option<&str>, &[&str], bool); 8] = [
+    /// Nodes, witness, members, primary.
+    type Case<'a> = (&'a [&'a str], Option<&'a str>, &'a [&'a str], bool);
+    let cases: [Case; 8] = [
         (&["a", "b"], None, &["a"], false),
         (&["a", "b"], None, &["a", "b"], true),
         (&["a", "b"], Some("w"), &["a"], false),
