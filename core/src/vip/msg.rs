@@ -577,6 +577,21 @@ mod tests {
             VipMsg::decode(&long),
             Err(VipMsgError::TooLong(MAX_MSG + 1))
         );
+        // At the limit a line is read (and refused for what it says, not its length).
+        let edge = vec![b'x'; MAX_MSG];
+        assert!(matches!(
+            VipMsg::decode(&edge),
+            Err(VipMsgError::UnknownKind(_))
+        ));
+        // A refusal quotes what it refused, at most 64 characters of it.
+        assert_eq!(
+            VipMsg::decode(b"bogus 1/a/2"),
+            Err(VipMsgError::UnknownKind("bogus".into()))
+        );
+        assert_eq!(
+            VipMsg::decode(&edge),
+            Err(VipMsgError::UnknownKind("x".repeat(64)))
+        );
     }
 
     #[test]
