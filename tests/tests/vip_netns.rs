@@ -78,7 +78,9 @@ impl Vips {
             format!(
                 "(:cluster (:group vip) (:nodes n0 n1 n2))\n\
                  (:vip (:name web) (:address {vip}/24 eth0) (:prefer n0))\n\
-                 (:announce (:count 3) (:interval 50ms))\n"
+                 (:announce (:count 3) (:interval 50ms))\n\
+                 (:notify \"echo $VIPD_NODE >> {}/notify-$VIPD_NODE.log\")\n",
+                dir.display()
             ),
         )
         .unwrap();
@@ -320,6 +322,14 @@ fn a_vip_follows_crashes_stops_moves_and_partitions_in_namespaces() {
     };
     let first = v.one_holder("the VIP on its preferred node", &[0], LIMIT);
     assert_eq!(first, 0);
+    // The notify hook ran on the acquire, with the event, the VIP and the holders.
+    // (Each node's own file: n1's vipd runs as another user.)
+    let notified = |node: &str| {
+        std::fs::read_to_string(v.dir.join(format!("notify-{node}.log"))).unwrap_or_default()
+    };
+    wait_until("the acquire hook", LIMIT, || {
+        notified("n0").contains("n0 acquire web").then_some(())
+    });
 
     // The application, not root, reads and steers; a socket of mode 600 keeps it out.
     wait_until("n1's agent to see n0 hold the VIP", LIMIT, || {
@@ -338,6 +348,10 @@ fn a_vip_follows_crashes_stops_moves_and_partitions_in_namespaces() {
         answer.1
     );
     assert_eq!(v.holders(), [1], "the move is done when it says so");
+    wait_until("the release and acquire hooks", LIMIT, || {
+        (notified("n0").contains("n0 release web") && notified("n1").contains("n1 acquire web"))
+            .then_some(())
+    });
     assert!(pings.answered > 0);
     pings.say("forced move n0 -> n1");
 

@@ -324,3 +324,52 @@ fn a_node_name_its_groupd_does_not_use_is_reported() {
     drop(zz);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failing_health_check_makes_the_node_unhealthy_until_it_passes() {
+    // The health check runs as a real command every 100 ms: it passes while a file
+    // exists. The node's facts (status) follow it both ways.
+    let dir = std::env::temp_dir().join(format!("flotilla-viphealth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = dir.join("healthy");
+    let config = dir.join("vip.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "(:cluster (:group vip) (:nodes g0))\n\
+             (:vip (:name web) (:address 10.250.0.50/24 nosuch0))\n\
+             (:health (:name flag) (:command \"test -e {}\") (:interval 100ms) (:timeout 1s))\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let _groupd = Daemon::groupd("g0", addr, &[] as &[&str]);
+    let socket = dir.join("vipd.sock");
+    let mut cmd = command(&["vipd", "--node", "g0"]);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--groupd")
+        .arg(addr.to_string())
+        .arg("--socket")
+        .arg(&socket);
+    let none = SocketAddr::from(([0, 0, 0, 0], 0));
+    let _vipd = Daemon::start_ready(cmd, none, &["vipd g0 serving"]);
+    let status = || {
+        let mut c = Control::open(&socket);
+        c.line();
+        c.ask("status\n").join("\n")
+    };
+    wait_until("unhealthy while the check fails", LIMIT, || {
+        status().contains("healthy=no").then_some(())
+    });
+    std::fs::write(&flag, "").unwrap();
+    wait_until("healthy once it passes", LIMIT, || {
+        status().contains("healthy=yes").then_some(())
+    });
+    std::fs::remove_file(&flag).unwrap();
+    wait_until("unhealthy again", LIMIT, || {
+        status().contains("healthy=no").then_some(())
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
