@@ -341,7 +341,7 @@ fn a_vip_follows_crashes_stops_moves_and_partitions_in_namespaces() {
 
     // A forced move, under pings every 10 ms.
     let mut answer = (false, String::new());
-    let pings = v.pinged(3, || answer = v.vip_as_nobody(1, &["move", "web", "n1"]));
+    let pings = v.pinged(2, || answer = v.vip_as_nobody(1, &["move", "web", "n1"]));
     assert!(
         answer.0 && answer.1.contains("moved web to n1"),
         "{}",
@@ -358,14 +358,14 @@ fn a_vip_follows_crashes_stops_moves_and_partitions_in_namespaces() {
     // kill -9 of the holder's vipd alone: its groupd sees the client go and the others
     // take the VIP at once; the address it left expires by its kernel lifetime.
     let mut victim = v.vipd[1].take().unwrap();
-    let pings = v.pinged(4, || victim.kill());
+    let pings = v.pinged(3, || victim.kill());
     pings.say("kill -9 of the holder's vipd");
     let after_vipd = v.one_holder("the VIP off the node whose vipd died", &[0, 2], LIMIT);
     v.start_vipd(1);
     // kill -9 of the holder's groupd alone: its vipd removes the address at once, and
     // joins again by itself when groupd is back.
     let mut victim = v.groupd[after_vipd].take().unwrap();
-    let pings = v.pinged(4, || victim.kill());
+    let pings = v.pinged(3, || victim.kill());
     pings.say("kill -9 of the holder's groupd");
     let others: Vec<usize> = (0..NODES).filter(|&i| i != after_vipd).collect();
     let moved = v.one_holder("the VIP off the node whose groupd died", &others, LIMIT);
@@ -382,7 +382,7 @@ fn a_vip_follows_crashes_stops_moves_and_partitions_in_namespaces() {
 
     // The holder crashes: its cable pulled and its groupd and vipd killed with -9 (its
     // kernel would go on answering for the address otherwise).
-    let pings = v.pinged(5, || {
+    let pings = v.pinged(3, || {
         v.net.plug(1, false).unwrap();
         v.signal("-KILL", 1);
     });
@@ -412,7 +412,7 @@ fn a_vip_follows_crashes_stops_moves_and_partitions_in_namespaces() {
     // by its kernel lifetime, and it holds nothing once it runs again.
     // Its kernel answers for the address until the lifetime runs out, and the new
     // holder's announcements take the client over: no outage is expected.
-    let pings = v.pinged(5, || v.signal("-STOP", second));
+    let pings = v.pinged(3, || v.signal("-STOP", second));
     pings.say("SIGSTOP of the holder (groupd and vipd)");
     let others: Vec<usize> = (0..NODES).filter(|&i| i != second).collect();
     let third = v.one_holder("the VIP off the stopped node", &others, LIMIT);
