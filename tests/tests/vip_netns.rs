@@ -42,6 +42,15 @@ fn now_secs() -> f64 {
         .as_secs_f64()
 }
 
+/// A command's standard output followed by its standard error.
+fn both(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
         .args(&args[1..])
@@ -176,11 +185,7 @@ impl Vips {
             .stdin(Stdio::null())
             .output()
             .expect("run flotilla");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        both(&out)
     }
 
     /// `flotilla vip ARGS` on node `i` as user nobody.
@@ -201,14 +206,7 @@ impl Vips {
             .stdin(Stdio::null())
             .output()
             .expect("run flotilla vip");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        (out.status.success(), both(&out))
     }
 
     /// Whether node `i`'s kernel has the VIP's address.

@@ -619,7 +619,7 @@ fn members_json(members: &[MemberId]) -> String {
     format!("[{}]", all.join(","))
 }
 
-fn json_strings(words: &[String]) -> String {
+pub(crate) fn json_strings(words: &[String]) -> String {
     let all: Vec<String> = words.iter().map(|w| json_string(w)).collect();
     format!("[{}]", all.join(","))
 }

@@ -16,6 +16,7 @@ use flotilla_tokio::vip_client::{VipClient, VipNotice, VipState, VipStatus};
 use crate::Outcome;
 use crate::daemon::fail;
 use crate::flood_cli::json_string;
+use crate::group_cli::json_strings;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -143,11 +144,6 @@ fn opt_json(v: Option<&str>) -> String {
     v.map_or("null".to_string(), json_string)
 }
 
-fn strings_json(words: &[String]) -> String {
-    let all: Vec<String> = words.iter().map(|w| json_string(w)).collect();
-    format!("[{}]", all.join(","))
-}
-
 fn notice_line(n: &VipNotice, json: bool) -> String {
     if !json {
         return n.to_string();
@@ -179,9 +175,9 @@ fn vip_line(v: &VipState, json: bool) -> String {
             v.acquired,
             opt_json(v.since.as_deref()),
             opt_json(v.prefer.as_deref()),
-            strings_json(&v.releasing),
+            json_strings(&v.releasing),
             json_string(&v.local),
-            strings_json(&v.addresses),
+            json_strings(&v.addresses),
         );
     }
     let state = match (&v.holder, v.acquired) {
@@ -212,7 +208,7 @@ fn status_lines(s: &VipStatus, json: bool) -> Vec<String> {
             "{{\"node\":{},\"generation\":{},\"members\":{},\"primary\":{},\"settled\":{},\"eligible\":{},\"healthy\":{},\"fenced\":{}}}",
             json_string(&s.node),
             opt_json(s.generation.as_deref()),
-            strings_json(&s.members),
+            json_strings(&s.members),
             s.primary,
             s.settled,
             s.eligible,

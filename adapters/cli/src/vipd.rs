@@ -247,9 +247,7 @@ async fn serve(args: Args, cfg: VipConfig, node: String, handle: Handle) -> Exit
             }
             Some(vip) = lapses.recv() => {
                 let why = format!("the addresses of {vip} outlived their lifetime unrenewed (was vipd stopped?)");
-                for cmd in link.detach(&why) {
-                    command(&agent, cmd).await;
-                }
+                command(&agent, link.detach(&why)).await;
             }
             _ = probe.tick() => {
                 for cmd in link.tick().await {
@@ -367,7 +365,7 @@ impl GroupLink {
     }
 
     /// The connection is gone (or the lease ran out): the agent lets go of everything.
-    fn detach(&mut self, why: &str) -> Vec<VipCommand> {
+    fn detach(&mut self, why: &str) -> VipCommand {
         if self.client.take().is_some() || !self.lost {
             warn!(
                 groupd = self.addr,
@@ -376,7 +374,7 @@ impl GroupLink {
         }
         self.lost = true;
         self.members.clear();
-        vec![VipCommand::Detached]
+        VipCommand::Detached
     }
 
     /// Connects and joins, each step under the lease.
@@ -418,8 +416,8 @@ impl GroupLink {
         };
         match tokio::time::timeout(self.lease, c.groups()).await {
             Ok(Ok(_)) => Vec::new(),
-            Ok(Err(e)) => self.detach(&e.to_string()),
-            Err(_) => self.detach("groupd did not answer within the lease"),
+            Ok(Err(e)) => vec![self.detach(&e.to_string())],
+            Err(_) => vec![self.detach("groupd did not answer within the lease")],
         }
     }
 
@@ -474,10 +472,8 @@ impl GroupLink {
                 };
                 match tokio::time::timeout(self.lease, c.send(g, line.as_bytes())).await {
                     Ok(Ok(())) => None,
-                    Ok(Err(e)) => self.detach(&format!("send failed: {e}")).pop(),
-                    Err(_) => self
-                        .detach("groupd did not take a message within the lease")
-                        .pop(),
+                    Ok(Err(e)) => Some(self.detach(&format!("send failed: {e}"))),
+                    Err(_) => Some(self.detach("groupd did not take a message within the lease")),
                 }
             }
             VipEvent::Holder { vip, holder, at } => {
@@ -518,7 +514,7 @@ impl GroupLink {
     fn on_notice(&mut self, n: Result<GroupNotice, String>) -> Vec<VipCommand> {
         let n = match n {
             Ok(n) => n,
-            Err(e) => return self.detach(&e),
+            Err(e) => return vec![self.detach(&e)],
         };
         let ours = |g: &str| self.group.as_deref() == Some(g);
         match n {
@@ -589,7 +585,7 @@ impl GroupLink {
                 daemon,
                 payload: Bytes::from(payload),
             }],
-            GroupNotice::Closing(why) => self.detach(&format!("groupd closed: {why}")),
+            GroupNotice::Closing(why) => vec![self.detach(&format!("groupd closed: {why}"))],
             _ => Vec::new(),
         }
     }
