@@ -29,6 +29,7 @@ use bytes::Bytes;
 use flotilla_core::vip::agent::{AGENT_CLIENT, LocalChange, VipAgent, VipCommand, VipEvent};
 use flotilla_core::vip::config::{self as vip_config, MAX_CONFIG_BYTES, VipAddress, VipConfig};
 use flotilla_core::vip::msg::Place;
+use flotilla_core::vip::node::MemberList;
 use flotilla_core::vip::{VipEffect, agent::control::MAX_CONTROL_CLIENTS};
 use flotilla_core::{EffectError, ListenerId};
 use flotilla_tokio::group_client::{Cause, Delivery, GroupClient, GroupNotice, MAX_LISTED};
@@ -335,7 +336,7 @@ struct GroupLink {
     client: Option<GroupClient>,
     /// The group, once the agent asked to join it.
     group: Option<String>,
-    members: BTreeSet<(String, String)>,
+    members: MemberList,
     /// A connection was lost and not yet made again: said once.
     lost: bool,
 }
@@ -348,7 +349,7 @@ impl GroupLink {
             lease,
             client: None,
             group: None,
-            members: BTreeSet::new(),
+            members: MemberList::default(),
             lost: false,
         }
     }
@@ -533,9 +534,9 @@ impl GroupLink {
                         "the group has more members than a notice lists"
                     );
                 }
-                self.members = members.into_iter().collect();
+                self.members.replace(members);
                 let me = (AGENT_CLIENT.to_string(), self.node.clone());
-                if count == self.members.len() && !self.members.contains(&me) {
+                if count == self.members.len() && !self.members.iter().any(|m| *m == me) {
                     // This connection is a member, yet no member is this node's agent:
                     // the daemon is named otherwise, and the agent would hold nothing.
                     let listed: Vec<String> = self
@@ -563,10 +564,10 @@ impl GroupLink {
             } if ours(&group) => {
                 match cause {
                     Cause::Join => {
-                        self.members.insert(member);
+                        self.members.joined(member);
                     }
                     Cause::Leave | Cause::Disconnect | Cause::Network => {
-                        self.members.remove(&member);
+                        self.members.left(&member);
                     }
                 }
                 vec![self.view(&view, seq)]
@@ -591,10 +592,7 @@ impl GroupLink {
     }
 
     fn view(&self, view: &flotilla_tokio::group_client::ViewId, seq: u64) -> VipCommand {
-        VipCommand::GroupView {
-            at: Self::at(view, seq),
-            members: self.members.iter().cloned().collect(),
-        }
+        self.members.view(Self::at(view, seq))
     }
 
     async fn quit(&mut self) {

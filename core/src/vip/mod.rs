@@ -26,5 +26,5 @@ pub use agent::{
 };
 pub use config::{VipAddress, VipConfig, VipSpec};
 pub use msg::{Place, VipMsg};
-pub use node::{AgentLink, VipNode};
+pub use node::{AgentLink, MemberList, VipNode};
 pub use table::Table;

@@ -20,12 +20,63 @@ use crate::time::Instant;
 /// A group daemon and its VIP agent.
 pub type VipNode = Pair<GroupDaemon, VipAgent, AgentLink>;
 
+/// The agents' group's members, kept from whole lists and single changes: a group
+/// reports one member joining or leaving, the agent wants every member. `AgentLink`
+/// keeps it from the groups machine, `flotilla vipd` from a group client's notices.
+#[derive(Clone, Debug, Default)]
+pub struct MemberList(BTreeSet<(String, String)>);
+
+impl MemberList {
+    /// Every member, as a whole list says.
+    pub fn replace(&mut self, all: impl IntoIterator<Item = (String, String)>) {
+        self.0 = all.into_iter().collect();
+    }
+
+    /// One member joined.
+    pub fn joined(&mut self, m: (String, String)) {
+        self.0.insert(m);
+    }
+
+    /// One member left.
+    pub fn left(&mut self, m: &(String, String)) {
+        self.0.remove(m);
+    }
+
+    /// No members (the connection to the group is gone).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The members, `(client, daemon)`, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &(String, String)> {
+        self.0.iter()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The agent's command for a change of the group at `at`.
+    pub fn view(&self, at: Place) -> VipCommand {
+        VipCommand::GroupView {
+            at,
+            members: self.0.iter().cloned().collect(),
+        }
+    }
+}
+
 /// Carries the agent's group traffic across, keeping the group's member list (the
 /// groups machine reports a change, the agent wants the whole list).
 #[derive(Clone, Debug, Default)]
 pub struct AgentLink {
     group: Option<String>,
-    members: BTreeSet<(String, String)>,
+    members: MemberList,
     /// Lines the groups machine refused (it had 1,024 items on their way): the agent's
     /// table would wait for them, so the count is watched by the simulator.
     pub refused: u64,
@@ -60,18 +111,14 @@ impl Link<GroupDaemon, VipAgent> for AgentLink {
                 ..
             } if group == ours => {
                 match change {
-                    GroupChange::Whole(list) => self.members = list.iter().cloned().collect(),
-                    GroupChange::Joined(m) => {
-                        self.members.insert(m.clone());
-                    }
-                    GroupChange::Left(m) => {
-                        self.members.remove(m);
-                    }
+                    GroupChange::Whole(list) => self.members.replace(list.iter().cloned()),
+                    GroupChange::Joined(m) => self.members.joined(m.clone()),
+                    GroupChange::Left(m) => self.members.left(m),
                 }
-                Some(VipCommand::GroupView {
-                    at: Place::new(view.epoch, &view.coordinator, *seq),
-                    members: self.members.iter().cloned().collect(),
-                })
+                Some(
+                    self.members
+                        .view(Place::new(view.epoch, &view.coordinator, *seq)),
+                )
             }
             GroupsEvent::Delivered {
                 view,
