@@ -101,14 +101,20 @@ impl Seen {
             Ok(GroupMsg::FlushReq { view }) => push(&mut self.flush_reqs, view),
             Ok(GroupMsg::FlushState { view, old, .. }) => push(&mut self.flush_states, (view, old)),
             Ok(GroupMsg::Start { view, .. }) => push(&mut self.starts, view),
-            Ok(GroupMsg::Submit { item, .. }) => push(&mut self.items, item),
-            Ok(GroupMsg::Order { seq, item, .. }) => {
-                self.top_order = self.top_order.max(seq);
-                push(&mut self.items, item);
+            Ok(GroupMsg::Submit { items, .. }) => {
+                items.into_iter().for_each(|i| push(&mut self.items, i))
             }
-            Ok(GroupMsg::FifoData { fseq, item, .. }) => {
-                self.top_fifo = self.top_fifo.max(fseq);
-                push(&mut self.items, item);
+            Ok(GroupMsg::Order { seq, items, .. }) => {
+                self.top_order = self
+                    .top_order
+                    .max(seq.saturating_add(items.len() as u64 - 1));
+                items.into_iter().for_each(|i| push(&mut self.items, i));
+            }
+            Ok(GroupMsg::FifoData { fseq, items, .. }) => {
+                self.top_fifo = self
+                    .top_fifo
+                    .max(fseq.saturating_add(items.len() as u64 - 1));
+                items.into_iter().for_each(|i| push(&mut self.items, i));
             }
             Ok(
                 GroupMsg::Ack { .. }
@@ -193,6 +199,12 @@ impl World {
                 }
             }
         }
+    }
+
+    /// A batch of one to three plausible items.
+    fn items(&mut self, b: &mut Body<'_>, seen: &Seen) -> Vec<Item> {
+        let n = 1 + usize::from(b.u8() % 3);
+        (0..n).map(|_| self.item(b.u8(), b, seen)).collect()
     }
 
     /// A plausible item: a peer's (or the daemon's own) next one, or one seen.
@@ -468,8 +480,10 @@ fuzz_target!(|data: &[u8]| {
                     1 => seq.saturating_sub(1),
                     _ => b.u64() % 16,
                 };
-                seen.top_order = seen.top_order.max(seq);
-                let item = w.item(b.u8(), &mut b, &seen);
+                let items = w.items(&mut b, &seen);
+                seen.top_order = seen
+                    .top_order
+                    .max(seq.saturating_add(items.len() as u64 - 1));
                 if HONEST_ORDERS_ONLY && w.orders_in(&view) {
                     None
                 } else {
@@ -479,7 +493,7 @@ fuzz_target!(|data: &[u8]| {
                             view,
                             seq,
                             stable,
-                            item,
+                            items,
                         },
                     ))
                 }
@@ -508,8 +522,11 @@ fuzz_target!(|data: &[u8]| {
                     3 => Some((from, GroupMsg::FifoStable { view, upto: n })),
                     _ => {
                         // Mostly from the item's own origin, as the protocol has it.
-                        let item = w.item(b.u8(), &mut b, &seen);
-                        let o = NAMES.iter().position(|x| *x == item.id.origin).unwrap_or(0);
+                        let items = w.items(&mut b, &seen);
+                        let o = NAMES
+                            .iter()
+                            .position(|x| *x == items[0].id.origin)
+                            .unwrap_or(0);
                         let at = if arg & 0x40 == 0 { addr(o) } else { from };
                         Some((
                             at,
@@ -517,7 +534,7 @@ fuzz_target!(|data: &[u8]| {
                                 view,
                                 fseq: n,
                                 stable: b.u64() % 8,
-                                item,
+                                items,
                             },
                         ))
                     }
@@ -525,14 +542,17 @@ fuzz_target!(|data: &[u8]| {
             }
             9 => {
                 let view = w.id(arg >> 2, &mut b);
-                let item = w.item(b.u8(), &mut b, &seen);
+                let items = w.items(&mut b, &seen);
                 let floor = if b.u8() % 2 == 0 {
-                    item.id.lseq
+                    items[0].id.lseq
                 } else {
                     b.u64() % 8
                 };
-                let o = NAMES.iter().position(|n| *n == item.id.origin).unwrap_or(0);
-                Some((addr(o), GroupMsg::Submit { view, floor, item }))
+                let o = NAMES
+                    .iter()
+                    .position(|n| *n == items[0].id.origin)
+                    .unwrap_or(0);
+                Some((addr(o), GroupMsg::Submit { view, floor, items }))
             }
             10 => {
                 // What the daemon sent, back from a peer.

@@ -106,6 +106,10 @@ enum Command {
     Sim(sim::Args),
 }
 
+/// The daemons' allocator (see Cargo.toml for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {

@@ -13,20 +13,27 @@ const fn kind(n: u8) -> Kind {
     Kind(((FAMILY as u16) << 8) | n as u16)
 }
 
-const SUBMIT: Kind = kind(0x01);
-const ORDER: Kind = kind(0x02);
+// 0x01 (one submitted item), 0x02 (one ordered item) and 0x08 (one FIFO item) were the
+// single-item forms of the batches 0x0c, 0x0d and 0x0e; they are no longer spoken.
+const SUBMIT: Kind = kind(0x0c);
+const ORDER: Kind = kind(0x0d);
 const ACK: Kind = kind(0x03);
 const NACK: Kind = kind(0x04);
 const FLUSH_REQ: Kind = kind(0x05);
 const FLUSH_STATE: Kind = kind(0x06);
 const START: Kind = kind(0x07);
-const FIFO_DATA: Kind = kind(0x08);
+const FIFO_DATA: Kind = kind(0x0e);
 const FIFO_ACK: Kind = kind(0x09);
 const FIFO_NACK: Kind = kind(0x0a);
 const FIFO_STABLE: Kind = kind(0x0b);
 
 /// Longest group or client name.
 pub const MAX_NAME: usize = 64;
+/// Most items in one batch (`Submit`, `Order`, `FifoData`).
+pub const MAX_BATCH: usize = 1024;
+/// Payload bytes a batch takes before it is closed (one more item may pass it): a batch
+/// is formed from what is queued in one turn, so this bounds a frame, not a wait.
+pub const BATCH_BYTES: usize = 64 * 1024;
 /// Largest message body. Small enough that the items a flush carries fit one frame
 /// (see `machine::LOG_BYTES`).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -110,26 +117,27 @@ pub type FifoFill = (ViewId, String, u64, Numbered);
 /// Every groups message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupMsg {
-    /// To the sequencer: order this item in `view`.
+    /// To the sequencer: order these items in `view` (one batch: what the sender had
+    /// queued at once, in `lseq` order).
     Submit {
         /// The sender's view.
         view: ViewId,
         /// The lowest `lseq` the sender has not yet seen delivered (everything below
         /// was ordered: the sequencer starts this origin there).
         floor: u64,
-        /// The item.
-        item: Item,
+        /// The items, 1 to [`MAX_BATCH`].
+        items: Vec<Item>,
     },
-    /// From the sequencer: item number `seq` of `view` (also a resend).
+    /// From the sequencer: items numbered `seq`, `seq + 1`, … of `view` (also a resend).
     Order {
         /// The view.
         view: ViewId,
-        /// Its number in the view, from 1.
+        /// The first item's number in the view, from 1.
         seq: u64,
         /// Every member holds items up to this number (they may be forgotten).
         stable: u64,
-        /// The item.
-        item: Item,
+        /// The items, 1 to [`MAX_BATCH`], numbered from `seq` on.
+        items: Vec<Item>,
     },
     /// To the sequencer: items up to `upto` delivered here.
     Ack {
@@ -181,17 +189,18 @@ pub enum GroupMsg {
         /// Per previous view and origin: how to finish its FIFO items.
         fifo: Vec<FifoFill>,
     },
-    /// From a FIFO item's origin to every member: its item number `fseq` of `view`
-    /// (numbered per origin and view from 1; also a resend). The item is a message.
+    /// From a FIFO items' origin to every member: its items numbered `fseq`, `fseq + 1`,
+    /// … of `view` (numbered per origin and view from 1; also a resend). Each is a
+    /// message.
     FifoData {
         /// The view.
         view: ViewId,
-        /// Its number among the origin's FIFO items of the view.
+        /// The first item's number among the origin's FIFO items of the view.
         fseq: u64,
         /// Every member delivered the origin's items up to this number.
         stable: u64,
-        /// The item (`id.lseq` is `fseq`).
-        item: Item,
+        /// The items, 1 to [`MAX_BATCH`] (each `id.lseq` is its number).
+        items: Vec<Item>,
     },
     /// To a FIFO origin: its items up to `upto` delivered here.
     FifoAck {
@@ -293,6 +302,31 @@ fn put_items(w: &mut Writer, items: &[(u64, Item)]) {
     }
 }
 
+fn put_batch(w: &mut Writer, items: &[Item]) {
+    w.count(items.len());
+    for it in items {
+        put_item(w, it);
+    }
+}
+
+/// A batch: 1 to [`MAX_BATCH`] items, numbered from `first` on when numbered (the last
+/// number must not overflow).
+fn get_batch(r: &mut Reader<'_>, first: Option<u64>) -> Result<Vec<Item>, DecodeError> {
+    let n = r.count("batch", MAX_BATCH, 30)?;
+    let last = first.map(|f| f.checked_add(n as u64));
+    if n == 0 || last == Some(None) {
+        return Err(DecodeError::InvalidValue {
+            field: "batch",
+            value: n as u64,
+        });
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(get_item(r)?);
+    }
+    Ok(v)
+}
+
 fn get_items(r: &mut Reader<'_>) -> Result<Vec<(u64, Item)>, DecodeError> {
     let n = r.count("items", MAX_ITEMS, 30)?;
     let mut v = Vec::with_capacity(n);
@@ -307,21 +341,21 @@ impl GroupMsg {
     pub fn to_frame(&self) -> Frame {
         let mut w = Writer::new();
         let k = match self {
-            GroupMsg::Submit { view, floor, item } => {
+            GroupMsg::Submit { view, floor, items } => {
                 put_id(&mut w, view);
                 w.u64(*floor);
-                put_item(&mut w, item);
+                put_batch(&mut w, items);
                 SUBMIT
             }
             GroupMsg::Order {
                 view,
                 seq,
                 stable,
-                item,
+                items,
             } => {
                 put_id(&mut w, view);
                 w.u64(*seq).u64(*stable);
-                put_item(&mut w, item);
+                put_batch(&mut w, items);
                 ORDER
             }
             GroupMsg::Ack { view, upto } => {
@@ -392,11 +426,11 @@ impl GroupMsg {
                 view,
                 fseq,
                 stable,
-                item,
+                items,
             } => {
                 put_id(&mut w, view);
                 w.u64(*fseq).u64(*stable);
-                put_item(&mut w, item);
+                put_batch(&mut w, items);
                 FIFO_DATA
             }
             GroupMsg::FifoAck { view, upto } => {
@@ -426,14 +460,17 @@ impl GroupMsg {
             SUBMIT => GroupMsg::Submit {
                 view: get_id(r)?,
                 floor: r.u64()?,
-                item: get_item(r)?,
+                items: get_batch(r, None)?,
             },
-            ORDER => GroupMsg::Order {
-                view: get_id(r)?,
-                seq: r.u64()?,
-                stable: r.u64()?,
-                item: get_item(r)?,
-            },
+            ORDER => {
+                let (view, seq, stable) = (get_id(r)?, r.u64()?, r.u64()?);
+                GroupMsg::Order {
+                    view,
+                    seq,
+                    stable,
+                    items: get_batch(r, Some(seq))?,
+                }
+            }
             ACK => GroupMsg::Ack {
                 view: get_id(r)?,
                 upto: r.u64()?,
@@ -497,12 +534,15 @@ impl GroupMsg {
                     fifo,
                 }
             }
-            FIFO_DATA => GroupMsg::FifoData {
-                view: get_id(r)?,
-                fseq: r.u64()?,
-                stable: r.u64()?,
-                item: get_item(r)?,
-            },
+            FIFO_DATA => {
+                let (view, fseq, stable) = (get_id(r)?, r.u64()?, r.u64()?);
+                GroupMsg::FifoData {
+                    view,
+                    fseq,
+                    stable,
+                    items: get_batch(r, Some(fseq))?,
+                }
+            }
             FIFO_ACK => GroupMsg::FifoAck {
                 view: get_id(r)?,
                 upto: r.u64()?,
@@ -570,21 +610,25 @@ mod tests {
             })
     }
 
+    fn batch() -> impl Strategy<Value = Vec<Item>> {
+        proptest::collection::vec(item(), 1..5)
+    }
+
     fn msg() -> impl Strategy<Value = GroupMsg> {
         prop_oneof![
-            (id(), any::<u64>(), item()).prop_map(|(view, floor, item)| GroupMsg::Submit {
+            (id(), any::<u64>(), batch()).prop_map(|(view, floor, items)| GroupMsg::Submit {
                 view,
                 floor,
-                item
+                items
             }),
-            (id(), any::<u64>(), any::<u64>(), item()).prop_map(|(view, seq, stable, item)| {
-                GroupMsg::Order {
+            (id(), 0..u64::MAX / 2, any::<u64>(), batch()).prop_map(
+                |(view, seq, stable, items)| GroupMsg::Order {
                     view,
                     seq,
                     stable,
-                    item,
+                    items,
                 }
-            }),
+            ),
             (id(), any::<u64>()).prop_map(|(view, upto)| GroupMsg::Ack { view, upto }),
             (id(), any::<u64>()).prop_map(|(view, from)| GroupMsg::Nack { view, from }),
             id().prop_map(|view| GroupMsg::FlushReq { view }),
@@ -642,18 +686,65 @@ mod tests {
                     table,
                     fifo,
                 }),
-            (id(), any::<u64>(), any::<u64>(), item()).prop_map(|(view, fseq, stable, item)| {
-                GroupMsg::FifoData {
+            (id(), 0..u64::MAX / 2, any::<u64>(), batch()).prop_map(
+                |(view, fseq, stable, items)| GroupMsg::FifoData {
                     view,
                     fseq,
                     stable,
-                    item,
+                    items,
                 }
-            }),
+            ),
             (id(), any::<u64>()).prop_map(|(view, upto)| GroupMsg::FifoAck { view, upto }),
             (id(), any::<u64>()).prop_map(|(view, from)| GroupMsg::FifoNack { view, from }),
             (id(), any::<u64>()).prop_map(|(view, upto)| GroupMsg::FifoStable { view, upto }),
         ]
+    }
+
+    fn one_order(seq: u64, n: usize) -> GroupMsg {
+        let view = ViewId {
+            epoch: 1,
+            coordinator: "a".into(),
+            incarnation: 1,
+        };
+        let it = Item {
+            id: MsgId {
+                origin: "a".into(),
+                incarnation: 1,
+                lseq: 1,
+            },
+            group: "g".into(),
+            what: What::Join { client: "c".into() },
+        };
+        GroupMsg::Order {
+            view,
+            seq,
+            stable: 0,
+            items: vec![it; n],
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_to_max_batch_items_whose_numbers_fit() {
+        let full = one_order(1, MAX_BATCH);
+        assert_eq!(GroupMsg::decode(&full.to_frame()).unwrap(), full);
+        for bad in [
+            one_order(1, 0),
+            one_order(1, MAX_BATCH + 1),
+            one_order(u64::MAX - 1, 2),
+        ] {
+            let e = GroupMsg::decode(&bad.to_frame()).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    DecodeError::InvalidValue { field: "batch", .. }
+                        | DecodeError::TooLong { field: "batch", .. }
+                ),
+                "{e:?}"
+            );
+        }
+        // The last number may be u64::MAX - 1 (seq + n does not overflow).
+        let edge = one_order(u64::MAX - 2, 2);
+        assert_eq!(GroupMsg::decode(&edge.to_frame()).unwrap(), edge);
     }
 
     #[test]
@@ -695,7 +786,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_payloads_never_panic(k in 1u8..13, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_payloads_never_panic(k in 1u8..16, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = GroupMsg::decode(&Frame::new(kind(k), Bytes::from(bytes)));
         }
     }

@@ -1270,7 +1270,7 @@ fn order_from_a(v: &View, seq: u64, stable: u64) -> Input<GroupsCommand, crate::
         view: v.id.clone(),
         seq,
         stable,
-        item,
+        items: vec![item],
     };
     Input::Frame {
         from: addr(0),
@@ -1729,7 +1729,7 @@ fn still_knows_a_departed_origin_after(lives: u64) -> bool {
             view: v.id.clone(),
             seq,
             stable: seq - 1,
-            item,
+            items: vec![item],
         }
         .to_frame(),
     };
@@ -1838,7 +1838,7 @@ fn fifo_data(
         view: v.id.clone(),
         fseq,
         stable,
-        item,
+        items: vec![item],
     };
     Input::Frame {
         from: addr(from),
@@ -2183,4 +2183,185 @@ fn a_start_carries_only_the_fifo_items_some_member_lacks() {
     for n in &net.nodes[..3] {
         assert_eq!(per_origin(n, "d"), ["d1", "d2", "d3", "d4", "d5"]);
     }
+}
+
+// ----- batches on the wire (SPEC.md §10.3) -----
+
+/// Three settled daemons; nothing on its way.
+fn three_settled() -> (Net, View) {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v = view(1, &["a", "b", "c"]);
+    net.install(&v, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.run_for(Duration::from_millis(300));
+    (net, v)
+}
+
+/// Hands node `i` every input in `inputs` before taking any of its outputs (one turn of a
+/// driver), then takes them.
+fn one_turn(net: &mut Net, i: usize, inputs: Vec<Input<GroupsCommand, crate::machine::NoEffect>>) {
+    for input in inputs {
+        net.nodes[i].g.handle(net.now, input).expect("taken");
+    }
+    net.drain(i);
+}
+
+/// The frames on their way from `from` to `to`, decoded, in order.
+fn on_the_way(net: &Net, from: usize, to: usize) -> Vec<GroupMsg> {
+    net.queue
+        .iter()
+        .filter(|(f, t, _)| (*f, *t) == (from, to))
+        .map(|(_, _, frame)| decoded(frame))
+        .collect()
+}
+
+/// Sends b takes in one turn reach the sequencer as one submit, which it orders as one
+/// frame to each member, numbered one after the other; every daemon delivers them all
+/// in that order. One send alone is a batch of one item, sent at once.
+#[test]
+fn sends_taken_in_one_turn_share_one_submit_and_one_order_frame() {
+    let (mut net, v) = three_settled();
+    let sends = (0..100)
+        .map(|k| send_cmd("#c#b", format!("m{k:03}").as_bytes()))
+        .collect();
+    one_turn(&mut net, 1, sends);
+    match &on_the_way(&net, 1, 0)[..] {
+        [GroupMsg::Submit { view, items, .. }] => {
+            assert_eq!(*view, v.id);
+            let lseqs: Vec<u64> = items.iter().map(|it| it.id.lseq).collect();
+            assert_eq!(lseqs, (1..=100).collect::<Vec<u64>>());
+        }
+        other => panic!("one submit of 100 items expected, got {other:?}"),
+    }
+    // a takes b's submit: one order to b and one to c.
+    let (from, to, frame) = net.queue.pop_front().expect("b's submit");
+    assert_eq!((from, to), (1, 0));
+    let from = net.nodes[1].addr;
+    net.nodes[0]
+        .g
+        .handle(net.now, Input::Frame { from, frame })
+        .unwrap();
+    net.drain(0);
+    for member in [1, 2] {
+        match &on_the_way(&net, 0, member)[..] {
+            [GroupMsg::Order { seq, items, .. }] => {
+                assert_eq!(items.len(), 100, "to {member}");
+                let first = *seq;
+                let payloads: Vec<Bytes> = items
+                    .iter()
+                    .map(|it| match &it.what {
+                        What::Data { payload, .. } => payload.clone(),
+                        w => panic!("{w:?}"),
+                    })
+                    .collect();
+                let want: Vec<Bytes> = (0..100).map(|k| Bytes::from(format!("m{k:03}"))).collect();
+                assert_eq!(payloads, want);
+                assert_eq!(net.nodes[0].delivered().first().map(|d| d.1), Some(first));
+            }
+            other => panic!("one order of 100 items to {member} expected, got {other:?}"),
+        }
+    }
+    net.run_until(|n| n.settled());
+    net.run_frames();
+    let want: Vec<Bytes> = (0..100).map(|k| Bytes::from(format!("m{k:03}"))).collect();
+    for (i, n) in net.nodes.iter().enumerate() {
+        assert_eq!(n.payloads(), want, "node {i} {:?}", n.events);
+    }
+    // Light load: one send is one frame of one item, sent in the same turn.
+    one_turn(&mut net, 0, vec![send_cmd("#c#a", b"alone")]);
+    for member in [1, 2] {
+        match &on_the_way(&net, 0, member)[..] {
+            [GroupMsg::Order { items, .. }] => assert_eq!(items.len(), 1),
+            other => panic!("one order of one item expected, got {other:?}"),
+        }
+    }
+}
+
+/// A batch closes once it holds `BATCH_BYTES` of payload (the item that passes it is the
+/// last), so frames stay small however much one turn takes.
+#[test]
+fn a_batch_closes_past_its_byte_bound() {
+    use super::msg::BATCH_BYTES;
+    let (mut net, _) = three_settled();
+    let big = vec![b'x'; 20 * 1024];
+    let sends = (0..9).map(|_| send_cmd("#c#a", &big)).collect();
+    one_turn(&mut net, 0, sends);
+    let sizes: Vec<usize> = on_the_way(&net, 0, 1)
+        .iter()
+        .map(|m| match m {
+            GroupMsg::Order { items, .. } => items.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // Four items of 20 KiB pass 64 KiB with the fourth.
+    assert_eq!(BATCH_BYTES, 64 * 1024);
+    assert_eq!(sizes, vec![4, 4, 1]);
+    net.run_until(|n| n.settled());
+    net.run_frames();
+    for n in &net.nodes {
+        assert_eq!(n.payloads().len(), 9);
+    }
+}
+
+/// A batch being formed leaves before any frame made after it: orders ordered in a
+/// turn reach a member before the flush request of a view change in the same turn.
+#[test]
+fn a_batch_leaves_before_the_frames_made_after_it() {
+    let (mut net, _) = three_settled();
+    let v2 = view(2, &["a", "b", "c"]);
+    one_turn(
+        &mut net,
+        0,
+        vec![
+            send_cmd("#c#a", b"one"),
+            send_cmd("#c#a", b"two"),
+            Input::Command(GroupsCommand::View(v2.clone())),
+        ],
+    );
+    let kinds: Vec<&'static str> = on_the_way(&net, 0, 1)
+        .iter()
+        .map(|m| match m {
+            GroupMsg::Order { items, .. } if items.len() == 2 => "order(2)",
+            GroupMsg::FlushReq { .. } => "flush-req",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds.first(), Some(&"order(2)"), "{kinds:?}");
+    assert!(kinds.contains(&"flush-req"), "{kinds:?}");
+    net.install(&v2, &[1, 2]);
+    net.run_until(|n| n.settled());
+    net.run_frames();
+    for n in &net.nodes {
+        assert_eq!(n.payloads(), vec![Bytes::from("one"), Bytes::from("two")]);
+    }
+}
+
+/// FIFO messages taken in one turn leave as one frame to each member, and resends to a
+/// member that lost them go as one batch too.
+#[test]
+fn fifo_sends_of_one_turn_share_a_frame_and_so_do_their_resends() {
+    let (mut net, _) = three_settled();
+    // c loses everything b sends it until the resend.
+    net.drop =
+        Box::new(|from, to, m| from == 1 && to == 2 && matches!(m, GroupMsg::FifoData { .. }));
+    let sends = (0..20)
+        .map(|k| fsend_cmd("#c#b", format!("f{k:02}").as_bytes()))
+        .collect();
+    one_turn(&mut net, 1, sends);
+    match &on_the_way(&net, 1, 0)[..] {
+        [GroupMsg::FifoData { fseq: 1, items, .. }] => assert_eq!(items.len(), 20),
+        other => panic!("one FIFO batch of 20 expected, got {other:?}"),
+    }
+    assert_eq!(net.dropped, 1, "one frame to c, lost");
+    net.drop = Box::new(|_, _, _| false);
+    let before = net.nodes[1].g.stats().batches;
+    net.run_until(|n| n.nodes[2].fifo_payloads().len() == 20);
+    assert_eq!(
+        net.nodes[1].g.stats().batches - before,
+        1,
+        "the tail went again as one batch"
+    );
+    assert_eq!(net.nodes[1].g.stats().fifo_resent, 20);
+    let want: Vec<Bytes> = (0..20).map(|k| Bytes::from(format!("f{k:02}"))).collect();
+    assert_eq!(per_origin(&net.nodes[2], "b"), want);
 }

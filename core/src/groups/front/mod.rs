@@ -458,13 +458,15 @@ impl GroupsFront {
         r
     }
 
-    /// Takes everything the groups machine produced, in order.
+    /// Takes everything the groups machine produced, in order, but the batch it is still
+    /// forming: that one leaves when this input is handled ([`Self::end_turn`]), so the
+    /// lines of one read share frames.
     fn drain(&mut self, now: Instant) {
         if self.draining {
             return;
         }
         self.draining = true;
-        while let Some(o) = self.groups.poll_output() {
+        while let Some(o) = self.groups.poll_held() {
             match o {
                 Output::Transmit(t) => self.outbox.push_transmit(t),
                 Output::Event(e) => self.on_groups_event(now, e),
@@ -533,6 +535,16 @@ impl GroupsFront {
                 self.on_closed(now);
             }
         }
+    }
+
+    /// After every input: held clients go on, gone clients leave their groups, and the
+    /// groups machine's batch leaves.
+    fn end_turn(&mut self, now: Instant) {
+        self.wake_held(now);
+        self.submit_gone(now);
+        self.groups.end_batch();
+        self.drain(now);
+        debug_check(self);
     }
 
     /// `600` (agreed) or `601` (FIFO) to this daemon's members of `group`, if any.
@@ -1700,9 +1712,7 @@ impl Machine for GroupsFront {
             }
             Input::EffectDone { .. } => Ok(()),
         };
-        self.wake_held(now);
-        self.submit_gone(now);
-        debug_check(self);
+        self.end_turn(now);
         r
     }
 
@@ -1726,9 +1736,7 @@ impl Machine for GroupsFront {
                 Timer::Barrier(s) => self.on_barrier_timer(&s),
             }
         }
-        self.wake_held(now);
-        self.submit_gone(now);
-        debug_check(self);
+        self.end_turn(now);
     }
 
     fn poll_output(&mut self) -> Option<OutputOf<Self>> {

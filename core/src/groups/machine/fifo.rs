@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::{
-    ACK_BYTES, ACK_STRIDE, GroupMsg, Groups, GroupsError, GroupsEvent, Item, MAX_PAYLOAD,
-    MAX_PENDING, RESEND_BURST, Tails, gap_due, payload_len,
+    ACK_BYTES, ACK_STRIDE, BatchKind, GroupMsg, Groups, GroupsError, GroupsEvent, Item,
+    MAX_PAYLOAD, MAX_PENDING, RESEND_BURST, Tails, To, gap_due, payload_len,
 };
 use crate::backoff::Backoff;
 use crate::groups::msg::{FifoFill, FifoState, MsgId, What, valid_group};
@@ -201,18 +201,8 @@ impl Groups {
             item.id.lseq = fseq;
             self.fifo.log_bytes += payload_len(&item);
             self.fifo.log.insert(fseq, item.clone());
-            let frame = GroupMsg::FifoData {
-                view: self.view.id.clone(),
-                fseq,
-                stable: self.fifo.stable,
-                item: item.clone(),
-            }
-            .to_frame()
-            .summed();
-            let targets: Vec<PeerAddr> = self.view.members.iter().map(|m| m.addr).collect();
-            for to in targets {
-                self.send_frame(to, frame.clone());
-            }
+            let stable = self.fifo.stable;
+            self.batch_item(BatchKind::Fifo, To::Members, (fseq, stable), item.clone());
             self.fifo_emit(item);
         }
         self.fifo_stabilise();
@@ -253,7 +243,7 @@ impl Groups {
     pub(super) fn on_fifo_data(
         &mut self,
         from: PeerAddr,
-        view: ViewId,
+        view: &ViewId,
         fseq: u64,
         stable: u64,
         item: Item,
@@ -266,7 +256,7 @@ impl Groups {
                 },
             ));
         }
-        if view != self.view.id || self.flush.is_some() || fseq == 0 {
+        if *view != self.view.id || self.flush.is_some() || fseq == 0 {
             return Ok(());
         }
         // Only the origin itself sends its items, as the member the view names.
@@ -353,15 +343,10 @@ impl Groups {
             .take(RESEND_BURST)
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        let stable = self.fifo.stable;
         for (fseq, item) in items {
             self.stats.fifo_resent += 1;
-            let msg = GroupMsg::FifoData {
-                view: self.view.id.clone(),
-                fseq,
-                stable: self.fifo.stable,
-                item,
-            };
-            self.send(to, &msg);
+            self.batch_item(BatchKind::Fifo, To::One(to), (fseq, stable), item);
         }
     }
 

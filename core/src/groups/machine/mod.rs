@@ -37,7 +37,10 @@ use crate::membership::view::{Member, View, ViewId};
 use crate::time::Instant;
 use crate::wire::Frame;
 
+mod batch;
 mod fifo;
+
+use batch::{Batch, BatchKind, To};
 
 use fifo::FifoView;
 pub use fifo::{FIFO_LOG_BYTES, FIFO_WINDOW};
@@ -352,6 +355,8 @@ pub struct GroupsStats {
     pub fifo_delivered: u64,
     /// FIFO-mode messages sent again.
     pub fifo_resent: u64,
+    /// Batches sent (submits, orders and FIFO items; each one frame to each peer).
+    pub batches: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -454,6 +459,8 @@ pub struct Groups {
     /// The start this daemon sent as a view's sequencer: sent again to the others, paced,
     /// until all acknowledged it.
     starting: Option<Starting>,
+    /// Items queued to leave together in one frame (module `batch`).
+    batch: Option<Batch>,
     timers: Timers<Timer>,
     outbox: Outbox<GroupsEvent, NoEffect>,
     stats: GroupsStats,
@@ -487,6 +494,7 @@ impl Groups {
             unacked_bytes: 0,
             seen: BTreeMap::new(),
             starting: None,
+            batch: None,
             timers: Timers::default(),
             outbox: Outbox::default(),
             stats: GroupsStats::default(),
@@ -547,10 +555,29 @@ impl Groups {
         self.send_frame(to, msg.to_frame());
     }
 
+    /// Sends a frame after the batch being formed, which goes first: frames leave in
+    /// the order they were made.
     fn send_frame(&mut self, to: PeerAddr, frame: Frame) {
+        self.flush_batch();
+        self.transmit(to, frame);
+    }
+
+    fn transmit(&mut self, to: PeerAddr, frame: Frame) {
         if to != self.me.addr {
             self.outbox.transmit(to, frame);
         }
+    }
+
+    /// Sends the batch being formed now. An embedding machine that drains this one's
+    /// outputs after every input with [`Groups::poll_held`] calls this when its own turn
+    /// ends; [`Machine::poll_output`] does it by itself once nothing else waits.
+    pub fn end_batch(&mut self) {
+        self.flush_batch();
+    }
+
+    /// The next output, leaving the batch being formed to grow (see [`Groups::end_batch`]).
+    pub fn poll_held(&mut self) -> Option<OutputOf<Self>> {
+        self.outbox.pop()
     }
 
     // ----- items from local clients -----
@@ -589,7 +616,7 @@ impl Groups {
             self.on_submit(now, view, floor, item);
         } else {
             let to = Self::sequencer_of(&self.view).addr;
-            self.send(to, &GroupMsg::Submit { view, floor, item });
+            self.batch_item(BatchKind::Submit, To::One(to), (floor, 0), item);
         }
     }
 
@@ -658,21 +685,9 @@ impl Groups {
             s.log_bytes += payload_len(&item);
             s.log.insert(seq, item.clone());
             self.stats.ordered += 1;
-            let msg = GroupMsg::Order {
-                view: self.view.id.clone(),
-                seq,
-                stable: self.stable,
-                item,
-            };
-            // Summed once for every member it goes to.
-            let frame = msg.to_frame().summed();
-            let targets: Vec<PeerAddr> = self.view.members.iter().map(|m| m.addr).collect();
-            for to in targets {
-                self.send_frame(to, frame.clone());
-            }
-            if let GroupMsg::Order { seq, item, .. } = msg {
-                self.on_order_item(now, seq, item);
-            }
+            let stable = self.stable;
+            self.batch_item(BatchKind::Order, To::Members, (seq, stable), item.clone());
+            self.on_order_item(now, seq, item);
         }
     }
 
@@ -739,29 +754,26 @@ impl Groups {
             .take(RESEND_BURST)
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        let stable = self.stable;
         for (seq, item) in items {
             self.stats.resent += 1;
-            let msg = GroupMsg::Order {
-                view: self.view.id.clone(),
-                seq,
-                stable: self.stable,
-                item,
-            };
-            self.send(to, &msg);
+            self.batch_item(BatchKind::Order, To::One(to), (seq, stable), item);
         }
     }
 
     // ----- members: delivery -----
 
-    fn on_order(&mut self, now: Instant, view: ViewId, seq: u64, stable: u64, item: Item) {
-        if view != self.view.id || self.flush.is_some() {
+    fn on_order(&mut self, now: Instant, view: &ViewId, seq: u64, stable: u64, items: Vec<Item>) {
+        if *view != self.view.id || self.flush.is_some() {
             return;
+        }
+        for (k, item) in (seq..).zip(items) {
+            self.on_order_item(now, k, item);
         }
         if stable > self.stable && stable <= self.delivered {
             self.stable = stable;
             self.held = self.held.split_off(&(stable + 1));
         }
-        self.on_order_item(now, seq, item);
     }
 
     fn on_order_item(&mut self, now: Instant, seq: u64, item: Item) {
@@ -1303,14 +1315,18 @@ impl Groups {
             .as_ref()
             .is_some_and(|f| from == Self::sequencer_of(&f.view).addr);
         match msg {
-            GroupMsg::Submit { view, floor, item } => self.on_submit(now, view, floor, item),
+            GroupMsg::Submit { view, floor, items } => {
+                for item in items {
+                    self.on_submit(now, view.clone(), floor, item);
+                }
+            }
             GroupMsg::Order {
                 view,
                 seq,
                 stable,
-                item,
+                items,
             } if from_sequencer => {
-                self.on_order(now, view, seq, stable, item);
+                self.on_order(now, &view, seq, stable, items);
                 self.ack_if_due();
             }
             GroupMsg::Order { .. } => {}
@@ -1358,8 +1374,12 @@ impl Groups {
                 view,
                 fseq,
                 stable,
-                item,
-            } => return self.on_fifo_data(from, view, fseq, stable, item),
+                items,
+            } => {
+                for (k, item) in (fseq..).zip(items) {
+                    self.on_fifo_data(from, &view, k, stable, item)?;
+                }
+            }
             GroupMsg::FifoAck { view, upto } => {
                 if let Some(n) = self.name_at(from) {
                     self.on_fifo_ack(&n, &view, upto);
@@ -1524,6 +1544,9 @@ impl Machine for Groups {
     }
 
     fn poll_output(&mut self) -> Option<OutputOf<Self>> {
+        if self.outbox.is_empty() {
+            self.flush_batch();
+        }
         self.outbox.pop()
     }
 
