@@ -2,7 +2,9 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flotilla_core::groups::{GroupMsg, Item, MsgId, What};
 use flotilla_core::heartbeat::encode_beat;
+use flotilla_core::membership::view::ViewId;
 use flotilla_core::wire::{Frame, Kind, Limits, decode_frame, split_frame};
 use std::hint::black_box;
 
@@ -63,5 +65,69 @@ fn large_payloads(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, small_frames, large_payloads);
+/// 100 ordered group messages of `size` bytes, each encoded into frame bytes, read back and
+/// decoded: as 100 frames of one item (before batches), and as one batch (SPEC.md §10.3).
+fn group_batches(c: &mut Criterion) {
+    let limits = Limits {
+        max_payload: 16 << 20,
+    };
+    let view = ViewId {
+        epoch: 3,
+        coordinator: "daemon-a".into(),
+        incarnation: 17,
+    };
+    let mut g = c.benchmark_group("group_order");
+    g.throughput(Throughput::Elements(100));
+    for size in [100usize, 10 << 10] {
+        let items: Vec<Item> = (1..=100u64)
+            .map(|lseq| Item {
+                id: MsgId {
+                    origin: "daemon-b".into(),
+                    incarnation: 99,
+                    lseq,
+                },
+                group: "bench".into(),
+                what: What::Data {
+                    sender: "#sender#daemon-b".into(),
+                    payload: Bytes::from(vec![b'x'; size]),
+                },
+            })
+            .collect();
+        let round_trip = |msg: GroupMsg| {
+            let bytes = msg.to_frame().to_bytes();
+            let frame = decode_frame(&bytes, &limits).unwrap();
+            match GroupMsg::decode(&frame).unwrap() {
+                GroupMsg::Order { items, .. } => items.len(),
+                _ => 0,
+            }
+        };
+        g.bench_function(format!("single_100x{size}B"), |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for (k, it) in items.iter().enumerate() {
+                    n += round_trip(GroupMsg::Order {
+                        view: view.clone(),
+                        seq: k as u64 + 1,
+                        stable: 0,
+                        items: vec![it.clone()],
+                    });
+                }
+                black_box(n)
+            })
+        });
+        g.bench_function(format!("batch_100x{size}B"), |b| {
+            b.iter(|| {
+                black_box(round_trip(GroupMsg::Order {
+                    view: view.clone(),
+                    seq: 1,
+                    stable: 0,
+                    items: items.clone(),
+                }))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, small_frames, large_payloads, group_batches);
 criterion_main!(benches);
