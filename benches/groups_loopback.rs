@@ -15,6 +15,9 @@
 //! see all N messages once each, in the same sequence of (view, seq) — else it says
 //! `ok=0` and exits non-zero. `--fifo` sends with `fsend` (the cheaper FIFO mode) and
 //! reads `601` notices instead; with one sender its order is the same check.
+//! `--binary` takes the binary client path (SPEC.md §10.6): `bsend GROUP SIZE` (or
+//! `bfsend`) and the bytes as they are; receivers ask for `binary` and read `602`/`603`
+//! lines and the bytes after them.
 //!
 //! `idle`: what an idle client costs a daemon. Opens CLIENTS connections to the daemon
 //! named; each joins a group of its own (`--request join`) or asks `groups` once
@@ -25,7 +28,7 @@
 //!
 //! ```text
 //! groups-loopback tput --messages 20000 --size 100 [--window 256] [--credit 1000]
-//!                      [--rate R] [--fifo] [--timeout 120] SENDER-DAEMON OTHER-DAEMON...
+//!                      [--rate R] [--fifo] [--binary] [--timeout 120] SENDER-DAEMON OTHER-DAEMON...
 //! groups-loopback idle --clients 10000 --pid PID [--peer-pids PID,PID]
 //!                      [--request join|groups] [--timeout 120] DAEMON
 //! ```
@@ -44,7 +47,7 @@ use std::time::{Duration, Instant};
 
 fn usage() -> String {
     "usage: groups-loopback tput --messages N --size BYTES [--window W] [--credit C] \
-     [--rate MSGS/S] [--fifo] [--timeout SECS] SENDER-DAEMON OTHER-DAEMON...\n       \
+     [--rate MSGS/S] [--fifo] [--binary] [--timeout SECS] SENDER-DAEMON OTHER-DAEMON...\n       \
      groups-loopback idle --clients N --pid PID [--peer-pids PID,PID] \
      [--request join|groups] [--timeout SECS] DAEMON"
         .into()
@@ -144,6 +147,9 @@ struct Tput {
     rate: f64,
     /// `fsend` and `601` (FIFO mode) instead of `send` and `600`.
     fifo: bool,
+    /// The binary client path (SPEC.md §10.6): `bsend GROUP SIZE` and the bytes, and
+    /// receivers that asked for `binary` read `602`/`603` and the bytes that follow.
+    binary: bool,
     timeout: Duration,
     addrs: Vec<SocketAddr>,
 }
@@ -171,20 +177,56 @@ fn payload(id: u32, t_ns: u64, size: usize, out: &mut Vec<u8>) {
     out.resize(start + size.max(have), b'x');
 }
 
-/// Reads a `600 GROUP SENDER VIEW SEQ TEXT` notice (or a `601`, the same shape):
+/// Reads a `600 GROUP SENDER VIEW SEQ TEXT` notice (or a `601`, the same shape), or the
+/// binary form `602 GROUP SENDER VIEW SEQ SIZE` with `body` the bytes that followed:
 /// (view, seq, number, first attempt).
-fn parse_600(line: &[u8], size: usize) -> Option<(&[u8], u64, u32, u64)> {
+fn parse_600<'a>(
+    line: &'a [u8],
+    body: Option<&'a [u8]>,
+    size: usize,
+) -> Option<(&'a [u8], u64, u32, u64)> {
     let mut f = line.splitn(6, |b| *b == b' ');
     let (_, _, _) = (f.next()?, f.next()?, f.next()?);
     let view = f.next()?;
     let seq = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
-    let text = f.next()?;
+    let text = match body {
+        Some(b) => b,
+        None => f.next()?,
+    };
     if text.len() != size || text.get(8) != Some(&b'.') || text.get(25) != Some(&b'.') {
         return None;
     }
     let id = std::str::from_utf8(&text[..8]).ok()?.parse().ok()?;
     let t = std::str::from_utf8(&text[9..25]).ok()?.parse().ok()?;
     Some((view, seq, id, t))
+}
+
+/// Reads exactly `n` bytes into `body`, waiting past read timeouts until `deadline`.
+fn read_body<R: BufRead>(
+    r: &mut R,
+    n: usize,
+    body: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<(), String> {
+    body.clear();
+    while body.len() < n {
+        let have = match r.fill_buf() {
+            Ok([]) => return Err("the daemon closed the connection mid-message".into()),
+            Ok(b) => b,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if Instant::now() >= deadline {
+                    return Err("timed out".into());
+                }
+                continue;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let k = have.len().min(n - body.len());
+        body.extend_from_slice(&have[..k]);
+        r.consume(k);
+    }
+    Ok(())
 }
 
 fn receive(
@@ -201,9 +243,17 @@ fn receive(
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     let mut r = BufReader::with_capacity(1 << 20, s);
     let mut line = Vec::with_capacity(o.size * 2 + 128);
+    let mut body = Vec::with_capacity(o.size);
+    let mut skipped = 0;
+    if o.binary {
+        w.write_all(b"binary\n").map_err(|e| e.to_string())?;
+        let answer = final_reply(&mut r, &mut line, deadline, &mut skipped)?;
+        if !answer.starts_with("250 binary") {
+            return Err(format!("{addr}: binary: {answer}"));
+        }
+    }
     w.write_all(format!("join {group}\n").as_bytes())
         .map_err(|e| e.to_string())?;
-    let mut skipped = 0;
     let answer = final_reply(&mut r, &mut line, deadline, &mut skipped)?;
     if answer != format!("250 joined {group}") {
         return Err(format!("{addr}: join {group}: {answer}"));
@@ -227,10 +277,25 @@ fn receive(
                 String::from_utf8_lossy(&line)
             ));
         }
-        if !line.starts_with(if o.fifo { b"601 " } else { b"600 " }) {
+        let binary = line.starts_with(b"602 ") || line.starts_with(b"603 ");
+        if binary {
+            let size = std::str::from_utf8(line.rsplit(|b| *b == b' ').next().unwrap_or(b""))
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("{addr}: a {} line without its size", line[0]))?;
+            read_body(&mut r, size, &mut body, deadline).map_err(|e| format!("{addr}: {e}"))?;
+        }
+        let want: &[u8] = match (o.fifo, o.binary) {
+            (false, false) => b"600 ",
+            (true, false) => b"601 ",
+            (false, true) => b"602 ",
+            (true, true) => b"603 ",
+        };
+        if !line.starts_with(want) {
             continue;
         }
-        let Some((view, seq, id, sent)) = parse_600(&line, o.size) else {
+        let Some((view, seq, id, sent)) = parse_600(&line, binary.then_some(&body[..]), o.size)
+        else {
             seen.malformed += 1;
             continue;
         };
@@ -342,11 +407,18 @@ fn send_all(
                 *t = now_ns().max(1);
             }
             line.clear();
-            line.extend_from_slice(if o.fifo { b"fsend " } else { b"send " });
-            line.extend_from_slice(group.as_bytes());
-            line.push(b' ');
-            payload(id, *t, o.size, &mut line);
-            line.push(b'\n');
+            if o.binary {
+                // The size, then the bytes as they are.
+                let verb = if o.fifo { "bfsend" } else { "bsend" };
+                let _ = writeln!(line, "{verb} {group} {}", o.size);
+                payload(id, *t, o.size, &mut line);
+            } else {
+                line.extend_from_slice(if o.fifo { b"fsend " } else { b"send " });
+                line.extend_from_slice(group.as_bytes());
+                line.push(b' ');
+                payload(id, *t, o.size, &mut line);
+                line.push(b'\n');
+            }
             ids.send(id).map_err(|_| "the reply reader stopped")?;
             w.write_all(&line).map_err(io)?;
             in_flight += 1;
@@ -516,10 +588,11 @@ fn tput(o: &Tput) -> Result<bool, String> {
         .unwrap_or_default();
     let ok = errors.is_empty() && ok_seen.len() == o.addrs.len();
     println!(
-        "mode=tput delivery={} daemons={} size={} messages={} window={} credit={} rate={} msgs_per_s={:.0} mb_per_s={:.2} \
+        "mode=tput delivery={} framing={} daemons={} size={} messages={} window={} credit={} rate={} msgs_per_s={:.0} mb_per_s={:.2} \
          total_s={:.3} accepted_s={:.3} busy={} lat_p50_ms={:.2} lat_p90_ms={:.2} \
          lat_p99_ms={:.2} lat_max_ms={:.2} lat_avg_ms={:.2} views={} ok={}",
         if o.fifo { "fifo" } else { "agreed" },
+        if o.binary { "binary" } else { "text" },
         o.addrs.len(),
         o.size,
         o.messages,
@@ -795,7 +868,7 @@ fn run() -> Result<bool, String> {
     let mode = args.next().ok_or_else(usage)?;
     let (mut messages, mut size, mut window, mut timeout) =
         (20_000usize, 100usize, 256usize, 120u64);
-    let (mut credit, mut rate, mut fifo) = (1000usize, 0f64, false);
+    let (mut credit, mut rate, mut fifo, mut binary) = (1000usize, 0f64, false, false);
     let (mut clients, mut pid, mut peer_pids) = (10_000usize, 0u32, Vec::new());
     let mut request = IdleRequest::Join;
     let mut addrs = Vec::<SocketAddr>::new();
@@ -807,6 +880,7 @@ fn run() -> Result<bool, String> {
             "--credit" => credit = num(args.next(), "--credit")?,
             "--rate" => rate = num(args.next(), "--rate")?,
             "--fifo" => fifo = true,
+            "--binary" => binary = true,
             "--timeout" => timeout = num(args.next(), "--timeout")?,
             "--clients" => clients = num(args.next(), "--clients")?,
             "--pid" => pid = num(args.next(), "--pid")?,
@@ -847,6 +921,7 @@ fn run() -> Result<bool, String> {
                 credit,
                 rate,
                 fifo,
+                binary,
                 timeout,
                 addrs,
             })

@@ -109,6 +109,14 @@ impl LineBuffer {
         &self.buf
     }
 
+    /// Takes the first `n` buffered bytes (all of them if fewer are held) as they are,
+    /// without copying: a body of a size the stream announced.
+    pub fn take(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.buf.len());
+        self.searched = self.searched.saturating_sub(n);
+        self.buf.split_to(n).freeze()
+    }
+
     /// Drops the first `n` buffered bytes (all of them if fewer are held).
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.buf.len());
@@ -397,6 +405,20 @@ pub struct Notice {
     pub code: u16,
     /// Its text.
     pub text: String,
+    /// For a code the reader was told carries bytes ([`ReplyReader::sized_notices`]):
+    /// the bytes that followed the line, as they came.
+    pub body: Option<Bytes>,
+}
+
+impl Notice {
+    /// A notice of one line.
+    pub fn line(code: u16, text: impl Into<String>) -> Self {
+        Notice {
+            code,
+            text: text.into(),
+            body: None,
+        }
+    }
 }
 
 /// One step of a reply, as a client reads it.
@@ -420,7 +442,14 @@ pub struct ReplyReader {
     /// Most lines one multi-line reply may have.
     max_reply_lines: usize,
     queued: VecDeque<Step>,
+    /// Notice codes whose line ends with a size, followed by that many bytes.
+    sized: Vec<u16>,
+    /// Such a notice read, waiting for its bytes: code, text, size.
+    body: Option<(u16, String, usize)>,
 }
+
+/// The largest body a sized notice may announce.
+pub const MAX_NOTICE_BODY: usize = 1024 * 1024;
 
 impl Default for ReplyReader {
     fn default() -> Self {
@@ -429,6 +458,8 @@ impl Default for ReplyReader {
             partial: None,
             max_reply_lines: 100_000,
             queued: VecDeque::new(),
+            sized: Vec::new(),
+            body: None,
         }
     }
 }
@@ -439,10 +470,30 @@ impl ReplyReader {
         self.lines.push(data);
     }
 
+    /// Notices of these codes end with a size (their last word) and are followed by
+    /// that many bytes, taken as they are into [`Notice::body`] (the group daemon's
+    /// `602`/`603`, SPEC.md §10.6). A size that is not a number, or past
+    /// [`MAX_NOTICE_BODY`], is a protocol error.
+    pub fn sized_notices(&mut self, codes: &[u16]) {
+        self.sized = codes.to_vec();
+    }
+
     /// The next step, if a whole one is in.
     pub fn next_step(&mut self) -> Option<Step> {
         if let Some(s) = self.queued.pop_front() {
             return Some(s);
+        }
+        if let Some((_, _, size)) = &self.body {
+            if self.lines.pending() < *size {
+                return None;
+            }
+            let (code, text, size) = self.body.take()?;
+            let body = self.lines.take(size);
+            return Some(Step::Notice(Notice {
+                code,
+                text,
+                body: Some(body),
+            }));
         }
         loop {
             let line = match self.lines.next_line() {
@@ -457,11 +508,22 @@ impl ReplyReader {
                     line.chars().take(80).collect::<String>()
                 )))));
             };
+            if self.sized.contains(&code) {
+                let size = text.rsplit(' ').next().and_then(|n| {
+                    let n: usize = n.parse().ok()?;
+                    (n <= MAX_NOTICE_BODY).then_some(n)
+                });
+                let Some(size) = size else {
+                    return Some(Step::Done(Err(ClientError::Protocol(format!(
+                        "notice {code} without a size of at most {MAX_NOTICE_BODY} bytes: {}",
+                        line.chars().take(80).collect::<String>()
+                    )))));
+                };
+                self.body = Some((code, text.to_string(), size));
+                return self.next_step();
+            }
             if (600..700).contains(&code) {
-                return Some(Step::Notice(Notice {
-                    code,
-                    text: text.to_string(),
-                }));
+                return Some(Step::Notice(Notice::line(code, text)));
             }
             if (100..200).contains(&code) {
                 return Some(Step::Progress(text.to_string()));
@@ -660,10 +722,7 @@ mod tests {
         assert_eq!(r.next_step(), Some(Step::Progress("wait".into())));
         assert_eq!(
             r.next_step(),
-            Some(Step::Notice(Notice {
-                code: 601,
-                text: "hello".into()
-            }))
+            Some(Step::Notice(Notice::line(601, "hello")))
         );
         assert_eq!(r.next_step(), Some(Step::Done(Ok("a\nb\nc".into()))));
         assert_eq!(r.next_step(), None);
@@ -674,6 +733,60 @@ mod tests {
         ));
         assert_eq!(parse_reply("250-a"), None);
         assert_eq!(parse_reply_line("250-a"), Some((250, true, "a")));
+    }
+
+    /// A sized notice's bytes are taken as they are, however they arrive, and the
+    /// reading goes on with the line after them; a bad size is a protocol error.
+    #[test]
+    fn sized_notices_carry_their_bytes() {
+        let stream = b"602 g a@n 1.n 1 5\nab\n\x00c601 x\n250 ok\n602 g a@n 1.n 2 0\n";
+        for chunk in [1, 3, stream.len()] {
+            let mut r = ReplyReader::default();
+            r.sized_notices(&[602, 603]);
+            let mut steps = Vec::new();
+            for piece in stream.chunks(chunk) {
+                r.push(piece);
+                while let Some(s) = r.next_step() {
+                    steps.push(s);
+                }
+            }
+            let sized = |text: &str, body: &[u8]| {
+                Step::Notice(Notice {
+                    code: 602,
+                    text: text.into(),
+                    body: Some(Bytes::copy_from_slice(body)),
+                })
+            };
+            assert_eq!(
+                steps,
+                vec![
+                    sized("g a@n 1.n 1 5", b"ab\n\x00c"),
+                    Step::Notice(Notice::line(601, "x")),
+                    Step::Done(Ok("ok".into())),
+                    sized("g a@n 1.n 2 0", b""),
+                ],
+                "chunks of {chunk}"
+            );
+        }
+        for bad in ["602 g a@n 1.n 1 x\n", "603 g a@n 1.n 1 1048577\n"] {
+            let mut r = ReplyReader::default();
+            r.sized_notices(&[602, 603]);
+            r.push(bad.as_bytes());
+            assert!(
+                matches!(
+                    r.next_step(),
+                    Some(Step::Done(Err(ClientError::Protocol(_))))
+                ),
+                "{bad}"
+            );
+        }
+        // A reader not told of the codes reads them as lines.
+        let mut r = ReplyReader::default();
+        r.push(b"602 g a@n 1.n 1 5\n");
+        assert_eq!(
+            r.next_step(),
+            Some(Step::Notice(Notice::line(602, "g a@n 1.n 1 5")))
+        );
     }
 
     #[test]

@@ -489,6 +489,70 @@ fn limits_are_refused_clearly_at_and_past_their_edge() {
     assert_eq!(fast.request("members flood"), "250 1 members");
 }
 
+impl Client {
+    /// Bytes as they are (a `bsend` line and its body).
+    fn raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    /// The next `602`/`603` notice of a client that asked for `binary`, with the bytes
+    /// after it; the lines before it are kept as notices.
+    fn binary_message(&mut self) -> (String, Vec<u8>) {
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "the daemon closed the connection");
+            if l.starts_with("602 ") || l.starts_with("603 ") {
+                let size: usize = l.rsplit(' ').next().unwrap().parse().unwrap();
+                let mut body = vec![0; size];
+                self.r.read_exact(&mut body).expect("the message's bytes");
+                return (l, body);
+            }
+            self.notices.push(l);
+        }
+    }
+}
+
+/// The binary client path through real daemons (SPEC.md §10.6): `bsend` of every byte
+/// value up to 65,536 bytes reaches a binary member on another daemon as it is and a
+/// text member escaped; one byte more, or a SIZE that is not a number, is refused and
+/// the connection closed (its bytes cannot be read as requests), and the daemon serves
+/// on.
+#[test]
+fn binary_messages_pass_at_their_edge_and_are_refused_past_it() {
+    let (_d, addrs) = three(&[], &[]);
+    let mut bin = Client::tcp(addrs[1]);
+    assert!(bin.request("binary").starts_with("250 binary"));
+    assert_eq!(bin.request("join g"), "250 joined g");
+    let mut text = Client::tcp(addrs[2]);
+    assert_eq!(text.request("join g"), "250 joined g");
+    let mut sender = Client::tcp(addrs[0]);
+    let edge: Vec<u8> = (0..65_536u32).map(|k| (k % 256) as u8).collect();
+    for (verb, code) in [("bsend", "602"), ("bfsend", "603")] {
+        let mut req = format!("{verb} g {}\n", edge.len()).into_bytes();
+        req.extend_from_slice(&edge);
+        sender.raw(&req);
+        assert_eq!(sender.reply(), "250 sent");
+        let (line, body) = bin.binary_message();
+        assert!(line.starts_with(&format!("{code} g ")), "{line}");
+        assert!(line.ends_with(" 65536"), "{line}");
+        assert_eq!(body, edge, "{verb}: the bytes as they were sent");
+        let escaped = text.notice(if code == "602" { "600 g " } else { "601 g " });
+        let (_, _, _, t) = message(&escaped);
+        assert_eq!(flotilla_core::line::unescape(&t).unwrap(), edge);
+    }
+    for bad in ["bsend g 65537", "bsend g 12x", "bfsend g"] {
+        let mut c = Client::tcp(addrs[0]);
+        c.raw(format!("{bad}\nsend g not a request\n").as_bytes());
+        let r = c.line();
+        assert!(r.starts_with("552 ") || r.starts_with("501 "), "{bad}: {r}");
+        assert_eq!(c.line(), "", "{bad}: closed");
+    }
+    // Nothing of the refused ones went out, and the daemon still serves.
+    sender.raw(b"bsend g 3\nend");
+    assert_eq!(sender.reply(), "250 sent");
+    assert_eq!(bin.binary_message().1, b"end");
+}
+
 #[test]
 fn the_membership_budget_is_refused_past_its_edge_and_freed_by_a_crash() {
     let (mut daemons, addrs) = three(&[], &["--max-memberships", "4"]);

@@ -206,6 +206,12 @@ impl<R: Runtime> LineClient<R> {
         }
     }
 
+    /// Notices of these codes carry bytes after their line (see
+    /// [`ReplyReader::sized_notices`]).
+    pub fn sized_notices(&mut self, codes: &[u16]) {
+        self.replies.sized_notices(codes);
+    }
+
     /// Notices received and not yet read.
     pub fn unread_notices(&self) -> usize {
         self.notices.len()

@@ -166,7 +166,8 @@ pub enum Delivery {
 /// A notice the daemon sent unasked, read into its type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupNotice {
-    /// `600` or `601`: a message of a group this client is a member of.
+    /// `600` or `601` (or their binary forms `602`, `603`): a message of a group this
+    /// client is a member of.
     Message {
         /// The group.
         group: String,
@@ -178,7 +179,7 @@ pub enum GroupNotice {
         view: ViewId,
         /// Its number in that view (see [`Delivery`]).
         seq: u64,
-        /// The message, unescaped.
+        /// The message (unescaped, or as it came in the binary form).
         payload: Vec<u8>,
         /// Agreed order (`600`) or FIFO per sender (`601`).
         delivery: Delivery,
@@ -277,6 +278,15 @@ impl GroupNotice {
     /// [`GroupNotice::Other`]; a known code whose text does not have its shape is a
     /// [`ClientError::Protocol`] error.
     pub fn parse(notice: &Notice) -> Result<GroupNotice, ClientError> {
+        if matches!(notice.code, 602 | 603) {
+            let delivery = if notice.code == 602 {
+                Delivery::Agreed
+            } else {
+                Delivery::Fifo
+            };
+            return parse_sized_message(&notice.text, notice.body.as_deref(), delivery)
+                .ok_or_else(|| bad(&format!("notice {}", notice.code), &notice.text));
+        }
         parse_notice(notice.code, &notice.text)
     }
 }
@@ -285,21 +295,49 @@ impl GroupNotice {
 #[derive(Debug)]
 pub struct GroupClient<R: Runtime> {
     line: LineClient<R>,
+    /// The daemon took `binary`: messages go as `bsend` and come as `602`/`603`, their
+    /// bytes neither escaped nor scanned (SPEC.md §10.6).
+    binary: bool,
 }
 
 impl<R: Runtime> GroupClient<R> {
     /// Connects to `HOST:PORT` over TCP, or to a Unix-domain socket when `addr` is a path
     /// (`/run/groupd.sock`, `./g.sock`) or starts with `unix:`. The daemon sends no
-    /// greeting: the connection is ready at once.
+    /// greeting; the client asks at once for the binary path ([`Self::binary`]), and
+    /// stays with text lines if the daemon does not know it.
     pub async fn connect(addr: &str) -> Result<Self, Error> {
-        Ok(GroupClient {
-            line: LineClient::connect(addr).await?,
-        })
+        let mut c = GroupClient::from_line(LineClient::connect(addr).await?);
+        match c.binary().await {
+            Ok(()) => {}
+            Err(Error::Server(ClientError::Refused { code: 500, .. })) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(c)
     }
 
-    /// A group client on a line client already connected.
-    pub fn from_line(line: LineClient<R>) -> Self {
-        GroupClient { line }
+    /// A group client on a line client already connected (text lines until
+    /// [`Self::binary`]).
+    pub fn from_line(mut line: LineClient<R>) -> Self {
+        line.sized_notices(&[602, 603]);
+        GroupClient {
+            line,
+            binary: false,
+        }
+    }
+
+    /// `binary`: from now on messages go to the daemon as `bsend GROUP SIZE` and the
+    /// bytes, and come from it as `602`/`603` and the bytes (SPEC.md §10.6): a message is
+    /// neither escaped nor scanned byte by byte on either side. [`GroupNotice::Message`]
+    /// reads the same either way.
+    pub async fn binary(&mut self) -> Result<(), Error> {
+        self.line.call(Call::new("binary\n".into(), accept)).await?;
+        self.binary = true;
+        Ok(())
+    }
+
+    /// Whether the binary path is on.
+    pub fn is_binary(&self) -> bool {
+        self.binary
     }
 
     /// The line client underneath, for raw requests.
@@ -359,6 +397,13 @@ impl<R: Runtime> GroupClient<R> {
         check_group(group)?;
         if payload.len() > MAX_PAYLOAD {
             return Err(ClientError::Invalid("a message is at most 65536 bytes").into());
+        }
+        if self.binary {
+            // The size, then the bytes as they are.
+            let mut req = format!("b{verb} {group} {}\n", payload.len()).into_bytes();
+            req.extend_from_slice(payload);
+            let text = self.line.exchange(&req).await?;
+            return Ok(accept(&text)?);
         }
         let line = format!("{verb} {group} {}\n", escape(payload));
         self.line.call(Call::new(line, accept)).await
@@ -789,6 +834,33 @@ fn parse_notice(code: u16, text: &str) -> Result<GroupNotice, ClientError> {
     })
 }
 
+/// `GROUP SENDER@DAEMON VIEW SEQ SIZE` and the SIZE bytes that followed the line.
+fn parse_sized_message(text: &str, body: Option<&[u8]>, delivery: Delivery) -> Option<GroupNotice> {
+    let w: Vec<&str> = text.split(' ').collect();
+    let [group, sender, view, seq, size] = w.as_slice() else {
+        return None;
+    };
+    let body = body?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if group.is_empty()
+        || !digits(seq)
+        || !digits(size)
+        || size.parse::<usize>().ok()? != body.len()
+    {
+        return None;
+    }
+    let (sender, daemon) = parse_member(sender)?;
+    Some(GroupNotice::Message {
+        group: group.to_string(),
+        sender,
+        daemon,
+        view: parse_view(view)?,
+        seq: seq.parse().ok()?,
+        payload: body.to_vec(),
+        delivery,
+    })
+}
+
 /// `GROUP SENDER@DAEMON VIEW SEQ TEXT`: TEXT is the rest after one space, escaped, and
 /// may be empty (then the space before it may be missing too).
 fn parse_message(text: &str, delivery: Delivery) -> Option<GroupNotice> {
@@ -813,6 +885,7 @@ fn parse_message(text: &str, delivery: Delivery) -> Option<GroupNotice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use flotilla_core::line::{ReplyReader, Step, reply_lines};
     use proptest::prelude::*;
 
@@ -915,6 +988,58 @@ mod tests {
 
     fn m(c: &str, d: &str) -> MemberId {
         (c.into(), d.into())
+    }
+
+    /// `602`/`603` read with the bytes after them into the same message a `600`/`601`
+    /// line gives; a size that does not match the bytes, or no bytes, is an error.
+    #[test]
+    fn binary_messages_read_with_their_bytes() {
+        let mut r = ReplyReader::default();
+        r.sized_notices(&[602, 603]);
+        r.push(b"602 chat alice@n1 3.n1 7 4\n\x00\n\xffz603 chat bob@n2 3.n1 2 0\n");
+        let got: Vec<GroupNotice> = std::iter::from_fn(|| r.next_step())
+            .map(|s| match s {
+                Step::Notice(n) => GroupNotice::parse(&n).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let msg =
+            |sender: &str, daemon: &str, seq, payload: &[u8], delivery| GroupNotice::Message {
+                group: "chat".into(),
+                sender: sender.into(),
+                daemon: daemon.into(),
+                view: view(3, "n1"),
+                seq,
+                payload: payload.to_vec(),
+                delivery,
+            };
+        assert_eq!(
+            got,
+            vec![
+                msg("alice", "n1", 7, b"\x00\n\xffz", Delivery::Agreed),
+                msg("bob", "n2", 2, b"", Delivery::Fifo),
+            ]
+        );
+        // The binary form reads as the text form of the same message does.
+        let text = line_of(&got[0]);
+        assert_eq!(read_notice(&text).unwrap(), got[0]);
+        let sized = |text: &str, body: Option<&[u8]>| Notice {
+            code: 602,
+            text: text.into(),
+            body: body.map(Bytes::copy_from_slice),
+        };
+        for bad in [
+            sized("chat alice@n1 3.n1 7 4", Some(b"abc")),
+            sized("chat alice@n1 3.n1 7 4", None),
+            sized("chat alice@n1 3.n1 7", Some(b"")),
+            sized("chat alice 3.n1 7 0", Some(b"")),
+            sized("chat alice@n1 3.n1 x 0", Some(b"")),
+        ] {
+            assert!(
+                matches!(GroupNotice::parse(&bad), Err(ClientError::Protocol(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -1293,7 +1418,7 @@ mod tests {
             (600u16..699)
                 .prop_filter("not a known code", |c| !matches!(
                     c,
-                    600 | 601 | 610 | 611 | 620..=625 | 699
+                    600..=603 | 610 | 611 | 620..=625 | 699
                 ))
                 .prop_flat_map(|code| ("[^\r\n]*", Just(code)))
                 .prop_map(|(text, code)| GroupNotice::Other { code, text }),

@@ -380,10 +380,7 @@ mod tests {
 
     #[test]
     fn watch_notices_read_and_a_bad_one_is_named() {
-        let n = |code, text: &str| Notice {
-            code,
-            text: text.to_string(),
-        };
+        let n = |code, text: &str| Notice::line(code, text);
         assert_eq!(
             parse_notice(&n(610, "web holder b at 4/a/2")).unwrap(),
             VipNotice::Holder {

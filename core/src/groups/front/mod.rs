@@ -54,6 +54,9 @@ const HELP: &[&str] = &[
     "leave GROUP          leave; answered once the leave is in the agreed order",
     "send GROUP TEXT      send TEXT (escaped: \\\\ \\n \\r \\t \\xHH) to GROUP's members",
     "fsend GROUP TEXT     the same, FIFO per sender only (no total order; cheaper)",
+    "bsend GROUP SIZE     send the SIZE bytes that follow the line, as they are",
+    "bfsend GROUP SIZE    the same in the FIFO mode",
+    "binary               messages come as 602/603 ... SIZE and SIZE bytes, not escaped",
     "members GROUP        GROUP's members, CLIENT@DAEMON",
     "groups               every group with members",
     "bind SERVICE         this node's agent of SERVICE: prints its cluster port",
@@ -191,8 +194,9 @@ enum Waiting {
         service: String,
         holder: String,
     },
-    /// A request refused for want of room, to make again.
-    Room(String),
+    /// A request refused for want of room, to make again: its line, and the bytes
+    /// that followed it (`bsend`).
+    Room(String, Option<Bytes>),
 }
 
 /// The key of requests held for room.
@@ -204,7 +208,7 @@ impl Waiting {
         match self {
             Waiting::Join(g) | Waiting::Leave(g) => g.clone(),
             Waiting::Bind(s) | Waiting::Release { service: s, .. } => service_group(s),
-            Waiting::Room(_) => ROOM.to_string(),
+            Waiting::Room(..) => ROOM.to_string(),
         }
     }
 }
@@ -220,6 +224,10 @@ struct Conn {
     binds: BTreeSet<String>,
     waiting: Option<Waiting>,
     forwarded: bool,
+    /// Messages reach this connection as `602`/`603` and their bytes (`binary`).
+    binary: bool,
+    /// A `bsend` line whose SIZE bytes are not all in yet.
+    body: Option<(String, usize)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -233,13 +241,40 @@ enum Timer {
 /// O(n) per drain of the outbox, not O(n) per line. Each member's copy starts where it
 /// became a member (or last caught up); it is copied into the member's own output before
 /// anything else is written to it, so every client's output keeps its order.
+/// The lines are kept in two forms, each only while a local member reads it: as text,
+/// and for members that asked for `binary` (messages as `602`/`603` and their bytes).
 #[derive(Clone, Debug)]
 struct Fanout {
     group: String,
-    lines: BytesMut,
-    /// Where a member's copy starts, for members that joined or caught up since the
-    /// lines began (the others: 0).
+    text: Option<BytesMut>,
+    binary: Option<BytesMut>,
+    /// Where a member's copy starts (in the form it reads), for members that joined or
+    /// caught up since the lines began (the others: 0).
     from: BTreeMap<ClientId, usize>,
+}
+
+impl Fanout {
+    fn lines(&self, binary: bool) -> Option<&BytesMut> {
+        if binary {
+            self.binary.as_ref()
+        } else {
+            self.text.as_ref()
+        }
+    }
+
+    /// The lines in one form, kept from now on if they were not.
+    fn lines_mut(&mut self, binary: bool) -> &mut BytesMut {
+        let l = if binary {
+            &mut self.binary
+        } else {
+            &mut self.text
+        };
+        l.get_or_insert_with(BytesMut::new)
+    }
+
+    fn len(&self, binary: bool) -> usize {
+        self.lines(binary).map_or(0, BytesMut::len)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -373,6 +408,20 @@ impl GroupsFront {
 
     /// `line` to every local member of `group` but `except` (see [`Fanout`]).
     fn fan_out(&mut self, group: &str, line: &str, except: Option<ClientId>) {
+        self.fan_out_each(group, except, |lines, _| {
+            lines.extend_from_slice(line.as_bytes());
+            lines.extend_from_slice(b"\n");
+        });
+    }
+
+    /// Writes to every local member of `group` but `except` what `write` puts in the
+    /// lines of each form kept (its flag: the `binary` form).
+    fn fan_out_each(
+        &mut self,
+        group: &str,
+        except: Option<ClientId>,
+        mut write: impl FnMut(&mut BytesMut, bool),
+    ) {
         if self.fanout.as_ref().is_some_and(|f| f.group != group) {
             self.spill();
         }
@@ -381,34 +430,63 @@ impl GroupsFront {
         if let Some(c) = skipped {
             self.catch_up(c);
         }
-        let f = self.fanout.get_or_insert_with(|| Fanout {
-            group: group.to_string(),
-            lines: BytesMut::new(),
-            from: BTreeMap::new(),
-        });
-        f.lines.extend_from_slice(line.as_bytes());
-        f.lines.extend_from_slice(b"\n");
+        if self.fanout.is_none() {
+            let (mut text, mut binary) = (false, false);
+            for c in self.local.get(group).into_iter().flatten() {
+                if self.is_binary(*c) {
+                    binary = true;
+                } else {
+                    text = true;
+                }
+            }
+            self.fanout = Some(Fanout {
+                group: group.to_string(),
+                text: text.then(BytesMut::new),
+                binary: binary.then(BytesMut::new),
+                from: BTreeMap::new(),
+            });
+        }
+        let skipped_binary = skipped.is_some_and(|c| self.is_binary(c));
+        let Some(f) = &mut self.fanout else {
+            return;
+        };
+        if let Some(l) = &mut f.text {
+            write(l, false);
+        }
+        if let Some(l) = &mut f.binary {
+            write(l, true);
+        }
         if let Some(c) = skipped {
-            f.from.insert(c, f.lines.len());
+            f.from.insert(c, f.len(skipped_binary));
         }
         self.stats.notices += (heard - usize::from(skipped.is_some())) as u64;
     }
 
+    /// Whether messages reach client `c` in the binary form.
+    fn is_binary(&self, c: ClientId) -> bool {
+        self.clients.get(&c).is_some_and(|c| c.binary)
+    }
+
     /// Copies the fan-out lines client `c` has not had yet into its own output.
     fn catch_up(&mut self, c: ClientId) {
+        let binary = self.is_binary(c);
         let Some(f) = &mut self.fanout else {
             return;
         };
         if !self.local.get(&f.group).is_some_and(|l| l.contains(&c)) {
             return;
         }
+        let Some(lines) = f.lines(binary) else {
+            return;
+        };
         let start = f.from.get(&c).copied().unwrap_or(0);
-        if start < f.lines.len() {
+        if start < lines.len() {
             self.out
                 .entry(c)
                 .or_default()
-                .extend_from_slice(&f.lines[start..]);
-            f.from.insert(c, f.lines.len());
+                .extend_from_slice(&lines[start..]);
+            let end = lines.len();
+            f.from.insert(c, end);
         }
     }
 
@@ -418,12 +496,15 @@ impl GroupsFront {
             return;
         };
         for c in self.local.get(&f.group).into_iter().flatten() {
+            let Some(lines) = f.lines(self.is_binary(*c)) else {
+                continue;
+            };
             let start = f.from.get(c).copied().unwrap_or(0);
-            if start < f.lines.len() {
+            if start < lines.len() {
                 self.out
                     .entry(*c)
                     .or_default()
-                    .extend_from_slice(&f.lines[start..]);
+                    .extend_from_slice(&lines[start..]);
             }
         }
     }
@@ -560,9 +641,18 @@ impl GroupsFront {
         if self.local.get(group).is_none_or(BTreeSet::is_empty) {
             return;
         }
-        let text = escape(payload);
-        let line = format!("{code} {group} {sender}@{origin} {view} {seq} {text}");
-        self.fan_out(group, &line, None);
+        let head = format!("{group} {sender}@{origin} {view} {seq}");
+        self.fan_out_each(group, None, |lines, binary| {
+            if binary {
+                // 602 / 603: the size, then the bytes as they are.
+                let line = format!("{} {head} {}\n", code + 2, payload.len());
+                lines.extend_from_slice(line.as_bytes());
+                lines.extend_from_slice(payload);
+            } else {
+                let line = format!("{code} {head} {}\n", escape(payload));
+                lines.extend_from_slice(line.as_bytes());
+            }
+        });
     }
 
     fn on_group_view(
@@ -643,8 +733,10 @@ impl GroupsFront {
         // leaves.
         self.catch_up(c);
         if member {
+            let binary = self.is_binary(c);
             if let Some(f) = self.fanout.as_mut().filter(|f| f.group == group) {
-                f.from.insert(c, f.lines.len());
+                let start = f.lines_mut(binary).len();
+                f.from.insert(c, start);
             }
             self.local.entry(group.to_string()).or_default().insert(c);
             self.local_of
@@ -1057,6 +1149,8 @@ impl GroupsFront {
                 binds: BTreeSet::new(),
                 waiting: None,
                 forwarded: false,
+                binary: false,
+                body: None,
             },
         );
         let _ = now;
@@ -1090,10 +1184,22 @@ impl GroupsFront {
                 }
                 break;
             }
+            // A `bsend` line's bytes are taken by count once all are in: never scanned.
+            if let Some((_, size)) = &c.body {
+                if c.lines.pending() < *size {
+                    break;
+                }
+                let Some((line, size)) = c.body.take() else {
+                    break;
+                };
+                let body = c.lines.take(size);
+                self.on_line(now, client, &line, Some(body));
+                continue;
+            }
             match c.lines.next_line() {
                 Ok(Some(line)) => {
                     self.stats.requests += 1;
-                    self.on_line(now, client, &line);
+                    self.on_line(now, client, &line, None);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -1106,7 +1212,7 @@ impl GroupsFront {
         let partial = self
             .clients
             .get(&client)
-            .is_some_and(|c| c.waiting.is_none() && c.lines.pending() > 0);
+            .is_some_and(|c| c.waiting.is_none() && (c.lines.pending() > 0 || c.body.is_some()));
         if partial {
             if !self.timers.contains(&Timer::PartialLine(client)) {
                 self.timers
@@ -1159,8 +1265,13 @@ impl GroupsFront {
     /// the client's later requests) until there is room, so a sender that pipelines is
     /// slowed rather than refused; anything else is answered.
     fn busy(&mut self, client: ClientId, e: GroupsError, line: &str) {
+        self.busy_with(client, e, (line, None));
+    }
+
+    /// [`Self::busy`] for a request with the bytes that followed its line.
+    fn busy_with(&mut self, client: ClientId, e: GroupsError, (line, body): (&str, Option<Bytes>)) {
         match e {
-            GroupsError::Busy => self.wait(client, Waiting::Room(line.to_string())),
+            GroupsError::Busy => self.wait(client, Waiting::Room(line.to_string(), body)),
             other => self.say(client, 501, &other.to_string()),
         }
     }
@@ -1175,20 +1286,25 @@ impl GroupsFront {
             if self.groups.pending() >= super::MAX_PENDING {
                 return;
             }
-            let Some(Waiting::Room(line)) = self.clear_wait(id) else {
+            let Some(Waiting::Room(line, body)) = self.clear_wait(id) else {
                 continue;
             };
-            self.on_line(now, id, &line);
+            self.on_line(now, id, &line, body);
             self.pump(now, id);
         }
     }
 
-    fn on_line(&mut self, now: Instant, client: ClientId, line: &str) {
+    /// One request: its line, and for `bsend` the bytes that followed it (once all are
+    /// in; before, `None`, and the line waits for them).
+    fn on_line(&mut self, now: Instant, client: ClientId, line: &str, body: Option<Bytes>) {
         let req = match parse_request(line) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(r) => {
                 self.say(client, r.code, &r.text);
+                if r.close {
+                    self.close(client);
+                }
                 return;
             }
         };
@@ -1278,23 +1394,30 @@ impl GroupsFront {
                 fifo,
             } => {
                 let payload = Bytes::from(payload);
-                let cmd = if fifo {
-                    GroupsCommand::SendFifo {
-                        group,
-                        sender: name,
-                        payload,
-                    }
-                } else {
-                    GroupsCommand::Send {
-                        group,
-                        sender: name,
-                        payload,
-                    }
-                };
-                match self.groups_cmd(now, cmd) {
-                    Ok(()) => self.say(client, 250, "sent"),
-                    Err(e) => self.busy(client, e, line),
+                self.send_message(now, (client, name), (group, payload, fifo), (line, None));
+            }
+            Request::SendSized { group, size, fifo } => match body {
+                Some(payload) => {
+                    let held = Some(payload.clone());
+                    self.send_message(now, (client, name), (group, payload, fifo), (line, held));
                 }
+                None => {
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.body = Some((line.to_string(), size));
+                    }
+                }
+            },
+            Request::Binary => {
+                // What was written so far in text reaches this client in text.
+                self.spill();
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.binary = true;
+                }
+                self.say(
+                    client,
+                    250,
+                    "binary: messages come as 602/603 GROUP SENDER@DAEMON E.C SEQ SIZE, then SIZE bytes",
+                );
             }
             Request::Members(g) => {
                 let t = self.tables.get(&g).cloned().unwrap_or_default();
@@ -1384,6 +1507,33 @@ impl GroupsFront {
                 self.memberships
             )
         })
+    }
+
+    /// A message from a client to the groups machine: `250 sent`, or held for room.
+    fn send_message(
+        &mut self,
+        now: Instant,
+        (client, sender): (ClientId, String),
+        (group, payload, fifo): (String, Bytes, bool),
+        held: (&str, Option<Bytes>),
+    ) {
+        let cmd = if fifo {
+            GroupsCommand::SendFifo {
+                group,
+                sender,
+                payload,
+            }
+        } else {
+            GroupsCommand::Send {
+                group,
+                sender,
+                payload,
+            }
+        };
+        match self.groups_cmd(now, cmd) {
+            Ok(()) => self.say(client, 250, "sent"),
+            Err(e) => self.busy_with(client, e, held),
+        }
     }
 
     fn on_bind(&mut self, now: Instant, (client, line): (ClientId, &str), name: String, s: String) {
@@ -1605,11 +1755,11 @@ impl GroupsFront {
         if let Some(f) = &self.fanout {
             let members = self.local.get(&f.group);
             for (c, at) in &f.from {
-                if !members.is_some_and(|l| l.contains(c)) || *at > f.lines.len() {
+                let len = f.len(self.is_binary(*c));
+                if !members.is_some_and(|l| l.contains(c)) || *at > len {
                     return Err(format!(
-                        "fan-out of {}: client {c} starts at {at} of {} bytes, a member: {}",
+                        "fan-out of {}: client {c} starts at {at} of {len} bytes, a member: {}",
                         f.group,
-                        f.lines.len(),
                         members.is_some_and(|l| l.contains(c))
                     ));
                 }

@@ -26,6 +26,19 @@ pub enum Request {
         /// Sent in the cheaper FIFO mode (`fsend`).
         fifo: bool,
     },
+    /// `bsend GROUP SIZE` (agreed order) or `bfsend GROUP SIZE` (FIFO): exactly SIZE
+    /// bytes follow the line, taken as they are (no escaping, not scanned).
+    SendSized {
+        /// The group.
+        group: String,
+        /// The message's size, at most [`MAX_PAYLOAD`].
+        size: usize,
+        /// Sent in the FIFO mode (`bfsend`).
+        fifo: bool,
+    },
+    /// `binary`: from now on messages reach this connection as `602`/`603` notices
+    /// followed by their bytes as they are, instead of escaped `600`/`601` lines.
+    Binary,
     /// `members GROUP`.
     Members(String),
     /// `groups`.
@@ -66,13 +79,52 @@ pub struct Refusal {
     pub code: u16,
     /// Why.
     pub text: String,
+    /// The connection must close after the reply: a `bsend` line that cannot be taken
+    /// leaves its bytes in the stream, and nothing after them could be read as requests.
+    pub close: bool,
 }
 
 fn refuse(code: u16, text: impl Into<String>) -> Refusal {
     Refusal {
         code,
         text: text.into(),
+        close: false,
     }
+}
+
+/// `bsend GROUP SIZE` / `bfsend GROUP SIZE`: any refusal closes the connection.
+fn sized_send(cmd: &str, args: &[&str]) -> Result<Request, Refusal> {
+    let fatal = |mut r: Refusal| {
+        r.close = true;
+        r
+    };
+    let [g, size] = args else {
+        return Err(fatal(refuse(501, format!("usage: {cmd} GROUP SIZE"))));
+    };
+    let group = group(Some(g), cmd).map_err(fatal)?;
+    let size: usize = match size.parse() {
+        Ok(n) if size.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => {
+            return Err(fatal(refuse(
+                501,
+                format!(
+                    "{cmd}: SIZE is a number of bytes, not '{}'",
+                    size.escape_debug()
+                ),
+            )));
+        }
+    };
+    if size > MAX_PAYLOAD {
+        return Err(fatal(refuse(
+            552,
+            format!("message of {size} bytes: at most {MAX_PAYLOAD}"),
+        )));
+    }
+    Ok(Request::SendSized {
+        group,
+        size,
+        fifo: cmd == "bfsend",
+    })
 }
 
 /// Groups whose name starts with this are the daemons' own (service groups).
@@ -152,6 +204,11 @@ pub fn parse_request(line: &str) -> Result<Option<Request>, Refusal> {
     };
     let first = args.first().copied();
     let req = match cmd.as_str() {
+        "bsend" | "bfsend" => sized_send(&cmd, &args)?,
+        "binary" => {
+            most(0)?;
+            Request::Binary
+        }
         "name" => {
             most(1)?;
             Request::Name(label(first, "name NAME", "client name")?)

@@ -51,6 +51,8 @@ struct Net {
     cut: BTreeSet<(usize, usize)>,
     /// What each client read: (node, client) → text.
     read: BTreeMap<(usize, u64), String>,
+    /// The same bytes as they came (a `binary` client's are not all text).
+    raw: BTreeMap<(usize, u64), Vec<u8>>,
     closed: BTreeSet<(usize, u64)>,
     events: Vec<(usize, FrontEvent)>,
     steps: u64,
@@ -80,6 +82,7 @@ impl Net {
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
             read: BTreeMap::new(),
+            raw: BTreeMap::new(),
             closed: BTreeSet::new(),
             events: Vec::new(),
             steps: 0,
@@ -103,10 +106,11 @@ impl Net {
                 }
                 Output::ToClient(c, b) => {
                     assert!(!self.closed.contains(&(i, c.0)), "bytes after a close");
+                    self.raw.entry((i, c.0)).or_default().extend_from_slice(&b);
                     self.read
                         .entry((i, c.0))
                         .or_default()
-                        .push_str(std::str::from_utf8(&b).unwrap());
+                        .push_str(&String::from_utf8_lossy(&b));
                 }
                 Output::CloseClient(c) => {
                     self.closed.insert((i, c.0));
@@ -149,6 +153,39 @@ impl Net {
             .handle(self.now, Input::ClientData(ClientId(c), data))
             .unwrap();
         self.drain(i);
+    }
+
+    /// Bytes from client `c`, as they are.
+    fn data(&mut self, i: usize, c: u64, data: &[u8]) {
+        self.nodes[i]
+            .handle(
+                self.now,
+                Input::ClientData(ClientId(c), Bytes::copy_from_slice(data)),
+            )
+            .unwrap();
+        self.drain(i);
+    }
+
+    /// What client `c` read, as a binary client reads it: each line, and after a
+    /// `602`/`603` line the SIZE bytes that follow it.
+    fn records(&self, i: usize, c: u64) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut rest: &[u8] = self.raw.get(&(i, c)).map_or(&[], Vec::as_slice);
+        let mut out = Vec::new();
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let line = String::from_utf8(rest[..nl].to_vec()).expect("lines are text");
+            rest = &rest[nl + 1..];
+            let body = if line.starts_with("602 ") || line.starts_with("603 ") {
+                let size: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
+                let (b, r) = rest.split_at(size);
+                rest = r;
+                Some(b.to_vec())
+            } else {
+                None
+            };
+            out.push((line, body));
+        }
+        assert!(rest.is_empty(), "a partial line or body is left");
+        out
     }
 
     fn close(&mut self, i: usize, c: u64) {
@@ -1046,4 +1083,168 @@ fn the_check_catches_output_for_a_closed_client_and_a_broken_fan_out() {
     n.fanout.as_mut().unwrap().from.insert(ClientId(7), 0);
     let e = n.check_invariants().unwrap_err();
     assert!(e.contains("a member: false"), "{e}");
+}
+
+// ----- binary messages: `bsend`, `bfsend`, `binary` (SPEC.md §10.6) -----
+
+/// Every byte value, and the line breaks a text line cannot hold as they are.
+fn awkward_bytes() -> Vec<u8> {
+    let mut v: Vec<u8> = (0..=255u8).collect();
+    v.extend_from_slice(b"\n\r\n\\x00 end");
+    v
+}
+
+/// A `bsend` message reaches a member that asked for `binary` as `602 … SIZE` and its
+/// bytes as they are, and a text member as the usual escaped `600` line; `bfsend` the
+/// same as `603`/`601`. Membership notices stay lines for both, in their places.
+#[test]
+fn a_binary_message_reaches_binary_members_as_it_is_and_text_members_escaped() {
+    let mut net = Net::new(2, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "binary");
+    net.line(0, 1, "join g");
+    net.open(1, 2);
+    net.line(1, 2, "join g");
+    net.settle();
+    let payload = awkward_bytes();
+    let mut req = format!("bsend g {}\n", payload.len()).into_bytes();
+    req.extend_from_slice(&payload);
+    req.extend_from_slice(format!("bfsend g {}\n", 3).as_bytes());
+    req.extend_from_slice(b"a\nb");
+    req.extend_from_slice(b"send g plain\n");
+    net.data(1, 2, &req);
+    net.settle();
+    // The binary member: 250 binary, the join, the messages with their bytes.
+    let recs = net.records(0, 1);
+    assert!(recs[0].0.starts_with("250 binary"), "{recs:?}");
+    let msgs: Vec<&(String, Option<Vec<u8>>)> =
+        recs.iter().filter(|(l, _)| l.starts_with("60")).collect();
+    assert_eq!(msgs.len(), 3, "{recs:?}");
+    assert!(msgs[0].0.starts_with("602 g c2@b "), "{}", msgs[0].0);
+    assert!(msgs[0].0.ends_with(&format!(" {}", payload.len())));
+    assert_eq!(msgs[0].1.as_deref(), Some(payload.as_slice()));
+    // Agreed and FIFO messages have no order between them; each arrives once.
+    let fifo = msgs
+        .iter()
+        .find(|(l, _)| l.starts_with("603 g c2@b "))
+        .expect("603");
+    assert_eq!(fifo.1.as_deref(), Some(&b"a\nb"[..]));
+    let plain = msgs
+        .iter()
+        .find(|(l, b)| l.starts_with("602 ") && b.as_deref() == Some(b"plain"))
+        .expect("a text send reaches a binary member as 602 too");
+    assert!(plain.0.ends_with(" 5"));
+    assert!(
+        recs.iter().any(|(l, _)| l.starts_with("611 g ")),
+        "{recs:?}"
+    );
+    // The text member: escaped lines, which unescape to the same bytes.
+    let text = net.lines(1, 2, "600 g c2@b ");
+    assert_eq!(text.len(), 2, "{text:?}");
+    let escaped = text[0].splitn(6, ' ').nth(5).unwrap();
+    assert_eq!(crate::line::unescape(escaped).unwrap(), payload);
+    assert_eq!(net.lines(1, 2, "601 g c2@b ").len(), 1);
+    assert_eq!(net.text(1, 2).matches("250 sent").count(), 3);
+}
+
+/// The bytes of a `bsend` may come a few at a time; the line waits for all of them,
+/// and the next request after them is read as a line. A body left unfinished is
+/// closed like an unfinished line.
+#[test]
+fn a_binary_body_arriving_in_pieces_is_taken_whole_and_an_unfinished_one_closes() {
+    let mut net = Net::new(1, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "binary");
+    net.line(0, 1, "join g");
+    net.settle();
+    let mut req = b"bsend g 10\n0123".to_vec();
+    req.extend_from_slice(b"\n6789\n");
+    req.extend_from_slice(b"groups\n");
+    for b in &req {
+        net.data(0, 1, &[*b]);
+    }
+    net.settle();
+    let recs = net.records(0, 1);
+    let msg = recs
+        .iter()
+        .find(|(l, _)| l.starts_with("602 "))
+        .expect("602");
+    assert_eq!(msg.1.as_deref(), Some(&b"0123\n6789\n"[..]));
+    assert!(recs.iter().any(|(l, _)| l == "250 1 groups"), "{recs:?}");
+    // Half a body, then silence: closed after the partial-line bound.
+    net.data(0, 1, b"bsend g 100\nonly this");
+    for _ in 0..40 {
+        net.now += core::time::Duration::from_secs(1);
+        net.nodes[0].handle_timeout(net.now);
+        net.drain(0);
+    }
+    assert!(net.closed.contains(&(0, 1)));
+    assert!(net.text(0, 1).contains("421 "), "{}", net.text(0, 1));
+}
+
+/// `bsend` takes up to 65,536 bytes; a larger SIZE, a SIZE that is not a number and a
+/// bad group are refused and close the connection (the bytes that follow cannot be
+/// read as requests). Nothing of a refused message is sent.
+#[test]
+fn binary_sends_at_the_size_bound_pass_and_past_it_are_refused_and_closed() {
+    use crate::groups::msg::MAX_PAYLOAD;
+    let mut net = Net::new(1, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "binary");
+    net.line(0, 1, "join g");
+    net.settle();
+    let mut req = format!("bsend g {MAX_PAYLOAD}\n").into_bytes();
+    req.extend(std::iter::repeat_n(b'x', MAX_PAYLOAD));
+    net.data(0, 1, &req);
+    net.settle();
+    let recs = net.records(0, 1);
+    let msg = recs
+        .iter()
+        .find(|(l, _)| l.starts_with("602 "))
+        .expect("602");
+    assert_eq!(msg.1.as_ref().map(Vec::len), Some(MAX_PAYLOAD));
+    let bad: [(&str, &str); 4] = [
+        ("bsend g 65537", "552 "),
+        ("bsend g 12x", "501 "),
+        ("bsend #svc:x 3", "501 "),
+        ("bfsend g", "501 "),
+    ];
+    for (k, (line, code)) in bad.iter().enumerate() {
+        let c = 10 + k as u64;
+        net.open(0, c);
+        net.data(0, c, format!("{line}\nabc").as_bytes());
+        assert!(net.closed.contains(&(0, c)), "{line}");
+        assert!(
+            net.text(0, c).starts_with(code),
+            "{line}: {}",
+            net.text(0, c)
+        );
+    }
+    net.settle();
+    let count = net
+        .records(0, 1)
+        .iter()
+        .filter(|(l, _)| l.starts_with("602 "))
+        .count();
+    assert_eq!(count, 1, "nothing of a refused message was sent");
+}
+
+/// What was written to a member before it asked for `binary` stays text; what comes
+/// after is binary, in order.
+#[test]
+fn asking_for_binary_changes_only_what_comes_after() {
+    let mut net = Net::new(1, (7000, 7009));
+    net.open(0, 1);
+    net.line(0, 1, "join g");
+    net.open(0, 2);
+    // One input: a message, the switch, another message.
+    net.data(0, 1, b"send g before\nbinary\nsend g after\n");
+    net.settle();
+    let recs = net.records(0, 1);
+    let msgs: Vec<&(String, Option<Vec<u8>>)> =
+        recs.iter().filter(|(l, _)| l.starts_with("60")).collect();
+    assert_eq!(msgs.len(), 2, "{recs:?}");
+    assert!(msgs[0].0.starts_with("600 ") && msgs[0].0.ends_with(" before"));
+    assert!(msgs[1].0.starts_with("602 ") && msgs[1].0.ends_with(" 5"));
+    assert_eq!(msgs[1].1.as_deref(), Some(&b"after"[..]));
 }
