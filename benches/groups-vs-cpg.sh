@@ -31,6 +31,8 @@
 #   WINDOW=256 CREDIT=1000       the load generator's pipelining (see benches/groups_loopback.rs)
 #   RATE=2000 RATE_MSGS=10000    the paced 100 B run (flotilla only); RATE=0 skips it
 #   FIFO=1                       also run flotilla's FIFO mode (0: agreed order only)
+#   BINARY=1                     also run agreed order on the binary client path (`bsend`, `602`;
+#                                SPEC.md §10.6), as the Rust client library speaks it
 #   IDLE_CLIENTS=10000           idle clients (each needs a descriptor here and one in the daemon)
 #   CPG=1                        run corosync's side (0: flotilla only)
 #   CORO_SCRIPT=/work/shared/research/corosync-netns.sh
@@ -48,6 +50,7 @@ CREDIT=${CREDIT:-1000}
 RATE=${RATE:-2000}
 RATE_MSGS=${RATE_MSGS:-10000}
 FIFO=${FIFO:-1}
+BINARY=${BINARY:-1}
 IDLE_CLIENTS=${IDLE_CLIENTS:-10000}
 CPG=${CPG:-1}
 CORO_SCRIPT=${CORO_SCRIPT:-/work/shared/research/corosync-netns.sh}
@@ -193,6 +196,12 @@ if [ "$RATE" != 0 ]; then
     run paced tput --messages "$RATE_MSGS" --size 100 --rate "$RATE" --window "$WINDOW" \
         --credit "$CREDIT" "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
 fi
+if [ "$BINARY" = 1 ]; then
+    run small-bin tput --binary --messages "$N_SMALL" --size 100 --window "$WINDOW" --credit "$CREDIT" \
+        "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
+    run big-bin tput --binary --messages "$N_BIG" --size 10240 --window "$WINDOW" --credit "$CREDIT" \
+        "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
+fi
 if [ "$FIFO" = 1 ]; then
     run small-fifo tput --fifo --messages "$N_SMALL" --size 100 --window "$WINDOW" --credit "$CREDIT" \
         "${ADDR[0]}" "${ADDR[1]}" "${ADDR[2]}"
@@ -280,6 +289,16 @@ coro() {
             ratio=$(awk -v a="$(kv $name msgs_per_s)" -v b="$cm" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.2f", a / b; else print "NA" }')
             printf '%-26s %-7s %8s %9s\n' "flotilla / corosync" "$label" "" "${ratio}x"
         fi
+        if [ "$BINARY" = 1 ]; then
+            ok=$([ "$(kv $name-bin ok)" = 1 ] && echo ok || echo FAILED)
+            printf '%-26s %-7s %8s %9s %8s %9s %9s %9s %9s %s\n' "flotilla groupd, binary" "$label" "$count" \
+                "$(kv $name-bin msgs_per_s)" "$(kv $name-bin mb_per_s)" "$(kv $name-bin lat_avg_ms)" \
+                "$(kv $name-bin lat_p50_ms)" "$(kv $name-bin lat_p99_ms)" "$(kv $name-bin lat_max_ms)" "$ok"
+            if [ -z "$CORO" ]; then
+                ratio=$(awk -v a="$(kv $name-bin msgs_per_s)" -v b="$cm" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.2f", a / b; else print "NA" }')
+                printf '%-26s %-7s %8s %9s\n' "binary / corosync" "$label" "" "${ratio}x"
+            fi
+        fi
         if [ "$FIFO" = 1 ]; then
             ok=$([ "$(kv $name-fifo ok)" = 1 ] && echo ok || echo FAILED)
             printf '%-26s %-7s %8s %9s %8s %9s %9s %9s %9s %s\n' "flotilla groupd, FIFO" "$label" "$count" \
@@ -313,7 +332,7 @@ coro() {
         done
     fi
     if [ -n "$CORO" ]; then echo "$CORO"; fi
-    echo "flotilla daemons' share of a CPU during each run (a,b,c; %): 100 B $(kv small cpu_pct), 10 KiB $(kv big cpu_pct)$([ "$RATE" != 0 ] && echo ", paced $(kv paced cpu_pct)")$([ "$FIFO" = 1 ] && echo "; FIFO: 100 B $(kv small-fifo cpu_pct), 10 KiB $(kv big-fifo cpu_pct)")"
+    echo "flotilla daemons' share of a CPU during each run (a,b,c; %): 100 B $(kv small cpu_pct), 10 KiB $(kv big cpu_pct)$([ "$RATE" != 0 ] && echo ", paced $(kv paced cpu_pct)")$([ "$BINARY" = 1 ] && echo "; binary: 100 B $(kv small-bin cpu_pct), 10 KiB $(kv big-bin cpu_pct)")$([ "$FIFO" = 1 ] && echo "; FIFO: 100 B $(kv small-fifo cpu_pct), 10 KiB $(kv big-fifo cpu_pct)")"
     echo "flotilla daemons' counters when stopped after these runs:"
     counters tput | sed 's/^/  /'
     if [ "$IDLE_CLIENTS" -gt 0 ]; then
