@@ -322,6 +322,9 @@ pub struct GroupsFront {
     /// The groups machine's outputs are being taken: a command issued meanwhile leaves
     /// its outputs to that loop, so events are handled in the order they came.
     draining: bool,
+    /// The time of the latest input: the groups machine's batch, sent when the outputs
+    /// are polled, is drained as of then.
+    now: Instant,
     timers: Timers<Timer>,
     outbox: Outbox<FrontEvent, NoEffect>,
     stats: FrontStats,
@@ -355,6 +358,7 @@ impl GroupsFront {
             pending_gone: Vec::new(),
             held_claims: Vec::new(),
             draining: false,
+            now,
             timers: Timers::default(),
             outbox: Outbox::default(),
             stats: FrontStats::default(),
@@ -540,8 +544,9 @@ impl GroupsFront {
     }
 
     /// Takes everything the groups machine produced, in order, but the batch it is still
-    /// forming: that one leaves when this input is handled ([`Self::end_turn`]), so the
-    /// lines of one read share frames.
+    /// forming: that one leaves when the outputs are polled with nothing else waiting
+    /// (the end of the driver's turn), so the lines of one read, and the frames of
+    /// peers handled in one turn, share frames.
     fn drain(&mut self, now: Instant) {
         if self.draining {
             return;
@@ -618,13 +623,11 @@ impl GroupsFront {
         }
     }
 
-    /// After every input: held clients go on, gone clients leave their groups, and the
-    /// groups machine's batch leaves.
+    /// After every input: held clients go on, gone clients leave their groups.
     fn end_turn(&mut self, now: Instant) {
+        self.now = now;
         self.wake_held(now);
         self.submit_gone(now);
-        self.groups.end_batch();
-        self.drain(now);
         debug_check(self);
     }
 
@@ -1890,8 +1893,13 @@ impl Machine for GroupsFront {
     }
 
     fn poll_output(&mut self) -> Option<OutputOf<Self>> {
-        // Client bytes wait until the outbox is drained: inputs handled back to back (a
-        // driver taking a batch of client input in one turn) write once per client.
+        // Client bytes and the groups machine's batch wait until the outbox is drained:
+        // inputs handled back to back (a driver taking a batch of input in one turn)
+        // write once per client, and their frames share batches.
+        if self.outbox.is_empty() {
+            self.groups.end_batch();
+            self.drain(self.now);
+        }
         if self.outbox.is_empty() && (!self.out.is_empty() || self.fanout.is_some()) {
             self.flush_all();
         }
