@@ -496,15 +496,33 @@ impl GroupsFront {
 
     /// Copies the fan-out lines into every member's own output, and ends them.
     fn spill(&mut self) {
+        self.spill_shared(false);
+    }
+
+    /// Hands the fan-out lines to every member, and ends them. With `share` (only when
+    /// the outputs are polled: no input comes between this and the driver's writes), a
+    /// member with nothing else waiting gets them as they are, shared with the other
+    /// members (a 10 KiB message is not copied once per member); otherwise, and for a
+    /// member with its own bytes waiting, they are copied into its output.
+    fn spill_shared(&mut self, share: bool) {
         let Some(f) = self.fanout.take() else {
             return;
         };
+        let text = f.text.map(BytesMut::freeze);
+        let binary = f.binary.map(BytesMut::freeze);
         for c in self.local.get(&f.group).into_iter().flatten() {
-            let Some(lines) = f.lines(self.is_binary(*c)) else {
+            let lines = if self.is_binary(*c) { &binary } else { &text };
+            let Some(lines) = lines else {
                 continue;
             };
             let start = f.from.get(c).copied().unwrap_or(0);
-            if start < lines.len() {
+            if start >= lines.len() {
+                continue;
+            }
+            if share && !self.out.contains_key(c) {
+                // Everything written to it before is in the outbox already.
+                self.outbox.to_client(*c, lines.slice(start..));
+            } else {
                 self.out
                     .entry(*c)
                     .or_default()
@@ -523,7 +541,7 @@ impl GroupsFront {
     /// Everything written since the outbox was last drained goes out as one write per
     /// client: a burst of deliveries is one entry in the driver's queue, not hundreds.
     fn flush_all(&mut self) {
-        self.spill();
+        self.spill_shared(true);
         for (c, b) in std::mem::take(&mut self.out) {
             self.outbox.to_client(c, b.freeze());
         }
@@ -1304,6 +1322,13 @@ impl GroupsFront {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(r) => {
+                if r.skip > 0 && body.is_none() {
+                    // The bytes that belong to the line go first; then the refusal.
+                    if let Some(c) = self.clients.get_mut(&client) {
+                        c.body = Some((line.to_string(), r.skip));
+                    }
+                    return;
+                }
                 self.say(client, r.code, &r.text);
                 if r.close {
                     self.close(client);

@@ -79,9 +79,13 @@ pub struct Refusal {
     pub code: u16,
     /// Why.
     pub text: String,
-    /// The connection must close after the reply: a `bsend` line that cannot be taken
-    /// leaves its bytes in the stream, and nothing after them could be read as requests.
+    /// The connection must close after the reply: a `bsend` line without a size it
+    /// takes leaves bytes of unknown length in the stream, and nothing after them could
+    /// be read as requests.
     pub close: bool,
+    /// Bytes that follow the line and belong to it (a refused `bsend` of a good size):
+    /// the reader discards them before the next request.
+    pub skip: usize,
 }
 
 fn refuse(code: u16, text: impl Into<String>) -> Refusal {
@@ -89,10 +93,12 @@ fn refuse(code: u16, text: impl Into<String>) -> Refusal {
         code,
         text: text.into(),
         close: false,
+        skip: 0,
     }
 }
 
-/// `bsend GROUP SIZE` / `bfsend GROUP SIZE`: any refusal closes the connection.
+/// `bsend GROUP SIZE` / `bfsend GROUP SIZE`. Without a size it takes, the refusal
+/// closes the connection; with one, a bad group is refused after its bytes are skipped.
 fn sized_send(cmd: &str, args: &[&str]) -> Result<Request, Refusal> {
     let fatal = |mut r: Refusal| {
         r.close = true;
@@ -101,7 +107,6 @@ fn sized_send(cmd: &str, args: &[&str]) -> Result<Request, Refusal> {
     let [g, size] = args else {
         return Err(fatal(refuse(501, format!("usage: {cmd} GROUP SIZE"))));
     };
-    let group = group(Some(g), cmd).map_err(fatal)?;
     let size: usize = match size.parse() {
         Ok(n) if size.bytes().all(|b| b.is_ascii_digit()) => n,
         _ => {
@@ -120,6 +125,10 @@ fn sized_send(cmd: &str, args: &[&str]) -> Result<Request, Refusal> {
             format!("message of {size} bytes: at most {MAX_PAYLOAD}"),
         )));
     }
+    let group = group(Some(g), cmd).map_err(|mut r| {
+        r.skip = size;
+        r
+    })?;
     Ok(Request::SendSized {
         group,
         size,
@@ -296,6 +305,44 @@ mod tests {
 
     fn code(line: &str) -> u16 {
         parse_request(line).unwrap_err().code
+    }
+
+    #[test]
+    fn binary_requests_read_and_say_what_follows_a_refusal() {
+        assert_eq!(
+            ok("bsend g 10"),
+            Request::SendSized {
+                group: "g".into(),
+                size: 10,
+                fifo: false
+            }
+        );
+        assert_eq!(
+            ok("BFSEND g 65536"),
+            Request::SendSized {
+                group: "g".into(),
+                size: 65_536,
+                fifo: true
+            }
+        );
+        assert_eq!(ok("binary"), Request::Binary);
+        assert_eq!(code("binary now"), 501);
+        let r = |l: &str| parse_request(l).unwrap_err();
+        // No size it takes: the bytes that follow are of unknown length, so it closes.
+        for (line, code) in [
+            ("bsend g 65537", 552),
+            ("bsend g 1x", 501),
+            ("bsend g +1", 501),
+            ("bsend g", 501),
+            ("bsend g 1 2", 501),
+        ] {
+            let e = r(line);
+            assert_eq!((e.code, e.close, e.skip), (code, true, 0), "{line}");
+        }
+        // A good size and a bad group: its bytes are skipped, the connection stays.
+        let e = r("bsend #svc:x 3");
+        assert_eq!((e.code, e.close, e.skip), (501, false, 3));
+        assert_eq!(r("send #svc:x a").skip, 0);
     }
 
     #[test]
