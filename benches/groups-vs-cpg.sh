@@ -145,22 +145,30 @@ ticks() {
     local p
     for p in "${PIDS[@]}"; do awk '{ printf "%d ", $14 + $15 }' "/proc/$p/stat" 2>/dev/null || printf '0 '; done
 }
+# steal: the machine's stolen time so far (clock ticks: a virtual machine's CPUs running
+# someone else's work, /proc/stat), so a run the host disturbed shows as such
+steal() { awk '/^cpu / { print $9 }' /proc/stat; }
 # run NAME ARGS...: one groups-loopback run; its key=value line, with each daemon's share of a CPU
-# during the run (cpu_pct=a,b,c), goes to raw.txt and to $NAME.kv
+# during the run (cpu_pct=a,b,c) and the share of the machine's CPU time stolen by the host
+# (steal_pct), goes to raw.txt and to $NAME.kv
 run() {
-    local name=$1 rc=0 t0 t1 c0 c1
+    local name=$1 rc=0 t0 t1 c0 c1 s0 s1
     shift
     log "groups-loopback $*"
     c0=$(ticks)
+    s0=$(steal)
     t0=$EPOCHREALTIME
     "$LOAD" "$@" >"$OUT/$name.kv" 2>"$OUT/$name.err" || rc=$?
     t1=$EPOCHREALTIME
     c1=$(ticks)
+    s1=$(steal)
     if [ -s "$OUT/$name.kv" ]; then
-        awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" '
+        awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
+            -v s0="$s0" -v s1="$s1" -v cpus="$(nproc)" '
             { n = split(a, x, " "); split(b, y, " "); s = ""
               for (i = 1; i <= n; i++) s = s (i > 1 ? "," : "") sprintf("%.0f", 100 * (y[i] - x[i]) / hz / (t1 - t0))
-              print $0 " cpu_pct=" s }' "$OUT/$name.kv" >"$OUT/$name.kv.tmp" && mv "$OUT/$name.kv.tmp" "$OUT/$name.kv"
+              print $0 " cpu_pct=" s " steal_pct=" sprintf("%.1f", 100 * (s1 - s0) / hz / (t1 - t0) / cpus) }' \
+            "$OUT/$name.kv" >"$OUT/$name.kv.tmp" && mv "$OUT/$name.kv.tmp" "$OUT/$name.kv"
     fi
     sed "s/^/$name /" "$OUT/$name.kv" >>"$OUT/raw.txt"
     cat "$OUT/$name.kv" >&2
@@ -333,6 +341,7 @@ coro() {
     fi
     if [ -n "$CORO" ]; then echo "$CORO"; fi
     echo "flotilla daemons' share of a CPU during each run (a,b,c; %): 100 B $(kv small cpu_pct), 10 KiB $(kv big cpu_pct)$([ "$RATE" != 0 ] && echo ", paced $(kv paced cpu_pct)")$([ "$BINARY" = 1 ] && echo "; binary: 100 B $(kv small-bin cpu_pct), 10 KiB $(kv big-bin cpu_pct)")$([ "$FIFO" = 1 ] && echo "; FIFO: 100 B $(kv small-fifo cpu_pct), 10 KiB $(kv big-fifo cpu_pct)")"
+    echo "time stolen by the host during each run (% of the machine): 100 B $(kv small steal_pct), 10 KiB $(kv big steal_pct)$([ "$BINARY" = 1 ] && echo ", binary $(kv small-bin steal_pct), $(kv big-bin steal_pct)")"
     echo "flotilla daemons' counters when stopped after these runs:"
     counters tput | sed 's/^/  /'
     if [ "$IDLE_CLIENTS" -gt 0 ]; then
