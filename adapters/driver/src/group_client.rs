@@ -841,32 +841,20 @@ fn parse_sized_message(text: &str, body: Option<&[u8]>, delivery: Delivery) -> O
         return None;
     };
     let body = body?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if group.is_empty()
-        || !digits(seq)
-        || !digits(size)
-        || size.parse::<usize>().ok()? != body.len()
-    {
+    let digits = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit());
+    if !digits || size.parse::<usize>().ok()? != body.len() {
         return None;
     }
-    let (sender, daemon) = parse_member(sender)?;
-    Some(GroupNotice::Message {
-        group: group.to_string(),
-        sender,
-        daemon,
-        view: parse_view(view)?,
-        seq: seq.parse().ok()?,
-        payload: body.to_vec(),
-        delivery,
-    })
+    message([group, sender, view, seq], body.to_vec(), delivery)
 }
 
-/// `GROUP SENDER@DAEMON VIEW SEQ TEXT`: TEXT is the rest after one space, escaped, and
-/// may be empty (then the space before it may be missing too).
-fn parse_message(text: &str, delivery: Delivery) -> Option<GroupNotice> {
-    let mut w = text.splitn(5, ' ');
-    let (group, sender, view, seq) = (w.next()?, w.next()?, w.next()?, w.next()?);
-    let payload = unescape(w.next().unwrap_or_default()).ok()?;
+/// A message notice's words before its text (`GROUP SENDER@DAEMON VIEW SEQ`) and its
+/// bytes, read into a [`GroupNotice::Message`].
+fn message(
+    [group, sender, view, seq]: [&str; 4],
+    payload: Vec<u8>,
+    delivery: Delivery,
+) -> Option<GroupNotice> {
     let (sender, daemon) = parse_member(sender)?;
     if group.is_empty() || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -880,6 +868,15 @@ fn parse_message(text: &str, delivery: Delivery) -> Option<GroupNotice> {
         payload,
         delivery,
     })
+}
+
+/// `GROUP SENDER@DAEMON VIEW SEQ TEXT`: TEXT is the rest after one space, escaped, and
+/// may be empty (then the space before it may be missing too).
+fn parse_message(text: &str, delivery: Delivery) -> Option<GroupNotice> {
+    let mut w = text.splitn(5, ' ');
+    let (group, sender, view, seq) = (w.next()?, w.next()?, w.next()?, w.next()?);
+    let payload = unescape(w.next().unwrap_or_default()).ok()?;
+    message([group, sender, view, seq], payload, delivery)
 }
 
 #[cfg(test)]

@@ -123,23 +123,6 @@ fn err(n: &Node, msg: impl Into<String>) -> SexprError {
     SexprError::new(n.pos, msg.into())
 }
 
-/// A message to send, in FIFO mode or in agreed order.
-fn send(fifo: bool, group: String, sender: String, payload: Bytes) -> GroupsCommand {
-    if fifo {
-        GroupsCommand::SendFifo {
-            group,
-            sender,
-            payload,
-        }
-    } else {
-        GroupsCommand::Send {
-            group,
-            sender,
-            payload,
-        }
-    }
-}
-
 fn digest(id: &MsgId, fifo: bool) -> u64 {
     // FNV-1a over the id's parts: order-independent once xor-ed together. A FIFO id is
     // numbered apart from the agreed ones: a tag keeps the two from cancelling out.
@@ -284,7 +267,7 @@ impl Protocol for GroupsProtocol {
                     at + 1,
                     node.pos.line * 1000 + node.pos.col
                 ));
-                let cmd = send(verb == "fsend", group, sender, payload);
+                let cmd = GroupsCommand::message(verb == "fsend", group, sender, payload);
                 Ok(Some((at, Either::B(FrontCommand::Groups(cmd)))))
             }
             (Some(verb @ ("send" | "fsend")), _) => {
@@ -322,7 +305,7 @@ impl Protocol for GroupsProtocol {
             let payload = Bytes::from(format!("m{k}"));
             // Drawn only when asked for, so runs without FIFO keep their seeds' faults.
             let fifo = self.fifo > 0 && rng.below(100) < self.fifo;
-            let cmd = send(fifo, group, sender, payload);
+            let cmd = GroupsCommand::message(fifo, group, sender, payload);
             out.push((t, n, Either::B(FrontCommand::Groups(cmd))));
         }
         out.sort_by_key(|(t, _, _)| *t);

@@ -1545,19 +1545,7 @@ impl GroupsFront {
         (group, payload, fifo): (String, Bytes, bool),
         held: (&str, Option<Bytes>),
     ) {
-        let cmd = if fifo {
-            GroupsCommand::SendFifo {
-                group,
-                sender,
-                payload,
-            }
-        } else {
-            GroupsCommand::Send {
-                group,
-                sender,
-                payload,
-            }
-        };
+        let cmd = GroupsCommand::message(fifo, group, sender, payload);
         match self.groups_cmd(now, cmd) {
             Ok(()) => self.say(client, 250, "sent"),
             Err(e) => self.busy_with(client, e, held),

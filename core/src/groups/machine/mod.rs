@@ -207,6 +207,26 @@ pub enum GroupsCommand {
     },
 }
 
+impl GroupsCommand {
+    /// A client's message: [`GroupsCommand::SendFifo`] when `fifo`, else
+    /// [`GroupsCommand::Send`].
+    pub fn message(fifo: bool, group: String, sender: String, payload: Bytes) -> Self {
+        if fifo {
+            GroupsCommand::SendFifo {
+                group,
+                sender,
+                payload,
+            }
+        } else {
+            GroupsCommand::Send {
+                group,
+                sender,
+                payload,
+            }
+        }
+    }
+}
+
 /// Why a group's membership changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
