@@ -2365,3 +2365,47 @@ fn fifo_sends_of_one_turn_share_a_frame_and_so_do_their_resends() {
     let want: Vec<Bytes> = (0..20).map(|k| Bytes::from(format!("f{k:02}"))).collect();
     assert_eq!(per_origin(&net.nodes[2], "b"), want);
 }
+
+/// A batch holds at most `MAX_BATCH` items, whatever one turn queues: b's 1,024 sends
+/// (its `MAX_PENDING`) and then a disconnection, which is never refused, are two
+/// submits, and both decode (a batch of 1,025 would be refused by every peer).
+#[test]
+fn a_batch_closes_at_max_batch_items() {
+    use super::msg::MAX_BATCH;
+    let (mut net, _) = three_settled();
+    assert_eq!(MAX_BATCH, MAX_PENDING);
+    let mut turn: Vec<Input<GroupsCommand, crate::machine::NoEffect>> = (0..MAX_PENDING)
+        .map(|k| send_cmd("#c#b", format!("m{k}").as_bytes()))
+        .collect();
+    turn.push(Input::Command(GroupsCommand::Disconnect {
+        group: "g".into(),
+        client: "#c#b".into(),
+    }));
+    one_turn(&mut net, 1, turn);
+    let sizes: Vec<usize> = on_the_way(&net, 1, 0)
+        .iter()
+        .map(|m| match m {
+            GroupMsg::Submit { items, .. } => items.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![MAX_BATCH, 1]);
+}
+
+/// A batch that holds exactly `BATCH_BYTES` of payload is full: the next item opens
+/// another.
+#[test]
+fn a_batch_of_exactly_batch_bytes_takes_no_more() {
+    let (mut net, _) = three_settled();
+    let quarter = vec![b'q'; 16 * 1024];
+    let sends = (0..8).map(|_| send_cmd("#c#a", &quarter)).collect();
+    one_turn(&mut net, 0, sends);
+    let sizes: Vec<usize> = on_the_way(&net, 0, 1)
+        .iter()
+        .map(|m| match m {
+            GroupMsg::Order { items, .. } => items.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![4, 4]);
+}
