@@ -2206,6 +2206,19 @@ fn one_turn(net: &mut Net, i: usize, inputs: Vec<Input<GroupsCommand, crate::mac
     net.drain(i);
 }
 
+/// How many items each frame on its way from `from` to `to` carries, in order; each
+/// must be a batch of `kind` (`Submit` or `Order`).
+fn batch_sizes(net: &Net, from: usize, to: usize, kind: &str) -> Vec<usize> {
+    on_the_way(net, from, to)
+        .iter()
+        .map(|m| match m {
+            GroupMsg::Submit { items, .. } if kind == "Submit" => items.len(),
+            GroupMsg::Order { items, .. } if kind == "Order" => items.len(),
+            other => panic!("only {kind} batches expected: {other:?}"),
+        })
+        .collect()
+}
+
 /// The frames on their way from `from` to `to`, decoded, in order.
 fn on_the_way(net: &Net, from: usize, to: usize) -> Vec<GroupMsg> {
     net.queue
@@ -2286,13 +2299,7 @@ fn a_batch_closes_past_its_byte_bound() {
     let big = vec![b'x'; 20 * 1024];
     let sends = (0..9).map(|_| send_cmd("#c#a", &big)).collect();
     one_turn(&mut net, 0, sends);
-    let sizes: Vec<usize> = on_the_way(&net, 0, 1)
-        .iter()
-        .map(|m| match m {
-            GroupMsg::Order { items, .. } => items.len(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let sizes = batch_sizes(&net, 0, 1, "Order");
     // Four items of 20 KiB pass 64 KiB with the fourth.
     assert_eq!(BATCH_BYTES, 64 * 1024);
     assert_eq!(sizes, vec![4, 4, 1]);
@@ -2382,13 +2389,7 @@ fn a_batch_closes_at_max_batch_items() {
         client: "#c#b".into(),
     }));
     one_turn(&mut net, 1, turn);
-    let sizes: Vec<usize> = on_the_way(&net, 1, 0)
-        .iter()
-        .map(|m| match m {
-            GroupMsg::Submit { items, .. } => items.len(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let sizes = batch_sizes(&net, 1, 0, "Submit");
     assert_eq!(sizes, vec![MAX_BATCH, 1]);
 }
 
@@ -2400,12 +2401,6 @@ fn a_batch_of_exactly_batch_bytes_takes_no_more() {
     let quarter = vec![b'q'; 16 * 1024];
     let sends = (0..8).map(|_| send_cmd("#c#a", &quarter)).collect();
     one_turn(&mut net, 0, sends);
-    let sizes: Vec<usize> = on_the_way(&net, 0, 1)
-        .iter()
-        .map(|m| match m {
-            GroupMsg::Order { items, .. } => items.len(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let sizes = batch_sizes(&net, 0, 1, "Order");
     assert_eq!(sizes, vec![4, 4]);
 }
