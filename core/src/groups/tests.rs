@@ -717,10 +717,14 @@ fn flush_requests_and_starts_go_again_paced_until_answered() {
     );
     // c is heard again, except its acknowledgements: the start goes again, paced.
     let starts = Rc::new(Cell::new(0u32));
-    let counted = starts.clone();
+    let starts_to_b = Rc::new(Cell::new(0u32));
+    let (counted, counted_b) = (starts.clone(), starts_to_b.clone());
     net.drop = Box::new(move |from, to, m| {
         if to == 2 && matches!(m, GroupMsg::Start { .. }) {
             counted.set(counted.get() + 1);
+        }
+        if to == 1 && matches!(m, GroupMsg::Start { .. }) {
+            counted_b.set(counted_b.get() + 1);
         }
         from == 2 && matches!(m, GroupMsg::Ack { .. })
     });
@@ -747,6 +751,8 @@ fn flush_requests_and_starts_go_again_paced_until_answered() {
         "{} starts to c in 3 s",
         starts.get()
     );
+    // b acknowledged the first: only c gets the repeats.
+    assert_eq!(starts_to_b.get(), 1, "starts to b");
     // Acknowledgements heard: no more starts, and the view works.
     let counted = starts.clone();
     net.drop = Box::new(move |_, to, m| {
@@ -2403,4 +2409,380 @@ fn a_batch_of_exactly_batch_bytes_takes_no_more() {
     one_turn(&mut net, 0, sends);
     let sizes = batch_sizes(&net, 0, 1, "Order");
     assert_eq!(sizes, vec![4, 4]);
+}
+
+// ----- tails, gap requests and the acknowledgement bounds of ordered items -----
+
+/// An order from a to b of a's data item `seq` carrying `payload`.
+fn order_with(
+    v: &View,
+    seq: u64,
+    stable: u64,
+    payload: Bytes,
+) -> Input<GroupsCommand, crate::machine::NoEffect> {
+    let Input::Frame { from, frame } = order_from_a(v, seq, stable) else {
+        unreachable!("order_from_a makes a frame")
+    };
+    let Ok(GroupMsg::Order { view, items, .. }) = GroupMsg::decode(&frame) else {
+        unreachable!("order_from_a makes an order")
+    };
+    let mut item = items.into_iter().next().expect("one item");
+    if let What::Data { payload: p, .. } = &mut item.what {
+        *p = payload;
+    }
+    let msg = GroupMsg::Order {
+        view,
+        seq,
+        stable,
+        items: vec![item],
+    };
+    Input::Frame {
+        from,
+        frame: msg.to_frame(),
+    }
+}
+
+/// The `upto` of every `Ack` on its way; the queue is emptied.
+fn take_acks(net: &mut Net) -> Vec<u64> {
+    std::mem::take(&mut net.queue)
+        .iter()
+        .filter_map(|(_, _, fr)| match decoded(fr) {
+            GroupMsg::Ack { upto, .. } => Some(upto),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A member acknowledges ordered items at once every `ACK_STRIDE` items, or once
+/// `ACK_BYTES` payload bytes are unacknowledged, and not before (the clock does not move
+/// here, so the acknowledgement timer never fires). (Guards `ACK_BYTES` itself, 32 KiB,
+/// and `ack_if_due`.)
+#[test]
+fn a_member_acknowledges_orders_every_stride_and_at_the_byte_bound() {
+    use super::machine::{ACK_BYTES, ACK_STRIDE};
+    assert_eq!(ACK_BYTES, 32 * 1024);
+    let (mut net, v1) = two_settled();
+    let t = net.now;
+    for seq in 1..ACK_STRIDE {
+        net.input(1, order_from_a(&v1, seq, 0)).unwrap();
+    }
+    assert_eq!(take_acks(&mut net), [0u64; 0], "before the stride");
+    net.input(1, order_from_a(&v1, ACK_STRIDE, 0)).unwrap();
+    assert_eq!(take_acks(&mut net), [ACK_STRIDE], "at the stride");
+    let n = ACK_STRIDE;
+    // 31 items of 1 KiB wait; the 32nd reaches the byte bound.
+    for k in 1..32 {
+        net.input(1, order_with(&v1, n + k, 0, Bytes::from(vec![7u8; 1024])))
+            .unwrap();
+    }
+    assert_eq!(take_acks(&mut net), [0u64; 0], "one KiB short");
+    net.input(1, order_with(&v1, n + 32, 0, Bytes::from(vec![7u8; 1024])))
+        .unwrap();
+    assert_eq!(take_acks(&mut net), [n + 32], "at the byte bound");
+    // One byte short, then the byte that reaches it.
+    let short = Bytes::from(vec![1u8; ACK_BYTES - 1]);
+    net.input(1, order_with(&v1, n + 33, 0, short)).unwrap();
+    assert_eq!(take_acks(&mut net), [0u64; 0], "one byte short");
+    net.input(1, order_with(&v1, n + 34, 0, Bytes::from_static(b"!")))
+        .unwrap();
+    assert_eq!(take_acks(&mut net), [n + 34], "at the byte bound");
+    assert_eq!(net.now, t);
+    assert_eq!(net.nodes[1].g.delivered(), n + 34);
+}
+
+/// b's item `lseq` (for submits injected as if from b).
+fn item_of_b(lseq: u64) -> Item {
+    Item {
+        id: MsgId {
+            origin: "b".into(),
+            incarnation: member("b").incarnation,
+            lseq,
+        },
+        group: "g".into(),
+        what: What::Data {
+            sender: "#x#b".into(),
+            payload: Bytes::from(format!("b{lseq}")),
+        },
+    }
+}
+
+/// The sequencer sends a member's tail again from the first item it lacks (its
+/// acknowledgement + 1, though the log holds older items another member still lacks),
+/// never while that member's acknowledgement keeps moving, and, when the member's
+/// submit comes again, at once from the same place. Every frame between daemons is lost
+/// here: what reaches a is injected. (Guards `Tails::stuck`'s `seen != a || a >= last`
+/// and both `a + 1`, in `stuck` and `hurry`.)
+#[test]
+fn a_members_tail_goes_again_from_the_first_item_it_lacks_and_not_while_it_moves() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (mut net, v) = three_settled();
+    let to_b: Rc<RefCell<Vec<u64>>> = Rc::default();
+    let rec = to_b.clone();
+    net.drop = Box::new(move |from, to, m| {
+        if let (0, 1, GroupMsg::Order { seq, items, .. }) = (from, to, m) {
+            rec.borrow_mut().extend(*seq..*seq + items.len() as u64);
+        }
+        true
+    });
+    let b = net.nodes[1].addr;
+    let inject = |net: &mut Net, msg: GroupMsg| {
+        net.input(
+            0,
+            Input::Frame {
+                from: b,
+                frame: msg.to_frame(),
+            },
+        )
+        .unwrap();
+    };
+    let submit = |items: Vec<Item>| GroupMsg::Submit {
+        view: v.id.clone(),
+        floor: 1,
+        items,
+    };
+    inject(&mut net, submit((1..=10).map(item_of_b).collect()));
+    assert_eq!(*to_b.borrow(), (1..=10).collect::<Vec<_>>());
+    to_b.borrow_mut().clear();
+    // b acknowledges a little more every 250 ms; c never does, so the stable point stays
+    // at 0 and the log holds every item.
+    for upto in 1..=4 {
+        net.run_for(Duration::from_millis(250));
+        inject(
+            &mut net,
+            GroupMsg::Ack {
+                view: v.id.clone(),
+                upto,
+            },
+        );
+    }
+    assert_eq!(
+        *to_b.borrow(),
+        [0u64; 0],
+        "nothing again while b's acknowledgement moves"
+    );
+    // Stuck at 4: after 400 ms (and the next look, every 100 ms) 5 to 10 go again.
+    let resent = net.nodes[0].g.stats().resent;
+    net.run_for(Duration::from_millis(600));
+    assert_eq!(*to_b.borrow(), (5..=10).collect::<Vec<_>>(), "the tail");
+    // Counted: six to b, and c's whole tail (it never acknowledged).
+    assert_eq!(net.nodes[0].g.stats().resent - resent, 6 + 10);
+    to_b.borrow_mut().clear();
+    // The next repeat waits 800 ms; b's submit coming again 400 ms on brings it at once.
+    net.run_for(Duration::from_millis(400));
+    assert_eq!(*to_b.borrow(), [0u64; 0], "not yet");
+    inject(&mut net, submit(vec![item_of_b(1)]));
+    assert_eq!(
+        *to_b.borrow(),
+        (5..=10).collect::<Vec<_>>(),
+        "the tail, at the repeated submit"
+    );
+}
+
+/// A member with items past a gap asks the sequencer for the gap at its next look (every
+/// 50 ms), then after 100, 200, 400, 800 ms; once delivery moves and items still wait
+/// past a new gap, it asks for that one at once. Nothing from b reaches a (so nobody
+/// answers). (Guards `gap_due`.)
+#[test]
+fn a_gap_is_asked_for_at_once_then_less_often_and_a_new_gap_at_once() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (mut net, v1) = two_settled();
+    let nacks: Rc<RefCell<Vec<u64>>> = Rc::default();
+    let rec = nacks.clone();
+    net.drop = Box::new(move |from, _, m| {
+        if let (1, GroupMsg::Nack { from: f, .. }) = (from, m) {
+            rec.borrow_mut().push(*f);
+        }
+        from == 1
+    });
+    // Steps until `until` has passed, noting when each gap request left b.
+    let watch = |net: &mut Net, until: Duration| {
+        let end = net.now + until;
+        let mut at = Vec::new();
+        while net.now < end {
+            let before = nacks.borrow().len();
+            net.step();
+            for _ in before..nacks.borrow().len() {
+                at.push(net.now);
+            }
+        }
+        at
+    };
+    let t0 = net.now;
+    for seq in [1, 3, 6] {
+        net.input(1, order_from_a(&v1, seq, 0)).unwrap();
+    }
+    assert_eq!(net.nodes[1].g.delivered(), 1);
+    let at = watch(&mut net, Duration::from_millis(1_700));
+    assert!(
+        at[0] - t0 <= Duration::from_millis(50),
+        "asked at the next look"
+    );
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    let ms = Duration::from_millis;
+    assert_eq!(gaps, [ms(100), ms(200), ms(400), ms(800)]);
+    assert!(nacks.borrow().iter().all(|f| *f == 2));
+    // 2 arrives: delivery reaches 3, 6 still waits past the gap at 4.
+    nacks.borrow_mut().clear();
+    let t1 = net.now;
+    net.input(1, order_from_a(&v1, 2, 0)).unwrap();
+    assert_eq!(net.nodes[1].g.delivered(), 3);
+    let at = watch(&mut net, Duration::from_millis(60));
+    assert_eq!(*nacks.borrow(), [4], "the new gap, at once");
+    assert!(at[0] - t1 <= Duration::from_millis(50));
+}
+
+/// An acknowledgement of the previous view that reaches the sequencer late counts for
+/// nothing in the new one, where numbering started again: were it taken, the items a
+/// member lacks would be forgotten as stable and never sent to it again. (Guards
+/// `on_ack`'s `view != self.view.id || …`.)
+#[test]
+fn an_acknowledgement_of_the_previous_view_arriving_late_counts_for_nothing() {
+    let (mut net, v1) = three_settled();
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    net.run_until(|n| n.settled());
+    net.drop = Box::new(|from, to, m| (from, to) == (0, 1) && matches!(m, GroupMsg::Order { .. }));
+    for k in 1..=5u8 {
+        net.input(0, send_cmd("#x#a", &[k])).unwrap();
+    }
+    net.run_frames();
+    assert_eq!(net.nodes[1].g.delivered(), 0, "b lost every order");
+    let b = net.nodes[1].addr;
+    let stale = GroupMsg::Ack {
+        view: v1.id.clone(),
+        upto: 5,
+    };
+    net.input(
+        0,
+        Input::Frame {
+            from: b,
+            frame: stale.to_frame(),
+        },
+    )
+    .unwrap();
+    net.drop = Box::new(|_, _, _| false);
+    net.run_for(Duration::from_secs(2));
+    let want: Vec<Bytes> = (1..=5u8).map(|k| Bytes::from(vec![k])).collect();
+    assert_eq!(
+        net.nodes[1].payloads(),
+        want,
+        "b has them all, from its tail"
+    );
+}
+
+/// An item of an earlier life of this daemon (same name, another incarnation) delivered
+/// here does not settle this life's own pending item of the same number: that one is
+/// still submitted until it is delivered. (Guards `deliver`'s `origin == me.name &&
+/// incarnation == me.incarnation`.)
+#[test]
+fn an_item_of_an_earlier_life_does_not_settle_this_lifes_pending_item() {
+    let (mut net, v1) = two_settled();
+    net.drop = Box::new(|from, _, _| from == 1);
+    net.input(1, send_cmd("#x#b", b"mine")).unwrap();
+    net.run_frames();
+    assert_eq!(net.nodes[1].g.pending(), 1);
+    let mut earlier = item_of_b(1);
+    earlier.id.incarnation += 1_000;
+    let order = GroupMsg::Order {
+        view: v1.id.clone(),
+        seq: 1,
+        stable: 0,
+        items: vec![earlier],
+    };
+    net.input(
+        1,
+        Input::Frame {
+            from: net.nodes[0].addr,
+            frame: order.to_frame(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        net.nodes[1].g.delivered(),
+        1,
+        "the earlier life's item is delivered"
+    );
+    assert_eq!(net.nodes[1].g.pending(), 1, "and b's own is still pending");
+}
+
+/// A daemon whose own items keep being delivered does not submit the rest again: they
+/// wait in the sequencer's queue, not lost. Once deliveries stop for the submit pace
+/// (400 ms), what is left goes again. (Guards `deliver`'s count of own items delivered,
+/// which `on_retry` compares.)
+#[test]
+fn submits_do_not_go_again_while_the_daemons_own_items_are_being_delivered() {
+    let (mut net, v1) = two_settled();
+    net.drop = Box::new(|from, _, _| from == 1);
+    for k in 1..=5u64 {
+        net.input(1, send_cmd("#x#b", format!("b{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_frames();
+    let a = net.nodes[0].addr;
+    for seq in 1..=4u64 {
+        net.run_for(Duration::from_millis(300));
+        let order = GroupMsg::Order {
+            view: v1.id.clone(),
+            seq,
+            stable: 0,
+            items: vec![item_of_b(seq)],
+        };
+        net.input(
+            1,
+            Input::Frame {
+                from: a,
+                frame: order.to_frame(),
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(net.nodes[1].g.pending(), 1);
+    assert_eq!(net.nodes[1].g.stats().resent, 0, "nothing again meanwhile");
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(
+        net.nodes[1].g.stats().resent,
+        1,
+        "the one left, once stalled"
+    );
+}
+
+/// An idle daemon's submit pace starts afresh with its next item: a submit that is lost
+/// after a quiet spell goes again after the 400 ms wait, not at the next look. (Guards
+/// `on_retry`'s `progress || pending.is_empty()`.)
+#[test]
+fn a_submit_after_a_quiet_spell_goes_again_only_after_the_whole_wait() {
+    let (mut net, _) = two_settled();
+    net.run_for(Duration::from_secs(2));
+    net.drop = Box::new(|from, _, m| from == 1 && matches!(m, GroupMsg::Submit { .. }));
+    net.input(1, send_cmd("#x#b", b"late")).unwrap();
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(net.nodes[1].g.stats().resent, 0, "not yet");
+    net.run_for(Duration::from_millis(150));
+    assert_eq!(net.nodes[1].g.stats().resent, 1, "after the wait");
+}
+
+/// Only the view's sequencer orders: an order reaching a member from another member's
+/// address is ignored, the same from the sequencer is delivered. (Guards `on_frame`'s
+/// `from == sequencer && !is_sequencer()`.)
+#[test]
+fn an_order_from_a_member_that_is_not_the_sequencer_is_ignored() {
+    let (mut net, v) = three_settled();
+    let Input::Frame { frame, .. } = order_from_a(&v, 1, 0) else {
+        unreachable!("order_from_a makes a frame")
+    };
+    let c = net.nodes[2].addr;
+    net.input(
+        1,
+        Input::Frame {
+            from: c,
+            frame: frame.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(net.nodes[1].g.delivered(), 0, "from c: ignored");
+    let a = net.nodes[0].addr;
+    net.input(1, Input::Frame { from: a, frame }).unwrap();
+    assert_eq!(net.nodes[1].g.delivered(), 1, "from a: delivered");
 }
