@@ -1736,6 +1736,42 @@ plant core/src/groups/machine/mod.rs \
   'let from_sequencer = from == Self::sequencer_of(&self.view).addr && !self.is_sequencer();' \
   'let from_sequencer = from == Self::sequencer_of(&self.view).addr || !self.is_sequencer();' \
   groups
+# A member's acknowledgement timer: a lost acknowledgement never repeated, or an idle
+# member acknowledging every tick; an acknowledgement during a flush ordering items in
+# the frozen view; gap requests served for strangers or never; flush states and starts
+# taken from any address.
+plant core/src/groups/machine/mod.rs \
+  $'} else if self.delivered != self.last_ack || self.delivered > self.stable {' \
+  $'} else if self.delivered != self.last_ack && self.delivered > self.stable {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'} else if self.delivered != self.last_ack || self.delivered > self.stable {' \
+  $'} else if self.delivered == self.last_ack || self.delivered > self.stable {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'} else if self.delivered != self.last_ack || self.delivered > self.stable {' \
+  $'} else if self.delivered != self.last_ack || self.delivered >= self.stable {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'if self.is_sequencer() && self.flush.is_none() {\n                        self.order_ready(now);' \
+  $'if self.is_sequencer() || self.flush.is_none() {\n                        self.order_ready(now);' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'GroupMsg::Nack { view, from: f } if self.name_at(from).is_some() => {' \
+  $'GroupMsg::Nack { view, from: f } if true => {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'GroupMsg::Nack { view, from: f } if self.name_at(from).is_some() => {' \
+  $'GroupMsg::Nack { view, from: f } if false => {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'m @ GroupMsg::FlushState { .. } if matches!(' \
+  $'m @ GroupMsg::FlushState { .. } if true || matches!(' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'} if from_flusher || from_sequencer => {' \
+  $'} if true => {' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -432,6 +432,43 @@ mod tests {
         std::iter::from_fn(|| m.poll_output()).collect()
     }
 
+    /// The machine's check fed corrupted states: each clause fires.
+    #[test]
+    fn the_check_fires_on_each_corrupted_state() {
+        let fires = |m: &Heartbeat, what: &str| {
+            let e = m.check_invariants().expect_err(what);
+            assert!(e.contains(what), "expected {what:?}, got {e:?}");
+        };
+        let fresh = || {
+            let mut a = node(1, 3);
+            a.handle_timeout(Instant::ZERO);
+            assert!(a.check_invariants().is_ok());
+            a
+        };
+        let mut a = fresh();
+        a.timers.cancel(&Timer::Send);
+        fires(&a, "the send timer is not armed");
+        // Up without its expiry timer, and down with one.
+        let mut a = fresh();
+        let p = a.peers.get_mut(&addr(2)).unwrap();
+        p.up = true;
+        p.incarnation = Some(1);
+        fires(&a, "is up but its expiry timer is not armed");
+        let mut a = fresh();
+        a.timers.set(Timer::Expire(addr(2)), Instant::from_secs(9));
+        fires(&a, "is down but its expiry timer is armed");
+        // Up, with its timer, but no incarnation heard.
+        let mut a = fresh();
+        a.peers.get_mut(&addr(2)).unwrap().up = true;
+        a.timers.set(Timer::Expire(addr(2)), Instant::from_secs(9));
+        fires(&a, "up without an incarnation");
+        // A timer for a peer nobody watches.
+        let mut a = fresh();
+        a.timers.set(Timer::Expire(addr(9)), Instant::from_secs(9));
+        fires(&a, "not watched");
+        // (The timer wheel's own check: `machine::tests::the_timer_check_fires_…`.)
+    }
+
     #[test]
     fn beats_go_to_every_peer_but_self() {
         let mut a = node(1, 3);

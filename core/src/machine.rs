@@ -511,6 +511,25 @@ mod tests {
         assert_eq!(t.next(), None);
     }
 
+    /// The timer wheel's check fires when its two indexes disagree, in count or in a
+    /// deadline.
+    #[test]
+    fn the_timer_check_fires_when_its_indexes_disagree() {
+        let mut t = Timers::default();
+        t.set("a", Instant::from_secs(1));
+        t.set("b", Instant::from_secs(2));
+        assert!(t.check().is_ok());
+        let mut extra = t.clone();
+        extra.by_time.insert((Instant::from_secs(3), "c"));
+        let e = extra.check().unwrap_err();
+        assert!(e.contains("2 keys, 3 deadlines"), "{e}");
+        let mut moved = t.clone();
+        moved.by_time.remove(&(Instant::from_secs(2), "b"));
+        moved.by_time.insert((Instant::from_secs(5), "b"));
+        let e = moved.check().unwrap_err();
+        assert!(e.contains("not indexed by its key"), "{e}");
+    }
+
     #[test]
     fn same_host_clients() {
         let l = ListenerId(1);

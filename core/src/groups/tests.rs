@@ -2786,3 +2786,182 @@ fn an_order_from_a_member_that_is_not_the_sequencer_is_ignored() {
     net.input(1, Input::Frame { from: a, frame }).unwrap();
     assert_eq!(net.nodes[1].g.delivered(), 1, "from a: delivered");
 }
+
+/// A view with nothing delivered is quiet (no acknowledgements), and a member whose
+/// acknowledgement is lost sends it again at its next tick, so the sequencer's stable
+/// point moves (the next order carries it). (Guards `on_ack_timer`'s `delivered !=
+/// last_ack || delivered > stable`.)
+#[test]
+fn a_quiet_view_sends_no_acknowledgements_and_a_lost_one_goes_again() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let (mut net, _) = two_settled();
+    let acks = Rc::new(Cell::new(0u32));
+    let counted = acks.clone();
+    net.drop = Box::new(move |from, _, m| {
+        if from == 1 && matches!(m, GroupMsg::Ack { .. }) {
+            counted.set(counted.get() + 1);
+            // The first is lost.
+            return counted.get() == 1;
+        }
+        false
+    });
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(acks.get(), 0, "nothing delivered, nothing acknowledged");
+    for k in 1..=3u8 {
+        net.input(0, send_cmd("#x#a", &[k])).unwrap();
+    }
+    net.run_frames();
+    assert_eq!(net.nodes[1].g.delivered(), 3);
+    net.run_for(Duration::from_millis(250));
+    assert!(acks.get() >= 2, "the lost acknowledgement went again");
+    net.input(0, send_cmd("#x#a", b"next")).unwrap();
+    let marks: Vec<u64> = on_the_way(&net, 0, 1)
+        .iter()
+        .filter_map(|m| match m {
+            GroupMsg::Order { stable, .. } => Some(*stable),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(marks, [3], "the next order carries the stable point");
+}
+
+/// While a flush runs, an acknowledgement reaching the sequencer does not have it order
+/// what waits: the old view is frozen, and the waiting item goes in the new view. (Guards
+/// the `flush.is_none()` before `order_ready` when an acknowledgement arrives.)
+#[test]
+fn an_acknowledgement_during_a_flush_orders_nothing_in_the_old_view() {
+    let (mut net, v1) = two_settled();
+    net.drop = Box::new(|from, to, m| {
+        (from, to) == (0, 1) && matches!(m, GroupMsg::Order { .. })
+            || from == 1 && matches!(m, GroupMsg::Ack { .. })
+    });
+    for k in 0..=WINDOW {
+        net.input(0, send_cmd("#x#a", format!("m{k}").as_bytes()))
+            .unwrap();
+    }
+    net.run_frames();
+    assert_eq!(net.nodes[0].g.stats().ordered, WINDOW, "the window is full");
+    let v2 = view(2, &["a", "b"]);
+    net.install(&v2, &[0]);
+    assert!(net.nodes[0].g.flushing());
+    net.queue.clear();
+    let ack = GroupMsg::Ack {
+        view: v1.id.clone(),
+        upto: WINDOW,
+    };
+    let b = net.nodes[1].addr;
+    net.input(
+        0,
+        Input::Frame {
+            from: b,
+            frame: ack.to_frame(),
+        },
+    )
+    .unwrap();
+    assert_eq!(net.nodes[0].g.stats().ordered, WINDOW, "nothing ordered");
+    assert!(
+        !on_the_way(&net, 0, 1)
+            .iter()
+            .any(|m| matches!(m, GroupMsg::Order { .. })),
+        "no order in the frozen view"
+    );
+}
+
+/// A nack is answered only for a member of the view: at once, with what the member
+/// lacks; from an address outside the view, with nothing. (Guards the `name_at(from)`
+/// before `on_nack`.)
+#[test]
+fn a_gap_request_is_answered_for_a_member_and_not_for_a_stranger() {
+    let mut net = Net::new(&["a", "b", "c"]);
+    let v1 = view(1, &["a", "b"]);
+    net.install(&v1, &[0, 1]);
+    net.run_until(|n| n.nodes[..2].iter().all(|x| !x.g.flushing()));
+    // b's acknowledgements are lost, so a keeps every item in its log.
+    net.drop = Box::new(|from, _, m| from == 1 && matches!(m, GroupMsg::Ack { .. }));
+    for k in 1..=3u8 {
+        net.input(0, send_cmd("#x#a", &[k])).unwrap();
+    }
+    net.run_frames();
+    let nack = GroupMsg::Nack {
+        view: v1.id.clone(),
+        from: 2,
+    };
+    for (who, answered) in [(2, false), (1, true)] {
+        let from = net.nodes[who].addr;
+        net.input(
+            0,
+            Input::Frame {
+                from,
+                frame: nack.to_frame(),
+            },
+        )
+        .unwrap();
+        let orders: Vec<usize> = on_the_way(&net, 0, who)
+            .iter()
+            .filter_map(|m| match m {
+                GroupMsg::Order { items, .. } => Some(items.len()),
+                _ => None,
+            })
+            .collect();
+        if answered {
+            assert_eq!(orders, [2], "items 2 and 3 again, at once");
+        } else {
+            assert_eq!(orders, [0usize; 0], "nothing to a stranger");
+        }
+        net.queue.clear();
+    }
+}
+
+/// A flush state counts only from the address of the member it names, and a start only
+/// from the new view's sequencer: the same frames from another member's address change
+/// nothing. (Guards the `FlushState` and `Start` guards of `on_frame`.)
+#[test]
+fn flush_states_and_starts_are_taken_only_from_their_senders() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (mut net, _) = three_settled();
+    let kept: Rc<RefCell<Vec<GroupMsg>>> = Rc::default();
+    let k = kept.clone();
+    net.drop = Box::new(move |from, to, m| {
+        let hold = matches!(m, GroupMsg::FlushState { .. }) && from == 2
+            || matches!(m, GroupMsg::Start { .. }) && to == 1;
+        if hold {
+            k.borrow_mut().push(m.clone());
+        }
+        hold
+    });
+    let v2 = view(2, &["a", "b", "c"]);
+    net.install(&v2, &[0, 1, 2]);
+    net.run_for(Duration::from_millis(300));
+    assert!(net.nodes[0].g.flushing(), "c's state is missing");
+    let state_of_c = kept.borrow()[0].clone();
+    assert!(matches!(&state_of_c, GroupMsg::FlushState { from, .. } if from == "c"));
+    let (a, b, c) = (net.nodes[0].addr, net.nodes[1].addr, net.nodes[2].addr);
+    let hand = |net: &mut Net, to: usize, from, m: &GroupMsg| {
+        net.input(
+            to,
+            Input::Frame {
+                from,
+                frame: m.to_frame(),
+            },
+        )
+        .unwrap();
+    };
+    hand(&mut net, 0, b, &state_of_c);
+    assert!(net.nodes[0].g.flushing(), "c's state from b's address");
+    hand(&mut net, 0, c, &state_of_c);
+    assert!(!net.nodes[0].g.flushing(), "c's state from c");
+    net.run_frames();
+    assert!(net.nodes[1].g.flushing(), "b's start was lost");
+    let start = kept
+        .borrow()
+        .iter()
+        .find(|m| matches!(m, GroupMsg::Start { .. }))
+        .cloned()
+        .expect("a start to b");
+    hand(&mut net, 1, c, &start);
+    assert!(net.nodes[1].g.flushing(), "a start from c's address");
+    hand(&mut net, 1, a, &start);
+    assert!(!net.nodes[1].g.flushing(), "the start from a");
+}
