@@ -1772,6 +1772,24 @@ plant core/src/groups/machine/mod.rs \
   $'} if from_flusher || from_sequencer => {' \
   $'} if true => {' \
   groups
+# A gap request of another view served; bad frames not counted; the machine's check
+# skipped; the groups machine claiming frames of every family.
+plant core/src/groups/machine/mod.rs \
+  $'fn on_nack(&mut self, to: PeerAddr, view: ViewId, from: u64) {\n        if view != self.view.id || !self.is_sequencer() {' \
+  $'fn on_nack(&mut self, to: PeerAddr, view: ViewId, from: u64) {\n        if view != self.view.id && !self.is_sequencer() {' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'self.stats.bad_frames += 1;' \
+  $'self.stats.bad_frames *= 1;' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'fn check_invariants(&self) -> Result<(), String> {\n        self.check()\n    }' \
+  $'fn check_invariants(&self) -> Result<(), String> {\n        Ok(())\n    }' \
+  groups
+plant core/src/groups/machine/mod.rs \
+  $'family == super::msg::FAMILY' \
+  $'family != 0xff' \
+  groups
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

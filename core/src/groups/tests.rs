@@ -2887,6 +2887,24 @@ fn a_gap_request_is_answered_for_a_member_and_not_for_a_stranger() {
         view: v1.id.clone(),
         from: 2,
     };
+    // A request of another view (b's view before this one) is not served either.
+    let stale = GroupMsg::Nack {
+        view: ViewId {
+            epoch: 0,
+            ..v1.id.clone()
+        },
+        from: 2,
+    };
+    let b = net.nodes[1].addr;
+    net.input(
+        0,
+        Input::Frame {
+            from: b,
+            frame: stale.to_frame(),
+        },
+    )
+    .unwrap();
+    assert!(on_the_way(&net, 0, 1).is_empty(), "a request of another view");
     for (who, answered) in [(2, false), (1, true)] {
         let from = net.nodes[who].addr;
         net.input(
@@ -2964,4 +2982,26 @@ fn flush_states_and_starts_are_taken_only_from_their_senders() {
     assert!(net.nodes[1].g.flushing(), "a start from c's address");
     hand(&mut net, 1, a, &start);
     assert!(!net.nodes[1].g.flushing(), "the start from a");
+}
+
+/// A frame that does not decode is refused with a typed error and counted; the groups
+/// machine claims its own message family (0x05) and no other. (Guards the `bad_frames`
+/// count and `owns_family`.)
+#[test]
+fn a_bad_frame_is_counted_and_the_machine_owns_only_its_family() {
+    use crate::compose::Part;
+    let mut g = machine("a");
+    let junk = Frame::new(crate::wire::Kind(0x057f), Bytes::from_static(b"?"));
+    let r = g.handle(
+        Instant::ZERO,
+        Input::Frame {
+            from: addr(1),
+            frame: junk,
+        },
+    );
+    assert!(r.is_err());
+    assert_eq!(g.stats().bad_frames, 1);
+    assert!(g.owns_family(super::msg::FAMILY));
+    assert!(!g.owns_family(crate::membership::msg::FAMILY));
+    assert!(!g.owns_family(crate::wire::transport::FAMILY));
 }

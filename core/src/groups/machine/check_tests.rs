@@ -57,14 +57,14 @@ fn small(origin: &str, lseq: u64) -> Item {
 }
 
 fn fires(g: &Groups, what: &str) {
-    match g.check() {
+    match g.check_invariants() {
         Err(e) => assert!(e.contains(what), "expected {what:?}, the check said {e:?}"),
         Ok(()) => panic!("the check passed a state that should fail with {what:?}"),
     }
 }
 
 fn passes(g: &Groups) {
-    if let Err(e) = g.check() {
+    if let Err(e) = g.check_invariants() {
         panic!("the check failed a sound state: {e}");
     }
 }
