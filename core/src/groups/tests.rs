@@ -2904,7 +2904,10 @@ fn a_gap_request_is_answered_for_a_member_and_not_for_a_stranger() {
         },
     )
     .unwrap();
-    assert!(on_the_way(&net, 0, 1).is_empty(), "a request of another view");
+    assert!(
+        on_the_way(&net, 0, 1).is_empty(),
+        "a request of another view"
+    );
     for (who, answered) in [(2, false), (1, true)] {
         let from = net.nodes[who].addr;
         net.input(
