@@ -777,6 +777,7 @@ fn the_harness_drops_frames_of_isolated_nodes() {
 
 mod agreement;
 mod epochs;
+mod frames;
 mod gather;
 
 /// A coordinator that is leaving proposes nothing more, even when a change comes while
