@@ -173,3 +173,143 @@ fn settings_are_refused_past_their_bounds() {
     s.name = "no such name".into();
     assert!(s.validate().unwrap_err().contains("is not a daemon name"));
 }
+
+/// A daemon that left takes no command any more: a reload changes nothing. A reload
+/// whose listing breaks the bounds is refused with a typed error and changes nothing.
+/// (Guards `handle`'s `stopped` and `check_config` guards.)
+#[test]
+fn a_stopped_daemon_or_a_bad_listing_changes_nothing_on_reload() {
+    use crate::membership::MembershipCommand;
+    let listing = |n: usize| ClusterConfig {
+        daemons: (0..n).map(|i| (format!("d{i}"), at(1))).collect(),
+        ..ClusterConfig::default()
+    };
+    let mut m = alone();
+    let r = m.handle(
+        Instant::ZERO,
+        Input::Command(MembershipCommand::Reload(listing(MAX_MEMBERS + 1))),
+    );
+    assert!(r.is_err(), "{r:?}");
+    assert!(m.config().daemons.is_empty());
+    m.handle(Instant::ZERO, Input::Command(MembershipCommand::Leave))
+        .unwrap();
+    let later = Instant::from_secs(60);
+    m.handle_timeout(later);
+    assert!(m.stopped(), "an alone daemon's leave ends");
+    m.handle(later, Input::Command(MembershipCommand::Reload(listing(3))))
+        .unwrap();
+    assert!(
+        m.config().daemons.is_empty(),
+        "a stopped daemon took a reload"
+    );
+}
+
+/// The machine's own check runs through `check_invariants`, sees a view out of name
+/// order even when small, and the machine claims only membership frames (0x04).
+/// (Guards `check_invariants`, the sortedness check's size bound and `owns_family`.)
+#[test]
+fn the_check_sees_a_small_unsorted_view_and_the_machine_owns_its_family() {
+    use crate::compose::Part;
+    let mut m = alone();
+    assert!(m.check_invariants().is_ok());
+    assert!(m.owns_family(crate::membership::msg::FAMILY));
+    assert!(!m.owns_family(0x05), "the groups family");
+    m.view.members.insert(0, stranger(5));
+    m.view.members[0].name = "zulu".into();
+    let e = m.check_invariants().unwrap_err();
+    assert!(e.contains("not sorted by name"), "{e}");
+}
+
+/// A view of `n` daemons (this one, alpha, among them) installed by hand in `m`, with
+/// its ring neighbours and a heartbeat heard from each: a sound state.
+fn installed(m: &mut Membership, n: u16) {
+    use crate::membership::view::{self, View, ViewId};
+    let mut members: Vec<Member> = (1..n).map(stranger).collect();
+    members.push(m.me.clone());
+    view::normalise(&mut members);
+    let v = View {
+        id: ViewId {
+            epoch: 1,
+            coordinator: members[0].name.clone(),
+            incarnation: members[0].incarnation,
+        },
+        basis: members.iter().map(|x| x.name.clone()).collect(),
+        primary: true,
+        config_version: 0,
+        members,
+    };
+    m.neighbours = view::neighbours(&v, "alpha").into_iter().cloned().collect();
+    m.heard = m
+        .neighbours
+        .iter()
+        .map(|x| (x.name.clone(), Instant::ZERO))
+        .collect();
+    m.max_epoch = 1;
+    m.highest = v.id.clone();
+    m.view = v;
+    assert!(m.check_invariants().is_ok(), "{:?}", m.check_invariants());
+}
+
+fn fires(m: &Membership, what: &str) {
+    let e = m.check_invariants().expect_err(what);
+    assert!(e.contains(what), "expected {what:?}, got {e:?}");
+}
+
+/// Neighbours are checked against the ring recomputed in a view of up to 128 daemons,
+/// and by their number and membership in a larger one: a neighbour swapped for a
+/// stranger, one too few, or another life of a member, are caught. (Guards the check's
+/// neighbour clauses in both branches.)
+#[test]
+fn the_check_sees_neighbours_that_disagree_with_the_view_small_or_large() {
+    let mut m = alone();
+    installed(&mut m, 3);
+    m.neighbours[0] = stranger(99);
+    fires(&m, "neighbours disagree with the view's ring");
+    for n in [129, 200] {
+        let sound = || {
+            let mut m = alone();
+            installed(&mut m, n);
+            m
+        };
+        let mut m = sound();
+        m.neighbours.pop();
+        m.heard.pop_first();
+        fires(&m, "neighbours disagree with the view");
+        let mut m = sound();
+        let gone = m.neighbours[0].name.clone();
+        m.neighbours[0] = stranger(999);
+        m.heard.remove(&gone);
+        m.heard.insert("x999".into(), Instant::ZERO);
+        fires(&m, "neighbours disagree with the view");
+        let mut m = sound();
+        m.neighbours[0].incarnation += 1;
+        fires(&m, "neighbours disagree with the view");
+    }
+}
+
+/// A proposal in flight must be this daemon's own and above the installed view.
+/// (Guards `p.view.id <= v.id || p.view.id.coordinator != me`.)
+#[test]
+fn the_check_sees_a_proposal_of_another_coordinator() {
+    use super::super::{Proposing, Timer};
+    let mut m = alone();
+    installed(&mut m, 3);
+    let mut next = m.view.clone();
+    next.id.epoch = 2;
+    next.id.coordinator = "alpha".into();
+    m.max_epoch = 2;
+    m.highest = next.id.clone();
+    m.timers.set(Timer::ProposeRetry, Instant::from_secs(1));
+    m.proposing = Some(Proposing {
+        view: next.clone(),
+        config: None,
+        acks: Default::default(),
+        deadline: Instant::from_secs(1),
+        extensions: 0,
+    });
+    assert!(m.check_invariants().is_ok(), "{:?}", m.check_invariants());
+    next.id.coordinator = "x1".into();
+    m.highest = next.id.clone();
+    m.proposing.as_mut().unwrap().view = next;
+    fires(&m, "is not above view");
+}
