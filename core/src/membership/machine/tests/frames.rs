@@ -313,3 +313,34 @@ fn the_check_sees_a_proposal_of_another_coordinator() {
     m.proposing.as_mut().unwrap().view = next;
     fires(&m, "is not above view");
 }
+
+/// Every timer names something that is there: a probe timer for a member not being
+/// verified, and a client's unfinished line without its timeout, are caught. (Guards the
+/// check's `Timer::Verify` arm and `lines.pending() > 0`.)
+#[test]
+fn the_check_sees_timers_that_name_nothing_and_lines_without_timeouts() {
+    use super::super::Timer;
+    use crate::machine::{ClientId, ClientOrigin, ListenerId};
+    let mut m = alone();
+    m.timers
+        .set(Timer::Verify("ghost".into()), Instant::from_secs(1));
+    fires(&m, "names something that is gone");
+    let mut m = alone();
+    let c = ClientId(1);
+    m.handle(
+        Instant::ZERO,
+        Input::ClientOpened {
+            client: c,
+            origin: ClientOrigin::unix(ListenerId(0)),
+        },
+    )
+    .unwrap();
+    m.handle(
+        Instant::ZERO,
+        Input::ClientData(c, bytes::Bytes::from_static(b"memb")),
+    )
+    .unwrap();
+    assert!(m.check_invariants().is_ok());
+    m.timers.cancel(&Timer::PartialLine(c));
+    fires(&m, "left a line unfinished with no timeout");
+}
