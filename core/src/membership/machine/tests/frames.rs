@@ -344,3 +344,21 @@ fn the_check_sees_timers_that_name_nothing_and_lines_without_timeouts() {
     m.timers.cancel(&Timer::PartialLine(c));
     fires(&m, "left a line unfinished with no timeout");
 }
+
+/// Daemons started together do not ask to join in step: the wait before the next join
+/// request is drawn with jitter from each daemon's own generator. (Guards `jitter`.)
+#[test]
+fn joins_of_daemons_started_together_are_spread() {
+    use super::super::Timer;
+    let when: std::collections::BTreeSet<Instant> = (0..8u64)
+        .map(|seed| {
+            let mut s = MembershipSettings::new("alpha", at(0));
+            s.join = vec![at(1)];
+            let mut m = Membership::new(s, Instant::ZERO, Rng::from_seed(seed));
+            m.handle_timeout(Instant::ZERO);
+            let _ = sent(&mut m);
+            m.timers.get(&Timer::Join).expect("joining")
+        })
+        .collect();
+    assert!(when.len() > 1, "every daemon's join timer at {when:?}");
+}
