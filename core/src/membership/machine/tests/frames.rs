@@ -248,6 +248,7 @@ fn installed(m: &mut Membership, n: u16) {
     m.highest = v.id.clone();
     m.view = v;
     assert!(m.check_invariants().is_ok(), "{:?}", m.check_invariants());
+    assert_eq!(m.highest_seen(), &m.view.id);
 }
 
 fn fires(m: &Membership, what: &str) {
@@ -361,4 +362,28 @@ fn joins_of_daemons_started_together_are_spread() {
         })
         .collect();
     assert!(when.len() > 1, "every daemon's join timer at {when:?}");
+}
+
+/// A report whose acknowledgement has not come goes again to the member it was for, at
+/// its address in the view. (Guards `addr_of`.)
+#[test]
+fn an_unacknowledged_report_goes_again_to_its_member() {
+    use super::super::{PendingReport, Timer};
+    let mut m = alone();
+    installed(&mut m, 3);
+    let _ = sent(&mut m);
+    m.report = Some(PendingReport {
+        to: "x1".into(),
+        suspects: vec!["x2".into()],
+        tries: 1,
+    });
+    let t = Instant::from_millis(10);
+    m.timers.set(Timer::ReportRetry, t);
+    m.handle_timeout(t);
+    let out = sent(&mut m);
+    assert!(
+        out.iter().any(|(to, msg)| *to == at(1)
+            && matches!(msg, MemberMsg::Report { suspects, .. } if suspects == &["x2"])),
+        "{out:?}"
+    );
 }
