@@ -1790,6 +1790,51 @@ plant core/src/groups/machine/mod.rs \
   $'family == super::msg::FAMILY' \
   $'family != 0xff' \
   groups
+# Survivors of the mutation run over membership/view.rs, machine.rs and checks.rs
+# (TESTING.md), killed since: the view id's text; the ring in name order; duplicates
+# taken as sorted; relayed probes sharing one nonce, or one fewer kept; a stranger's
+# refusal stopping a daemon alone; listings past the bound taken; joins in step; a
+# report never sent again; the highest id seen not reported.
+plant core/src/membership/view.rs \
+  $'write!(f, "{}.{}", self.epoch, self.coordinator)' \
+  $'write!(f, "{}", self.epoch)' \
+  membership
+plant core/src/membership/view.rs \
+  $'(crate::fnv::fnv1a(name.bytes()), name)' \
+  $'(0, name)' \
+  membership
+plant core/src/membership/view.rs \
+  $'v.members.windows(2).all(|w| w[0].name < w[1].name)' \
+  $'v.members.windows(2).all(|w| w[0].name <= w[1].name)' \
+  membership
+plant core/src/membership/machine.rs \
+  $'fn nonce(&mut self) -> u64 {\n        self.next_nonce += 1;' \
+  $'fn nonce(&mut self) -> u64 {\n        self.next_nonce *= 1;' \
+  membership
+plant core/src/membership/machine.rs \
+  $'while self.relays.len() > MAX_RELAYS {' \
+  $'while self.relays.len() >= MAX_RELAYS {' \
+  membership
+plant core/src/membership/machine.rs \
+  $'|| (self.view.members.len() <= 1 && self.timers.contains(&Timer::Join)) =>' \
+  $'|| (self.view.members.len() <= 1 || self.timers.contains(&Timer::Join)) =>' \
+  membership
+plant core/src/membership/machine.rs \
+  $'if c.daemons.len() > super::msg::MAX_MEMBERS {' \
+  $'if c.daemons.len() > super::msg::MAX_MEMBERS + 1 {' \
+  membership
+plant core/src/membership/machine.rs \
+  $'self.rng.duration_between(Duration::ZERO, d)' \
+  $'self.rng.duration_between(Duration::ZERO, d - d)' \
+  membership
+plant core/src/membership/machine.rs \
+  $'self.view.member(name).map(|m| m.addr)' \
+  $'self.view.member(name).map(|m| m.addr).filter(|_| false)' \
+  membership
+plant core/src/membership/machine.rs \
+  $'pub fn highest_seen(&self) -> &ViewId {\n        &self.highest' \
+  $'pub fn highest_seen(&self) -> &ViewId {\n        &self.last_primary.0' \
+  membership
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi
