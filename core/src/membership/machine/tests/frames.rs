@@ -59,7 +59,7 @@ fn sent(m: &mut Membership) -> Vec<(SocketAddr, MemberMsg)> {
 fn probes_relayed_for_two_askers_answer_each_its_own() {
     let mut m = alone();
     sent(&mut m);
-    let frames = m.stats().frames_sent;
+    let (frames, bytes) = (m.stats().frames_sent, m.stats().bytes_sent);
     hand(
         &mut m,
         at(1),
@@ -78,6 +78,8 @@ fn probes_relayed_for_two_askers_answer_each_its_own() {
     );
     let probes = sent(&mut m);
     assert_eq!(m.stats().frames_sent - frames, 2);
+    let probe_bytes = MemberMsg::Probe { nonce: 1 }.to_frame().encoded_len() as u64;
+    assert_eq!(m.stats().bytes_sent - bytes, 2 * probe_bytes);
     let nonce_to = |a: SocketAddr| {
         probes
             .iter()
