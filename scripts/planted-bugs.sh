@@ -1835,6 +1835,20 @@ plant core/src/membership/machine.rs \
   $'pub fn highest_seen(&self) -> &ViewId {\n        &self.highest' \
   $'pub fn highest_seen(&self) -> &ViewId {\n        &self.last_primary.0' \
   membership
+# A closed client kept waiting for a reload's answer; a stopped daemon's reload not
+# answered; the cluster's timings ignored for the defaults.
+plant core/src/membership/machine.rs \
+  $'self.reload_waiting.retain(|w| *w != c);' \
+  $'self.reload_waiting.retain(|w| *w == c);' \
+  membership
+plant core/src/membership/machine.rs \
+  $'Input::Command(MembershipCommand::Reload(_)) if self.stopped => {' \
+  $'Input::Command(MembershipCommand::Reload(_)) if false => {' \
+  membership
+plant core/src/membership/machine.rs \
+  $'fn timing(&self) -> &super::msg::Timing {\n        &self.cfg.timing' \
+  $'fn timing(&self) -> &super::msg::Timing {\n        Box::leak(Box::default())' \
+  membership
 for k in "${!files[@]}"; do
   n=$((k + 1))
   if [ -n "$only" ] && [ "$only" != "$n" ]; then continue; fi

@@ -204,6 +204,70 @@ fn a_stopped_daemon_or_a_bad_listing_changes_nothing_on_reload() {
         m.config().daemons.is_empty(),
         "a stopped daemon took a reload"
     );
+    assert!(m.pending_config.is_none(), "nor will it propose one");
+    // Nor does it leave again (its timers stay stopped: the check runs in `handle`).
+    let frames = m.stats().frames_sent;
+    m.handle(later, Input::Command(MembershipCommand::Leave))
+        .unwrap();
+    assert!(m.check_invariants().is_ok());
+    assert_eq!(m.stats().frames_sent, frames);
+    assert_eq!(m.poll_timeout(), None, "no timer armed");
+}
+
+/// A client waiting for a reload's answer while the daemon leaves is told the reload is
+/// refused, and a client that closed is no longer waiting. (Guards `handle`'s first
+/// `stopped` guard and `ClientClosed`'s removal from those waiting.)
+#[test]
+fn clients_waiting_for_a_reload_are_answered_or_forgotten() {
+    use crate::machine::{ClientId, ClientOrigin, ListenerId};
+    use crate::membership::MembershipCommand;
+    let mut m = alone();
+    for c in [ClientId(1), ClientId(2)] {
+        m.handle(
+            Instant::ZERO,
+            Input::ClientOpened {
+                client: c,
+                origin: ClientOrigin::unix(ListenerId(0)),
+            },
+        )
+        .unwrap();
+        m.handle(
+            Instant::ZERO,
+            Input::ClientData(c, bytes::Bytes::from_static(b"reload\n")),
+        )
+        .unwrap();
+    }
+    assert_eq!(m.reload_waiting, [ClientId(1), ClientId(2)]);
+    m.handle(Instant::ZERO, Input::ClientClosed(ClientId(2)))
+        .unwrap();
+    assert_eq!(
+        m.reload_waiting,
+        [ClientId(1)],
+        "a closed client waits no more"
+    );
+    m.handle(Instant::ZERO, Input::Command(MembershipCommand::Leave))
+        .unwrap();
+    let later = Instant::from_secs(60);
+    m.handle_timeout(later);
+    assert!(m.stopped());
+    let _ = std::iter::from_fn(|| m.poll_output()).count();
+    m.handle(
+        later,
+        Input::Command(MembershipCommand::Reload(ClusterConfig::default())),
+    )
+    .unwrap();
+    let told: Vec<u8> = std::iter::from_fn(|| m.poll_output())
+        .filter_map(|o| match o {
+            Output::ToClient(c, data) if c == ClientId(1) => Some(data.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let told = String::from_utf8(told).unwrap();
+    assert!(
+        told.starts_with("451 reload refused: this daemon is out"),
+        "{told:?}"
+    );
 }
 
 /// The machine's own check runs through `check_invariants`, sees a view out of name
@@ -379,9 +443,16 @@ fn an_unacknowledged_report_goes_again_to_its_member() {
         suspects: vec!["x2".into()],
         tries: 1,
     });
+    // A retry period of this cluster's own, not the default.
+    m.cfg.timing.retry = core::time::Duration::from_millis(77);
     let t = Instant::from_millis(10);
     m.timers.set(Timer::ReportRetry, t);
     m.handle_timeout(t);
+    assert_eq!(
+        m.timers.get(&Timer::ReportRetry),
+        Some(t + core::time::Duration::from_millis(77)),
+        "the next try after the configured retry"
+    );
     let out = sent(&mut m);
     assert!(
         out.iter().any(|(to, msg)| *to == at(1)
