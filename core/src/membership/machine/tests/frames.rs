@@ -258,7 +258,7 @@ fn clients_waiting_for_a_reload_are_answered_or_forgotten() {
     .unwrap();
     let told: Vec<u8> = std::iter::from_fn(|| m.poll_output())
         .filter_map(|o| match o {
-            Output::ToClient(c, data) if c == ClientId(1) => Some(data.to_vec()),
+            Output::ToClient(ClientId(1), data) => Some(data.to_vec()),
             _ => None,
         })
         .flatten()
