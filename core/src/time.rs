@@ -150,6 +150,13 @@ mod tests {
         );
     }
 
+    /// An instant reads back as the nanoseconds it was made of.
+    #[test]
+    fn an_instant_reads_back_in_nanoseconds() {
+        assert_eq!(Instant::from_millis(3).as_nanos(), 3_000_000);
+        assert_eq!(Instant::ZERO.as_nanos(), 0);
+    }
+
     #[test]
     fn display_is_seconds_with_micros() {
         assert_eq!(
