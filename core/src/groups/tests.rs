@@ -26,7 +26,7 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5100 + i as u16))
 }
 
-fn member(name: &str) -> Member {
+pub(super) fn member(name: &str) -> Member {
     let i = usize::from(name.as_bytes()[0] - b'a');
     Member {
         name: name.to_string(),
@@ -36,7 +36,7 @@ fn member(name: &str) -> Member {
 }
 
 /// The view of `names` (sorted), numbered `epoch`, proposed by its least name.
-fn view(epoch: u64, names: &[&str]) -> View {
+pub(super) fn view(epoch: u64, names: &[&str]) -> View {
     let mut members: Vec<Member> = names.iter().map(|n| member(n)).collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));
     View {
@@ -1260,28 +1260,7 @@ fn a_flush_state_from_a_daemon_outside_the_new_view_is_ignored() {
 /// An order from a (the sequencer of views of `["a", …]`) to b of a's data item `seq`
 /// (its `lseq` too), carrying the stability mark `stable`.
 fn order_from_a(v: &View, seq: u64, stable: u64) -> Input<GroupsCommand, crate::machine::NoEffect> {
-    let item = Item {
-        id: MsgId {
-            origin: "a".into(),
-            incarnation: member("a").incarnation,
-            lseq: seq,
-        },
-        group: "g".into(),
-        what: What::Data {
-            sender: "#x#a".into(),
-            payload: Bytes::from(format!("o{seq}")),
-        },
-    };
-    let msg = GroupMsg::Order {
-        view: v.id.clone(),
-        seq,
-        stable,
-        items: vec![item],
-    };
-    Input::Frame {
-        from: addr(0),
-        frame: msg.to_frame(),
-    }
+    order_with(v, seq, stable, Bytes::from(format!("o{seq}")))
 }
 
 /// a and b in view 1, settled, nothing on its way.
@@ -2413,31 +2392,33 @@ fn a_batch_of_exactly_batch_bytes_takes_no_more() {
 
 // ----- tails, gap requests and the acknowledgement bounds of ordered items -----
 
-/// An order from a to b of a's data item `seq` carrying `payload`.
+/// An order from a to b of a's data item `seq` (its `lseq` too) carrying `payload`.
 fn order_with(
     v: &View,
     seq: u64,
     stable: u64,
     payload: Bytes,
 ) -> Input<GroupsCommand, crate::machine::NoEffect> {
-    let Input::Frame { from, frame } = order_from_a(v, seq, stable) else {
-        unreachable!("order_from_a makes a frame")
+    let item = Item {
+        id: MsgId {
+            origin: "a".into(),
+            incarnation: member("a").incarnation,
+            lseq: seq,
+        },
+        group: "g".into(),
+        what: What::Data {
+            sender: "#x#a".into(),
+            payload,
+        },
     };
-    let Ok(GroupMsg::Order { view, items, .. }) = GroupMsg::decode(&frame) else {
-        unreachable!("order_from_a makes an order")
-    };
-    let mut item = items.into_iter().next().expect("one item");
-    if let What::Data { payload: p, .. } = &mut item.what {
-        *p = payload;
-    }
     let msg = GroupMsg::Order {
-        view,
+        view: v.id.clone(),
         seq,
         stable,
         items: vec![item],
     };
     Input::Frame {
-        from,
+        from: addr(0),
         frame: msg.to_frame(),
     }
 }

@@ -9,33 +9,10 @@ use super::super::{Flush, Groups, GroupsSettings, LOG_BYTES, MAX_PENDING, Sequen
 use super::{FIFO_LOG_BYTES, FIFO_WINDOW, Inbound};
 use crate::backoff::Backoff;
 use crate::groups::msg::{GroupMsg, Item, MAX_PAYLOAD, MsgId, What};
+use crate::groups::tests::{member, view};
 use crate::machine::{Input, Machine};
-use crate::membership::view::{Member, View, ViewId};
+use crate::membership::view::View;
 use crate::time::Instant;
-
-fn member(name: &str) -> Member {
-    let i = u16::from(name.as_bytes()[0] - b'a');
-    Member {
-        name: name.to_string(),
-        incarnation: 10 + u64::from(i),
-        addr: ([127, 0, 0, 1], 5200 + i).into(),
-    }
-}
-
-fn view(epoch: u64, names: &[&str]) -> View {
-    let members: Vec<Member> = names.iter().map(|n| member(n)).collect();
-    View {
-        id: ViewId {
-            epoch,
-            coordinator: members[0].name.clone(),
-            incarnation: members[0].incarnation,
-        },
-        basis: names.iter().map(|n| n.to_string()).collect(),
-        primary: true,
-        config_version: 0,
-        members,
-    }
-}
 
 fn data(origin: &str, lseq: u64, payload: Bytes) -> Item {
     Item {
@@ -54,6 +31,18 @@ fn data(origin: &str, lseq: u64, payload: Bytes) -> Item {
 
 fn small(origin: &str, lseq: u64) -> Item {
     data(origin, lseq, Bytes::from_static(b"x"))
+}
+
+/// A flush to `v` just begun (its state as the machine keeps it).
+fn flush(v: View) -> Flush {
+    let pace = core::time::Duration::from_millis(1);
+    Flush {
+        view: v,
+        since: Instant::ZERO,
+        states: Default::default(),
+        asks: Backoff::new(pace, pace, Instant::ZERO),
+        asked: false,
+    }
 }
 
 fn fires(g: &Groups, what: &str) {
@@ -223,17 +212,6 @@ fn sequencer_state_that_disagrees_with_the_view_is_caught() {
 
 #[test]
 fn a_flush_to_a_view_not_above_the_current_one_is_caught() {
-    let flush = |v: View| Flush {
-        view: v,
-        since: Instant::ZERO,
-        states: Default::default(),
-        asks: Backoff::new(
-            core::time::Duration::from_millis(1),
-            core::time::Duration::from_millis(1),
-            Instant::ZERO,
-        ),
-        asked: false,
-    };
     let mut g = member_b();
     g.flush = Some(flush(view(2, &["a", "b"])));
     passes(&g);
@@ -341,17 +319,7 @@ fn unstable_fifo_items_past_the_window_are_caught() {
 fn too_many_waiting_fifo_messages_are_caught() {
     let mut g = fifo_b();
     // Waiting is sound only while a flush runs (or the window is full).
-    g.flush = Some(Flush {
-        view: view(2, &["a", "b"]),
-        since: Instant::ZERO,
-        states: Default::default(),
-        asks: Backoff::new(
-            core::time::Duration::from_millis(1),
-            core::time::Duration::from_millis(1),
-            Instant::ZERO,
-        ),
-        asked: false,
-    });
+    g.flush = Some(flush(view(2, &["a", "b"])));
     for k in 0..MAX_PENDING as u64 {
         g.fifo_pending.push_back(small("b", k));
     }

@@ -42,6 +42,19 @@ fn hand(m: &mut Membership, from: SocketAddr, msg: &MemberMsg) {
     .expect("taken");
 }
 
+/// Client `c` connects over the Unix socket and sends `bytes`.
+fn client_says(m: &mut Membership, c: crate::machine::ClientId, bytes: &'static [u8]) {
+    use crate::machine::{ClientOrigin, ListenerId};
+    let origin = ClientOrigin::unix(ListenerId(0));
+    m.handle(Instant::ZERO, Input::ClientOpened { client: c, origin })
+        .unwrap();
+    m.handle(
+        Instant::ZERO,
+        Input::ClientData(c, bytes::Bytes::from_static(bytes)),
+    )
+    .unwrap();
+}
+
 /// The frames `m` sent, decoded, with their addresses.
 fn sent(m: &mut Membership) -> Vec<(SocketAddr, MemberMsg)> {
     std::iter::from_fn(|| m.poll_output())
@@ -219,23 +232,11 @@ fn a_stopped_daemon_or_a_bad_listing_changes_nothing_on_reload() {
 /// `stopped` guard and `ClientClosed`'s removal from those waiting.)
 #[test]
 fn clients_waiting_for_a_reload_are_answered_or_forgotten() {
-    use crate::machine::{ClientId, ClientOrigin, ListenerId};
+    use crate::machine::ClientId;
     use crate::membership::MembershipCommand;
     let mut m = alone();
     for c in [ClientId(1), ClientId(2)] {
-        m.handle(
-            Instant::ZERO,
-            Input::ClientOpened {
-                client: c,
-                origin: ClientOrigin::unix(ListenerId(0)),
-            },
-        )
-        .unwrap();
-        m.handle(
-            Instant::ZERO,
-            Input::ClientData(c, bytes::Bytes::from_static(b"reload\n")),
-        )
-        .unwrap();
+        client_says(&mut m, c, b"reload\n");
     }
     assert_eq!(m.reload_waiting, [ClientId(1), ClientId(2)]);
     m.handle(Instant::ZERO, Input::ClientClosed(ClientId(2)))
@@ -387,26 +388,14 @@ fn the_check_sees_a_proposal_of_another_coordinator() {
 #[test]
 fn the_check_sees_timers_that_name_nothing_and_lines_without_timeouts() {
     use super::super::Timer;
-    use crate::machine::{ClientId, ClientOrigin, ListenerId};
+    use crate::machine::ClientId;
     let mut m = alone();
     m.timers
         .set(Timer::Verify("ghost".into()), Instant::from_secs(1));
     fires(&m, "names something that is gone");
     let mut m = alone();
     let c = ClientId(1);
-    m.handle(
-        Instant::ZERO,
-        Input::ClientOpened {
-            client: c,
-            origin: ClientOrigin::unix(ListenerId(0)),
-        },
-    )
-    .unwrap();
-    m.handle(
-        Instant::ZERO,
-        Input::ClientData(c, bytes::Bytes::from_static(b"memb")),
-    )
-    .unwrap();
+    client_says(&mut m, c, b"memb");
     assert!(m.check_invariants().is_ok());
     m.timers.cancel(&Timer::PartialLine(c));
     fires(&m, "left a line unfinished with no timeout");
