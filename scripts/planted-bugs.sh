@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 files=() codes=() plants=() filters=()
 plant() { files+=("$1"); codes+=("$2"); plants+=("$3"); filters+=("$4"); }
 plant core/src/membership/machine/agreement.rs \
-  '.is_some_and(|p| p.view.members.iter().all(|m| p.acks.contains_key(&m.name)))' \
-  '.is_some_and(|p| p.view.members.iter().filter(|m| !p.acks.contains_key(&m.name)).count() <= 1)' \
+  $'.all(|m| p.holds(&m.name, &self.me.name, now, commit_timeout))\n        })' \
+  $'.filter(|m| !p.holds(&m.name, &self.me.name, now, commit_timeout)).count() <= 1\n        })' \
   membership
 plant core/src/membership/machine/agreement.rs \
   'if proposal.id <= self.view.id || proposal.id < self.highest {' \
@@ -113,8 +113,8 @@ plant core/src/membership/machine/agreement.rs \
   'if proposal.id <= self.view.id || proposal.id <= self.highest {' \
   membership
 plant core/src/membership/machine/agreement.rs \
-  '            || p.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation)' \
-  '            && p.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation)' \
+  'let current = self.proposing.as_ref().is_some_and(|p| p.view.id == id);' \
+  'let current = self.proposing.is_some();' \
   membership
 # A member that never gets the commit of what it acknowledged waits for ever.
 plant core/src/membership/machine/agreement.rs \
@@ -194,8 +194,8 @@ plant core/src/membership/machine/agreement.rs \
   '        if now <= p.deadline {' \
   membership
 plant core/src/membership/machine/agreement.rs \
-  $'            .filter(|m| !p.acks.contains_key(&m.name))\n            .map(|m| m.name.clone())' \
-  $'            .filter(|m| p.acks.contains_key(&m.name))\n            .map(|m| m.name.clone())' \
+  $'            .filter(|m| !p.holds(&m.name, &self.me.name, now, commit_timeout))\n            .map(|m| m.name.clone())' \
+  $'            .filter(|m| p.holds(&m.name, &self.me.name, now, commit_timeout))\n            .map(|m| m.name.clone())' \
   membership
 plant core/src/membership/machine/agreement.rs \
   '        if p.extensions < MAX_EXTENSIONS {' \
@@ -359,8 +359,8 @@ plant core/src/groups/machine/mod.rs \
   groups
 # An order of the view being left is delivered during its flush.
 plant core/src/groups/machine/mod.rs \
-  'if view != self.view.id || self.flush.is_some() {' \
-  'if view != self.view.id && self.flush.is_some() {' \
+  'if *view != self.view.id || self.flush.is_some() {' \
+  'if *view != self.view.id && self.flush.is_some() {' \
   groups
 # A member never takes a higher stability mark (== or <).
 plant core/src/groups/machine/mod.rs \
@@ -542,16 +542,16 @@ plant core/src/membership/machine/agreement.rs \
 # A daemon left out not noticing (==, <, sharing no member), or taking a view that
 # shares no member, or an older one, for one that left it out (||, sharing always).
 plant core/src/membership/machine/agreement.rs \
-  'if v.id > self.view.id && self.view.contains_any_of(&v) {' \
-  'if v.id == self.view.id && self.view.contains_any_of(&v) {' \
+  'if v.id > self.view.id && self.view.contains_any_of(&v) && !taken_in {' \
+  'if v.id == self.view.id && self.view.contains_any_of(&v) && !taken_in {' \
   membership
 plant core/src/membership/machine/agreement.rs \
-  'if v.id > self.view.id && self.view.contains_any_of(&v) {' \
-  'if v.id < self.view.id && self.view.contains_any_of(&v) {' \
+  'if v.id > self.view.id && self.view.contains_any_of(&v) && !taken_in {' \
+  'if v.id < self.view.id && self.view.contains_any_of(&v) && !taken_in {' \
   membership
 plant core/src/membership/machine/agreement.rs \
-  'if v.id > self.view.id && self.view.contains_any_of(&v) {' \
-  'if v.id > self.view.id || self.view.contains_any_of(&v) {' \
+  'if v.id > self.view.id && self.view.contains_any_of(&v) && !taken_in {' \
+  'if v.id > self.view.id || self.view.contains_any_of(&v) && !taken_in {' \
   membership
 plant core/src/membership/machine/agreement.rs \
   '        other.names().any(|n| self.contains(n))' \
@@ -1491,12 +1491,12 @@ plant core/src/groups/machine/fifo.rs \
   groups
 # FIFO data of the view being left delivered during its flush.
 plant core/src/groups/machine/fifo.rs \
-  'if view != self.view.id || self.flush.is_some() || fseq == 0 {' \
-  'if view != self.view.id || self.flush.is_some() && fseq == 0 {' \
+  'if *view != self.view.id || self.flush.is_some() || fseq == 0 {' \
+  'if *view != self.view.id || self.flush.is_some() && fseq == 0 {' \
   groups
 plant core/src/groups/machine/fifo.rs \
-  'if view != self.view.id || self.flush.is_some() || fseq == 0 {' \
-  'if view != self.view.id && self.flush.is_some() || fseq == 0 {' \
+  'if *view != self.view.id || self.flush.is_some() || fseq == 0 {' \
+  'if *view != self.view.id && self.flush.is_some() || fseq == 0 {' \
   groups
 # FIFO data taken from another address or another life of its origin.
 plant core/src/groups/machine/fifo.rs \
@@ -1848,6 +1848,58 @@ plant core/src/membership/machine.rs \
 plant core/src/membership/machine.rs \
   $'fn timing(&self) -> &super::msg::Timing {\n        &self.cfg.timing' \
   $'fn timing(&self) -> &super::msg::Timing {\n        Box::leak(Box::default())' \
+  membership
+# The acknowledgement as a promise (the merge race of membership-partition seed 511):
+# a member acknowledges another coordinator's proposal while held; a coordinator
+# gives its proposal up without releasing its members; an acknowledgement counted for
+# twice the commit timeout; a coordinator held off by a lower proposal drops its own; a
+# held daemon proposes; a member being taken in (held, or proposing) starts again
+# alone; a release taken from anyone; a proposal for an earlier life met with silence;
+# an acknowledgement stamped when it came instead of when the member was asked; the
+# check's promise clause skipped.
+plant core/src/membership/machine/agreement.rs \
+  '            && a.view.id.coordinator != proposal.id.coordinator' \
+  '            && a.view.id.coordinator != proposal.id.coordinator && false' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'for to in acked {' \
+  'for to in acked.into_iter().take(0) {' \
+  membership
+plant core/src/membership/machine.rs \
+  'now < a.at + commit_timeout / 2' \
+  'now < a.at + commit_timeout * 2' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'            // ends).\n            return;' \
+  $'            // ends).\n            self.abandon_proposal();\n            return;' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'if self.awaiting.is_some() {' \
+  'if self.awaiting.is_some() && false {' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'let taken_in = self.awaiting.as_ref().is_some_and(|a| a.view.id > v.id)' \
+  'let taken_in = self.awaiting.as_ref().is_some_and(|a| a.view.id > v.id && false)' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  '|| self.proposing.as_ref().is_some_and(|p| p.view.id > v.id);' \
+  '|| self.proposing.as_ref().is_some_and(|p| p.view.id > v.id && false);' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  'a.view.id == id && a.view.member(&id.coordinator).map(|c| c.addr) == Some(from)' \
+  'a.view.id == id' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'hold the members that acknowledged meanwhile).\n            let msg = MemberMsg::Join {\n                member: self.me.clone(),\n            };\n            self.send(coord, &msg);' \
+  $'hold the members that acknowledged meanwhile).\n            let msg = MemberMsg::Join {\n                member: self.me.clone(),\n            };\n            let _ = (coord, msg);' \
+  membership
+plant core/src/membership/machine/agreement.rs \
+  $'        let at = p\n            .asked' \
+  $'        let at = now;\n        let _ = p\n            .asked' \
+  membership
+plant core/src/membership/machine/checks.rs \
+  $'            if self.proposing.is_some() {\n                return Err(format!(\n                    "proposing while holding' \
+  $'            if false {\n                return Err(format!(\n                    "proposing while holding' \
   membership
 for k in "${!files[@]}"; do
   n=$((k + 1))

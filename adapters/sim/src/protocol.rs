@@ -238,6 +238,13 @@ pub trait Protocol: Clone {
         PORT
     }
 
+    /// A short reading of a frame for `--trace` (its message and the fields that
+    /// matter when reading a run), or `None` to show its kind only. Default: `None`.
+    fn describe(&self, frame: &Frame) -> Option<String> {
+        let _ = frame;
+        None
+    }
+
     /// The predicate names `(:expect NAME ...)` may use.
     fn predicates(&self) -> &'static [&'static str] {
         &[]

@@ -1284,8 +1284,12 @@ impl<P: Protocol> Sim<P> {
                 s
             }
         };
+        let what = self
+            .protocol
+            .describe(frame)
+            .map_or(String::new(), |d| format!(" {d}"));
         let line = format!(
-            "{} -> {} frame {} ({len} B){fate}",
+            "{} -> {} frame {}{what} ({len} B){fate}",
             self.world.name(from),
             self.world.name(to),
             frame.kind

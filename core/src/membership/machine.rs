@@ -209,11 +209,36 @@ struct Verify {
 struct Proposing {
     view: View,
     config: Option<ClusterConfig>,
-    /// Acknowledgements: member → (its last primary view, that view's basis).
-    acks: BTreeMap<String, (ViewId, Vec<String>)>,
+    /// Acknowledgements by member (this daemon's own among them).
+    acks: BTreeMap<String, Ack>,
+    /// Members asked and not answered since, with when the first copy went.
+    asked: BTreeMap<String, Instant>,
     deadline: Instant,
     /// Times the deadline was pushed back to check silent members.
     extensions: u32,
+}
+
+/// A member's acknowledgement of a proposal.
+#[derive(Clone, Debug)]
+struct Ack {
+    /// The member's last primary view, and that view's basis.
+    last: ViewId,
+    basis: Vec<String>,
+    /// When the member was asked for it. Its acknowledgement is a promise that lasts
+    /// its commit wait from when it was given, which is after that; the coordinator
+    /// counts it for half the wait (the rest is for the commit to reach the member),
+    /// and asks again past it.
+    at: Instant,
+}
+
+impl Proposing {
+    /// Whether `name`'s acknowledgement still holds at `now`. The coordinator's own
+    /// (`me`) always does.
+    fn holds(&self, name: &str, me: &str, now: Instant, commit_timeout: Duration) -> bool {
+        self.acks
+            .get(name)
+            .is_some_and(|a| name == me || now < a.at + commit_timeout / 2)
+    }
 }
 
 /// A proposal this daemon acknowledged, waiting for its commit.
@@ -546,7 +571,7 @@ impl Membership {
                 last_primary,
                 basis,
             } => self.on_ack(now, id, m, last_primary, basis),
-            MemberMsg::Nack { id, higher } => self.on_nack(now, id, higher),
+            MemberMsg::Nack { id, higher } => self.on_nack(now, from, id, higher),
             MemberMsg::Commit { view, config } => self.on_commit(now, view, config),
             MemberMsg::Join { member } => self.on_join(now, member),
             // A stranger cannot stop this daemon with a refusal it never asked for. A

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::super::msg::{ClusterConfig, MemberMsg};
 use super::super::view::{self, Member, View, ViewId};
 use super::{
-    Awaiting, Gathering, MAX_EXTENSIONS, Membership, MembershipEvent, Proposing, Timer,
+    Ack, Awaiting, Gathering, MAX_EXTENSIONS, Membership, MembershipEvent, Proposing, Timer,
     names_not_in,
 };
 use crate::machine::PeerAddr;
@@ -66,6 +66,13 @@ impl Membership {
         {
             return;
         }
+        if self.awaiting.is_some() {
+            // Its acknowledgement of another coordinator's proposal is a promise to
+            // take part in nothing else until that commit or the end of the wait for it
+            // (SPEC §9.4): counting itself into a proposal of its own would break it.
+            self.timers.set(Timer::Propose, now + self.timing().retry);
+            return;
+        }
         self.max_epoch = self
             .max_epoch
             .max(self.highest.epoch)
@@ -91,17 +98,25 @@ impl Membership {
             config_version: config.as_ref().map_or(self.cfg.version, |c| c.version),
         };
         let mut acks = std::collections::BTreeMap::new();
-        acks.insert(self.me.name.clone(), self.last_primary.clone());
+        acks.insert(
+            self.me.name.clone(),
+            Ack {
+                last: self.last_primary.0.clone(),
+                basis: self.last_primary.1.clone(),
+                at: now,
+            },
+        );
         self.stats.proposals += 1;
         self.proposing = Some(Proposing {
             view: view.clone(),
             config: config.clone(),
             acks,
+            asked: std::collections::BTreeMap::new(),
             deadline: now + self.timing().ack_timeout,
             extensions: 0,
         });
-        self.send_proposal();
-        if self.proposal_complete() {
+        self.send_proposal(now);
+        if self.proposal_complete(now) {
             self.commit(now);
         } else {
             self.timers
@@ -109,9 +124,13 @@ impl Membership {
         }
     }
 
-    /// Sends the proposal to every member that has not acknowledged it.
-    fn send_proposal(&mut self) {
-        let Some(p) = &self.proposing else {
+    /// Sends the proposal to every member whose acknowledgement does not hold (never
+    /// came, or came too long ago to count: the member acknowledges again, and so
+    /// renews its promise).
+    fn send_proposal(&mut self, now: Instant) {
+        let commit_timeout = self.timing().commit_timeout;
+        let me = self.me.name.clone();
+        let Some(p) = &mut self.proposing else {
             return;
         };
         let frame = MemberMsg::Propose {
@@ -119,22 +138,30 @@ impl Membership {
             config: p.config.clone(),
         }
         .to_frame();
-        let targets: Vec<PeerAddr> = p
+        let targets: Vec<&Member> = p
             .view
             .members
             .iter()
-            .filter(|m| !p.acks.contains_key(&m.name))
-            .map(|m| m.addr)
+            .filter(|m| !p.holds(&m.name, &me, now, commit_timeout))
             .collect();
+        for m in &targets {
+            p.asked.entry(m.name.clone()).or_insert(now);
+        }
+        let targets: Vec<PeerAddr> = targets.iter().map(|m| m.addr).collect();
         for to in targets {
             self.send_frame(to, frame.clone());
         }
     }
 
-    fn proposal_complete(&self) -> bool {
-        self.proposing
-            .as_ref()
-            .is_some_and(|p| p.view.members.iter().all(|m| p.acks.contains_key(&m.name)))
+    /// Every member's acknowledgement holds.
+    fn proposal_complete(&self, now: Instant) -> bool {
+        let commit_timeout = self.timing().commit_timeout;
+        self.proposing.as_ref().is_some_and(|p| {
+            p.view
+                .members
+                .iter()
+                .all(|m| p.holds(&m.name, &self.me.name, now, commit_timeout))
+        })
     }
 
     pub(super) fn on_propose_retry(&mut self, now: Instant) {
@@ -142,16 +169,17 @@ impl Membership {
             return;
         };
         if now < p.deadline {
-            self.send_proposal();
+            self.send_proposal(now);
             self.timers
                 .set(Timer::ProposeRetry, now + self.timing().retry);
             return;
         }
+        let commit_timeout = self.timing().commit_timeout;
         let silent: Vec<String> = p
             .view
             .members
             .iter()
-            .filter(|m| !p.acks.contains_key(&m.name))
+            .filter(|m| !p.holds(&m.name, &self.me.name, now, commit_timeout))
             .map(|m| m.name.clone())
             .collect();
         if p.extensions < MAX_EXTENSIONS {
@@ -169,14 +197,14 @@ impl Membership {
                 }
             }
             if self.proposing.is_some() {
-                self.send_proposal();
+                self.send_proposal(now);
                 self.timers
                     .set(Timer::ProposeRetry, now + self.timing().retry);
             }
             return;
         }
         // Still silent though reachable (or newcomers that never answered): left out.
-        self.proposing = None;
+        self.abandon_proposal();
         for s in silent {
             self.joins.remove(&s);
             self.merge.remove(&s);
@@ -185,8 +213,8 @@ impl Membership {
         self.propose(now);
     }
 
-    /// A proposal from a coordinator: acknowledged if it is the highest seen, refused
-    /// otherwise.
+    /// A proposal from a coordinator: acknowledged if it is the highest seen and this
+    /// daemon has promised no other coordinator's proposal, refused otherwise.
     pub(super) fn on_propose(
         &mut self,
         now: Instant,
@@ -200,7 +228,13 @@ impl Membership {
             return;
         }
         if proposal.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation) {
-            // A proposal for an earlier life of this daemon: it must join anew.
+            // A proposal for an earlier life of this daemon: it asks to join as it is
+            // now (silence would have the coordinator wait for a life that is gone, and
+            // hold the members that acknowledged meanwhile).
+            let msg = MemberMsg::Join {
+                member: self.me.clone(),
+            };
+            self.send(coord, &msg);
             return;
         }
         self.max_epoch = self.max_epoch.max(proposal.id.epoch);
@@ -212,12 +246,26 @@ impl Membership {
             self.send(coord, &msg);
             return;
         }
+        if let Some(a) = &self.awaiting
+            && a.view.id.coordinator != proposal.id.coordinator
+        {
+            // This daemon acknowledged another coordinator's proposal, which may be
+            // committed yet: acknowledging this one too would count it into two views
+            // at once (both could be committed, each thinking it has it). It refuses
+            // until that commit comes, the coordinator gives its proposal up, or the
+            // wait for the commit ends; its refusal names the proposal it is held by
+            // (below this one, which tells the two kinds of refusal apart).
+            let msg = MemberMsg::Nack {
+                id: proposal.id,
+                higher: a.view.id.clone(),
+            };
+            self.send(coord, &msg);
+            return;
+        }
         if proposal.id > self.highest {
             self.highest = proposal.id.clone();
             // A higher proposal than this daemon's own: it gives way.
-            if self.proposing.take().is_some() {
-                self.timers.cancel(&Timer::ProposeRetry);
-            }
+            self.abandon_proposal();
         }
         let mut early = false;
         if self.canary && proposal.members.len() > 2 {
@@ -253,21 +301,79 @@ impl Membership {
         last: ViewId,
         basis: Vec<String>,
     ) {
+        let current = self.proposing.as_ref().is_some_and(|p| p.view.id == id);
+        if !current {
+            if id.coordinator == self.me.name
+                && id.incarnation == self.me.incarnation
+                && id > self.view.id
+            {
+                // An acknowledgement of a proposal this daemon gave up (it came after
+                // the releases went out): the member is released now.
+                let msg = MemberMsg::Nack {
+                    id: id.clone(),
+                    higher: id,
+                };
+                self.send(from.addr, &msg);
+            }
+            return;
+        }
         let Some(p) = &mut self.proposing else {
             return;
         };
-        if p.view.id != id
-            || p.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation)
-        {
+        if p.view.member(&from.name).map(|m| m.incarnation) != Some(from.incarnation) {
             return;
         }
-        p.acks.insert(from.name, (last, basis));
-        if self.proposal_complete() {
+        // The promise began when the member was asked (the first copy of this round
+        // sent to it), or later: counting from there holds even if this daemon was
+        // paused before it got to the acknowledgement.
+        let at = p
+            .asked
+            .remove(&from.name)
+            .or_else(|| p.acks.get(&from.name).map(|a| a.at))
+            .unwrap_or(now);
+        p.acks.insert(from.name, Ack { last, basis, at });
+        if self.proposal_complete(now) {
             self.commit(now);
         }
     }
 
-    pub(super) fn on_nack(&mut self, now: Instant, id: ViewId, higher: ViewId) {
+    /// Gives up the proposal in flight, if any, and releases the members that
+    /// acknowledged it from their promise (a `Nack` of its own id from its
+    /// coordinator), so that they may take another coordinator's proposal at once
+    /// rather than at the end of their commit wait.
+    pub(super) fn abandon_proposal(&mut self) {
+        let Some(p) = self.proposing.take() else {
+            return;
+        };
+        self.timers.cancel(&Timer::ProposeRetry);
+        let frame = MemberMsg::Nack {
+            id: p.view.id.clone(),
+            higher: p.view.id.clone(),
+        }
+        .to_frame();
+        let acked: Vec<PeerAddr> = p
+            .view
+            .members
+            .iter()
+            .filter(|m| m.name != self.me.name && p.acks.contains_key(&m.name))
+            .map(|m| m.addr)
+            .collect();
+        for to in acked {
+            self.send_frame(to, frame.clone());
+        }
+    }
+
+    /// A refusal of this daemon's proposal, or a coordinator's release of the proposal
+    /// this daemon acknowledged.
+    pub(super) fn on_nack(&mut self, now: Instant, from: PeerAddr, id: ViewId, higher: ViewId) {
+        let released = self.awaiting.as_ref().is_some_and(|a| {
+            a.view.id == id && a.view.member(&id.coordinator).map(|c| c.addr) == Some(from)
+        });
+        if released {
+            self.awaiting = None;
+            self.timers.cancel(&Timer::CommitWait);
+            return;
+        }
         self.max_epoch = self.max_epoch.max(higher.epoch);
         let Some(p) = &self.proposing else {
             return;
@@ -275,8 +381,15 @@ impl Membership {
         if p.view.id != id {
             return;
         }
-        self.timers.cancel(&Timer::ProposeRetry);
-        self.proposing = None;
+        if higher < id {
+            // The member is held by its acknowledgement of a lower proposal of another
+            // coordinator, not committed yet: this one stays, and is sent again until
+            // the member is free (that coordinator gives its proposal up when it hears
+            // this higher one, or commits it; or the member's wait for the commit
+            // ends).
+            return;
+        }
+        self.abandon_proposal();
         if self.unreachable.contains(&higher.coordinator)
             || higher.coordinator.as_str() >= self.me.name.as_str()
         {
@@ -302,8 +415,12 @@ impl Membership {
         // installs (SPEC §9.4). Asserted here, not only tested by the caller — and
         // restated rather than calling `proposal_complete`, so that a bug in that test
         // (planted bug 1 in TESTING.md) still meets this one.
+        let commit_timeout = self.timing().commit_timeout;
         debug_assert!(
-            p.view.members.iter().all(|m| p.acks.contains_key(&m.name)),
+            p.view
+                .members
+                .iter()
+                .all(|m| p.holds(&m.name, &self.me.name, now, commit_timeout)),
             "committing {} without every member's acknowledgement",
             p.view.id
         );
@@ -323,9 +440,9 @@ impl Membership {
         let newest = p
             .acks
             .values()
-            .filter(|(_, b)| !b.is_empty())
-            .max_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, b)| b.clone())
+            .filter(|a| !a.basis.is_empty())
+            .max_by(|a, b| a.last.cmp(&b.last))
+            .map(|a| a.basis.clone())
             .unwrap_or_else(|| v.names().map(str::to_string).collect());
         let basis = if configured.is_empty() {
             newest
@@ -455,8 +572,7 @@ impl Membership {
             .as_ref()
             .is_some_and(|p| p.view.id <= self.view.id)
         {
-            self.proposing = None;
-            self.timers.cancel(&Timer::ProposeRetry);
+            self.abandon_proposal();
         }
         self.gathering = None;
         self.timers.cancel(&Timer::Gather);
@@ -614,7 +730,11 @@ impl Membership {
             }
             return;
         }
-        if v.id > self.view.id && self.view.contains_any_of(&v) {
+        // A proposal above that view, with this daemon in it, acknowledged and not yet
+        // committed (its promise holds it), or its own in flight: it is being taken in.
+        let taken_in = self.awaiting.as_ref().is_some_and(|a| a.view.id > v.id)
+            || self.proposing.as_ref().is_some_and(|p| p.view.id > v.id);
+        if v.id > self.view.id && self.view.contains_any_of(&v) && !taken_in {
             if self.leaving {
                 // Out, as asked.
                 self.outbox.event(MembershipEvent::Left);

@@ -90,6 +90,14 @@ impl Membership {
             }
         }
         if let Some(a) = &self.awaiting {
+            // An acknowledgement is a promise to take part in no other coordinator's
+            // view until that commit: this daemon proposes nothing meanwhile.
+            if self.proposing.is_some() {
+                return Err(format!(
+                    "proposing while holding to proposal {} of another coordinator",
+                    a.view.id
+                ));
+            }
             if a.view.id > self.highest {
                 return Err("awaiting a commit above the highest id seen".into());
             }

@@ -246,8 +246,7 @@ impl Membership {
             .as_ref()
             .is_some_and(|p| p.view.contains(name) && !p.acks.contains_key(name))
         {
-            self.proposing = None;
-            self.timers.cancel(&Timer::ProposeRetry);
+            self.abandon_proposal();
         }
         if self.is_coordinator() {
             self.changes_pending(now);

@@ -779,6 +779,7 @@ mod agreement;
 mod epochs;
 mod frames;
 mod gather;
+mod promise;
 
 /// A coordinator that is leaving proposes nothing more, even when a change comes while
 /// it waits to be let go (here another member leaves at the same time): the next

@@ -90,7 +90,7 @@ pub(super) fn proposal(epoch: u64, coordinator: &Member, members: &[Member]) -> 
 }
 
 /// What `m` answered to `to`: the acknowledged and refused proposal ids.
-fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
+pub(super) fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
     let (mut acked, mut refused) = (Vec::new(), Vec::new());
     while let Some(o) = m.poll_output() {
         if let Output::Transmit(t) = o
@@ -108,7 +108,7 @@ fn answers(m: &mut Membership, to: Member) -> (Vec<ViewId>, Vec<ViewId>) {
 
 /// `from`'s acknowledgement of proposal `id`, as a daemon that was never in a primary
 /// view sends it.
-fn ack_from(from: &Member, id: &ViewId) -> MemberMsg {
+pub(super) fn ack_from(from: &Member, id: &ViewId) -> MemberMsg {
     MemberMsg::Ack {
         id: id.clone(),
         from: from.clone(),
@@ -123,7 +123,7 @@ fn ack_from(from: &Member, id: &ViewId) -> MemberMsg {
 
 /// Fires `m`'s timers due at `now` and drains its output: the views of the proposals it
 /// sent (one per member asked).
-fn proposals_at(m: &mut Membership, now: Instant) -> Vec<View> {
+pub(super) fn proposals_at(m: &mut Membership, now: Instant) -> Vec<View> {
     m.handle_timeout(now);
     let mut views = Vec::new();
     while let Some(o) = m.poll_output() {
@@ -547,21 +547,31 @@ fn an_outbid_coordinator_gives_way_only_to_a_lesser_name() {
 }
 
 /// A view committed after this daemon acknowledged a higher proposal (the commit of an
-/// earlier one it had taken, delivered late) is installed, but leaves the highest id
-/// seen where it was: a proposal between the two is still refused as stale. Installing
-/// counts a view.
+/// earlier one it had taken, delivered late, after its wait for it ended) is installed,
+/// but leaves the highest id seen where it was: a proposal between the two is still
+/// refused as stale. Installing counts a view.
 #[test]
 fn a_late_commit_does_not_lower_the_highest_proposal_seen() {
-    let now = Instant::from_millis(10);
+    let mut now = Instant::from_millis(10);
     let mut alpha = lone_alpha();
     let me = alpha.me().clone();
     let (x, y, z) = (member("xray", 5), member("yankee", 6), member("zulu", 7));
-    let feed = |m: &mut Membership, from: &Member, msg: &MemberMsg| feed_from(m, now, from, msg);
-    // Yankee's epoch 8, then xray's epoch 9: both acknowledged.
+    // Yankee's epoch 8 acknowledged; its commit does not come in time.
     let p8 = proposal(8, &y, &[me.clone(), y.clone()]);
-    feed(&mut alpha, &y, &p8);
-    feed(&mut alpha, &x, &proposal(9, &x, &[me.clone(), x.clone()]));
-    while alpha.poll_output().is_some() {}
+    feed_from(&mut alpha, now, &y, &p8);
+    now += alpha.timing().commit_timeout;
+    alpha.handle_timeout(now);
+    assert!(alpha.awaiting.is_none(), "the wait for the commit ended");
+    // Then xray's epoch 9: acknowledged.
+    feed_from(
+        &mut alpha,
+        now,
+        &x,
+        &proposal(9, &x, &[me.clone(), x.clone()]),
+    );
+    let (acked, _) = answers(&mut alpha, x.clone());
+    assert_eq!(acked.len(), 1, "epoch 9 acknowledged once free");
+    let feed = |m: &mut Membership, from: &Member, msg: &MemberMsg| feed_from(m, now, from, msg);
     // Yankee commits its epoch 8.
     let MemberMsg::Propose { view: mut v8, .. } = p8 else {
         unreachable!("a proposal")
@@ -588,7 +598,7 @@ fn a_late_commit_does_not_lower_the_highest_proposal_seen() {
 
 /// The view of a proposal message, committed as its coordinator would (primary, its
 /// members its basis).
-fn committed(p: &MemberMsg) -> View {
+pub(super) fn committed(p: &MemberMsg) -> View {
     let MemberMsg::Propose { view, .. } = p else {
         unreachable!("a proposal")
     };
@@ -598,7 +608,7 @@ fn committed(p: &MemberMsg) -> View {
 }
 
 /// A coordinator whose own proposal is in flight installs the commit of a lower view it
-/// acknowledged earlier (delivered late): the proposal, above that view, goes on — it is
+/// acknowledged earlier (delivered late, after its wait for it ended): the proposal, above that view, goes on — it is
 /// sent again, and the acknowledgement of its last member commits it. (Kills `install`'s
 /// `p.view.id <= self.view.id` → `>`, which drops it.)
 #[test]
@@ -608,11 +618,16 @@ fn a_proposal_above_a_view_committed_meanwhile_goes_on() {
     let retry = alpha.timing().retry;
     let me = alpha.me().clone();
     let (j, x) = (member("juliet", 4), member("xray", 5));
-    // xray proposes epoch 9 with alpha: acknowledged.
+    // xray proposes epoch 9 with alpha: acknowledged, but its commit does not come
+    // within the commit timeout, which frees alpha.
     let p9 = proposal(9, &x, &[me.clone(), x.clone()]);
     feed_from(&mut alpha, now, &x, &p9);
     let (acked, _) = answers(&mut alpha, x.clone());
     assert_eq!(acked.len(), 1);
+    now += alpha.timing().commit_timeout;
+    alpha.handle_timeout(now);
+    assert!(alpha.awaiting.is_none(), "the wait for the commit ended");
+    while alpha.poll_output().is_some() {}
     // juliet asks alpha (still alone in its view, so coordinating it) to join: alpha
     // proposes a view of the two, above everything it has seen.
     feed_from(&mut alpha, now, &j, &MemberMsg::Join { member: j.clone() });

@@ -372,6 +372,7 @@ fn the_check_sees_a_proposal_of_another_coordinator() {
         view: next.clone(),
         config: None,
         acks: Default::default(),
+        asked: Default::default(),
         deadline: Instant::from_secs(1),
         extensions: 0,
     });
@@ -380,6 +381,35 @@ fn the_check_sees_a_proposal_of_another_coordinator() {
     m.highest = next.id.clone();
     m.proposing.as_mut().unwrap().view = next;
     fires(&m, "is not above view");
+}
+
+/// A daemon that holds to another coordinator's proposal proposes nothing: a proposal of
+/// its own beside an awaited commit is caught. (Guards the check's promise clause.)
+#[test]
+fn the_check_sees_a_proposal_beside_a_promise() {
+    use super::super::{Awaiting, Proposing, Timer};
+    let mut m = alone();
+    installed(&mut m, 3);
+    let mut mine = m.view.clone();
+    mine.id.epoch = 2;
+    mine.id.coordinator = "alpha".into();
+    m.max_epoch = 2;
+    m.highest = mine.id.clone();
+    m.timers.set(Timer::ProposeRetry, Instant::from_secs(1));
+    m.timers.set(Timer::CommitWait, Instant::from_secs(1));
+    let mut theirs = mine.clone();
+    theirs.id.coordinator = "a0".into();
+    m.awaiting = Some(Awaiting { view: theirs });
+    assert!(m.check_invariants().is_ok(), "{:?}", m.check_invariants());
+    m.proposing = Some(Proposing {
+        view: mine,
+        config: None,
+        acks: Default::default(),
+        asked: Default::default(),
+        deadline: Instant::from_secs(1),
+        extensions: 0,
+    });
+    fires(&m, "proposing while holding to proposal");
 }
 
 /// Every timer names something that is there: a probe timer for a member not being
