@@ -1800,7 +1800,7 @@ plant core/src/membership/view.rs \
   $'write!(f, "{}", self.epoch)' \
   membership
 plant core/src/membership/view.rs \
-  $'(crate::fnv::fnv1a(name.bytes()), name)' \
+  $'(mix(crate::fnv::fnv1a(name.bytes())), name)' \
   $'(0, name)' \
   membership
 plant core/src/membership/view.rs \
@@ -1900,6 +1900,11 @@ plant core/src/membership/machine/agreement.rs \
 plant core/src/membership/machine/checks.rs \
   $'            if self.proposing.is_some() {\n                return Err(format!(\n                    "proposing while holding' \
   $'            if false {\n                return Err(format!(\n                    "proposing while holding' \
+  membership
+# The ring ordered by FNV-1a alone: a rack's members watch each other.
+plant core/src/membership/view.rs \
+  '(mix(crate::fnv::fnv1a(name.bytes())), name)' \
+  '(crate::fnv::fnv1a(name.bytes()), name)' \
   membership
 for k in "${!files[@]}"; do
   n=$((k + 1))

@@ -117,13 +117,22 @@ pub fn is_primary(members: &[Member], basis: &[String]) -> bool {
     2 * held > basis.len()
 }
 
-/// FNV-1a: a fixed hash, so that every daemon orders the ring the same way whatever the
-/// names look like. It spreads names that differ only at their end (a rack's) poorly:
-/// with four racks of 64, 44 members of each are watched only by their own rack
-/// (TESTING.md, "Found and left open"); a finaliser would spread them, but a new ring
-/// order must come with the fix of the merge cascade it uncovered.
+/// FNV-1a through MurmurHash3's 64-bit finaliser: a fixed hash, so that every daemon
+/// orders the ring the same way whatever the names look like. FNV-1a alone keeps names
+/// that differ only at their end (a rack's, `rack2-n17`) close together, so a rack's
+/// members watched each other and a rack that lost power was found a few members per
+/// view change; the finaliser mixes every input bit into every output bit.
 fn ring_key(name: &str) -> (u64, &str) {
-    (crate::fnv::fnv1a(name.bytes()), name)
+    (mix(crate::fnv::fnv1a(name.bytes())), name)
+}
+
+/// MurmurHash3's `fmix64`.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Whether the members are sorted by name, without two of one name.
@@ -232,7 +241,7 @@ mod tests {
         let v = view(64);
         let k = watch_count(64);
         let mut ring: Vec<&str> = v.members.iter().map(|m| m.name.as_str()).collect();
-        ring.sort_by_key(|n| (crate::fnv::fnv1a(n.bytes()), *n));
+        ring.sort_by_key(|n| (mix(crate::fnv::fnv1a(n.bytes())), *n));
         for me in ["d0000", "d0031", "d0063"] {
             let at = ring.iter().position(|n| *n == me).unwrap();
             let mut want: Vec<&str> = (1..=k)
@@ -243,6 +252,63 @@ mod tests {
             let got: Vec<&str> = neighbours(&v, me).iter().map(|m| m.name.as_str()).collect();
             assert_eq!(got, want, "{me}");
         }
+    }
+
+    /// MurmurHash3's `fmix64` on known values (0 stays 0; the published constants).
+    #[test]
+    fn the_finaliser_mixes_as_published() {
+        assert_eq!(mix(0), 0);
+        assert_eq!(mix(1), 0xb456_bcfc_34c2_cb2c);
+        assert_ne!(mix(2) >> 32, mix(3) >> 32, "neighbouring inputs spread");
+    }
+
+    /// Four racks of 64 daemons named `rackR-nNN`: every daemon is watched by at least
+    /// one daemon of another rack, so a rack that loses power is seen from outside it
+    /// at once.
+    #[test]
+    fn every_member_of_a_rack_is_watched_from_outside_it() {
+        let names: Vec<String> = (0..4)
+            .flat_map(|r| (0..64).map(move |n| format!("rack{r}-n{n:02}")))
+            .collect();
+        let mut members: Vec<Member> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Member {
+                name: n.clone(),
+                incarnation: 1,
+                addr: std::net::SocketAddr::from(([10, 0, (i / 256) as u8, (i % 256) as u8], 7000)),
+            })
+            .collect();
+        normalise(&mut members);
+        let v = View {
+            id: ViewId {
+                epoch: 1,
+                coordinator: members[0].name.clone(),
+                incarnation: 1,
+            },
+            basis: Vec::new(),
+            primary: false,
+            config_version: 0,
+            members,
+        };
+        let rack = |n: &str| n.split('-').next().unwrap_or("").to_string();
+        let mut watched_from_outside: BTreeSet<String> = BTreeSet::new();
+        for m in &v.members {
+            for n in neighbours(&v, &m.name) {
+                if rack(&n.name) != rack(&m.name) {
+                    watched_from_outside.insert(n.name.clone());
+                }
+            }
+        }
+        let inside_only: Vec<&String> = names
+            .iter()
+            .filter(|n| !watched_from_outside.contains(*n))
+            .collect();
+        assert!(
+            inside_only.is_empty(),
+            "{} daemons watched only by their own rack: {inside_only:?}",
+            inside_only.len()
+        );
     }
 
     #[test]
