@@ -227,6 +227,12 @@ impl Membership {
         if !proposal.contains(&self.me.name) || self.leaving {
             return;
         }
+        if proposal.id.coordinator == self.me.name {
+            // Under this daemon's own name: its own proposal come back, one of an
+            // earlier life, or a forgery. A daemon acknowledges only others' proposals
+            // (taking its own as another's would hold it to itself).
+            return;
+        }
         if proposal.member(&self.me.name).map(|m| m.incarnation) != Some(self.me.incarnation) {
             // A proposal for an earlier life of this daemon: it asks to join as it is
             // now (silence would have the coordinator wait for a life that is gone, and

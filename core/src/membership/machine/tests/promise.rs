@@ -407,3 +407,22 @@ fn a_proposal_for_an_earlier_life_is_answered_with_a_join() {
     assert_eq!(joins, [(x.addr, alpha.me().clone())]);
     assert!(alpha.awaiting.is_none());
 }
+
+/// A proposal under this daemon's own name (its own come back, an earlier life's, or a
+/// forgery carrying the id of the proposal it has in flight) is not acknowledged: the
+/// daemon would hold to itself. (Found by the `membership_machine` fuzz target: the
+/// machine's check "proposing while holding to proposal" fired.)
+#[test]
+fn a_proposal_under_this_daemons_own_name_is_not_acknowledged() {
+    let (mut bravo, x, _y, p, now) = bravo_proposing();
+    let echo = MemberMsg::Propose {
+        view: p.clone(),
+        config: None,
+    };
+    feed_from(&mut bravo, now, &x, &echo);
+    let me = bravo.me().clone();
+    let (acked, _) = answers(&mut bravo, me);
+    assert!(acked.is_empty(), "acknowledged its own proposal");
+    assert!(bravo.awaiting.is_none(), "holds to its own proposal");
+    assert!(bravo.proposing.as_ref().is_some_and(|q| q.view.id == p.id));
+}
