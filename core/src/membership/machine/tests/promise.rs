@@ -426,3 +426,39 @@ fn a_proposal_under_this_daemons_own_name_is_not_acknowledged() {
     assert!(bravo.awaiting.is_none(), "holds to its own proposal");
     assert!(bravo.proposing.as_ref().is_some_and(|q| q.view.id == p.id));
 }
+
+/// Only an acknowledgement of a proposal this daemon gave up, in this life, and not
+/// committed, is answered with a release: a late acknowledgement of a view it committed,
+/// of another coordinator's proposal, or of a proposal of an earlier life of its name,
+/// is not.
+#[test]
+fn only_acknowledgements_of_a_proposal_given_up_are_answered_with_a_release() {
+    let (mut bravo, x, y, p, now) = bravo_proposing();
+    feed_from(&mut bravo, now, &x, &ack_from(&x, &p.id));
+    feed_from(&mut bravo, now, &y, &ack_from(&y, &p.id));
+    assert_eq!(bravo.view().id, p.id, "committed");
+    while bravo.poll_output().is_some() {}
+    // A duplicate of xray's acknowledgement of the committed view.
+    feed_from(&mut bravo, now, &x, &ack_from(&x, &p.id));
+    assert_eq!(releases(&mut bravo), [], "released from a committed view");
+    // Acknowledgements naming a higher id that is not bravo's in this life.
+    let mut theirs = p.id.clone();
+    theirs.epoch += 5;
+    theirs.coordinator = "zulu".into();
+    feed_from(&mut bravo, now, &x, &ack_from(&x, &theirs));
+    assert_eq!(releases(&mut bravo), [], "released from another's proposal");
+    let mut earlier_life = p.id.clone();
+    earlier_life.epoch += 5;
+    earlier_life.incarnation ^= 1;
+    feed_from(&mut bravo, now, &x, &ack_from(&x, &earlier_life));
+    assert_eq!(
+        releases(&mut bravo),
+        [],
+        "released from an earlier life's proposal"
+    );
+    // The same with bravo's own life: a proposal it no longer has.
+    let mut mine = p.id.clone();
+    mine.epoch += 5;
+    feed_from(&mut bravo, now, &x, &ack_from(&x, &mine));
+    assert_eq!(releases(&mut bravo), [(x.addr, mine)]);
+}
