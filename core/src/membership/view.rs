@@ -270,15 +270,7 @@ mod tests {
         let names: Vec<String> = (0..4)
             .flat_map(|r| (0..64).map(move |n| format!("rack{r}-n{n:02}")))
             .collect();
-        let mut members: Vec<Member> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Member {
-                name: n.clone(),
-                incarnation: 1,
-                addr: std::net::SocketAddr::from(([10, 0, (i / 256) as u8, (i % 256) as u8], 7000)),
-            })
-            .collect();
+        let mut members: Vec<Member> = names.iter().map(|n| member(n)).collect();
         normalise(&mut members);
         let v = View {
             id: ViewId {

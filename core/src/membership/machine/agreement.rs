@@ -138,16 +138,13 @@ impl Membership {
             config: p.config.clone(),
         }
         .to_frame();
-        let targets: Vec<&Member> = p
-            .view
-            .members
-            .iter()
-            .filter(|m| !p.holds(&m.name, &me, now, commit_timeout))
-            .collect();
-        for m in &targets {
-            p.asked.entry(m.name.clone()).or_insert(now);
+        let mut targets: Vec<PeerAddr> = Vec::new();
+        for m in &p.view.members {
+            if !p.holds(&m.name, &me, now, commit_timeout) {
+                p.asked.entry(m.name.clone()).or_insert(now);
+                targets.push(m.addr);
+            }
         }
-        let targets: Vec<PeerAddr> = targets.iter().map(|m| m.addr).collect();
         for to in targets {
             self.send_frame(to, frame.clone());
         }

@@ -46,6 +46,15 @@ fn proposals_sent(m: &mut Membership, now: Instant) -> Vec<(SocketAddr, ViewId)>
     out
 }
 
+/// Hands `m` the commit of proposal `p` from its coordinator `from`.
+fn commit_from(m: &mut Membership, now: Instant, from: &Member, p: &MemberMsg) {
+    let commit = MemberMsg::Commit {
+        view: committed(p),
+        config: None,
+    };
+    feed_from(m, now, from, &commit);
+}
+
 /// "bravo" alone with xray and yankee asking to join, and the proposal of the three it
 /// sent one retry later.
 fn bravo_proposing() -> (Membership, Member, Member, View, Instant) {
@@ -94,15 +103,7 @@ fn an_acknowledgement_holds_a_member_until_the_commit() {
         }
     }
     assert_eq!(nacks, [(9, 8)], "refused, naming yankee's epoch 8");
-    feed_from(
-        &mut alpha,
-        now,
-        &y,
-        &MemberMsg::Commit {
-            view: committed(&p8),
-            config: None,
-        },
-    );
+    commit_from(&mut alpha, now, &y, &p8);
     assert_eq!(alpha.view().id.epoch, 8, "yankee's view installed");
     while alpha.poll_output().is_some() {}
     feed_from(&mut alpha, now, &x, &p9);
@@ -268,15 +269,7 @@ fn a_daemon_held_by_a_proposal_proposes_nothing_until_it_is_committed() {
         let sent = proposals_at(&mut alpha, now);
         assert!(sent.is_empty(), "proposed while held: {sent:?}");
     }
-    feed_from(
-        &mut alpha,
-        now,
-        &x,
-        &MemberMsg::Commit {
-            view: committed(&p5),
-            config: None,
-        },
-    );
+    commit_from(&mut alpha, now, &x, &p5);
     while alpha.poll_output().is_some() {}
     let mut mine = Vec::new();
     for _ in 0..3 {
@@ -298,15 +291,7 @@ fn a_member_being_taken_in_does_not_start_again_alone() {
     let (x, y, z) = (member("xray", 5), member("yankee", 6), member("zulu", 7));
     let p5 = proposal(5, &x, &[me.clone(), x.clone()]);
     feed_from(&mut alpha, now, &x, &p5);
-    feed_from(
-        &mut alpha,
-        now,
-        &x,
-        &MemberMsg::Commit {
-            view: committed(&p5),
-            config: None,
-        },
-    );
+    commit_from(&mut alpha, now, &x, &p5);
     feed_from(
         &mut alpha,
         now,
@@ -330,15 +315,7 @@ fn a_member_being_taken_in_does_not_start_again_alone() {
     // Without the proposal that takes it in, the same news has it start again alone.
     let mut beta = lone("alpha");
     feed_from(&mut beta, now, &x, &p5);
-    feed_from(
-        &mut beta,
-        now,
-        &x,
-        &MemberMsg::Commit {
-            view: committed(&p5),
-            config: None,
-        },
-    );
+    commit_from(&mut beta, now, &x, &p5);
     feed_from(&mut beta, now + Duration::from_millis(1), &x, &state);
     assert_eq!(beta.view().names().collect::<Vec<_>>(), ["alpha"]);
 }
@@ -354,15 +331,7 @@ fn a_coordinator_whose_proposal_is_above_a_view_that_left_it_goes_on() {
     let (j, x, y) = (member("juliet", 4), member("xray", 5), member("yankee", 6));
     let p5 = proposal(5, &x, &[me.clone(), x.clone()]);
     feed_from(&mut alpha, now, &x, &p5);
-    feed_from(
-        &mut alpha,
-        now,
-        &x,
-        &MemberMsg::Commit {
-            view: committed(&p5),
-            config: None,
-        },
-    );
+    commit_from(&mut alpha, now, &x, &p5);
     feed_from(&mut alpha, now, &j, &MemberMsg::Join { member: j.clone() });
     now += alpha.timing().retry;
     let mine = proposals_at(&mut alpha, now);
